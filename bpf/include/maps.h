@@ -1,0 +1,30 @@
+/* Map definitions shared by every program. All maps are pinned by the agent, which sets the
+ * pin paths before load; sizes here are the defaults the agent reports pressure against. */
+#ifndef MEMBRANE_MAPS_H
+#define MEMBRANE_MAPS_H
+
+#include "layouts.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 512000);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+} mb_ipcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65535);
+	__type(key, __u32);
+	__type(value, struct endpoint_info);
+} mb_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct metrics_key);
+	__type(value, struct metrics_value);
+} mb_metrics SEC(".maps");
+
+#endif

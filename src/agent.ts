@@ -1,0 +1,186 @@
+/* Composition root of the agent: checks the machine, prepares the node namespace, loads the
+ * datapath, restores state and serves the API. Runs in the foreground in the current network
+ * namespace, which plays the node. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { ApiServer } from './api/server.js';
+import type { IpcacheRow, MetricsRow, Status } from './api/types.js';
+import { Datapath } from './datapath/datapath.js';
+import { ipcachePrefixOf } from './datapath/ipcache.js';
+import { DIRECTION, reasonNames } from './datapath/layouts.js';
+import { parseEndpointRef } from './endpoint/validate.js';
+import { Ipam, formatCidr, parseCidr } from './endpoint/ipam.js';
+import { EndpointManager } from './endpoint/manager.js';
+import { ensureBpffs } from './kernel/bpffs.js';
+import { ESSENTIAL, probeFeatures, type KernelFeatures } from './kernel/features.js';
+import { c } from './kernel/libbpf.js';
+import { IprouteNetlink, type Netlink } from './kernel/netlink.js';
+import { EmbeddedStore } from './store/embedded.js';
+import { Mutex } from './util/mutex.js';
+import { invalid } from './errors.js';
+
+export interface AgentOptions {
+  nodeName: string;
+  podCidr: string;
+  stateDir: string;
+  bpffsDir: string;
+  socket: string;
+  cluster: string;
+  bpfObjectDir: string;
+  logLevel: string;
+}
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const DEFAULT_BPF_OBJECT_DIR = path.join(repoRoot, 'build');
+export const VERSION = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** A problem that stops the agent from starting; printed as one line. */
+export class StartupError extends Error {}
+
+function preflight(opts: AgentOptions): KernelFeatures {
+  if (c.geteuid() !== 0) {
+    throw new StartupError('membrane agent must run as root: it needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN (try sudo)');
+  }
+  const features = probeFeatures();
+  const missing = Object.keys(ESSENTIAL).filter((f) => !features.features[f]);
+  if (missing.length) {
+    throw new StartupError(`this kernel lacks ${missing.map((m) => ESSENTIAL[m]).join(', ')}: membrane needs them to run`);
+  }
+  const obj = path.join(opts.bpfObjectDir, 'endpoint.o');
+  if (!fs.existsSync(obj)) throw new StartupError(`BPF object ${obj} is missing: build it with 'make build'`);
+  return features;
+}
+
+/**
+ * Forwarding on, the router address on the node's loopback (this kernel has no dummy driver;
+ * an address on lo is still chosen as the source towards endpoints), and the pod CIDR
+ * unreachable by default so a packet to an unused pod address dies here.
+ */
+async function prepareNode(nl: Netlink, ipam: Ipam): Promise<void> {
+  fs.writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+  await nl.apply([
+    { op: 'up', name: 'lo' },
+    { op: 'address', dev: 'lo', cidr: `${ipam.router}/32` },
+    { op: 'route', dst: formatCidr(ipam.cidr), unreachable: true },
+  ]);
+}
+
+export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promise<void> }> {
+  const log: Logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } }, pino.destination(2));
+  const features = preflight(opts);
+  const started = Date.now();
+  let podCidr;
+  try {
+    podCidr = parseCidr(opts.podCidr);
+  } catch (err) {
+    throw new StartupError(`--pod-cidr: ${(err as Error).message}`);
+  }
+  const ipam = new Ipam(podCidr);
+  const nl = new IprouteNetlink();
+  ensureBpffs(opts.bpffsDir);
+  await prepareNode(nl, ipam);
+  const nodeAddresses = (await nl.addresses()).map((a) => a.address).filter((a) => a !== ipam.router);
+
+  const store = new EmbeddedStore(opts.stateDir);
+  const datapath = Datapath.load(opts.bpfObjectDir, opts.bpffsDir);
+  log.info({ adoptedMaps: datapath.adoptedMaps }, 'datapath loaded');
+  const manager = new EndpointManager({ nodeName: opts.nodeName, cluster: opts.cluster, ipam, nodeAddresses }, store, nl, datapath, log);
+  await manager.restore();
+  log.info({ endpoints: manager.listEndpoints().length, sync: manager.lastSync }, 'state restored');
+
+  const mutex = new Mutex();
+  const serial = <T>(fn: () => Promise<T> | T) => mutex.run(fn);
+  const body = (b: unknown) => (b ?? {}) as Record<string, unknown>;
+  const strings = (v: unknown, field: string): string[] | undefined => {
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw invalid(`${field} must be a list of strings`);
+    return v as string[];
+  };
+  const optString = (v: unknown, field: string): string | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') throw invalid(`${field} must be a string`);
+    return v;
+  };
+
+  const api = new ApiServer(log)
+    .route('GET', '/v1/status', (): Status => {
+      const eps = manager.listEndpoints();
+      const maps = datapath.pressure();
+      const notReady = eps.filter((e) => e.state !== 'ready').length;
+      return {
+        health: notReady === 0 ? 'ok' : 'degraded',
+        version: VERSION,
+        node: { name: opts.nodeName, podCIDR: formatCidr(ipam.cidr), routerIP: ipam.router },
+        uptimeSeconds: Math.round((Date.now() - started) / 1000),
+        kernel: features,
+        counts: { endpoints: eps.length, endpointsNotReady: notReady, identities: manager.identityCount, namespaces: manager.namespaceCount },
+        ipam: { allocated: ipam.allocated, capacity: ipam.capacity },
+        maps,
+        lastSync: manager.lastSync,
+        paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
+      };
+    })
+    .route('GET', '/v1/namespaces', () => manager.listNamespaces())
+    .route('PUT', '/v1/namespaces/:name', ({ params, body: b }) =>
+      serial(() => manager.setNamespace(params.name!, strings(body(b).labels, 'labels'))),
+    )
+    .route('DELETE', '/v1/namespaces/:name', ({ params }) => serial(() => manager.deleteNamespace(params.name!)))
+    .route('GET', '/v1/endpoints', () => manager.listEndpoints())
+    .route('POST', '/v1/endpoints', ({ body: b }) => {
+      const r = body(b);
+      const ref = parseEndpointRef(`${optString(r.namespace, 'namespace') ?? ''}/${optString(r.name, 'name') ?? ''}`);
+      return serial(() =>
+        manager.addEndpoint({
+          ...ref,
+          labels: strings(r.labels, 'labels'),
+          ipv4: optString(r.ipv4, 'ipv4'),
+          ports: strings(r.ports, 'ports'),
+          netns: optString(r.netns, 'netns'),
+        }),
+      );
+    })
+    .route('GET', '/v1/endpoints/:namespace/:name', ({ params }) => manager.getEndpoint(params.namespace!, params.name!))
+    .route('PATCH', '/v1/endpoints/:namespace/:name', ({ params, body: b }) =>
+      serial(() => manager.updateEndpoint(params.namespace!, params.name!, strings(body(b).labels, 'labels') ?? [])),
+    )
+    .route('DELETE', '/v1/endpoints/:namespace/:name', ({ params }) =>
+      serial(() => manager.deleteEndpoint(params.namespace!, params.name!)),
+    )
+    .route('GET', '/v1/identities', () => manager.listIdentities())
+    .route('GET', '/v1/ipcache', (): IpcacheRow[] =>
+      datapath.ipcache
+        .entries()
+        .map(([k, v]) => ({
+          prefix: ipcachePrefixOf(k),
+          identity: v.identity,
+          tunnelEndpoint: v.tunnel_endpoint ? String(v.tunnel_endpoint) : '',
+          encryptKey: v.encrypt_key,
+          flags: v.flags,
+        }))
+        .sort((a, b) => a.prefix.localeCompare(b.prefix, 'en', { numeric: true })),
+    )
+    .route('GET', '/v1/bpf/metrics', (): MetricsRow[] =>
+      datapath.metrics.entriesPerCpu().map(([k, perCpu]) => ({
+        endpoint: k.ep_id,
+        direction: k.direction === DIRECTION.INGRESS ? 'INGRESS' : 'EGRESS',
+        remoteIdentity: k.remote_identity,
+        reason: reasonNames[k.reason] ?? String(k.reason),
+        packets: Number(perCpu.reduce((s, v) => s + v.packets, 0n)),
+        bytes: Number(perCpu.reduce((s, v) => s + v.bytes, 0n)),
+      })),
+    );
+
+  fs.mkdirSync(path.dirname(opts.socket), { recursive: true, mode: 0o700 });
+  await api.listen(opts.socket);
+  log.info({ socket: opts.socket, podCidr: formatCidr(ipam.cidr) }, 'agent ready');
+
+  return {
+    stop: async () => {
+      await api.close();
+      datapath.close(); // links stay pinned: traffic keeps flowing while the agent is away
+      fs.rmSync(opts.socket, { force: true });
+    },
+  };
+}

@@ -1,0 +1,89 @@
+/* Typed client of the agent API, used by the CLI, tests and benchmarks. */
+import http from 'node:http';
+import type {
+  ApiErrorBody,
+  Endpoint,
+  EndpointAddRequest,
+  Identity,
+  IpcacheRow,
+  MetricsRow,
+  Namespace,
+  Status,
+} from './types.js';
+
+export const DEFAULT_SOCKET = '/run/membrane/membrane.sock';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class AgentUnreachable extends Error {}
+
+export class AgentClient {
+  constructor(readonly socketPath: string) {}
+
+  request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          socketPath: this.socketPath,
+          method,
+          path,
+          headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown;
+            try {
+              parsed = text ? JSON.parse(text) : undefined;
+            } catch {
+              return reject(new ApiError(res.statusCode ?? 0, 'internal', `agent sent a non-JSON reply: ${text.slice(0, 200)}`));
+            }
+            if ((res.statusCode ?? 500) >= 400) {
+              const e = (parsed as ApiErrorBody | undefined)?.error;
+              return reject(new ApiError(res.statusCode ?? 500, e?.code ?? 'internal', e?.message ?? `HTTP ${res.statusCode}`));
+            }
+            resolve(parsed as T);
+          });
+        },
+      );
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        reject(
+          new AgentUnreachable(
+            `cannot reach the agent at ${this.socketPath} (${err.code ?? err.message}): start it with 'make run' or 'membrane agent', or point --socket / MEMBRANE_SOCKET at it`,
+          ),
+        );
+      });
+      req.end(payload);
+    });
+  }
+
+  status = () => this.request<Status>('GET', '/v1/status');
+  setNamespace = (name: string, labels?: string[]) =>
+    this.request<Namespace>('PUT', `/v1/namespaces/${encodeURIComponent(name)}`, { labels });
+  deleteNamespace = (name: string) => this.request<void>('DELETE', `/v1/namespaces/${encodeURIComponent(name)}`);
+  listNamespaces = () => this.request<Namespace[]>('GET', '/v1/namespaces');
+  addEndpoint = (req: EndpointAddRequest) => this.request<Endpoint>('POST', '/v1/endpoints', req);
+  listEndpoints = () => this.request<Endpoint[]>('GET', '/v1/endpoints');
+  getEndpoint = (ns: string, name: string) => this.request<Endpoint>('GET', epPath(ns, name));
+  updateEndpoint = (ns: string, name: string, labels: string[]) =>
+    this.request<Endpoint>('PATCH', epPath(ns, name), { labels });
+  deleteEndpoint = (ns: string, name: string) => this.request<void>('DELETE', epPath(ns, name));
+  listIdentities = () => this.request<Identity[]>('GET', '/v1/identities');
+  listIpcache = () => this.request<IpcacheRow[]>('GET', '/v1/ipcache');
+  listMetrics = () => this.request<MetricsRow[]>('GET', '/v1/bpf/metrics');
+}
+
+function epPath(ns: string, name: string): string {
+  return `/v1/endpoints/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`;
+}

@@ -1,0 +1,101 @@
+/* Wire types of the agent API, shared by the server and the typed client (and so the CLI). */
+
+export interface NamedPort {
+  name: string;
+  port: number;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+}
+
+export type EndpointState = 'ready' | 'not-ready';
+
+export interface Endpoint {
+  id: number;
+  namespace: string;
+  name: string;
+  /** Every label of the endpoint, `source:key=value`, including the ones derived from its namespace. */
+  labels: string[];
+  /** The subset that makes up its identity. */
+  identityLabels: string[];
+  identity: number;
+  ipv4: string;
+  ports: NamedPort[];
+  /** Network namespace name, usable with `ip netns exec`. */
+  netns: string;
+  /** True when the agent created the namespace (and deletes it with the endpoint). */
+  netnsOwned: boolean;
+  /** Host-side interface in the node namespace. */
+  interface: string;
+  ifindex: number;
+  mac: string;
+  hostMac: string;
+  state: EndpointState;
+  stateReason?: string;
+  createdAt: string;
+}
+
+export interface EndpointAddRequest {
+  namespace: string;
+  name: string;
+  labels?: string[];
+  ipv4?: string;
+  ports?: string[];
+  netns?: string;
+}
+
+export interface EndpointUpdateRequest {
+  labels: string[];
+}
+
+export interface Namespace {
+  name: string;
+  labels: Record<string, string>;
+  endpoints: number;
+}
+
+export interface Identity {
+  id: number;
+  labels: string[];
+  reserved: boolean;
+  endpoints: number;
+}
+
+export interface IpcacheRow {
+  prefix: string;
+  identity: number;
+  tunnelEndpoint: string;
+  encryptKey: number;
+  flags: number;
+}
+
+export interface MetricsRow {
+  endpoint: number;
+  direction: 'INGRESS' | 'EGRESS';
+  remoteIdentity: number;
+  reason: string;
+  packets: number;
+  bytes: number;
+}
+
+export interface MapPressure {
+  map: string;
+  entries: number;
+  maxEntries: number;
+  pressure: number;
+}
+
+export interface Status {
+  health: 'ok' | 'degraded';
+  version: string;
+  node: { name: string; podCIDR: string; routerIP: string };
+  uptimeSeconds: number;
+  kernel: { release: string; features: Record<string, boolean> };
+  counts: { endpoints: number; endpointsNotReady: number; identities: number; namespaces: number };
+  ipam: { allocated: number; capacity: number };
+  maps: MapPressure[];
+  lastSync: { written: number; deleted: number; unchanged: number; at: string; reason: string };
+  paths: { stateDir: string; bpffsDir: string; socket: string };
+}
+
+export interface ApiErrorBody {
+  error: { code: string; message: string };
+}

@@ -1,0 +1,211 @@
+/* The `membrane` command: `membrane <noun> <verb>`, talking to the agent over its unix socket. */
+import { Command, Option } from 'commander';
+import { AgentClient, AgentUnreachable, ApiError, DEFAULT_SOCKET } from '../api/client.js';
+import type { Endpoint, Identity, IpcacheRow, MetricsRow, Namespace, Status } from '../api/types.js';
+import { UserError } from '../errors.js';
+import { parseEndpointRef } from '../endpoint/validate.js';
+import { parseFormat, print, renderKeyValues, type Column } from './output.js';
+
+const program = new Command('membrane')
+  .description('Connect, secure and observe Linux workloads with eBPF')
+  .option('--socket <path>', 'agent API socket (env MEMBRANE_SOCKET)')
+  .showHelpAfterError('(run with --help for usage)');
+
+function client(): AgentClient {
+  const opts = program.opts<{ socket?: string }>();
+  return new AgentClient(opts.socket ?? process.env.MEMBRANE_SOCKET ?? DEFAULT_SOCKET);
+}
+
+const outputOption = () => new Option('-o, --output <format>', 'table, json or yaml').default('table');
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+const endpointColumns: Column<Endpoint>[] = [
+  { header: 'ENDPOINT', value: (e) => e.id },
+  { header: 'NAMESPACE', value: (e) => e.namespace },
+  { header: 'NAME', value: (e) => e.name },
+  { header: 'IDENTITY', value: (e) => e.identity },
+  { header: 'IPV4', value: (e) => e.ipv4 },
+  { header: 'INTERFACE', value: (e) => e.interface },
+  { header: 'NETNS', value: (e) => e.netns },
+  { header: 'STATE', value: (e) => (e.stateReason ? `${e.state} (${e.stateReason})` : e.state) },
+  { header: 'LABELS', value: (e) => e.identityLabels },
+];
+
+// ---- agent ----
+program
+  .command('agent')
+  .description('run the agent in the foreground; the current network namespace plays the node')
+  .requiredOption('--node-name <name>', 'name of this node')
+  .requiredOption('--pod-cidr <cidr>', 'IPv4 CIDR that endpoint addresses come from, e.g. 10.244.0.0/24')
+  .option('--state-dir <dir>', 'where desired state is persisted', '/var/lib/membrane')
+  .option('--bpffs-dir <dir>', 'bpffs directory for pinned maps and links', '/sys/fs/bpf/membrane')
+  .option('--cluster-name <name>', 'cluster name (label io.cilium.k8s.policy.cluster)', 'default')
+  .option('--bpf-dir <dir>', 'directory holding the compiled BPF objects')
+  .option('--log-level <level>', 'debug, info, warn or error', 'info')
+  .action(async (o: Record<string, string>) => {
+    const { runAgent, DEFAULT_BPF_OBJECT_DIR } = await import('../agent.js');
+    const agent = await runAgent({
+      nodeName: o.nodeName!,
+      podCidr: o.podCidr!,
+      stateDir: o.stateDir!,
+      bpffsDir: o.bpffsDir!,
+      socket: program.opts<{ socket?: string }>().socket ?? process.env.MEMBRANE_SOCKET ?? DEFAULT_SOCKET,
+      cluster: o.clusterName!,
+      bpfObjectDir: o.bpfDir ?? DEFAULT_BPF_OBJECT_DIR,
+      logLevel: o.logLevel!,
+    });
+    const shutdown = () => void agent.stop().then(() => process.exit(0));
+    process.once('SIGTERM', shutdown);
+    process.once('SIGINT', shutdown);
+  });
+
+// ---- status ----
+program
+  .command('status')
+  .description('agent health, kernel features, counts and map pressure')
+  .addOption(outputOption())
+  .action(async (o: { output: string }) => {
+    const format = parseFormat(o.output);
+    const s = await client().status();
+    if (format !== 'table') return print(s, format, []);
+    const features = Object.entries(s.kernel.features)
+      .map(([k, v]) => `${k}=${v ? 'yes' : 'NO'}`)
+      .join(' ');
+    console.log(
+      renderKeyValues([
+        ['Health', s.health],
+        ['Version', s.version],
+        ['Node', `${s.node.name} (pod CIDR ${s.node.podCIDR}, router ${s.node.routerIP})`],
+        ['Uptime', `${s.uptimeSeconds}s`],
+        ['Kernel', `${s.kernel.release}: ${features}`],
+        ['Endpoints', `${s.counts.endpoints} (${s.counts.endpointsNotReady} not ready)`],
+        ['Identities', `${s.counts.identities} allocated (range 256-65535)`],
+        ['Namespaces', String(s.counts.namespaces)],
+        ['IPAM', `${s.ipam.allocated}/${s.ipam.capacity} addresses allocated`],
+        ['Last sync', `${s.lastSync.reason}: ${s.lastSync.written} written, ${s.lastSync.deleted} deleted, ${s.lastSync.unchanged} unchanged`],
+        ...s.maps.map((m): [string, string] => [`Map ${m.map}`, `${m.entries}/${m.maxEntries} (${(m.pressure * 100).toFixed(2)}%)`]),
+      ]),
+    );
+  });
+
+// ---- namespace ----
+const ns = program.command('namespace').description('namespaces and their labels');
+ns.command('set <name>')
+  .description('create or replace a namespace and its labels')
+  .option('--labels <k=v,...>', 'namespace labels', collect)
+  .addOption(outputOption())
+  .action(async (name: string, o: { labels?: string[]; output: string }) => {
+    const format = parseFormat(o.output);
+    print(await client().setNamespace(name, o.labels ?? []), format, namespaceColumns);
+  });
+const namespaceColumns: Column<Namespace>[] = [
+  { header: 'NAME', value: (n) => n.name },
+  { header: 'ENDPOINTS', value: (n) => n.endpoints },
+  { header: 'LABELS', value: (n) => Object.entries(n.labels).map(([k, v]) => `${k}=${v}`) },
+];
+ns.command('list')
+  .addOption(outputOption())
+  .action(async (o: { output: string }) => print(await client().listNamespaces(), parseFormat(o.output), namespaceColumns));
+ns.command('delete <name>')
+  .description('delete an empty namespace')
+  .action(async (name: string) => {
+    await client().deleteNamespace(name);
+    console.log(`namespace ${name} deleted`);
+  });
+
+// ---- endpoint ----
+const ep = program.command('endpoint').description('workload endpoints');
+ep.command('add <ref>')
+  .description('create an endpoint NS/NAME: network namespace, veth, address, routes and programs')
+  .option('--labels <k=v,...>', 'endpoint labels', collect)
+  .option('--ipv4 <address>', 'address from the pod CIDR (default: the next free one)')
+  .option('--port <name:port/proto>', 'named container port (repeatable)', collect)
+  .option('--netns <name>', 'wire an existing network namespace instead of creating one')
+  .addOption(outputOption())
+  .action(async (ref: string, o: { labels?: string[]; ipv4?: string; port?: string[]; netns?: string; output: string }) => {
+    const format = parseFormat(o.output);
+    const e = await client().addEndpoint({ ...parseEndpointRef(ref), labels: o.labels, ipv4: o.ipv4, ports: o.port, netns: o.netns });
+    print(e, format, endpointColumns);
+  });
+ep.command('update <ref>')
+  .description("replace an endpoint's labels (its identity follows)")
+  .requiredOption('--labels <k=v,...>', 'the new labels', collect)
+  .addOption(outputOption())
+  .action(async (ref: string, o: { labels: string[]; output: string }) => {
+    const format = parseFormat(o.output);
+    const r = parseEndpointRef(ref);
+    print(await client().updateEndpoint(r.namespace, r.name, o.labels), format, endpointColumns);
+  });
+ep.command('delete <ref>').action(async (ref: string) => {
+  const r = parseEndpointRef(ref);
+  await client().deleteEndpoint(r.namespace, r.name);
+  console.log(`endpoint ${ref} deleted`);
+});
+ep.command('list')
+  .addOption(outputOption())
+  .action(async (o: { output: string }) => print(await client().listEndpoints(), parseFormat(o.output), endpointColumns));
+ep.command('get <ref>')
+  .addOption(outputOption())
+  .action(async (ref: string, o: { output: string }) => {
+    const format = parseFormat(o.output);
+    const r = parseEndpointRef(ref);
+    print(await client().getEndpoint(r.namespace, r.name), format, endpointColumns);
+  });
+
+// ---- identity / ipcache / bpf ----
+const identityColumns: Column<Identity>[] = [
+  { header: 'ID', value: (i) => i.id },
+  { header: 'ENDPOINTS', value: (i) => (i.reserved ? '-' : i.endpoints) },
+  { header: 'LABELS', value: (i) => i.labels },
+];
+program
+  .command('identity')
+  .description('security identities')
+  .command('list')
+  .addOption(outputOption())
+  .action(async (o: { output: string }) => print(await client().listIdentities(), parseFormat(o.output), identityColumns));
+
+const ipcacheColumns: Column<IpcacheRow>[] = [
+  { header: 'PREFIX', value: (r) => r.prefix },
+  { header: 'IDENTITY', value: (r) => r.identity },
+  { header: 'TUNNEL ENDPOINT', value: (r) => r.tunnelEndpoint || '-' },
+];
+program
+  .command('ipcache')
+  .description('IP/prefix to identity, as realized in the kernel map')
+  .command('list')
+  .addOption(outputOption())
+  .action(async (o: { output: string }) => print(await client().listIpcache(), parseFormat(o.output), ipcacheColumns));
+
+const metricsColumns: Column<MetricsRow>[] = [
+  { header: 'ENDPOINT', value: (m) => m.endpoint },
+  { header: 'DIRECTION', value: (m) => m.direction },
+  { header: 'REMOTE IDENTITY', value: (m) => m.remoteIdentity },
+  { header: 'REASON', value: (m) => m.reason },
+  { header: 'PACKETS', value: (m) => m.packets },
+  { header: 'BYTES', value: (m) => m.bytes },
+];
+program
+  .command('bpf')
+  .description('raw views of the kernel maps')
+  .command('metrics')
+  .description('datapath counters per endpoint, direction, peer identity and outcome')
+  .addOption(outputOption())
+  .action(async (o: { output: string }) => print(await client().listMetrics(), parseFormat(o.output), metricsColumns));
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof ApiError || err instanceof AgentUnreachable || err instanceof UserError) {
+      process.stderr.write(`Error: ${err.message}\n`);
+    } else if ((err as Error).name === 'StartupError') {
+      process.stderr.write(`Error: ${(err as Error).message}\n`);
+    } else {
+      process.stderr.write(`Error: ${(err as Error).stack ?? String(err)}\n`);
+    }
+    process.exit(1);
+  }
+}
+
+void main();

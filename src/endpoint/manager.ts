@@ -1,0 +1,368 @@
+/* Endpoint and namespace lifecycle. Every change is validated completely first, then applied
+ * to the kernel, then committed to the store in one write; a failure part-way undoes what was
+ * done, so the agent's accepted state never half-exists. After each change the desired
+ * datapath state is recomputed from scratch and the datapath writer applies only differences. */
+import type { Logger } from 'pino';
+import type { Endpoint, EndpointAddRequest, Namespace } from '../api/types.js';
+import type { Datapath, DesiredDatapath, SyncStats } from '../datapath/datapath.js';
+import { ipcacheKeyFor } from '../datapath/ipcache.js';
+import { conflict, invalid, notFound } from '../errors.js';
+import { identityLabels } from '../identity/filter.js';
+import { LocalIdentityAllocator, type AllocatedIdentity } from '../identity/allocator.js';
+import {
+  endpointLabels,
+  formatLabel,
+  namespaceLabels,
+  parseLabel,
+  parseLabelList,
+  type Label,
+} from '../identity/labels.js';
+import { IDENTITY_HOST, IDENTITY_WORLD, RESERVED_IDENTITIES } from '../identity/reserved.js';
+import type { Netlink } from '../kernel/netlink.js';
+import { ifindexOf } from '../kernel/netns.js';
+import type { Store } from '../store/store.js';
+import { Ipam } from './ipam.js';
+import { plumb, randomMac, unplumb } from './plumbing.js';
+import { parseNamedPorts, validateEndpointName, validateNamespaceName } from './validate.js';
+
+const MAX_ENDPOINT_ID = 65535;
+
+export interface ManagerConfig {
+  nodeName: string;
+  cluster: string;
+  ipam: Ipam;
+  nodeAddresses: string[];
+}
+
+type StoredEndpoint = Omit<Endpoint, 'ifindex' | 'state' | 'stateReason'>;
+
+const K = {
+  ns: (name: string) => `namespaces/${name}`,
+  ep: (id: number) => `endpoints/${id}`,
+  identity: (id: number) => `identities/${id}`,
+  nextEndpointId: 'meta/next-endpoint-id',
+  identityCursor: 'meta/identity-cursor',
+};
+
+export class EndpointManager {
+  private readonly endpoints = new Map<number, Endpoint>();
+  private readonly namespaces = new Map<string, Record<string, string>>();
+  private readonly allocator: LocalIdentityAllocator;
+  private nextEndpointId: number;
+  lastSync: SyncStats & { at: string; reason: string } = { written: 0, deleted: 0, unchanged: 0, at: '', reason: '' };
+
+  constructor(
+    private readonly cfg: ManagerConfig,
+    private readonly store: Store,
+    private readonly nl: Netlink,
+    private readonly datapath: Datapath,
+    private readonly log: Logger,
+  ) {
+    for (const [key, ns] of store.list<{ labels: Record<string, string> }>('namespaces/')) {
+      this.namespaces.set(key.slice('namespaces/'.length), ns.labels);
+    }
+    const identities = store.list<{ labels: string[] }>('identities/').map(([key, v]) => ({
+      id: Number(key.slice('identities/'.length)),
+      labels: v.labels,
+    }));
+    this.allocator = new LocalIdentityAllocator(identities, store.get<number>(K.identityCursor));
+    this.nextEndpointId = store.get<number>(K.nextEndpointId) ?? 1;
+    for (const [, ep] of store.list<StoredEndpoint>('endpoints/')) {
+      this.endpoints.set(ep.id, { ...ep, ifindex: 0, state: 'not-ready', stateReason: 'restoring' });
+      this.cfg.ipam.claim(ep.ipv4);
+      this.allocator.acquire(ep.identityLabels.map((l) => parseLabel(l)));
+    }
+  }
+
+  /**
+   * After a restart: re-plumb what is missing, re-adopt pinned links (swapping in the new
+   * programs), and write only map differences. Endpoints and identities keep their numbers.
+   */
+  async restore(): Promise<void> {
+    this.allocator.releaseUnused();
+    const live = new Set(this.endpoints.keys());
+    const removed = this.datapath.removeStaleLinks(live);
+    if (removed.length) this.log.info({ removed }, 'removed pinned links of endpoints that no longer exist');
+    await this.removeStrayInterfaces();
+    for (const ep of this.endpoints.values()) {
+      try {
+        let ifindex = ifindexOf(ep.interface);
+        if (!ifindex || !this.nl.netnsExists(ep.netns)) {
+          this.log.warn({ endpoint: ep.id }, 'endpoint plumbing is missing; recreating it');
+          await unplumb(this.nl, { ...ep, netnsOwned: false });
+          ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router });
+        }
+        const adopted = this.datapath.attachEndpoint(ep.id, ifindex);
+        Object.assign(ep, { ifindex, state: 'ready', stateReason: undefined });
+        this.log.debug({ endpoint: ep.id, adopted }, 'endpoint restored');
+      } catch (err) {
+        Object.assign(ep, { state: 'not-ready', stateReason: (err as Error).message });
+        this.log.error({ endpoint: ep.id, err: (err as Error).message }, 'could not restore endpoint');
+      }
+    }
+    this.syncDatapath('restore');
+  }
+
+  /** lxc* interfaces in the node namespace that no endpoint owns (a crash between plumbing and commit). */
+  private async removeStrayInterfaces(): Promise<void> {
+    const mine = new Set([...this.endpoints.values()].map((e) => e.interface));
+    for (const link of await this.nl.links()) {
+      if (/^lxc\d+$/.test(link.name) && !mine.has(link.name)) {
+        this.log.info({ interface: link.name }, 'removing interface left by an interrupted endpoint add');
+        await this.nl.apply([{ op: 'delete-link', name: link.name }]);
+      }
+    }
+  }
+
+  // ---- namespaces ----
+
+  setNamespace(name: string, labelsText: string[] | undefined): Namespace {
+    validateNamespaceName(name);
+    const labels = namespaceLabels(name, parseLabelList(labelsText));
+    const affected = [...this.endpoints.values()].filter((e) => e.namespace === name);
+    const relabelled = affected.map((ep) => this.relabel(ep, this.userLabels(ep), { name, labels }));
+    const changes = this.identityChanges(relabelled);
+    this.store.commit({
+      put: {
+        [K.ns(name)]: { labels },
+        ...changes.put,
+        ...Object.fromEntries(relabelled.map((r) => [K.ep(r.ep.id), this.stored(r.ep)])),
+        [K.identityCursor]: this.allocator.nextCursor,
+      },
+      delete: changes.delete,
+    });
+    this.namespaces.set(name, labels);
+    this.syncDatapath(`namespace ${name} set`);
+    return this.namespaceView(name);
+  }
+
+  deleteNamespace(name: string): void {
+    if (!this.namespaces.has(name)) throw notFound(`namespace "${name}" does not exist`);
+    const n = [...this.endpoints.values()].filter((e) => e.namespace === name).length;
+    if (n > 0) throw conflict(`namespace "${name}" still has ${n} endpoint(s): delete them first`);
+    this.store.commit({ delete: [K.ns(name)] });
+    this.namespaces.delete(name);
+  }
+
+  listNamespaces(): Namespace[] {
+    return [...this.namespaces.keys()].sort().map((n) => this.namespaceView(n));
+  }
+
+  private namespaceView(name: string): Namespace {
+    const labels = this.namespaces.get(name) ?? {};
+    return { name, labels, endpoints: [...this.endpoints.values()].filter((e) => e.namespace === name).length };
+  }
+
+  // ---- endpoints ----
+
+  async addEndpoint(req: EndpointAddRequest): Promise<Endpoint> {
+    validateNamespaceName(req.namespace);
+    validateEndpointName(req.name);
+    const nsLabels = this.namespaces.get(req.namespace);
+    if (!nsLabels) {
+      throw notFound(`namespace "${req.namespace}" does not exist: create it with 'membrane namespace set ${req.namespace}'`);
+    }
+    if (this.find(req.namespace, req.name)) {
+      throw conflict(`endpoint ${req.namespace}/${req.name} already exists: names are unique per namespace`);
+    }
+    const userLabels = parseLabelList(req.labels);
+    const ports = parseNamedPorts(req.ports);
+    if (req.netns !== undefined) {
+      if (!/^[A-Za-z0-9][-A-Za-z0-9_.]*$/.test(req.netns)) throw invalid(`--netns "${req.netns}" is not a valid namespace name`);
+      if (!this.nl.netnsExists(req.netns)) {
+        throw notFound(`network namespace "${req.netns}" does not exist: create it with 'ip netns add ${req.netns}' or omit --netns`);
+      }
+      const user = [...this.endpoints.values()].find((e) => e.netns === req.netns);
+      if (user) throw conflict(`network namespace "${req.netns}" is already wired to endpoint ${user.namespace}/${user.name}`);
+    }
+    const ipv4 = this.cfg.ipam.allocate(req.ipv4);
+    const id = this.allocateEndpointId();
+    const labels = endpointLabels(userLabels, { name: req.namespace, labels: nsLabels }, this.cfg.cluster);
+    const idLabels = identityLabels(labels);
+    const identity = this.allocator.acquire(idLabels);
+    const ep: Endpoint = {
+      id,
+      namespace: req.namespace,
+      name: req.name,
+      labels: labels.map(formatLabel),
+      identityLabels: idLabels.map(formatLabel),
+      identity: identity.id,
+      ipv4,
+      ports,
+      netns: req.netns ?? `${this.cfg.nodeName}-${req.namespace}-${req.name}`,
+      netnsOwned: req.netns === undefined,
+      interface: `lxc${id}`,
+      ifindex: 0,
+      mac: randomMac(),
+      hostMac: randomMac(),
+      state: 'not-ready',
+      createdAt: new Date().toISOString(),
+    };
+    try {
+      if (ep.netnsOwned && this.nl.netnsExists(ep.netns)) await this.nl.deleteNetns(ep.netns); // left by a crash
+      ep.ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router });
+      this.datapath.attachEndpoint(id, ep.ifindex);
+      ep.state = 'ready';
+      this.endpoints.set(id, ep);
+      this.store.commit({
+        put: {
+          [K.ep(id)]: this.stored(ep),
+          [K.identity(identity.id)]: { labels: identity.labels },
+          [K.nextEndpointId]: this.nextEndpointId,
+          [K.identityCursor]: this.allocator.nextCursor,
+        },
+      });
+    } catch (err) {
+      this.endpoints.delete(id);
+      this.datapath.detachEndpoint(id);
+      await unplumb(this.nl, ep).catch((e: Error) => this.log.error({ err: e.message }, 'rollback of endpoint plumbing failed'));
+      this.cfg.ipam.release(ipv4);
+      this.allocator.release(identity.id);
+      throw err;
+    }
+    this.syncDatapath(`endpoint ${ep.namespace}/${ep.name} added`);
+    return ep;
+  }
+
+  updateEndpoint(namespace: string, name: string, labelsText: string[]): Endpoint {
+    const ep = this.mustFind(namespace, name);
+    const userLabels = parseLabelList(labelsText);
+    const nsLabels = this.namespaces.get(namespace) ?? {};
+    const r = this.relabel(ep, userLabels, { name: namespace, labels: nsLabels });
+    const changes = this.identityChanges([r]);
+    this.store.commit({
+      put: { [K.ep(ep.id)]: this.stored(ep), [K.identityCursor]: this.allocator.nextCursor, ...changes.put },
+      delete: changes.delete,
+    });
+    this.syncDatapath(`endpoint ${namespace}/${name} relabelled`);
+    return ep;
+  }
+
+  async deleteEndpoint(namespace: string, name: string): Promise<void> {
+    const ep = this.mustFind(namespace, name);
+    this.endpoints.delete(ep.id);
+    this.syncDatapath(`endpoint ${namespace}/${name} deleted`);
+    this.datapath.detachEndpoint(ep.id);
+    await unplumb(this.nl, ep);
+    this.cfg.ipam.release(ep.ipv4);
+    this.allocator.release(ep.identity);
+    const stillUsed = this.allocator.get(ep.identity) !== undefined;
+    this.store.commit({ delete: [K.ep(ep.id), ...(stillUsed ? [] : [K.identity(ep.identity)])] });
+  }
+
+  listEndpoints(): Endpoint[] {
+    return [...this.endpoints.values()].sort((a, b) => a.id - b.id);
+  }
+
+  getEndpoint(namespace: string, name: string): Endpoint {
+    return this.mustFind(namespace, name);
+  }
+
+  // ---- identities ----
+
+  listIdentities(): { id: number; labels: string[]; reserved: boolean; endpoints: number }[] {
+    const users = new Map<number, number>();
+    for (const ep of this.endpoints.values()) users.set(ep.identity, (users.get(ep.identity) ?? 0) + 1);
+    return [
+      ...RESERVED_IDENTITIES.map((r) => ({ id: r.id, labels: [`reserved:${r.name}`], reserved: true, endpoints: 0 })),
+      ...this.allocator.list().map((i) => ({ ...i, reserved: false, endpoints: users.get(i.id) ?? 0 })),
+    ];
+  }
+
+  get identityCount(): number {
+    return this.allocator.list().length;
+  }
+
+  get namespaceCount(): number {
+    return this.namespaces.size;
+  }
+
+  // ---- datapath ----
+
+  desired(): DesiredDatapath {
+    const ipcache: DesiredDatapath['ipcache'] = [
+      [ipcacheKeyFor('0.0.0.0/0'), { identity: IDENTITY_WORLD }],
+      [ipcacheKeyFor(`${this.cfg.ipam.router}/32`), { identity: IDENTITY_HOST }],
+      ...this.cfg.nodeAddresses.map((a): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(`${a}/32`), { identity: IDENTITY_HOST }]),
+    ];
+    const endpoints: DesiredDatapath['endpoints'] = [];
+    for (const ep of this.endpoints.values()) {
+      ipcache.push([ipcacheKeyFor(`${ep.ipv4}/32`), { identity: ep.identity }]);
+      if (ep.ifindex > 0) {
+        endpoints.push([
+          { ifindex: ep.ifindex },
+          { ep_id: ep.id, identity: ep.identity, ipv4: ep.ipv4, mac: ep.mac, node_mac: ep.hostMac },
+        ]);
+      }
+    }
+    return { ipcache, endpoints };
+  }
+
+  private syncDatapath(reason: string): void {
+    const stats = this.datapath.sync(this.desired());
+    this.lastSync = { ...stats, at: new Date().toISOString(), reason };
+    this.log.debug({ ...stats, reason }, 'datapath synced');
+  }
+
+  // ---- helpers ----
+
+  private find(namespace: string, name: string): Endpoint | undefined {
+    for (const ep of this.endpoints.values()) if (ep.namespace === namespace && ep.name === name) return ep;
+    return undefined;
+  }
+
+  private mustFind(namespace: string, name: string): Endpoint {
+    const ep = this.find(namespace, name);
+    if (!ep) throw notFound(`endpoint ${namespace}/${name} does not exist (see 'membrane endpoint list')`);
+    return ep;
+  }
+
+  private userLabels(ep: Endpoint): Label[] {
+    const derived = /^k8s:(io\.kubernetes\.pod\.namespace|io\.cilium\.k8s\.policy\.cluster|io\.cilium\.k8s\.namespace\.labels\.)/;
+    return ep.labels.filter((l) => !derived.test(l)).map((l) => parseLabel(l));
+  }
+
+  /** Recomputes an endpoint's labels and identity in memory; returns the identities touched. */
+  private relabel(
+    ep: Endpoint,
+    userLabels: Label[],
+    ns: { name: string; labels: Record<string, string> },
+  ): { ep: Endpoint; acquired: AllocatedIdentity; released: number } {
+    const labels = endpointLabels(userLabels, ns, this.cfg.cluster);
+    const idLabels = identityLabels(labels);
+    const acquired = this.allocator.acquire(idLabels);
+    const released = ep.identity;
+    this.allocator.release(released);
+    Object.assign(ep, { labels: labels.map(formatLabel), identityLabels: idLabels.map(formatLabel), identity: acquired.id });
+    return { ep, acquired, released };
+  }
+
+  private identityChanges(rs: { acquired: AllocatedIdentity; released: number }[]): {
+    put: Record<string, unknown>;
+    delete: string[];
+  } {
+    const put: Record<string, unknown> = {};
+    const del: string[] = [];
+    for (const r of rs) {
+      put[K.identity(r.acquired.id)] = { labels: r.acquired.labels };
+      if (!this.allocator.get(r.released)) del.push(K.identity(r.released));
+    }
+    return { put, delete: del.filter((k) => !(k in put)) };
+  }
+
+  private stored(ep: Endpoint): StoredEndpoint {
+    const { ifindex: _i, state: _s, stateReason: _r, ...rest } = ep;
+    return rest;
+  }
+
+  private allocateEndpointId(): number {
+    for (let i = 0; i < MAX_ENDPOINT_ID; i++) {
+      const id = ((this.nextEndpointId - 1 + i) % MAX_ENDPOINT_ID) + 1;
+      if (!this.endpoints.has(id)) {
+        this.nextEndpointId = (id % MAX_ENDPOINT_ID) + 1;
+        return id;
+      }
+    }
+    throw conflict('no endpoint ID is free: delete endpoints first');
+  }
+}

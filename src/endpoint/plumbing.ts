@@ -1,0 +1,59 @@
+/* The network plumbing of one endpoint: its namespace, a veth pair (host side in the node
+ * namespace, eth0 inside), its address, and routes both ways. Inside, the node's router address
+ * is the gateway, resolved by a permanent neighbour entry so no ARP round trip delays the first
+ * packet; outside, a /32 route per endpoint overrides the node's unreachable pod-CIDR route. */
+import type { Netlink } from '../kernel/netlink.js';
+import { ifindexOf } from '../kernel/netns.js';
+
+export const WORKLOAD_IFNAME = 'eth0';
+
+export interface Plumbing {
+  ipv4: string;
+  netns: string;
+  netnsOwned: boolean;
+  interface: string;
+  mac: string;
+  hostMac: string;
+  routerIP: string;
+}
+
+/** Creates everything; returns the ifindex of the host-side interface. */
+export async function plumb(nl: Netlink, p: Plumbing): Promise<number> {
+  if (!nl.netnsExists(p.netns)) {
+    if (!p.netnsOwned) throw new Error(`network namespace ${p.netns} does not exist: create it with 'ip netns add ${p.netns}'`);
+    await nl.addNetns(p.netns);
+  }
+  await nl.apply([
+    { op: 'veth', name: p.interface, mac: p.hostMac, peer: WORKLOAD_IFNAME, peerMac: p.mac, peerNetns: p.netns },
+    { op: 'up', name: p.interface },
+    { op: 'route', dst: `${p.ipv4}/32`, dev: p.interface, scope: 'link' },
+    { op: 'neighbour', ip: p.ipv4, mac: p.mac, dev: p.interface },
+  ]);
+  await nl.apply(
+    [
+      { op: 'up', name: 'lo' },
+      { op: 'address', dev: WORKLOAD_IFNAME, cidr: `${p.ipv4}/32` },
+      { op: 'up', name: WORKLOAD_IFNAME },
+      { op: 'route', dst: `${p.routerIP}/32`, dev: WORKLOAD_IFNAME, scope: 'link' },
+      { op: 'route', dst: 'default', via: p.routerIP, dev: WORKLOAD_IFNAME },
+      { op: 'neighbour', ip: p.routerIP, mac: p.hostMac, dev: WORKLOAD_IFNAME },
+    ],
+    p.netns,
+  );
+  const ifindex = ifindexOf(p.interface);
+  if (!ifindex) throw new Error(`interface ${p.interface} vanished right after it was created`);
+  return ifindex;
+}
+
+/** Removes the veth pair (both ends go together) and the namespace when the agent owns it. */
+export async function unplumb(nl: Netlink, p: Pick<Plumbing, 'interface' | 'netns' | 'netnsOwned'>): Promise<void> {
+  if (ifindexOf(p.interface)) await nl.apply([{ op: 'delete-link', name: p.interface }]);
+  if (p.netnsOwned) await nl.deleteNetns(p.netns);
+}
+
+export function randomMac(): string {
+  const b = Buffer.alloc(6);
+  for (let i = 0; i < 6; i++) b[i] = Math.floor(Math.random() * 256);
+  b[0] = ((b[0] as number) & 0xfe) | 0x02; // unicast, locally administered
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
+}

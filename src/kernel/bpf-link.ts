@@ -1,0 +1,70 @@
+/* tcx attachment through BPF links. Links are pinned so they outlive the agent: traffic keeps
+ * flowing through a restart, and the restarted agent swaps in its freshly loaded program with
+ * bpf_link_update instead of detaching anything. */
+import fs from 'node:fs';
+import { c, check, closeFd, KernelError } from './libbpf.js';
+
+export type TcxDirection = 'ingress' | 'egress';
+const ATTACH_TYPE: Record<TcxDirection, number> = { ingress: 46, egress: 47 }; // BPF_TCX_INGRESS/EGRESS
+
+export function pinFd(fd: number, pinPath: string): void {
+  check(`pinning ${pinPath}`, c.objPin(fd, pinPath));
+}
+
+export function openPinned(pinPath: string): number {
+  return check(`opening pinned ${pinPath}`, c.objGet(pinPath));
+}
+
+interface LinkInfo {
+  type: number;
+  progId: number;
+  ifindex: number;
+  attachType: number;
+}
+
+function linkInfo(fd: number): LinkInfo {
+  const info = Buffer.alloc(128);
+  const len = new Uint32Array([info.length]);
+  check('link info', c.objGetInfoByFd(fd, info, len));
+  // struct bpf_link_info: type, id, prog_id, then an 8-aligned union; tcx = {ifindex, attach_type}
+  return {
+    type: info.readUInt32LE(0),
+    progId: info.readUInt32LE(8),
+    ifindex: info.readUInt32LE(16),
+    attachType: info.readUInt32LE(20),
+  };
+}
+
+/**
+ * Makes sure `progFd` runs at the tcx hook of `ifindex`, reusing the link pinned at `pinPath`
+ * when it still belongs to that interface (program swapped in place, no gap), and creating and
+ * pinning a new link otherwise. Returns whether an existing link was adopted.
+ */
+export function ensureTcxLink(pinPath: string, progFd: number, ifindex: number, dir: TcxDirection): boolean {
+  if (fs.existsSync(pinPath)) {
+    const fd = openPinned(pinPath);
+    try {
+      const info = linkInfo(fd);
+      if (info.ifindex === ifindex && info.attachType === ATTACH_TYPE[dir]) {
+        check(`updating link ${pinPath}`, c.linkUpdate(fd, progFd, null));
+        return true;
+      }
+    } finally {
+      closeFd(fd);
+    }
+    fs.unlinkSync(pinPath); // stale: its interface is gone or was recreated
+  }
+  const fd = c.linkCreate(progFd, ifindex, ATTACH_TYPE[dir], null);
+  if (fd < 0) throw new KernelError(`tcx ${dir} attach to ifindex ${ifindex}`, -fd);
+  try {
+    pinFd(fd, pinPath);
+  } finally {
+    closeFd(fd);
+  }
+  return false;
+}
+
+/** Unpinning drops the last reference: the program detaches from the interface. */
+export function removePinnedLink(pinPath: string): void {
+  fs.rmSync(pinPath, { force: true });
+}

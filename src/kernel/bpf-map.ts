@@ -1,0 +1,234 @@
+/* A BPF map by file descriptor: raw byte access, iteration and batch operations. Typed access
+ * (struct codecs from src/datapath/layouts.ts) is layered on top in TypedMap. */
+import fs from 'node:fs';
+import { c, check, KernelError } from './libbpf.js';
+import type { Decoded, FieldList, Struct } from '../datapath/struct.js';
+
+export const MAP_TYPE = {
+  HASH: 1,
+  ARRAY: 2,
+  PERCPU_HASH: 5,
+  PERCPU_ARRAY: 6,
+  LRU_HASH: 9,
+  LRU_PERCPU_HASH: 10,
+  LPM_TRIE: 11,
+  RINGBUF: 27,
+} as const;
+
+const PERCPU_TYPES = new Set<number>([MAP_TYPE.PERCPU_HASH, MAP_TYPE.PERCPU_ARRAY, MAP_TYPE.LRU_PERCPU_HASH]);
+
+let possibleCpusCache: number | undefined;
+/** Number of possible CPUs: per-CPU map values hold one slot for each. */
+export function possibleCpus(): number {
+  if (possibleCpusCache === undefined) {
+    const text = fs.readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim();
+    let n = 0;
+    for (const part of text.split(',')) {
+      const [a, b] = part.split('-').map(Number);
+      n += b === undefined ? 1 : b - (a as number) + 1;
+    }
+    possibleCpusCache = n;
+  }
+  return possibleCpusCache;
+}
+
+export interface MapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+}
+
+export function mapInfo(fd: number): MapInfo {
+  const info = Buffer.alloc(128);
+  const len = new Uint32Array([info.length]);
+  check('bpf_obj_get_info_by_fd', c.objGetInfoByFd(fd, info, len));
+  const nameBytes = info.subarray(24, 40);
+  const nul = nameBytes.indexOf(0);
+  return {
+    type: info.readUInt32LE(0),
+    id: info.readUInt32LE(4),
+    keySize: info.readUInt32LE(8),
+    valueSize: info.readUInt32LE(12),
+    maxEntries: info.readUInt32LE(16),
+    flags: info.readUInt32LE(20),
+    name: nameBytes.subarray(0, nul < 0 ? 16 : nul).toString(),
+  };
+}
+
+export class BpfMap {
+  readonly info: MapInfo;
+  /** Bytes of one value as the syscalls see it (all CPUs for per-CPU maps). */
+  readonly valueBytes: number;
+  readonly percpu: boolean;
+  private batchUnsupported = false;
+
+  constructor(readonly fd: number) {
+    this.info = mapInfo(fd);
+    this.percpu = PERCPU_TYPES.has(this.info.type);
+    this.valueBytes = this.percpu ? Math.ceil(this.info.valueSize / 8) * 8 * possibleCpus() : this.info.valueSize;
+  }
+
+  get name(): string {
+    return this.info.name;
+  }
+
+  lookup(key: Buffer): Buffer | undefined {
+    const value = Buffer.alloc(this.valueBytes);
+    const ret = c.mapLookupElem(this.fd, key, value);
+    if (ret === -2) return undefined; // ENOENT
+    check(`lookup in ${this.name}`, ret);
+    return value;
+  }
+
+  update(key: Buffer, value: Buffer, flags = 0n): void {
+    check(`update of ${this.name}`, c.mapUpdateElem(this.fd, key, value, flags));
+  }
+
+  /** Returns false when the key was not there. */
+  delete(key: Buffer): boolean {
+    const ret = c.mapDeleteElem(this.fd, key);
+    if (ret === -2) return false;
+    check(`delete from ${this.name}`, ret);
+    return true;
+  }
+
+  *keys(): Generator<Buffer> {
+    let prev: Buffer | null = null;
+    for (;;) {
+      const next = Buffer.alloc(this.info.keySize);
+      const ret = c.mapGetNextKey(this.fd, prev, next);
+      if (ret === -2) return;
+      check(`iteration of ${this.name}`, ret);
+      yield next;
+      prev = next;
+    }
+  }
+
+  /** Every entry; entries deleted concurrently are skipped. */
+  entries(): [Buffer, Buffer][] {
+    const batched = this.lookupAllBatched();
+    if (batched) return batched;
+    const out: [Buffer, Buffer][] = [];
+    for (const key of this.keys()) {
+      const value = this.lookup(key);
+      if (value) out.push([key, value]);
+    }
+    return out;
+  }
+
+  count(): number {
+    let n = 0;
+    for (const _ of this.keys()) n++;
+    return n;
+  }
+
+  /** Writes many entries in one syscall where the map type allows it. */
+  updateMany(entries: [Buffer, Buffer][]): void {
+    if (entries.length === 0) return;
+    if (!this.batchUnsupported && entries.length > 1) {
+      const keys = Buffer.concat(entries.map(([k]) => k));
+      const values = Buffer.concat(entries.map(([, v]) => v));
+      const count = new Uint32Array([entries.length]);
+      const ret = c.mapUpdateBatch(this.fd, keys, values, count, null);
+      if (ret === 0) return;
+      if (!this.markBatchUnsupported(ret)) check(`batch update of ${this.name}`, ret);
+      // Part of a failed batch may be written; single updates below are idempotent.
+    }
+    for (const [k, v] of entries) this.update(k, v);
+  }
+
+  deleteMany(keys: Buffer[]): void {
+    if (keys.length === 0) return;
+    if (!this.batchUnsupported && keys.length > 1) {
+      const count = new Uint32Array([keys.length]);
+      const ret = c.mapDeleteBatch(this.fd, Buffer.concat(keys), count, null);
+      if (ret === 0) return;
+      if (!this.markBatchUnsupported(ret) && ret !== -2) check(`batch delete from ${this.name}`, ret);
+    }
+    for (const k of keys) this.delete(k);
+  }
+
+  private markBatchUnsupported(ret: number): boolean {
+    // LPM tries and old kernels have no batch ops: EINVAL/ENOTSUPP/EOPNOTSUPP.
+    if (ret === -22 || ret === -524 || ret === -95) {
+      this.batchUnsupported = true;
+      return true;
+    }
+    return false;
+  }
+
+  private lookupAllBatched(): [Buffer, Buffer][] | undefined {
+    if (this.batchUnsupported) return undefined;
+    const chunk = 256;
+    const out: [Buffer, Buffer][] = [];
+    const keys = Buffer.alloc(this.info.keySize * chunk);
+    const values = Buffer.alloc(this.valueBytes * chunk);
+    // Hash maps use a u32 bucket cursor; 8 bytes leaves room for any map type.
+    let inBatch: Buffer | null = null;
+    const outBatch = Buffer.alloc(8);
+    for (;;) {
+      const count = new Uint32Array([chunk]);
+      const ret = c.mapLookupBatch(this.fd, inBatch, outBatch, keys, values, count, null);
+      const n = count[0] as number;
+      if (ret < 0 && ret !== -2) {
+        if (this.markBatchUnsupported(ret)) return undefined;
+        throw new KernelError(`batch lookup in ${this.name}`, -ret);
+      }
+      for (let i = 0; i < n; i++) {
+        out.push([
+          Buffer.from(keys.subarray(i * this.info.keySize, (i + 1) * this.info.keySize)),
+          Buffer.from(values.subarray(i * this.valueBytes, (i + 1) * this.valueBytes)),
+        ]);
+      }
+      if (ret === -2) return out; // ENOENT: no more buckets
+      inBatch = Buffer.from(outBatch);
+    }
+  }
+}
+
+/** A map whose keys and values are the structs of src/datapath/layouts.ts. */
+export class TypedMap<K extends FieldList, V extends FieldList> {
+  constructor(
+    readonly raw: BpfMap,
+    readonly key: Struct<K>,
+    readonly value: Struct<V>,
+  ) {
+    if (raw.info.keySize !== key.size || raw.info.valueSize !== value.size) {
+      throw new Error(
+        `map ${raw.name} has key/value sizes ${raw.info.keySize}/${raw.info.valueSize}, ` +
+          `the agent expects ${key.size}/${value.size}: rebuild the BPF objects (make build)`,
+      );
+    }
+  }
+
+  get(k: Partial<Decoded<K>>): Decoded<V> | undefined {
+    const v = this.raw.lookup(this.key.encode(k));
+    return v && this.value.decode(v);
+  }
+
+  set(k: Partial<Decoded<K>>, v: Partial<Decoded<V>>): void {
+    this.raw.update(this.key.encode(k), this.value.encode(v));
+  }
+
+  delete(k: Partial<Decoded<K>>): boolean {
+    return this.raw.delete(this.key.encode(k));
+  }
+
+  entries(): [Decoded<K>, Decoded<V>][] {
+    return this.raw.entries().map(([k, v]) => [this.key.decode(k), this.value.decode(v)]);
+  }
+
+  /** Per-CPU maps: one decoded value per possible CPU. */
+  entriesPerCpu(): [Decoded<K>, Decoded<V>[]][] {
+    const stride = Math.ceil(this.value.size / 8) * 8;
+    return this.raw.entries().map(([k, v]) => {
+      const perCpu: Decoded<V>[] = [];
+      for (let off = 0; off + this.value.size <= v.length; off += stride) perCpu.push(this.value.decode(v, off));
+      return [this.key.decode(k), perCpu];
+    });
+  }
+}

@@ -1,0 +1,67 @@
+/* Opening and loading a compiled BPF object with its maps pinned under a directory, so a
+ * restarted agent (or a second object) shares the same maps. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { c, check, checkPtr, type Ptr } from './libbpf.js';
+import { BpfMap } from './bpf-map.js';
+
+export interface LoadOptions {
+  /** Directory where every named map is pinned (and reused from, if already there). */
+  pinDir: string;
+  maps: readonly string[];
+  programs: readonly string[];
+}
+
+export class BpfObject {
+  private constructor(
+    private readonly obj: Ptr,
+    private readonly mapsByName: Map<string, BpfMap>,
+    private readonly progFds: Map<string, number>,
+    /** Maps that were already pinned before this load (adopted rather than created). */
+    readonly adoptedMaps: readonly string[],
+  ) {}
+
+  static load(file: string, opts: LoadOptions): BpfObject {
+    fs.mkdirSync(opts.pinDir, { recursive: true });
+    const obj = checkPtr(`opening ${file}`, c.objectOpenFile(file, null));
+    try {
+      const handles = new Map<string, Ptr>();
+      const adopted: string[] = [];
+      for (const name of opts.maps) {
+        const m = checkPtr(`map ${name} in ${file}`, c.findMapByName(obj, name));
+        const pin = path.join(opts.pinDir, name);
+        if (fs.existsSync(pin)) adopted.push(name);
+        check(`pin path of ${name}`, c.mapSetPinPath(m, pin));
+        handles.set(name, m);
+      }
+      check(`loading ${file} (the verifier log is above)`, c.objectLoad(obj));
+      const maps = new Map<string, BpfMap>();
+      for (const [name, m] of handles) maps.set(name, new BpfMap(check(`fd of ${name}`, c.mapFd(m))));
+      const progs = new Map<string, number>();
+      for (const name of opts.programs) {
+        const p = checkPtr(`program ${name} in ${file}`, c.findProgramByName(obj, name));
+        progs.set(name, check(`fd of ${name}`, c.programFd(p)));
+      }
+      return new BpfObject(obj, maps, progs, adopted);
+    } catch (err) {
+      c.objectClose(obj);
+      throw err;
+    }
+  }
+
+  map(name: string): BpfMap {
+    const m = this.mapsByName.get(name);
+    if (!m) throw new Error(`map ${name} was not loaded`);
+    return m;
+  }
+
+  programFd(name: string): number {
+    const fd = this.progFds.get(name);
+    if (fd === undefined) throw new Error(`program ${name} was not loaded`);
+    return fd;
+  }
+
+  close(): void {
+    c.objectClose(this.obj);
+  }
+}

@@ -1,0 +1,85 @@
+/* Raw bindings to libbpf.so.1 and a few libc calls through koffi. Only this module knows the C
+ * signatures; everything else uses the typed wrappers in this folder. libbpf 1.x returns
+ * -errno from int functions and NULL (0n) with errno set from pointer functions. */
+import koffi from 'koffi';
+import os from 'node:os';
+
+const libbpf = koffi.load('libbpf.so.1');
+const libc = koffi.load('libc.so.6');
+
+export type Ptr = bigint;
+
+export const c = {
+  objectOpenFile: libbpf.func('uint64_t bpf_object__open_file(const char *path, void *opts)'),
+  objectLoad: libbpf.func('int bpf_object__load(uint64_t obj)'),
+  objectClose: libbpf.func('void bpf_object__close(uint64_t obj)'),
+  findMapByName: libbpf.func('uint64_t bpf_object__find_map_by_name(uint64_t obj, const char *name)'),
+  findProgramByName: libbpf.func('uint64_t bpf_object__find_program_by_name(uint64_t obj, const char *name)'),
+  mapSetPinPath: libbpf.func('int bpf_map__set_pin_path(uint64_t map, const char *path)'),
+  mapSetMaxEntries: libbpf.func('int bpf_map__set_max_entries(uint64_t map, uint32_t max)'),
+  mapFd: libbpf.func('int bpf_map__fd(uint64_t map)'),
+  mapIsPinned: libbpf.func('bool bpf_map__is_pinned(uint64_t map)'),
+  programFd: libbpf.func('int bpf_program__fd(uint64_t prog)'),
+
+  mapUpdateElem: libbpf.func('int bpf_map_update_elem(int fd, void *key, void *value, uint64_t flags)'),
+  mapLookupElem: libbpf.func('int bpf_map_lookup_elem(int fd, void *key, void *value)'),
+  mapDeleteElem: libbpf.func('int bpf_map_delete_elem(int fd, void *key)'),
+  mapGetNextKey: libbpf.func('int bpf_map_get_next_key(int fd, void *key, void *next_key)'),
+  mapUpdateBatch: libbpf.func('int bpf_map_update_batch(int fd, void *keys, void *values, void *count, void *opts)'),
+  mapDeleteBatch: libbpf.func('int bpf_map_delete_batch(int fd, void *keys, void *count, void *opts)'),
+  mapLookupBatch: libbpf.func(
+    'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',
+  ),
+  objGetInfoByFd: libbpf.func('int bpf_obj_get_info_by_fd(int fd, void *info, void *len)'),
+
+  objPin: libbpf.func('int bpf_obj_pin(int fd, const char *path)'),
+  objGet: libbpf.func('int bpf_obj_get(const char *path)'),
+  linkCreate: libbpf.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, void *opts)'),
+  linkUpdate: libbpf.func('int bpf_link_update(int link_fd, int new_prog_fd, void *opts)'),
+  probeProgType: libbpf.func('int libbpf_probe_bpf_prog_type(int prog_type, void *opts)'),
+  probeMapType: libbpf.func('int libbpf_probe_bpf_map_type(int map_type, void *opts)'),
+  setPrint: libbpf.func('void *libbpf_set_print(void *fn)'),
+
+  setns: libc.func('int setns(int fd, int nstype)'),
+  ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
+  close: libc.func('int close(int fd)'),
+  geteuid: libc.func('uint32_t geteuid(void)'),
+};
+
+export function errno(): number {
+  return koffi.errno();
+}
+
+const errnoNames = new Map<number, string>(
+  Object.entries(os.constants.errno).map(([name, num]) => [num as number, name]),
+);
+
+/** Kernel errors carry their errno name (ENOENT, E2BIG, ...) so callers can branch on it. */
+export class KernelError extends Error {
+  constructor(
+    readonly op: string,
+    readonly errnoValue: number,
+  ) {
+    super(`${op}: ${errnoNames.get(errnoValue) ?? 'errno ' + errnoValue}`);
+    this.name = 'KernelError';
+  }
+  get code(): string {
+    return errnoNames.get(this.errnoValue) ?? String(this.errnoValue);
+  }
+}
+
+/** Checks an int-returning libbpf call (negative errno on failure). */
+export function check(op: string, ret: number): number {
+  if (ret < 0) throw new KernelError(op, -ret);
+  return ret;
+}
+
+/** Checks a pointer-returning libbpf call (0 with errno on failure). */
+export function checkPtr(op: string, ptr: Ptr): Ptr {
+  if (ptr === 0n) throw new KernelError(op, errno() || os.constants.errno.ENOENT);
+  return ptr;
+}
+
+export function closeFd(fd: number): void {
+  if (fd >= 0) c.close(fd);
+}
