@@ -7,7 +7,7 @@ BPF_OBJECTS := $(patsubst bpf/%.c,build/%.o,$(BPF_SOURCES))
 BPF_HEADERS := $(wildcard bpf/include/*.h)
 TS_SOURCES := $(shell find src -name '*.ts' 2>/dev/null)
 
-.PHONY: all deps build run test test-unit test-e2e bench clean
+.PHONY: all deps build run clean-run test test-unit test-e2e bench clean
 all: build
 
 deps: build/.apt-stamp node_modules/.package-lock.json
@@ -39,6 +39,9 @@ build: deps $(BPF_OBJECTS) dist/.stamp
 
 run: build
 	scripts/run-agent.sh
+
+clean-run:
+	scripts/clean-run.sh
 
 test: build
 	scripts/test.sh

@@ -15,14 +15,16 @@ export function openPinned(pinPath: string): number {
   return check(`opening pinned ${pinPath}`, c.objGet(pinPath));
 }
 
-interface LinkInfo {
+export const LINK_TYPE_TCX = 11;
+
+export interface LinkInfo {
   type: number;
   progId: number;
   ifindex: number;
   attachType: number;
 }
 
-function linkInfo(fd: number): LinkInfo {
+export function linkInfo(fd: number): LinkInfo {
   const info = Buffer.alloc(128);
   const len = new Uint32Array([info.length]);
   check('link info', c.objGetInfoByFd(fd, info, len));
@@ -65,6 +67,18 @@ export function ensureTcxLink(pinPath: string, progFd: number, ifindex: number, 
 }
 
 /** Unpinning drops the last reference: the program detaches from the interface. */
+/** Link info of a pinned link (tests and diagnostics). */
+export function pinnedLinkInfo(pinPath: string): LinkInfo & { attachDirection?: TcxDirection } {
+  const fd = openPinned(pinPath);
+  try {
+    const info = linkInfo(fd);
+    const dir = (Object.keys(ATTACH_TYPE) as TcxDirection[]).find((d) => ATTACH_TYPE[d] === info.attachType);
+    return { ...info, attachDirection: dir };
+  } finally {
+    closeFd(fd);
+  }
+}
+
 export function removePinnedLink(pinPath: string): void {
   fs.rmSync(pinPath, { force: true });
 }

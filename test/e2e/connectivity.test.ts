@@ -1,0 +1,90 @@
+/* Two endpoints on one node reach each other through the endpoint programs, over TCP, UDP and
+ * ICMP; the datapath classifies both sides by identity; spoofed sources are dropped. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Endpoint, MetricsRow } from '../../src/api/types.js';
+import { TestNode, eventually } from '../harness/node.js';
+import { LINK_TYPE_TCX, pinnedLinkInfo } from '../../src/kernel/bpf-link.js';
+import fs from 'node:fs';
+import path from 'node:path';
+
+describe('connectivity between endpoints of one node', () => {
+  let node: TestNode;
+  let a: Endpoint;
+  let b: Endpoint;
+
+  before(async () => {
+    node = await TestNode.create({ podCidr: '10.211.0.0/24' });
+    assert.equal((await node.cli('namespace', 'set', 'default')).code, 0);
+    a = await node.cliJson<Endpoint>('endpoint', 'add', 'default/a', '--labels', 'app=a');
+    b = await node.cliJson<Endpoint>('endpoint', 'add', 'default/b', '--labels', 'app=b');
+    await node.echoServer(b.netns, 8080);
+    await node.echoServer(a.netns, 8080);
+  });
+  after(async () => node?.cleanup());
+
+  it('attaches both programs with pinned tcx links on the host-side interface', () => {
+    const pins = fs.readdirSync(path.join(node.bpffsDir, 'links')).filter((f) => f.startsWith(`ep${a.id}-`));
+    assert.equal(pins.length, 2, `pinned links of endpoint ${a.id}: ${pins.join(', ')}`);
+    const infos = pins.map((p) => pinnedLinkInfo(path.join(node.bpffsDir, 'links', p)));
+    for (const info of infos) {
+      assert.equal(info.type, LINK_TYPE_TCX);
+      assert.equal(info.ifindex, a.ifindex);
+    }
+    assert.deepEqual(infos.map((i) => i.attachDirection).sort(), ['egress', 'ingress']);
+  });
+
+  it('carries TCP both ways', async () => {
+    assert.ok(await node.probe(a.netns, 'tcp', b.ipv4, 8080), 'a -> b over TCP');
+    assert.ok(await node.probe(b.netns, 'tcp', a.ipv4, 8080), 'b -> a over TCP');
+  });
+
+  it('carries UDP', async () => {
+    assert.ok(await node.probe(a.netns, 'udp', b.ipv4, 8080), 'a -> b over UDP');
+  });
+
+  it('carries ICMP', async () => {
+    assert.ok(await node.ping(a.netns, b.ipv4), 'a pings b');
+    assert.ok(await node.ping(b.netns, a.ipv4), 'b pings a');
+  });
+
+  it('reaches the node router address, which the ipcache labels host', async () => {
+    const status = await node.api.status();
+    assert.ok(await node.ping(a.netns, status.node.routerIP));
+  });
+
+  it('classifies peers by identity in the kernel', async () => {
+    assert.ok(await node.probe(a.netns, 'tcp', b.ipv4, 8080));
+    const rows = await node.cliJson<MetricsRow[]>('bpf', 'metrics');
+    const bIngressFromA = rows.find(
+      (r) => r.endpoint === b.id && r.direction === 'INGRESS' && r.remoteIdentity === a.identity && r.reason === 'FORWARDED',
+    );
+    const aEgressToB = rows.find(
+      (r) => r.endpoint === a.id && r.direction === 'EGRESS' && r.remoteIdentity === b.identity && r.reason === 'FORWARDED',
+    );
+    assert.ok(bIngressFromA && bIngressFromA.packets > 0, `b saw no packets from identity ${a.identity}: ${JSON.stringify(rows)}`);
+    assert.ok(aEgressToB && aEgressToB.packets > 0, `a sent no packets to identity ${b.identity}`);
+  });
+
+  it('leaves unused pod addresses unreachable inside the node', async () => {
+    const r = await node.execNode(['ip', 'route', 'get', '10.211.0.200']);
+    assert.notEqual(r.code, 0, 'route lookup for an unused pod address must fail');
+    assert.match(r.stderr, /unreachable|No route/i);
+  });
+
+  it('drops packets whose source address is not the endpoint address', async () => {
+    const spoofed = '10.211.0.99';
+    await node.exec(a.netns, ['ip', 'address', 'add', `${spoofed}/32`, 'dev', 'eth0']);
+    try {
+      const r = await node.exec(a.netns, ['ping', '-c', '2', '-W', '1', '-I', spoofed, b.ipv4]);
+      assert.notEqual(r.code, 0, 'a spoofed ping must not get a reply');
+      const dropped = await eventually(async () => {
+        const rows = await node.api.listMetrics();
+        return rows.some((m) => m.endpoint === a.id && m.reason === 'INVALID_SOURCE_IP' && m.packets >= 2);
+      });
+      assert.ok(dropped, 'the drop is counted as INVALID_SOURCE_IP on the sending endpoint');
+    } finally {
+      await node.exec(a.netns, ['ip', 'address', 'del', `${spoofed}/32`, 'dev', 'eth0']);
+    }
+  });
+});

@@ -1,0 +1,114 @@
+/* Endpoint lifecycle: an existing namespace can be wired, deletion leaves nothing behind, and
+ * bad input is refused with one clear line while the agent's state stays exactly as it was. */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Endpoint } from '../../src/api/types.js';
+import { TestNode, run } from '../harness/node.js';
+
+describe('endpoint lifecycle and bad input', () => {
+  let node: TestNode;
+
+  before(async () => {
+    node = await TestNode.create({ podCidr: '10.213.0.0/24' });
+    await node.api.setNamespace('default');
+  });
+  after(async () => node?.cleanup());
+
+  // Only this node's namespaces: other test files run alongside.
+  const netnsList = async () =>
+    (await run('ip', ['netns', 'list'])).stdout
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter((n) => n.startsWith(node.prefix))
+      .sort();
+  const nodeLinks = async () => JSON.parse((await node.execNode(['ip', '-j', 'link', 'show'])).stdout) as { ifname: string }[];
+  const pins = () => fs.readdirSync(path.join(node.bpffsDir, 'links'));
+
+  it('stores named ports with the endpoint', async () => {
+    const e = await node.cliJson<Endpoint>('endpoint', 'add', 'default/web', '--port', 'http:80/TCP', '--port', 'dns:53/udp');
+    assert.deepEqual(e.ports, [
+      { name: 'http', port: 80, protocol: 'TCP' },
+      { name: 'dns', port: 53, protocol: 'UDP' },
+    ]);
+    assert.equal(e.state, 'ready');
+  });
+
+  it('honours a requested address', async () => {
+    const e = await node.cliJson<Endpoint>('endpoint', 'add', 'default/fixed', '--ipv4', '10.213.0.77');
+    assert.equal(e.ipv4, '10.213.0.77');
+    const r = await node.exec(e.netns, ['ip', '-j', '-4', 'address', 'show', 'dev', 'eth0']);
+    assert.match(r.stdout, /10\.213\.0\.77/);
+  });
+
+  it('wires an existing network namespace and leaves it in place on delete', async () => {
+    const own = `${node.prefix}-byo`;
+    await run('ip', ['netns', 'add', own]);
+    const e = await node.cliJson<Endpoint>('endpoint', 'add', 'default/byo', '--netns', own);
+    assert.equal(e.netns, own);
+    assert.equal(e.netnsOwned, false);
+    const peer = await node.api.getEndpoint('default', 'web');
+    await node.echoServer(peer.netns, 9000);
+    assert.ok(await node.probe(own, 'tcp', peer.ipv4, 9000));
+    await node.api.deleteEndpoint('default', 'byo');
+    assert.ok((await netnsList()).includes(own), 'a namespace the agent did not create survives');
+    const r = await run('ip', ['-n', own, 'link', 'show', 'eth0']);
+    assert.notEqual(r.code, 0, 'its eth0 is gone');
+  });
+
+  it('deletes an endpoint without leaving a namespace, link, route or pin behind', async () => {
+    const e = await node.api.addEndpoint({ namespace: 'default', name: 'tmp' });
+    assert.ok((await netnsList()).includes(e.netns));
+    assert.ok(pins().some((p) => p.startsWith(`ep${e.id}-`)));
+    const r = await node.cli('endpoint', 'delete', 'default/tmp');
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!(await netnsList()).includes(e.netns), 'netns removed');
+    assert.ok(!(await nodeLinks()).some((l) => l.ifname === e.interface), 'host link removed');
+    assert.ok(!pins().some((p) => p.startsWith(`ep${e.id}-`)), 'link pins removed');
+    const routes = (await node.execNode(['ip', 'route', 'show'])).stdout;
+    assert.ok(!routes.includes(`${e.ipv4} `), `route to ${e.ipv4} removed:\n${routes}`);
+    const get = await node.cli('endpoint', 'get', 'default/tmp');
+    assert.notEqual(get.code, 0);
+  });
+
+  const badInputs: [string, string[], RegExp][] = [
+    ['unknown namespace', ['endpoint', 'add', 'nope/x'], /namespace "nope" does not exist/],
+    ['duplicate name', ['endpoint', 'add', 'default/web'], /already exists/],
+    ['malformed label', ['endpoint', 'add', 'default/x', '--labels', 'app=web,=oops'], /label "=oops"/],
+    ['malformed label value', ['endpoint', 'add', 'default/x', '--labels', 'app=no spaces'], /label "app=no spaces"/],
+    ['address outside the CIDR', ['endpoint', 'add', 'default/x', '--ipv4', '10.99.0.5'], /outside the usable range/],
+    ['address already taken', ['endpoint', 'add', 'default/x', '--ipv4', '10.213.0.77'], /already used/],
+    ['not an address', ['endpoint', 'add', 'default/x', '--ipv4', '10.213.0'], /not an IPv4 address/],
+    ['bad port', ['endpoint', 'add', 'default/x', '--port', 'http:70000/TCP'], /out of range/],
+    ['bad reference', ['endpoint', 'add', 'just-a-name'], /NAMESPACE\/NAME/],
+    ['unknown endpoint (get)', ['endpoint', 'get', 'default/ghost'], /does not exist/],
+    ['unknown endpoint (delete)', ['endpoint', 'delete', 'default/ghost'], /does not exist/],
+    ['unknown endpoint (update)', ['endpoint', 'update', 'default/ghost', '--labels', 'a=b'], /does not exist/],
+    ['missing netns', ['endpoint', 'add', 'default/x', '--netns', 'no-such-netns-here'], /does not exist/],
+    ['bad namespace name', ['namespace', 'set', 'Not_Valid'], /DNS label/],
+    ['bad output format', ['endpoint', 'list', '-o', 'xml'], /choose table, json or yaml/],
+  ];
+
+  for (const [what, args, message] of badInputs) {
+    it(`rejects ${what} with one line and no change`, async () => {
+      const before = await node.api.listEndpoints();
+      const beforeIds = await node.api.listIdentities();
+      const beforeNetns = await netnsList();
+      const r = await node.cli(...args);
+      assert.notEqual(r.code, 0, 'non-zero exit');
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+      assert.match(r.stderr, /^Error: /);
+      assert.deepEqual(await node.api.listEndpoints(), before, 'endpoints unchanged');
+      assert.deepEqual(await node.api.listIdentities(), beforeIds, 'identities unchanged');
+      assert.deepEqual(await netnsList(), beforeNetns, 'no namespace created or removed');
+    });
+  }
+
+  it('keeps running after bad input', async () => {
+    const s = await node.api.status();
+    assert.equal(s.health, 'ok');
+    assert.equal(node.agent?.exitCode, null);
+  });
+});

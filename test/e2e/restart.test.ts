@@ -1,0 +1,109 @@
+/* The datapath outlives the agent: after kill -9 established connections keep flowing, and a
+ * restarted agent adopts the pinned maps and links, swaps in its programs, writes only the
+ * differences, and keeps every endpoint and identity number. */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { ChildProcess } from 'node:child_process';
+import type { Endpoint } from '../../src/api/types.js';
+import { pinnedLinkInfo } from '../../src/kernel/bpf-link.js';
+import { TestNode, run, waitForLine } from '../harness/node.js';
+
+async function roundTrip(conn: ChildProcess, word: string): Promise<void> {
+  const echoed = waitForLine(conn, (l) => l === `echo ${word}` || l.startsWith('error'), 5000);
+  conn.stdin!.write(word + '\n');
+  assert.equal(await echoed, `echo ${word}`);
+}
+
+describe('agent restart', () => {
+  let node: TestNode;
+  let a: Endpoint;
+  let b: Endpoint;
+  let conn: ChildProcess;
+
+  before(async () => {
+    node = await TestNode.create({ podCidr: '10.214.0.0/24' });
+    await node.api.setNamespace('default');
+    a = await node.api.addEndpoint({ namespace: 'default', name: 'a', labels: ['app=a'] });
+    b = await node.api.addEndpoint({ namespace: 'default', name: 'b', labels: ['app=b'] });
+    await node.echoServer(b.netns, 7000);
+    conn = node.holdConnection(a.netns, b.ipv4, 7000);
+    await waitForLine(conn, (l) => l === 'connected');
+    await roundTrip(conn, 'before');
+  });
+  after(async () => node?.cleanup());
+
+  const linkPin = (ep: Endpoint) => path.join(node.bpffsDir, 'links', `ep${ep.id}-from-endpoint`);
+
+  it('keeps an established TCP connection and new connections working while the agent is dead', async () => {
+    await node.killAgent('SIGKILL');
+    await roundTrip(conn, 'while-dead');
+    assert.ok(await node.probe(b.netns, 'tcp', b.ipv4, 7000), 'local connect');
+    assert.ok(await node.probe(a.netns, 'tcp', b.ipv4, 7000), 'new connection a -> b');
+  });
+
+  it('makes status fail with one line while the agent is unreachable', async () => {
+    const r = await node.cli('status');
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /^Error: cannot reach the agent at .*agent\.sock/);
+  });
+
+  it('adopts the pinned state on restart: same numbers, programs swapped in place, nothing rewritten', async () => {
+    const progBefore = pinnedLinkInfo(linkPin(a)).progId;
+    await node.startAgent();
+    const status = await node.api.status();
+    assert.equal(status.lastSync.reason, 'restore');
+    assert.equal(status.lastSync.written, 0, 'no map entry rewritten');
+    assert.equal(status.lastSync.deleted, 0);
+    assert.ok(status.lastSync.unchanged >= 4);
+    const after = pinnedLinkInfo(linkPin(a));
+    assert.notEqual(after.progId, progBefore, 'the new program replaced the old one in the same link');
+    assert.equal(after.ifindex, a.ifindex);
+    const eps = await node.api.listEndpoints();
+    assert.deepEqual(
+      eps.map((e) => [e.name, e.id, e.identity, e.ipv4, e.state]),
+      [
+        ['a', a.id, a.identity, a.ipv4, 'ready'],
+        ['b', b.id, b.identity, b.ipv4, 'ready'],
+      ],
+    );
+    await roundTrip(conn, 'after-restart');
+  });
+
+  it('adds endpoints after the restart without reusing numbers', async () => {
+    const c = await node.api.addEndpoint({ namespace: 'default', name: 'c', labels: ['app=c'] });
+    assert.ok(c.id > b.id, `new endpoint id ${c.id} after ${b.id}`);
+    assert.ok(c.identity > b.identity);
+    assert.ok(await node.probe(c.netns, 'tcp', b.ipv4, 7000));
+  });
+
+  it('repairs exactly what changed while it was away', async () => {
+    await node.killAgent('SIGKILL');
+    // Remove a's ipcache entry behind the agent's back (key: prefixlen 64, family 4, address).
+    const key = ['40', '00', '00', '00', '04', '00', '00', '00', ...a.ipv4.split('.').map((o) => Number(o).toString(16).padStart(2, '0')), ...Array(12).fill('00')];
+    const del = await run('bpftool', ['map', 'delete', 'pinned', path.join(node.bpffsDir, 'maps', 'mb_ipcache'), 'key', 'hex', ...key]);
+    assert.equal(del.code, 0, del.stderr);
+    // And delete b's workload namespace (its veth goes with it).
+    await run('ip', ['netns', 'delete', b.netns]);
+    await node.startAgent();
+    const status = await node.api.status();
+    // a's ipcache entry, plus b's endpoint map entry under its new interface index.
+    assert.equal(status.lastSync.written, 2, JSON.stringify(status.lastSync));
+    assert.equal(status.lastSync.deleted, 1, 'the stale endpoint entry of the old interface');
+    const newB = await node.api.getEndpoint('default', 'b');
+    assert.equal(newB.state, 'ready');
+    assert.equal(newB.ipv4, b.ipv4);
+    assert.equal(newB.identity, b.identity);
+    await node.echoServer(newB.netns, 7001);
+    assert.ok(await node.probe(a.netns, 'tcp', b.ipv4, 7001), 'the recreated endpoint is reachable');
+  });
+
+  it('restarts cleanly after SIGTERM as well', async () => {
+    await node.killAgent('SIGTERM');
+    await roundTrip(conn, 'after-sigterm').catch(() => undefined); // b was recreated: the old connection is gone
+    await node.startAgent();
+    const status = await node.api.status();
+    assert.equal(status.lastSync.written, 0);
+    assert.equal(status.counts.endpoints, 3);
+  });
+});

@@ -1,0 +1,253 @@
+/* Shared e2e harness: a network namespace that plays the node, the agent running inside it
+ * (entered with nsenter --net, which keeps the host's mount namespace so bpffs stays visible),
+ * and helpers to run the CLI and workloads. Every name carries a unique prefix, and cleanup
+ * removes every namespace, pin, file and process this harness created, even after a failure. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { AgentClient } from '../../src/api/client.js';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const bin = path.join(repoRoot, 'bin/membrane');
+const tools = path.join(repoRoot, 'test/harness/tools');
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+    if (child.stdin) {
+      child.stdin.on('error', () => undefined); // the command may exit before reading its input
+      child.stdin.end(opts.input);
+    }
+  });
+}
+
+/** Resolves with the first stdout line of `child` that matches, or rejects on exit/timeout. */
+export function waitForLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const rl = readline.createInterface({ input: child.stdout! });
+    const timer = setTimeout(() => {
+      rl.close();
+      reject(new Error('timed out waiting for output'));
+    }, timeoutMs);
+    rl.on('line', (line) => {
+      if (match(line)) {
+        clearTimeout(timer);
+        rl.close();
+        resolve(line);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`process exited with ${code} before the expected output`));
+    });
+  });
+}
+
+export interface NodeOptions {
+  podCidr?: string;
+  extraAgentArgs?: string[];
+}
+
+export class TestNode {
+  readonly prefix = `mbt${crypto.randomBytes(3).toString('hex')}`;
+  readonly name = `${this.prefix}-node`;
+  readonly netns = this.name;
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), `${this.prefix}-`));
+  readonly socket = path.join(this.dir, 'agent.sock');
+  readonly stateDir = path.join(this.dir, 'state');
+  readonly bpffsDir = `/sys/fs/bpf/${this.prefix}`;
+  readonly logFile = path.join(this.dir, 'agent.log');
+  readonly podCidr: string;
+  readonly api = new AgentClient(this.socket);
+  agent?: ChildProcess;
+  private readonly children = new Set<ChildProcess>();
+
+  private constructor(private readonly opts: NodeOptions) {
+    this.podCidr = opts.podCidr ?? '10.210.0.0/24';
+    registerForExitCleanup(this);
+  }
+
+  static async create(opts: NodeOptions = {}): Promise<TestNode> {
+    const node = new TestNode(opts);
+    try {
+      spawnSync('ip', ['netns', 'add', node.netns], { stdio: 'inherit' });
+      spawnSync('ip', ['-n', node.netns, 'link', 'set', 'lo', 'up']);
+      await node.startAgent();
+    } catch (err) {
+      await node.cleanup();
+      throw err;
+    }
+    return node;
+  }
+
+  get env(): NodeJS.ProcessEnv {
+    return { ...process.env, MEMBRANE_SOCKET: this.socket };
+  }
+
+  /** Starts the agent and waits until its API answers. */
+  async startAgent(): Promise<void> {
+    const log = fs.openSync(this.logFile, 'a');
+    this.agent = spawn(
+      'nsenter',
+      [
+        `--net=/run/netns/${this.netns}`,
+        bin,
+        'agent',
+        '--node-name', this.name,
+        '--pod-cidr', this.podCidr,
+        '--state-dir', this.stateDir,
+        '--bpffs-dir', this.bpffsDir,
+        '--log-level', 'debug',
+        ...(this.opts.extraAgentArgs ?? []),
+      ],
+      { env: this.env, stdio: ['ignore', log, log] },
+    );
+    fs.closeSync(log);
+    const agent = this.agent;
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (agent.exitCode !== null) throw new Error(`agent exited with ${agent.exitCode}:\n${this.agentLog()}`);
+      try {
+        await this.api.status();
+        return;
+      } catch {
+        await sleep(50);
+      }
+    }
+    throw new Error(`agent did not answer within 15 s:\n${this.agentLog()}`);
+  }
+
+  /** SIGKILL: nothing runs on the way out, like a crash. */
+  async killAgent(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const agent = this.agent;
+    if (!agent || agent.exitCode !== null || agent.signalCode !== null) return;
+    const exited = new Promise((r) => agent.once('exit', r));
+    agent.kill(signal);
+    await exited;
+    this.agent = undefined;
+  }
+
+  agentLog(): string {
+    return fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8') : '';
+  }
+
+  /** Runs `membrane ARGS` against this node's agent. */
+  cli(...args: string[]): Promise<RunResult> {
+    return run(bin, args, { env: this.env });
+  }
+
+  /** Runs the CLI, expects success and parses its JSON output. */
+  async cliJson<T>(...args: string[]): Promise<T> {
+    const r = await this.cli(...args, '-o', 'json');
+    if (r.code !== 0) throw new Error(`membrane ${args.join(' ')} failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  }
+
+  /** Runs a command inside a workload namespace. */
+  exec(netns: string, args: string[], timeoutMs?: number): Promise<RunResult> {
+    return run('ip', ['netns', 'exec', netns, ...args], { timeoutMs });
+  }
+
+  /** Runs a command inside the node namespace. */
+  execNode(args: string[]): Promise<RunResult> {
+    return run('ip', ['netns', 'exec', this.netns, ...args]);
+  }
+
+  /** Starts a long-running process in a namespace; it is killed by cleanup. */
+  spawnIn(netns: string, args: string[]): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', netns, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  /** Echo server on the given ports (TCP and UDP) inside `netns`. */
+  async echoServer(netns: string, ...ports: number[]): Promise<ChildProcess> {
+    const child = this.spawnIn(netns, ['node', path.join(tools, 'echo-server.mjs'), ...ports.map(String)]);
+    await waitForLine(child, (l) => l === 'ready');
+    return child;
+  }
+
+  /** True when `proto` traffic from `netns` to host:port comes back. */
+  async probe(netns: string, proto: 'tcp' | 'udp', host: string, port: number, timeoutMs = 1500): Promise<boolean> {
+    const r = await this.exec(netns, ['node', path.join(tools, 'probe.mjs'), proto, host, String(port), String(timeoutMs)]);
+    return r.code === 0;
+  }
+
+  async ping(netns: string, host: string): Promise<boolean> {
+    const r = await this.exec(netns, ['ping', '-c', '1', '-W', '1', host]);
+    return r.code === 0;
+  }
+
+  holdConnection(netns: string, host: string, port: number): ChildProcess {
+    return this.spawnIn(netns, ['node', path.join(tools, 'hold-conn.mjs'), host, String(port)]);
+  }
+
+  async cleanup(): Promise<void> {
+    for (const child of this.children) child.kill('SIGKILL');
+    await this.killAgent('SIGTERM').catch(() => undefined);
+    cleanupSync(this);
+  }
+}
+
+function namespacesWithPrefix(prefix: string): string[] {
+  const out = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
+  return out
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n.startsWith(prefix));
+}
+
+/** Synchronous so it can also run from a process 'exit' handler. */
+function cleanupSync(node: TestNode): void {
+  if (node.agent && node.agent.exitCode === null) node.agent.kill('SIGKILL');
+  for (const ns of namespacesWithPrefix(node.prefix)) spawnSync('ip', ['netns', 'delete', ns]);
+  fs.rmSync(node.bpffsDir, { recursive: true, force: true });
+  fs.rmSync(node.dir, { recursive: true, force: true });
+  liveNodes.delete(node);
+}
+
+const liveNodes = new Set<TestNode>();
+let exitHookInstalled = false;
+function registerForExitCleanup(node: TestNode): void {
+  liveNodes.add(node);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const n of liveNodes) cleanupSync(n);
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `fn` until it returns true or the deadline passes (for state that settles asynchronously). */
+export async function eventually(fn: () => Promise<boolean> | boolean, timeoutMs = 5000, stepMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(stepMs);
+  }
+}
