@@ -37,7 +37,9 @@ export const DEFAULT_BPF_OBJECT_DIR = path.join(repoRoot, 'build');
 export const VERSION = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
 /** A problem that stops the agent from starting; printed as one line. */
-export class StartupError extends Error {}
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
 
 function preflight(opts: AgentOptions): KernelFeatures {
   if (c.geteuid() !== 0) {

@@ -19,10 +19,10 @@ import {
 } from '../identity/labels.js';
 import { IDENTITY_HOST, IDENTITY_WORLD, RESERVED_IDENTITIES } from '../identity/reserved.js';
 import type { Netlink } from '../kernel/netlink.js';
-import { ifindexOf } from '../kernel/netns.js';
+import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
 import type { Store } from '../store/store.js';
 import { Ipam } from './ipam.js';
-import { plumb, randomMac, unplumb } from './plumbing.js';
+import { plumb, randomMac, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
 import { parseNamedPorts, validateEndpointName, validateNamespaceName } from './validate.js';
 
 const MAX_ENDPOINT_ID = 65535;
@@ -174,6 +174,9 @@ export class EndpointManager {
       }
       const user = [...this.endpoints.values()].find((e) => e.netns === req.netns);
       if (user) throw conflict(`network namespace "${req.netns}" is already wired to endpoint ${user.namespace}/${user.name}`);
+      if (withNetns(netnsPath(req.netns), () => ifindexOf(WORKLOAD_IFNAME))) {
+        throw conflict(`network namespace "${req.netns}" already has an interface ${WORKLOAD_IFNAME}: remove it or let the agent create the namespace`);
+      }
     }
     const ipv4 = this.cfg.ipam.allocate(req.ipv4);
     const id = this.allocateEndpointId();

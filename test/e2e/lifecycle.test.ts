@@ -72,6 +72,19 @@ describe('endpoint lifecycle and bad input', () => {
     assert.notEqual(get.code, 0);
   });
 
+  it('refuses a namespace that already has an eth0, before touching anything', async () => {
+    const taken = `${node.prefix}-taken`;
+    await run('ip', ['netns', 'add', taken]);
+    await run('ip', ['-n', taken, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'other0']);
+    const before = await node.api.listEndpoints();
+    const r = await node.cli('endpoint', 'add', 'default/taken', '--netns', taken);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /already has an interface eth0/);
+    assert.deepEqual(await node.api.listEndpoints(), before);
+    const links = await run('ip', ['-n', taken, '-j', 'link', 'show']);
+    assert.deepEqual((JSON.parse(links.stdout) as { ifname: string }[]).map((l) => l.ifname).sort(), ['eth0', 'lo', 'other0']);
+  });
+
   const badInputs: [string, string[], RegExp][] = [
     ['unknown namespace', ['endpoint', 'add', 'nope/x'], /namespace "nope" does not exist/],
     ['duplicate name', ['endpoint', 'add', 'default/web'], /already exists/],

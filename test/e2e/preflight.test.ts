@@ -1,0 +1,44 @@
+/* The agent refuses to start without what it needs, and says exactly what is missing. */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { repoRoot, run } from '../harness/node.js';
+
+const bin = path.join(repoRoot, 'bin/membrane');
+
+describe('agent preflight', () => {
+  it('names the missing privilege when not run as root', async (t) => {
+    const readable = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'test', '-r', path.join(repoRoot, 'dist/cli/main.js')]);
+    if (readable.code !== 0) return t.skip('the checkout is not readable by an unprivileged user');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mbpre-'));
+    try {
+      const r = await run('setpriv', [
+        '--reuid=65534', '--regid=65534', '--clear-groups',
+        bin, '--socket', path.join(dir, 's'), 'agent', '--node-name', 'x', '--pod-cidr', '10.9.0.0/24',
+        '--state-dir', path.join(dir, 'state'), '--bpffs-dir', path.join(dir, 'bpf'),
+      ]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /^Error: membrane agent must run as root: it needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN/);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects a malformed pod CIDR with one line', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mbpre-'));
+    try {
+      const r = await run(bin, [
+        '--socket', path.join(dir, 's'), 'agent', '--node-name', 'x', '--pod-cidr', '10.9.0.1/24',
+        '--state-dir', path.join(dir, 'state'), '--bpffs-dir', path.join(dir, 'bpf'),
+      ]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /^Error: --pod-cidr: "10.9.0.1\/24" has host bits set/);
+      assert.ok(!fs.existsSync(path.join(dir, 'bpf')), 'nothing was mounted or pinned');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
