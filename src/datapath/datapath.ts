@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BpfObject } from '../kernel/bpf-object.js';
 import { TypedMap, type BpfMap } from '../kernel/bpf-map.js';
-import { ensureTcxLink, removePinnedLink } from '../kernel/bpf-link.js';
+import { createTcxLinkAsync, ensureTcxLink, removePinnedLink } from '../kernel/bpf-link.js';
 import { endpointInfo, endpointKey, ipcacheKey, ipcacheValue, MAPS, metricsKey, metricsValue } from './layouts.js';
 import type { Decoded, FieldList, StructValue } from './struct.js';
 
@@ -108,6 +108,13 @@ export class Datapath {
     const a = ensureTcxLink(pins.ingress, this.obj.programFd(PROGRAMS.fromEndpoint), ifindex, 'ingress');
     const b = ensureTcxLink(pins.egress, this.obj.programFd(PROGRAMS.toEndpoint), ifindex, 'egress');
     return a && b;
+  }
+
+  /** Attaches both programs to a new interface, off the main thread. */
+  async attachNewEndpoint(epId: number, ifindex: number): Promise<void> {
+    const pins = this.linkPaths(epId);
+    await createTcxLinkAsync(pins.ingress, this.obj.programFd(PROGRAMS.fromEndpoint), ifindex, 'ingress');
+    await createTcxLinkAsync(pins.egress, this.obj.programFd(PROGRAMS.toEndpoint), ifindex, 'egress');
   }
 
   detachEndpoint(epId: number): void {

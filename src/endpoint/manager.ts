@@ -2,6 +2,7 @@
  * to the kernel, then committed to the store in one write; a failure part-way undoes what was
  * done, so the agent's accepted state never half-exists. After each change the desired
  * datapath state is recomputed from scratch and the datapath writer applies only differences. */
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Endpoint, EndpointAddRequest, Namespace } from '../api/types.js';
 import type { Datapath, DesiredDatapath, SyncStats } from '../datapath/datapath.js';
@@ -90,7 +91,7 @@ export class EndpointManager {
         if (!ifindex || !this.nl.netnsExists(ep.netns)) {
           this.log.warn({ endpoint: ep.id }, 'endpoint plumbing is missing; recreating it');
           await unplumb(this.nl, { ...ep, netnsOwned: false });
-          ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router });
+          ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, (i) => this.datapath.attachNewEndpoint(ep.id, i));
         }
         const adopted = this.datapath.attachEndpoint(ep.id, ifindex);
         Object.assign(ep, { ifindex, state: 'ready', stateReason: undefined });
@@ -201,10 +202,15 @@ export class EndpointManager {
       state: 'not-ready',
       createdAt: new Date().toISOString(),
     };
+    const t0 = performance.now();
+    const phases: Record<string, number> = {};
+    const lap = (name: string) => (phases[name] = Math.round((performance.now() - t0) * 100) / 100);
     try {
       if (ep.netnsOwned && this.nl.netnsExists(ep.netns)) await this.nl.deleteNetns(ep.netns); // left by a crash
-      ep.ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router });
-      this.datapath.attachEndpoint(id, ep.ifindex);
+      ep.ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, (ifindex) =>
+        this.datapath.attachNewEndpoint(id, ifindex),
+      );
+      lap('plumbed');
       ep.state = 'ready';
       this.endpoints.set(id, ep);
       this.store.commit({
@@ -215,6 +221,7 @@ export class EndpointManager {
           [K.identityCursor]: this.allocator.nextCursor,
         },
       });
+      lap('committed');
     } catch (err) {
       this.endpoints.delete(id);
       this.datapath.detachEndpoint(id);
@@ -224,6 +231,8 @@ export class EndpointManager {
       throw err;
     }
     this.syncDatapath(`endpoint ${ep.namespace}/${ep.name} added`);
+    lap('synced');
+    this.log.debug({ endpoint: id, ms: phases }, 'endpoint added');
     return ep;
   }
 

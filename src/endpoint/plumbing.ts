@@ -17,8 +17,14 @@ export interface Plumbing {
   routerIP: string;
 }
 
-/** Creates everything; returns the ifindex of the host-side interface. */
-export async function plumb(nl: Netlink, p: Plumbing): Promise<number> {
+/**
+ * Creates everything; returns the ifindex of the host-side interface. `onHostInterface` runs
+ * (and is awaited) as soon as the host side exists: the agent attaches its programs there. For
+ * a namespace created here nothing can run inside yet, so that overlaps with configuring the
+ * inside; for a namespace that already exists the inside comes up only after it finished, so
+ * no workload packet ever passes unprogrammed.
+ */
+export async function plumb(nl: Netlink, p: Plumbing, onHostInterface: (ifindex: number) => Promise<void>): Promise<number> {
   if (!nl.netnsExists(p.netns)) {
     if (!p.netnsOwned) throw new Error(`network namespace ${p.netns} does not exist: create it with 'ip netns add ${p.netns}'`);
     await nl.addNetns(p.netns);
@@ -29,19 +35,26 @@ export async function plumb(nl: Netlink, p: Plumbing): Promise<number> {
     { op: 'route', dst: `${p.ipv4}/32`, dev: p.interface, scope: 'link' },
     { op: 'neighbour', ip: p.ipv4, mac: p.mac, dev: p.interface },
   ]);
-  await nl.apply(
-    [
-      { op: 'up', name: 'lo' },
-      { op: 'address', dev: WORKLOAD_IFNAME, cidr: `${p.ipv4}/32` },
-      { op: 'up', name: WORKLOAD_IFNAME },
-      { op: 'route', dst: `${p.routerIP}/32`, dev: WORKLOAD_IFNAME, scope: 'link' },
-      { op: 'route', dst: 'default', via: p.routerIP, dev: WORKLOAD_IFNAME },
-      { op: 'neighbour', ip: p.routerIP, mac: p.hostMac, dev: WORKLOAD_IFNAME },
-    ],
-    p.netns,
-  );
   const ifindex = ifindexOf(p.interface);
   if (!ifindex) throw new Error(`interface ${p.interface} vanished right after it was created`);
+  const inside = () =>
+    nl.apply(
+      [
+        { op: 'up', name: 'lo' },
+        { op: 'address', dev: WORKLOAD_IFNAME, cidr: `${p.ipv4}/32` },
+        { op: 'up', name: WORKLOAD_IFNAME },
+        { op: 'route', dst: `${p.routerIP}/32`, dev: WORKLOAD_IFNAME, scope: 'link' },
+        { op: 'route', dst: 'default', via: p.routerIP, dev: WORKLOAD_IFNAME },
+        { op: 'neighbour', ip: p.routerIP, mac: p.hostMac, dev: WORKLOAD_IFNAME },
+      ],
+      p.netns,
+    );
+  if (p.netnsOwned) {
+    await Promise.all([onHostInterface(ifindex), inside()]);
+  } else {
+    await onHostInterface(ifindex);
+    await inside();
+  }
   return ifindex;
 }
 

@@ -37,36 +37,57 @@ export function linkInfo(fd: number): LinkInfo {
   };
 }
 
-/**
- * Makes sure `progFd` runs at the tcx hook of `ifindex`, reusing the link pinned at `pinPath`
- * when it still belongs to that interface (program swapped in place, no gap), and creating and
- * pinning a new link otherwise. Returns whether an existing link was adopted.
- */
-export function ensureTcxLink(pinPath: string, progFd: number, ifindex: number, dir: TcxDirection): boolean {
-  if (fs.existsSync(pinPath)) {
-    const fd = openPinned(pinPath);
-    try {
-      const info = linkInfo(fd);
-      if (info.ifindex === ifindex && info.attachType === ATTACH_TYPE[dir]) {
-        check(`updating link ${pinPath}`, c.linkUpdate(fd, progFd, null));
-        return true;
-      }
-    } finally {
-      closeFd(fd);
-    }
-    fs.unlinkSync(pinPath); // stale: its interface is gone or was recreated
-  }
-  const fd = c.linkCreate(progFd, ifindex, ATTACH_TYPE[dir], null);
+/** A pinned tcx link that still belongs to `ifindex` and `dir`, or undefined (stale pins are removed). */
+function reusablePin(pinPath: string, ifindex: number, dir: TcxDirection): number | undefined {
+  if (!fs.existsSync(pinPath)) return undefined;
+  const fd = openPinned(pinPath);
+  const info = linkInfo(fd);
+  if (info.ifindex === ifindex && info.attachType === ATTACH_TYPE[dir]) return fd;
+  closeFd(fd);
+  fs.unlinkSync(pinPath); // stale: its interface is gone or was recreated
+  return undefined;
+}
+
+function pinNewLink(fd: number, pinPath: string, ifindex: number, dir: TcxDirection): void {
   if (fd < 0) throw new KernelError(`tcx ${dir} attach to ifindex ${ifindex}`, -fd);
   try {
     pinFd(fd, pinPath);
   } finally {
     closeFd(fd);
   }
+}
+
+/**
+ * Makes sure `progFd` runs at the tcx hook of `ifindex`, reusing the link pinned at `pinPath`
+ * when it still belongs to that interface (program swapped in place, no gap), and creating and
+ * pinning a new link otherwise. Returns whether an existing link was adopted.
+ */
+export function ensureTcxLink(pinPath: string, progFd: number, ifindex: number, dir: TcxDirection): boolean {
+  const existing = reusablePin(pinPath, ifindex, dir);
+  if (existing !== undefined) {
+    try {
+      check(`updating link ${pinPath}`, c.linkUpdate(existing, progFd, null));
+    } finally {
+      closeFd(existing);
+    }
+    return true;
+  }
+  pinNewLink(c.linkCreate(progFd, ifindex, ATTACH_TYPE[dir], null), pinPath, ifindex, dir);
   return false;
 }
 
-/** Unpinning drops the last reference: the program detaches from the interface. */
+/**
+ * Creates and pins a new tcx link off the main thread. Each tcx attach waits for an RCU grace
+ * period in the kernel (about 10 ms here), so the agent overlaps it with other set-up work.
+ */
+export async function createTcxLinkAsync(pinPath: string, progFd: number, ifindex: number, dir: TcxDirection): Promise<void> {
+  fs.rmSync(pinPath, { force: true });
+  const fd = await new Promise<number>((resolve, reject) =>
+    c.linkCreate.async(progFd, ifindex, ATTACH_TYPE[dir], null, (err: unknown, ret: number) => (err ? reject(err) : resolve(ret))),
+  );
+  pinNewLink(fd, pinPath, ifindex, dir);
+}
+
 /** Link info of a pinned link (tests and diagnostics). */
 export function pinnedLinkInfo(pinPath: string): LinkInfo & { attachDirection?: TcxDirection } {
   const fd = openPinned(pinPath);

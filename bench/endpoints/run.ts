@@ -1,0 +1,152 @@
+/* bench/endpoints: how fast an endpoint becomes usable, and what each endpoint costs the agent.
+ *  1. time from `endpoint add` (API request sent) to the first successful TCP connect from the
+ *     new endpoint to a peer, over N endpoints (p50/p99); the connect runs from a socket created
+ *     inside the new endpoint's namespace with setns, so no process start is measured;
+ *  2. the same through the CLI for a few endpoints (adds node start-up of the CLI process);
+ *  3. agent RSS growth per endpoint at M endpoints.
+ * Usage: node --import tsx bench/endpoints/run.ts [--latency N] [--scale M] [--json FILE] */
+import koffi from 'koffi';
+import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { netnsPath, withNetns } from '../../src/kernel/netns.js';
+import { TestNode } from '../../test/harness/node.js';
+
+const { values: args } = parseArgs({
+  options: {
+    latency: { type: 'string', default: '200' },
+    cli: { type: 'string', default: '20' },
+    scale: { type: 'string', default: '1000' },
+    json: { type: 'string' },
+  },
+});
+const LATENCY_N = Number(args.latency);
+const CLI_N = Number(args.cli);
+const SCALE_N = Number(args.scale);
+
+const libc = koffi.load('libc.so.6');
+const socket = libc.func('int socket(int domain, int type, int protocol)');
+const connect = libc.func('int connect(int fd, void *addr, uint32_t len)');
+const setsockopt = libc.func('int setsockopt(int fd, int level, int name, void *val, uint32_t len)');
+const close = libc.func('int close(int fd)');
+const AF_INET = 2;
+const SOCK_STREAM = 1;
+const SOL_SOCKET = 1;
+const SO_SNDTIMEO = 21;
+
+function sockaddr(ip: string, port: number): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeUInt16LE(AF_INET, 0);
+  b.writeUInt16BE(port, 2);
+  Buffer.from(ip.split('.').map(Number)).copy(b, 4);
+  return b;
+}
+
+/** One blocking connect (bounded by SO_SNDTIMEO) from a socket living in `netns`. */
+function connectFrom(netns: string, ip: string, port: number): boolean {
+  const fd = withNetns(netnsPath(netns), () => socket(AF_INET, SOCK_STREAM, 0));
+  try {
+    const tv = Buffer.alloc(16);
+    tv.writeBigInt64LE(0n, 0);
+    tv.writeBigInt64LE(200_000n, 8); // 200 ms
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, tv, 16);
+    return connect(fd, sockaddr(ip, port), 16) === 0;
+  } finally {
+    close(fd);
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0);
+}
+
+const summary = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), min: s[0] ?? 0, max: s[s.length - 1] ?? 0 };
+};
+const fmt = (x: number) => x.toFixed(2);
+
+async function main(): Promise<void> {
+  const node = await TestNode.create({ podCidr: '10.215.0.0/20' });
+  try {
+    await node.api.setNamespace('bench');
+    const server = await node.api.addEndpoint({ namespace: 'bench', name: 'server', labels: ['app=server'] });
+    await node.echoServer(server.netns, 8080);
+    const agentPid = node.agent!.pid!;
+    // Warm up code paths before measuring memory and latency.
+    for (let i = 0; i < 5; i++) await node.api.addEndpoint({ namespace: 'bench', name: `warm${i}`, labels: ['app=warm'] });
+    const rssStart = rssKiB(agentPid);
+
+    const latencies: number[] = [];
+    const agentOnly: number[] = [];
+    let retries = 0;
+    for (let i = 0; i < LATENCY_N; i++) {
+      const t0 = performance.now();
+      const ep = await node.api.addEndpoint({ namespace: 'bench', name: `ep${i}`, labels: [`app=ep${i % 10}`] });
+      const t1 = performance.now();
+      while (!connectFrom(ep.netns, server.ipv4, 8080)) {
+        retries++;
+        if (performance.now() - t0 > 5000) throw new Error(`endpoint ${ep.name} never connected`);
+      }
+      latencies.push(performance.now() - t0);
+      agentOnly.push(t1 - t0);
+      if ((i + 1) % 50 === 0) process.stderr.write(`latency: ${i + 1}/${LATENCY_N} endpoints\n`);
+    }
+
+    const cliTimes: number[] = [];
+    for (let i = 0; i < CLI_N; i++) {
+      const t0 = performance.now();
+      const r = await node.cli('endpoint', 'add', `bench/cli${i}`, '--labels', 'app=cli', '-o', 'json');
+      if (r.code !== 0) throw new Error(r.stderr);
+      const ep = JSON.parse(r.stdout) as { netns: string };
+      while (!connectFrom(ep.netns, server.ipv4, 8080)) if (performance.now() - t0 > 5000) throw new Error('cli endpoint never connected');
+      cliTimes.push(performance.now() - t0);
+    }
+
+    let count = 1 + 5 + LATENCY_N + CLI_N;
+    for (let i = count; i < SCALE_N + 6; i++) {
+      await node.api.addEndpoint({ namespace: 'bench', name: `scale${i}`, labels: [`app=scale${i % 50}`] });
+      count++;
+      if (count % 200 === 0) process.stderr.write(`scale: ${count}/${SCALE_N} endpoints\n`);
+    }
+    await new Promise((r) => setTimeout(r, 1000)); // let the agent settle (GC) before reading RSS
+    const rssEnd = rssKiB(agentPid);
+    const status = await node.api.status();
+    const perEndpoint = ((rssEnd - rssStart) / (status.counts.endpoints - 6)) * 1024;
+
+    const lat = summary(latencies);
+    const api = summary(agentOnly);
+    const cli = summary(cliTimes);
+    const result = {
+      date: new Date().toISOString(),
+      endpointsAtEnd: status.counts.endpoints,
+      addToFirstConnectMs: lat,
+      apiAddMs: api,
+      cliAddToFirstConnectMs: cli,
+      connectRetries: retries,
+      rssKiB: { start: rssStart, end: rssEnd },
+      rssBytesPerEndpoint: Math.round(perEndpoint),
+    };
+    console.log('| measure | n | p50 | p99 | min | max | goal | met |');
+    console.log('|---|---|---|---|---|---|---|---|');
+    console.log(`| endpoint add → first TCP connect (API), ms | ${lat.n} | ${fmt(lat.p50)} | ${fmt(lat.p99)} | ${fmt(lat.min)} | ${fmt(lat.max)} | p50 ≤ 20 | ${lat.p50 <= 20 ? 'yes' : 'NO'} |`);
+    console.log(`| of which the API call, ms | ${api.n} | ${fmt(api.p50)} | ${fmt(api.p99)} | ${fmt(api.min)} | ${fmt(api.max)} | | |`);
+    console.log(`| endpoint add → first TCP connect (CLI), ms | ${cli.n} | ${fmt(cli.p50)} | ${fmt(cli.p99)} | ${fmt(cli.min)} | ${fmt(cli.max)} | | |`);
+    console.log(`| agent RSS per endpoint at ${status.counts.endpoints} endpoints, KiB | | ${fmt(perEndpoint / 1024)} | | | | ≤ 8 | ${perEndpoint <= 8192 ? 'yes' : 'NO'} |`);
+    console.log(`connect retries: ${retries}; agent RSS ${rssStart} KiB → ${rssEnd} KiB`);
+    if (args.json) fs.writeFileSync(args.json, JSON.stringify(result, null, 2));
+  } finally {
+    process.stderr.write('cleaning up...\n');
+    await node.cleanup();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
