@@ -69,6 +69,11 @@ async function prepareNode(nl: Netlink, ipam: Ipam): Promise<void> {
   ]);
 }
 
+function agentMemory(): Status['memory'] {
+  const m = process.memoryUsage();
+  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external };
+}
+
 export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promise<void> }> {
   const log: Logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } }, pino.destination(2));
   const features = preflight(opts);
@@ -121,6 +126,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         ipam: { allocated: ipam.allocated, capacity: ipam.capacity },
         maps,
         lastSync: manager.lastSync,
+        memory: agentMemory(),
         paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
       };
     })

@@ -93,6 +93,7 @@ export interface Status {
   ipam: { allocated: number; capacity: number };
   maps: MapPressure[];
   lastSync: { written: number; deleted: number; unchanged: number; at: string; reason: string };
+  memory: { rssBytes: number; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number };
   paths: { stateDir: string; bpffsDir: string; socket: string };
 }
 

@@ -16,6 +16,7 @@ function client(): AgentClient {
   return new AgentClient(opts.socket ?? process.env.MEMBRANE_SOCKET ?? DEFAULT_SOCKET);
 }
 
+const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
 const outputOption = () => new Option('-o, --output <format>', 'table, json or yaml').default('table');
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -82,6 +83,7 @@ program
         ['Identities', `${s.counts.identities} allocated (range 256-65535)`],
         ['Namespaces', String(s.counts.namespaces)],
         ['IPAM', `${s.ipam.allocated}/${s.ipam.capacity} addresses allocated`],
+        ['Memory', `RSS ${mib(s.memory.rssBytes)}, heap ${mib(s.memory.heapUsedBytes)} used of ${mib(s.memory.heapTotalBytes)}`],
         ['Last sync', `${s.lastSync.reason}: ${s.lastSync.written} written, ${s.lastSync.deleted} deleted, ${s.lastSync.unchanged} unchanged`],
         ...s.maps.map((m): [string, string] => [`Map ${m.map}`, `${m.entries}/${m.maxEntries} (${(m.pressure * 100).toFixed(2)}%)`]),
       ]),

@@ -23,6 +23,8 @@ export interface SyncStats {
  * Desired contents of one map as encoded key/value bytes, keyed by the hex of the key. The
  * writer compares bytes, so any field change (or padding mistake) shows up as a difference.
  */
+type Entry<K extends FieldList, V extends FieldList> = [Partial<Decoded<K>>, Partial<Decoded<V>>];
+
 class MapMirror<K extends FieldList, V extends FieldList> {
   private realized = new Map<string, Buffer>();
 
@@ -34,9 +36,27 @@ class MapMirror<K extends FieldList, V extends FieldList> {
     return this.realized.size;
   }
 
-  sync(desired: [Partial<Decoded<K>>, Partial<Decoded<V>>][]): SyncStats {
+  /** Makes the whole map equal to `desired`. */
+  sync(desired: Entry<K, V>[]): SyncStats {
+    const want = this.encode(desired);
+    const stale = [...this.realized.keys()].filter((hex) => !want.has(hex));
+    return this.write(want, stale);
+  }
+
+  /** Makes the given keys equal to `upsert` and removes `remove`; other keys are left alone. */
+  update(upsert: Entry<K, V>[], remove: Partial<Decoded<K>>[]): SyncStats {
+    const want = this.encode(upsert);
+    const stale = remove.map((k) => this.map.key.encode(k).toString('hex')).filter((hex) => this.realized.has(hex) && !want.has(hex));
+    return this.write(want, stale);
+  }
+
+  private encode(entries: Entry<K, V>[]): Map<string, Buffer> {
     const want = new Map<string, Buffer>();
-    for (const [k, v] of desired) want.set(this.map.key.encode(k).toString('hex'), this.map.value.encode(v));
+    for (const [k, v] of entries) want.set(this.map.key.encode(k).toString('hex'), this.map.value.encode(v));
+    return want;
+  }
+
+  private write(want: Map<string, Buffer>, stale: string[]): SyncStats {
     const writes: [Buffer, Buffer][] = [];
     let unchanged = 0;
     for (const [hex, value] of want) {
@@ -44,21 +64,30 @@ class MapMirror<K extends FieldList, V extends FieldList> {
       if (have && have.equals(value)) unchanged++;
       else writes.push([Buffer.from(hex, 'hex'), value]);
     }
-    const deletes = [...this.realized.keys()].filter((hex) => !want.has(hex)).map((hex) => Buffer.from(hex, 'hex'));
     // Writes before deletes: an LPM entry being replaced by a broader one never leaves a gap.
     this.map.raw.updateMany(writes);
-    this.map.raw.deleteMany(deletes);
+    this.map.raw.deleteMany(stale.map((hex) => Buffer.from(hex, 'hex')));
     for (const [k, v] of writes) this.realized.set(k.toString('hex'), v);
-    for (const k of deletes) this.realized.delete(k.toString('hex'));
-    return { written: writes.length, deleted: deletes.length, unchanged };
+    for (const hex of stale) this.realized.delete(hex);
+    return { written: writes.length, deleted: stale.length, unchanged };
   }
 }
 
-type Entry<K, V> = [Partial<StructValue<K>>, Partial<StructValue<V>>];
+function addStats(a: SyncStats, b: SyncStats): SyncStats {
+  return { written: a.written + b.written, deleted: a.deleted + b.deleted, unchanged: a.unchanged + b.unchanged };
+}
 
+type StructEntry<K, V> = [Partial<StructValue<K>>, Partial<StructValue<V>>];
+
+/** Desired contents of the maps the agent owns (whole, or the part that changed). */
 export interface DesiredDatapath {
-  ipcache: Entry<typeof ipcacheKey, typeof ipcacheValue>[];
-  endpoints: Entry<typeof endpointKey, typeof endpointInfo>[];
+  ipcache: StructEntry<typeof ipcacheKey, typeof ipcacheValue>[];
+  endpoints: StructEntry<typeof endpointKey, typeof endpointInfo>[];
+}
+
+export interface DatapathChange {
+  upsert: DesiredDatapath;
+  remove: { ipcache: Partial<StructValue<typeof ipcacheKey>>[]; endpoints: Partial<StructValue<typeof endpointKey>>[] };
 }
 
 export class Datapath {
@@ -136,11 +165,18 @@ export class Datapath {
     return removed;
   }
 
+  /** Makes the maps equal to `desired` (after a restart: everything else is stale). */
   sync(desired: DesiredDatapath): SyncStats {
     // Endpoints first: a new endpoint's interface is known before its address resolves to it.
-    const a = this.endpointsMirror.sync(desired.endpoints);
-    const b = this.ipcacheMirror.sync(desired.ipcache);
-    return { written: a.written + b.written, deleted: a.deleted + b.deleted, unchanged: a.unchanged + b.unchanged };
+    return addStats(this.endpointsMirror.sync(desired.endpoints), this.ipcacheMirror.sync(desired.ipcache));
+  }
+
+  /** Applies one change; cost depends on the size of the change, not of the state. */
+  update(change: DatapathChange): SyncStats {
+    return addStats(
+      this.endpointsMirror.update(change.upsert.endpoints, change.remove.endpoints),
+      this.ipcacheMirror.update(change.upsert.ipcache, change.remove.ipcache),
+    );
   }
 
   pressure(): { map: string; entries: number; maxEntries: number; pressure: number }[] {

@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Endpoint, EndpointAddRequest, Namespace } from '../api/types.js';
-import type { Datapath, DesiredDatapath, SyncStats } from '../datapath/datapath.js';
+import type { Datapath, DatapathChange, DesiredDatapath, SyncStats } from '../datapath/datapath.js';
 import { ipcacheKeyFor } from '../datapath/ipcache.js';
 import { conflict, invalid, notFound } from '../errors.js';
 import { identityLabels } from '../identity/filter.js';
@@ -133,7 +133,7 @@ export class EndpointManager {
       delete: changes.delete,
     });
     this.namespaces.set(name, labels);
-    this.syncDatapath(`namespace ${name} set`);
+    this.updateDatapath(`namespace ${name} set`, affected);
     return this.namespaceView(name);
   }
 
@@ -230,7 +230,7 @@ export class EndpointManager {
       this.allocator.release(identity.id);
       throw err;
     }
-    this.syncDatapath(`endpoint ${ep.namespace}/${ep.name} added`);
+    this.updateDatapath(`endpoint ${ep.namespace}/${ep.name} added`, [ep]);
     lap('synced');
     this.log.debug({ endpoint: id, ms: phases }, 'endpoint added');
     return ep;
@@ -246,14 +246,14 @@ export class EndpointManager {
       put: { [K.ep(ep.id)]: this.stored(ep), [K.identityCursor]: this.allocator.nextCursor, ...changes.put },
       delete: changes.delete,
     });
-    this.syncDatapath(`endpoint ${namespace}/${name} relabelled`);
+    this.updateDatapath(`endpoint ${namespace}/${name} relabelled`, [ep]);
     return ep;
   }
 
   async deleteEndpoint(namespace: string, name: string): Promise<void> {
     const ep = this.mustFind(namespace, name);
     this.endpoints.delete(ep.id);
-    this.syncDatapath(`endpoint ${namespace}/${name} deleted`);
+    this.updateDatapath(`endpoint ${namespace}/${name} deleted`, [], [ep]);
     this.datapath.detachEndpoint(ep.id);
     await unplumb(this.nl, ep);
     this.cfg.ipam.release(ep.ipv4);
@@ -291,27 +291,55 @@ export class EndpointManager {
 
   // ---- datapath ----
 
+  /** Everything the maps should hold: node entries plus every endpoint's. */
   desired(): DesiredDatapath {
-    const ipcache: DesiredDatapath['ipcache'] = [
-      [ipcacheKeyFor('0.0.0.0/0'), { identity: IDENTITY_WORLD }],
-      [ipcacheKeyFor(`${this.cfg.ipam.router}/32`), { identity: IDENTITY_HOST }],
-      ...this.cfg.nodeAddresses.map((a): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(`${a}/32`), { identity: IDENTITY_HOST }]),
-    ];
-    const endpoints: DesiredDatapath['endpoints'] = [];
+    const desired: DesiredDatapath = {
+      ipcache: [
+        [ipcacheKeyFor('0.0.0.0/0'), { identity: IDENTITY_WORLD }],
+        [ipcacheKeyFor(`${this.cfg.ipam.router}/32`), { identity: IDENTITY_HOST }],
+        ...this.cfg.nodeAddresses.map((a): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(`${a}/32`), { identity: IDENTITY_HOST }]),
+      ],
+      endpoints: [],
+    };
     for (const ep of this.endpoints.values()) {
-      ipcache.push([ipcacheKeyFor(`${ep.ipv4}/32`), { identity: ep.identity }]);
-      if (ep.ifindex > 0) {
-        endpoints.push([
-          { ifindex: ep.ifindex },
-          { ep_id: ep.id, identity: ep.identity, ipv4: ep.ipv4, mac: ep.mac, node_mac: ep.hostMac },
-        ]);
-      }
+      const own = this.entriesOf(ep);
+      desired.ipcache.push(...own.ipcache);
+      desired.endpoints.push(...own.endpoints);
     }
-    return { ipcache, endpoints };
+    return desired;
+  }
+
+  /** The map entries one endpoint owns. */
+  private entriesOf(ep: Endpoint): DesiredDatapath {
+    return {
+      ipcache: [[ipcacheKeyFor(`${ep.ipv4}/32`), { identity: ep.identity }]],
+      endpoints:
+        ep.ifindex > 0
+          ? [[{ ifindex: ep.ifindex }, { ep_id: ep.id, identity: ep.identity, ipv4: ep.ipv4, mac: ep.mac, node_mac: ep.hostMac }]]
+          : [],
+    };
   }
 
   private syncDatapath(reason: string): void {
-    const stats = this.datapath.sync(this.desired());
+    this.recordSync(reason, this.datapath.sync(this.desired()));
+  }
+
+  /** Rewrites the entries of `changed` endpoints and removes those of `removed` ones. */
+  private updateDatapath(reason: string, changed: Endpoint[], removed: Endpoint[] = []): void {
+    const upsert: DesiredDatapath = { ipcache: [], endpoints: [] };
+    for (const ep of changed) {
+      const own = this.entriesOf(ep);
+      upsert.ipcache.push(...own.ipcache);
+      upsert.endpoints.push(...own.endpoints);
+    }
+    const remove: DatapathChange['remove'] = {
+      ipcache: removed.map((ep) => ipcacheKeyFor(`${ep.ipv4}/32`)),
+      endpoints: removed.filter((ep) => ep.ifindex > 0).map((ep) => ({ ifindex: ep.ifindex })),
+    };
+    this.recordSync(reason, this.datapath.update({ upsert, remove }));
+  }
+
+  private recordSync(reason: string, stats: SyncStats): void {
     this.lastSync = { ...stats, at: new Date().toISOString(), reason };
     this.log.debug({ ...stats, reason }, 'datapath synced');
   }

@@ -25,11 +25,12 @@ export interface Plumbing {
  * no workload packet ever passes unprogrammed.
  */
 export async function plumb(nl: Netlink, p: Plumbing, onHostInterface: (ifindex: number) => Promise<void>): Promise<number> {
-  if (!nl.netnsExists(p.netns)) {
-    if (!p.netnsOwned) throw new Error(`network namespace ${p.netns} does not exist: create it with 'ip netns add ${p.netns}'`);
-    await nl.addNetns(p.netns);
+  const createNetns = !nl.netnsExists(p.netns);
+  if (createNetns && !p.netnsOwned) {
+    throw new Error(`network namespace ${p.netns} does not exist: create it with 'ip netns add ${p.netns}'`);
   }
   await nl.apply([
+    ...(createNetns ? [{ op: 'add-netns' as const, name: p.netns }] : []),
     { op: 'veth', name: p.interface, mac: p.hostMac, peer: WORKLOAD_IFNAME, peerMac: p.mac, peerNetns: p.netns },
     { op: 'up', name: p.interface },
     { op: 'route', dst: `${p.ipv4}/32`, dev: p.interface, scope: 'link' },

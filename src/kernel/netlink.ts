@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 const execFileP = promisify(execFile);
 
 export type NetOp =
+  | { op: 'add-netns'; name: string }
   | { op: 'veth'; name: string; mac: string; peer: string; peerMac: string; peerNetns: string }
   | { op: 'up'; name: string }
   | { op: 'delete-link'; name: string }
@@ -36,6 +37,8 @@ export interface Netlink {
 
 function render(op: NetOp): string {
   switch (op.op) {
+    case 'add-netns':
+      return `netns add ${op.name}`;
     case 'veth':
       return `link add ${op.name} address ${op.mac} type veth peer name ${op.peer} address ${op.peerMac} netns ${op.peerNetns}`;
     case 'up':

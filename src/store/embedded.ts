@@ -1,26 +1,94 @@
-/* The default store: one JSON document in the state directory, replaced atomically on every
- * commit (write to a temporary file, fsync, rename), so a crash leaves the old or the new state,
- * never a torn file. */
+/* The default store: a snapshot plus an append-only log in the state directory.
+ *  - commit: one JSON line appended to state.log and fsynced; only then does memory change, so an
+ *    accepted change is durable and a failed one leaves no trace;
+ *  - open: the snapshot, then every complete log record after it; a torn last line (a crash in
+ *    the middle of an append, never acknowledged) is dropped;
+ *  - compaction: when the log outgrows the snapshot, a new snapshot is written to a temporary
+ *    file, fsynced and renamed over the old one, then the log starts afresh. Records carry a
+ *    sequence number, so a crash between the rename and the truncation replays nothing twice.
+ * Each commit costs O(size of the change), not O(size of the state). */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Store } from './store.js';
 
-const FILE = 'state.json';
-const FORMAT_VERSION = 1;
+const SNAPSHOT = 'state.json';
+const LOG = 'state.log';
+const FORMAT_VERSION = 2;
+const MIN_COMPACT_BYTES = 1 << 20;
+
+interface Snapshot {
+  version: number;
+  seq: number;
+  keys: Record<string, unknown>;
+}
+
+interface LogRecord {
+  seq: number;
+  put?: Record<string, unknown>;
+  delete?: string[];
+}
+
+function writeDurably(file: string, body: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, body);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
 
 export class EmbeddedStore implements Store {
-  private readonly data: Map<string, unknown>;
-  private readonly file: string;
+  private readonly data = new Map<string, unknown>();
+  private readonly snapshotFile: string;
+  private readonly logFile: string;
+  private seq = 0;
+  private logFd: number;
+  private logBytes = 0;
+  private snapshotBytes = 0;
 
   constructor(readonly dir: string) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    this.file = path.join(dir, FILE);
-    this.data = new Map();
-    if (fs.existsSync(this.file)) {
-      const doc = JSON.parse(fs.readFileSync(this.file, 'utf8')) as { version: number; keys: Record<string, unknown> };
-      if (doc.version !== FORMAT_VERSION) throw new Error(`${this.file}: unknown state format version ${doc.version}`);
-      for (const [k, v] of Object.entries(doc.keys)) this.data.set(k, v);
+    this.snapshotFile = path.join(dir, SNAPSHOT);
+    this.logFile = path.join(dir, LOG);
+    if (fs.existsSync(this.snapshotFile)) {
+      const text = fs.readFileSync(this.snapshotFile, 'utf8');
+      const snap = JSON.parse(text) as Snapshot;
+      if (snap.version !== FORMAT_VERSION) throw new Error(`${this.snapshotFile}: unknown state format version ${snap.version}`);
+      for (const [k, v] of Object.entries(snap.keys)) this.data.set(k, v);
+      this.seq = snap.seq;
+      this.snapshotBytes = text.length;
     }
+    this.replayLog();
+    this.logFd = fs.openSync(this.logFile, 'a', 0o600);
+  }
+
+  private replayLog(): void {
+    if (!fs.existsSync(this.logFile)) return;
+    const text = fs.readFileSync(this.logFile, 'utf8');
+    let validBytes = 0;
+    for (const line of text.split('\n')) {
+      if (line === '') break;
+      let rec: LogRecord;
+      try {
+        rec = JSON.parse(line) as LogRecord;
+      } catch {
+        break; // torn tail: that commit never returned
+      }
+      validBytes += Buffer.byteLength(line) + 1;
+      if (rec.seq <= this.seq) continue;
+      this.apply(rec);
+    }
+    if (validBytes < Buffer.byteLength(text)) fs.truncateSync(this.logFile, validBytes);
+    this.logBytes = validBytes;
+  }
+
+  private apply(rec: LogRecord): void {
+    for (const [k, v] of Object.entries(rec.put ?? {})) this.data.set(k, v);
+    for (const k of rec.delete ?? []) this.data.delete(k);
+    this.seq = rec.seq;
   }
 
   get<T>(key: string): T | undefined {
@@ -34,24 +102,27 @@ export class EmbeddedStore implements Store {
   }
 
   commit(change: { put?: Record<string, unknown>; delete?: string[] }): void {
-    const next = new Map(this.data);
-    for (const [k, v] of Object.entries(change.put ?? {})) next.set(k, structuredClone(v));
-    for (const k of change.delete ?? []) next.delete(k);
-    this.persist(next);
-    this.data.clear();
-    for (const [k, v] of next) this.data.set(k, v);
+    const line = JSON.stringify({ seq: this.seq + 1, put: change.put, delete: change.delete }) + '\n';
+    fs.writeSync(this.logFd, line);
+    fs.fsyncSync(this.logFd);
+    this.logBytes += Buffer.byteLength(line);
+    // Memory holds parsed copies: callers may keep mutating the objects they passed in.
+    this.apply(JSON.parse(line) as LogRecord);
+    if (this.logBytes > Math.max(MIN_COMPACT_BYTES, 2 * this.snapshotBytes)) this.compact();
   }
 
-  private persist(data: Map<string, unknown>): void {
-    const tmp = `${this.file}.tmp-${process.pid}`;
-    const body = JSON.stringify({ version: FORMAT_VERSION, keys: Object.fromEntries(data) });
-    const fd = fs.openSync(tmp, 'w', 0o600);
-    try {
-      fs.writeSync(fd, body);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, this.file);
+  /** Folds the log into a new snapshot. */
+  compact(): void {
+    const body = JSON.stringify({ version: FORMAT_VERSION, seq: this.seq, keys: Object.fromEntries(this.data) } satisfies Snapshot);
+    writeDurably(this.snapshotFile, body);
+    this.snapshotBytes = body.length;
+    fs.closeSync(this.logFd);
+    this.logFd = fs.openSync(this.logFile, 'w', 0o600);
+    fs.fsyncSync(this.logFd);
+    this.logBytes = 0;
+  }
+
+  close(): void {
+    fs.closeSync(this.logFd);
   }
 }

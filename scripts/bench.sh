@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# `make bench`: runs every benchmark; each builds its own topology in namespaces and prints a table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== bench/endpoints: endpoint add -> first TCP connect, agent memory per endpoint"
+node --import tsx bench/endpoints/run.ts "$@"
