@@ -1,52 +1,76 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Programs on each endpoint's host-side interface, attached with tcx:
- *   from_endpoint: tcx ingress, sees what the workload sends;
- *   to_endpoint:   tcx egress, sees what is delivered to the workload.
- * One object serves every endpoint; what differs per endpoint lives in mb_endpoints. */
+ *   from_endpoint: tcx ingress, sees what the workload sends (its egress);
+ *   to_endpoint:   tcx egress, sees what is delivered to the workload (its ingress).
+ * One object serves every endpoint; what differs per endpoint lives in mb_endpoints.
+ * Per packet: one ipcache lookup, one CT lookup (two for replies), and the policy lookups only
+ * for new connections or after the endpoint's policy changed. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
 #include "include/layouts.h"
 #include "include/maps.h"
+#include "include/parse.h"
 #include "include/ipcache.h"
 #include "include/metrics.h"
-#include "include/parse.h"
+#include "include/conntrack.h"
+#include "include/policy.h"
 
-SEC("tc")
-int from_endpoint(struct __sk_buff *skb)
+static __always_inline int drop(struct endpoint_info *ep, __u32 remote_identity, __u8 dir, __u8 reason, __u32 len)
+{
+	metrics_count(ep->ep_id, remote_identity, dir, reason, len);
+	return TC_ACT_SHOT;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 {
 	__u32 ifindex = skb->ifindex;
 	struct endpoint_info *ep = bpf_map_lookup_elem(&mb_endpoints, &ifindex);
 	if (!ep)
 		return TC_ACT_OK; /* not ours yet (being set up or torn down) */
-	struct iphdr *ip = parse_ipv4(skb);
-	if (!ip)
+	struct packet p = {};
+	if (parse_packet(skb, &p) < 0)
 		return TC_ACT_OK; /* ARP and friends */
 
-	__u32 dst_identity = ipcache_identity4(ip->daddr);
-	if (ip->saddr != ep->ipv4) {
-		metrics_count(ep->ep_id, dst_identity, MB_DIR_EGRESS, MB_DROP_INVALID_SOURCE_IP, skb->len);
-		return TC_ACT_SHOT;
+	__u32 remote_identity = ipcache_identity4(dir == MB_DIR_EGRESS ? p.t.daddr : p.t.saddr);
+	if (dir == MB_DIR_EGRESS && p.t.saddr != ep->ipv4)
+		return drop(ep, remote_identity, dir, MB_DROP_INVALID_SOURCE_IP, p.len);
+
+	__u64 now = bpf_ktime_get_ns();
+	struct ct_value *ct = NULL;
+	enum ct_state state = ct_lookup(&p, dir, now, &ct);
+	if (state == CT_REPLY || state == CT_RELATED) {
+		if (ct)
+			ct_touch(ct, &p, now);
+	} else if (state == CT_ESTABLISHED && ct && ct->policy_revision == ep->policy_revision) {
+		ct_touch(ct, &p, now);
+	} else {
+		/* New, or established but the endpoint's policy changed since it was judged. */
+		struct policy_verdict v = policy_check(ep, remote_identity, dir, p.t.protocol, p.policy_port);
+		if (v.drop_reason)
+			return drop(ep, remote_identity, dir, v.drop_reason, p.len);
+		if (state == CT_ESTABLISHED && ct) {
+			ct->policy_revision = ep->policy_revision;
+			ct_touch(ct, &p, now);
+		} else if (ct_create(&p, dir, now, ep->ep_id, remote_identity, ep->policy_revision) < 0) {
+			return drop(ep, remote_identity, dir, MB_DROP_CT_INSERT, p.len);
+		}
 	}
-	metrics_count(ep->ep_id, dst_identity, MB_DIR_EGRESS, MB_REASON_FORWARDED, skb->len);
+	metrics_count(ep->ep_id, remote_identity, dir, MB_REASON_FORWARDED, p.len);
 	return TC_ACT_OK; /* routed by the node towards the destination's interface */
+}
+
+SEC("tc")
+int from_endpoint(struct __sk_buff *skb)
+{
+	return handle(skb, MB_DIR_EGRESS);
 }
 
 SEC("tc")
 int to_endpoint(struct __sk_buff *skb)
 {
-	__u32 ifindex = skb->ifindex;
-	struct endpoint_info *ep = bpf_map_lookup_elem(&mb_endpoints, &ifindex);
-	if (!ep)
-		return TC_ACT_OK;
-	struct iphdr *ip = parse_ipv4(skb);
-	if (!ip)
-		return TC_ACT_OK;
-
-	__u32 src_identity = ipcache_identity4(ip->saddr);
-	metrics_count(ep->ep_id, src_identity, MB_DIR_INGRESS, MB_REASON_FORWARDED, skb->len);
-	return TC_ACT_OK;
+	return handle(skb, MB_DIR_INGRESS);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -19,6 +19,10 @@ import { c } from './kernel/libbpf.js';
 import { IprouteNetlink, type Netlink } from './kernel/netlink.js';
 import { EmbeddedStore } from './store/embedded.js';
 import { Mutex } from './util/mutex.js';
+import { registerPolicyRoutes } from './api/policy-routes.js';
+import type { EnforcementMode } from './policy/engine.js';
+import { PolicyRealizer } from './policy/realize.js';
+import { PolicyRepository } from './policy/repository.js';
 import { invalid } from './errors.js';
 
 export interface AgentOptions {
@@ -30,6 +34,8 @@ export interface AgentOptions {
   cluster: string;
   bpfObjectDir: string;
   logLevel: string;
+  enforcement: EnforcementMode;
+  allowLocalhost: boolean;
 }
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -93,7 +99,16 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const store = new EmbeddedStore(opts.stateDir);
   const datapath = Datapath.load(opts.bpfObjectDir, opts.bpffsDir);
   log.info({ adoptedMaps: datapath.adoptedMaps }, 'datapath loaded');
-  const manager = new EndpointManager({ nodeName: opts.nodeName, cluster: opts.cluster, ipam, nodeAddresses }, store, nl, datapath, log);
+  const repo = new PolicyRepository(store);
+  const realizer = new PolicyRealizer(repo, datapath, { cluster: opts.cluster, enforcement: opts.enforcement, allowLocalhost: opts.allowLocalhost }, log);
+  const manager = new EndpointManager(
+    { nodeName: opts.nodeName, cluster: opts.cluster, ipam, nodeAddresses },
+    store,
+    nl,
+    datapath,
+    realizer,
+    log,
+  );
   await manager.restore();
   log.info({ endpoints: manager.listEndpoints().length, sync: manager.lastSync }, 'state restored');
 
@@ -179,6 +194,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         bytes: Number(perCpu.reduce((s, v) => s + v.bytes, 0n)),
       })),
     );
+
+  registerPolicyRoutes(api, { repo, realizer, manager, datapath, serial });
 
   fs.mkdirSync(path.dirname(opts.socket), { recursive: true, mode: 0o700 });
   await api.listen(opts.socket);

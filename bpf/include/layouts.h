@@ -28,14 +28,69 @@ struct ipcache_value {
 };
 
 /* One entry per local endpoint, keyed by the ifindex of its host-side interface, so one
- * compiled program serves every endpoint. */
+ * compiled program serves every endpoint. policy_revision changes whenever the endpoint's
+ * policy entries change, which makes established connections be judged again. */
 struct endpoint_info {
 	__u32 ep_id;
 	__u32 identity;
 	__u32 ipv4;
-	__u32 flags;
+	__u32 flags;      /* MB_EP_F_* */
 	__u8 mac[6];      /* workload-side interface */
 	__u8 node_mac[6]; /* host-side interface */
+	__u32 policy_revision;
+};
+
+#define MB_EP_F_INGRESS_ENFORCED (1 << 0)
+#define MB_EP_F_EGRESS_ENFORCED (1 << 1)
+#define MB_EP_F_ALLOW_HOST_INGRESS (1 << 2)
+
+/* Policy of every endpoint in one LPM trie. The prefix always covers ep_id, identity and
+ * direction (72 bits), then the protocol (8 bits; left out = any protocol) and the destination
+ * port's high bits (port ranges are power-of-two aligned prefixes). identity 0 = any peer. */
+struct policy_key {
+	__u32 prefixlen;
+	__u32 ep_id;
+	__u32 identity;
+	__u8 direction;
+	__u8 protocol;
+	__u16 dport; /* network order, so its high bits come first in the prefix */
+};
+
+#define MB_POLICY_PREFIX_FIXED 72
+#define MB_POLICY_PREFIX_FULL 96
+
+struct policy_value {
+	__u8 flags;        /* MB_POLICY_F_* */
+	__u8 l4_prefixlen; /* protocol+port bits matched: the specificity of the entry */
+	__u16 proxy_port;  /* reserved for L7 redirection */
+	__u32 rule_id;     /* which rule produced the entry (flow attribution) */
+};
+
+#define MB_POLICY_F_DENY (1 << 0)
+
+/* Connection tracking: one entry per connection and per endpoint direction that saw it first,
+ * keyed by the tuple of its first packet. For ICMP echo the identifier is the source port of
+ * requests and the destination port of replies, so a reply's reversed tuple finds its request. */
+struct ct_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 protocol;
+	__u8 direction; /* MB_DIR_* of the endpoint that created the entry */
+	__u16 pad;
+};
+
+struct ct_value {
+	__u64 last_seen_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u32 ep_id;
+	__u32 remote_identity;
+	__u32 policy_revision; /* the endpoint's revision when the forward direction was last judged */
+	__u8 tcp_flags_seen;
+	__u8 flags;
+	__u16 pad;
 };
 
 /* Traffic counters per endpoint, direction, peer identity and outcome. */
@@ -57,6 +112,9 @@ struct metrics_value {
 
 #define MB_REASON_FORWARDED 0
 #define MB_DROP_INVALID_SOURCE_IP 132
+#define MB_DROP_POLICY 133
+#define MB_DROP_CT_INSERT 155
+#define MB_DROP_POLICY_DENY 181
 
 #define MB_IDENTITY_HOST 1
 #define MB_IDENTITY_WORLD 2

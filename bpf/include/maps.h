@@ -27,4 +27,19 @@ struct {
 	__type(value, struct metrics_value);
 } mb_metrics SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1048576);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+} mb_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct ct_key);
+	__type(value, struct ct_value);
+} mb_ct SEC(".maps");
+
 #endif

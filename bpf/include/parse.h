@@ -2,23 +2,108 @@
 #define MEMBRANE_PARSE_H
 
 #define ETH_P_IP 0x0800
+#define ETH_HLEN 14
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
 
-/* Returns the IPv4 header of an Ethernet frame, or NULL for anything else. */
-static __always_inline struct iphdr *parse_ipv4(struct __sk_buff *skb)
+#define IPPROTO_ICMP_ 1
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
+#define IPPROTO_SCTP_ 132
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+
+struct tuple {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport; /* network order */
+	__u16 dport;
+	__u8 protocol;
+};
+
+/* What the datapath needs to know about one IPv4 packet. */
+struct packet {
+	struct tuple t;
+	__u16 policy_port; /* network order: destination port, or the ICMP type for ICMP */
+	__u8 tcp_flags;
+	__u8 icmp_error;   /* an ICMP error: `inner` is the packet it reports on */
+	struct tuple inner;
+	__u32 len;
+};
+
+/* Ports (or the ICMP echo identifier) of the L4 header at `off`. */
+static __always_inline int parse_ports(struct __sk_buff *skb, __u32 off, __u8 proto, struct tuple *t)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return NULL;
-	if (eth->h_proto != bpf_htons(ETH_P_IP))
-		return NULL;
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end)
-		return NULL;
-	return ip;
+	if (proto == IPPROTO_TCP_ || proto == IPPROTO_UDP_ || proto == IPPROTO_SCTP_) {
+		__u16 ports[2];
+		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) < 0)
+			return -1;
+		t->sport = ports[0];
+		t->dport = ports[1];
+	}
+	return 0;
+}
+
+/* Returns 0 for a parsed IPv4 packet, -1 for anything else (ARP, IPv6, truncated). */
+static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
+{
+	__u16 proto;
+	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0 || proto != bpf_htons(ETH_P_IP))
+		return -1;
+	struct iphdr ip;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+		return -1;
+	__u32 l4 = ETH_HLEN + ip.ihl * 4;
+	p->t.saddr = ip.saddr;
+	p->t.daddr = ip.daddr;
+	p->t.protocol = ip.protocol;
+	p->len = skb->len;
+	/* Later fragments carry no L4 header: they are judged on addresses and protocol only. */
+	int later_fragment = (ip.frag_off & bpf_htons(0x1fff)) != 0;
+	if (later_fragment)
+		return 0;
+
+	if (ip.protocol == IPPROTO_ICMP_) {
+		__u8 hdr[8];
+		if (bpf_skb_load_bytes(skb, l4, hdr, sizeof(hdr)) < 0)
+			return 0;
+		__u8 type = hdr[0];
+		__u16 id = *(__u16 *)&hdr[4];
+		p->policy_port = bpf_htons(type);
+		if (type == ICMP_ECHO) {
+			p->t.sport = id;
+		} else if (type == ICMP_ECHOREPLY) {
+			p->t.dport = id;
+		} else if (type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB) {
+			struct iphdr inner;
+			if (bpf_skb_load_bytes(skb, l4 + 8, &inner, sizeof(inner)) < 0)
+				return 0;
+			p->icmp_error = 1;
+			p->inner.saddr = inner.saddr;
+			p->inner.daddr = inner.daddr;
+			p->inner.protocol = inner.protocol;
+			parse_ports(skb, l4 + 8 + inner.ihl * 4, inner.protocol, &p->inner);
+		}
+		return 0;
+	}
+	if (parse_ports(skb, l4, ip.protocol, &p->t) < 0)
+		return 0;
+	p->policy_port = p->t.dport;
+	if (ip.protocol == IPPROTO_TCP_) {
+		__u8 flags;
+		if (bpf_skb_load_bytes(skb, l4 + 13, &flags, 1) == 0)
+			p->tcp_flags = flags;
+	}
+	return 0;
 }
 
 #endif

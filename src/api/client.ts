@@ -2,6 +2,12 @@
 import http from 'node:http';
 import type {
   ApiErrorBody,
+  CtRow,
+  EndpointPolicyView,
+  PolicyFile,
+  PolicyImportResult,
+  PolicyList,
+  SelectorRow,
   Endpoint,
   EndpointAddRequest,
   Identity,
@@ -82,6 +88,15 @@ export class AgentClient {
   listIdentities = () => this.request<Identity[]>('GET', '/v1/identities');
   listIpcache = () => this.request<IpcacheRow[]>('GET', '/v1/ipcache');
   listMetrics = () => this.request<MetricsRow[]>('GET', '/v1/bpf/metrics');
+  importPolicies = (files: PolicyFile[]) => this.request<PolicyImportResult>('POST', '/v1/policies', { files });
+  validatePolicies = (files: PolicyFile[]) => this.request<PolicyImportResult>('POST', '/v1/policies/validate', { files });
+  listPolicies = () => this.request<PolicyList>('GET', '/v1/policies');
+  deletePolicy = (ref: { namespace?: string; name: string } | { all: true }) =>
+    this.request<{ revision: number }>('DELETE', '/v1/policies', ref);
+  policySelectors = () => this.request<SelectorRow[]>('GET', '/v1/policies/selectors');
+  endpointPolicy = (ns: string, name: string) =>
+    this.request<EndpointPolicyView>('GET', `/v1/bpf/policy/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
+  listCt = () => this.request<CtRow[]>('GET', '/v1/bpf/ct');
 }
 
 function epPath(ns: string, name: string): string {

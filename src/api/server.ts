@@ -16,7 +16,7 @@ interface Route {
 }
 
 const STATUS: Record<string, number> = { invalid: 400, 'not-found': 404, conflict: 409, unavailable: 503 };
-const MAX_BODY = 4 * 1024 * 1024;
+const MAX_BODY = 64 * 1024 * 1024; // policy imports carry whole files (each bounded by the parser)
 
 export class ApiServer {
   private readonly routes: Route[] = [];

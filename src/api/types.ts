@@ -100,3 +100,63 @@ export interface Status {
 export interface ApiErrorBody {
   error: { code: string; message: string };
 }
+
+export interface PolicyFile {
+  name: string;
+  content: string;
+}
+
+export interface PolicySummary {
+  kind: string;
+  namespace?: string;
+  name: string;
+  rules: number;
+  revision: number;
+}
+
+export interface PolicyImportResult {
+  revision: number;
+  policies: PolicySummary[];
+}
+
+export interface PolicyList {
+  revision: number;
+  policies: (PolicySummary & { source: unknown })[];
+}
+
+export interface SelectorRow {
+  selector: string;
+  users: number;
+  identities: number[];
+}
+
+export interface PolicyEntryRow {
+  policy: 'Allow' | 'Deny';
+  direction: 'INGRESS' | 'EGRESS';
+  identity: number;
+  labels: string[];
+  port: string;
+  prefixLength: number;
+  rule: string;
+}
+
+export interface EndpointPolicyView {
+  endpoint: number;
+  ingressEnforced: boolean;
+  egressEnforced: boolean;
+  policyRevision: number;
+  entries: PolicyEntryRow[];
+}
+
+export interface CtRow {
+  protocol: string;
+  direction: 'INGRESS' | 'EGRESS';
+  source: string;
+  destination: string;
+  endpoint: number;
+  remoteIdentity: number;
+  packets: number;
+  bytes: number;
+  idleSeconds: number;
+  tcpFlags: number;
+}

@@ -1,7 +1,18 @@
 /* The `membrane` command: `membrane <noun> <verb>`, talking to the agent over its unix socket. */
 import { Command, Option } from 'commander';
 import { AgentClient, AgentUnreachable, ApiError, DEFAULT_SOCKET } from '../api/client.js';
-import type { Endpoint, Identity, IpcacheRow, MetricsRow, Namespace, Status } from '../api/types.js';
+import type {
+  CtRow,
+  Endpoint,
+  Identity,
+  IpcacheRow,
+  MetricsRow,
+  Namespace,
+  PolicyEntryRow,
+  PolicyFile,
+  PolicySummary,
+  SelectorRow,
+} from '../api/types.js';
 import { UserError } from '../errors.js';
 import { parseEndpointRef } from '../endpoint/validate.js';
 import { parseFormat, print, renderKeyValues, type Column } from './output.js';
@@ -43,6 +54,12 @@ program
   .option('--cluster-name <name>', 'cluster name (label io.cilium.k8s.policy.cluster)', 'default')
   .option('--bpf-dir <dir>', 'directory holding the compiled BPF objects')
   .option('--log-level <level>', 'debug, info, warn or error', 'info')
+  .addOption(
+    new Option('--policy-enforcement <mode>', 'default: enforce once a rule selects an endpoint; always; never')
+      .choices(['default', 'always', 'never'])
+      .default('default'),
+  )
+  .option('--no-allow-localhost', 'judge traffic from the node itself by policy too (by default the node always reaches its endpoints)')
   .action(async (o: Record<string, string>) => {
     const { runAgent, DEFAULT_BPF_OBJECT_DIR } = await import('../agent.js');
     const agent = await runAgent({
@@ -54,6 +71,8 @@ program
       cluster: o.clusterName!,
       bpfObjectDir: o.bpfDir ?? DEFAULT_BPF_OBJECT_DIR,
       logLevel: o.logLevel!,
+      enforcement: o.policyEnforcement as 'default' | 'always' | 'never',
+      allowLocalhost: (o as unknown as { allowLocalhost: boolean }).allowLocalhost,
     });
     const shutdown = () => void agent.stop().then(() => process.exit(0));
     process.once('SIGTERM', shutdown);
@@ -179,6 +198,87 @@ program
   .addOption(outputOption())
   .action(async (o: { output: string }) => print(await client().listIpcache(), parseFormat(o.output), ipcacheColumns));
 
+// ---- policy ----
+async function readPolicyFiles(paths: string[]): Promise<PolicyFile[]> {
+  const { readFile, stat } = await import('node:fs/promises');
+  return Promise.all(
+    paths.map(async (p) => {
+      const st = await stat(p).catch(() => undefined);
+      if (!st?.isFile()) throw new UserError('invalid', `${p}: no such file`);
+      if (st.size > 4 * 1024 * 1024) throw new UserError('invalid', `${p}: larger than 4 MiB; split it into several files`);
+      return { name: p, content: await readFile(p, 'utf8') };
+    }),
+  );
+}
+
+const policySummaryColumns: Column<PolicySummary>[] = [
+  { header: 'KIND', value: (p) => p.kind },
+  { header: 'NAMESPACE', value: (p) => p.namespace ?? '-' },
+  { header: 'NAME', value: (p) => p.name },
+  { header: 'RULES', value: (p) => p.rules },
+  { header: 'REVISION', value: (p) => p.revision },
+];
+
+const policy = program.command('policy').description('network policies (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy)');
+policy
+  .command('import <files...>')
+  .description('validate and apply policy files atomically; returns once the datapath enforces them')
+  .addOption(outputOption())
+  .action(async (paths: string[], o: { output: string }) => {
+    const format = parseFormat(o.output);
+    const r = await client().importPolicies(await readPolicyFiles(paths));
+    if (format !== 'table') return print(r, format, []);
+    console.log(`Revision: ${r.revision}`);
+    print(r.policies, format, policySummaryColumns);
+  });
+policy
+  .command('validate <files...>')
+  .description('check policy files without changing anything')
+  .action(async (paths: string[]) => {
+    const r = await client().validatePolicies(await readPolicyFiles(paths));
+    console.log(`${r.policies.length} policies are valid`);
+  });
+policy
+  .command('get [ref]')
+  .description('imported policies (NAMESPACE/NAME, or NAME for clusterwide ones); -o yaml prints their sources')
+  .addOption(outputOption())
+  .action(async (ref: string | undefined, o: { output: string }) => {
+    const format = parseFormat(o.output);
+    const list = await client().listPolicies();
+    let policies = list.policies;
+    if (ref) {
+      const [a, b] = ref.includes('/') ? ref.split('/', 2) : [undefined, ref];
+      policies = policies.filter((p) => p.name === b && (p.namespace ?? undefined) === a);
+      if (policies.length === 0) throw new UserError('not-found', `no policy named ${ref} (see 'membrane policy get')`);
+    }
+    if (format === 'table') {
+      console.log(`Revision: ${list.revision}`);
+      return print(policies, format, policySummaryColumns);
+    }
+    print(policies.map((p) => p.source), format, []);
+  });
+policy
+  .command('delete [ref]')
+  .description('delete NAMESPACE/NAME (or NAME for a clusterwide policy), or every policy with --all')
+  .option('--all', 'delete every policy')
+  .action(async (ref: string | undefined, o: { all?: boolean }) => {
+    if (!ref && !o.all) throw new UserError('invalid', 'name a policy (NAMESPACE/NAME or NAME) or use --all');
+    const target = o.all ? { all: true as const } : ref!.includes('/') ? { namespace: ref!.split('/')[0], name: ref!.split('/')[1]! } : { name: ref! };
+    const r = await client().deletePolicy(target);
+    console.log(`Revision: ${r.revision}`);
+  });
+policy
+  .command('selectors')
+  .description('each selector in use and the identities it selects')
+  .addOption(outputOption())
+  .action(async (o: { output: string }) =>
+    print(await client().policySelectors(), parseFormat(o.output), [
+      { header: 'SELECTOR', value: (s: SelectorRow) => s.selector },
+      { header: 'USERS', value: (s: SelectorRow) => s.users },
+      { header: 'IDENTITIES', value: (s: SelectorRow) => s.identities.map(String) },
+    ]),
+  );
+
 const metricsColumns: Column<MetricsRow>[] = [
   { header: 'ENDPOINT', value: (m) => m.endpoint },
   { header: 'DIRECTION', value: (m) => m.direction },
@@ -187,9 +287,49 @@ const metricsColumns: Column<MetricsRow>[] = [
   { header: 'PACKETS', value: (m) => m.packets },
   { header: 'BYTES', value: (m) => m.bytes },
 ];
-program
-  .command('bpf')
-  .description('raw views of the kernel maps')
+const bpf = program.command('bpf').description('raw views of the kernel maps');
+bpf
+  .command('policy')
+  .description('policy map entries')
+  .command('get <ref>')
+  .description('the realized policy map entries of endpoint NS/NAME, with identity labels')
+  .addOption(outputOption())
+  .action(async (ref: string, o: { output: string }) => {
+    const format = parseFormat(o.output);
+    const r = parseEndpointRef(ref);
+    const view = await client().endpointPolicy(r.namespace, r.name);
+    if (format !== 'table') return print(view, format, []);
+    console.log(
+      `Endpoint ${view.endpoint}: ingress ${view.ingressEnforced ? 'enforced' : 'not enforced'}, egress ${view.egressEnforced ? 'enforced' : 'not enforced'}, policy revision ${view.policyRevision}`,
+    );
+    print(view.entries, format, [
+      { header: 'POLICY', value: (e: PolicyEntryRow) => e.policy },
+      { header: 'DIRECTION', value: (e: PolicyEntryRow) => e.direction },
+      { header: 'IDENTITY', value: (e: PolicyEntryRow) => e.identity },
+      { header: 'LABELS', value: (e: PolicyEntryRow) => e.labels },
+      { header: 'PORT/PROTO', value: (e: PolicyEntryRow) => e.port },
+      { header: 'PREFIX', value: (e: PolicyEntryRow) => e.prefixLength },
+      { header: 'RULE', value: (e: PolicyEntryRow) => e.rule },
+    ]);
+  });
+bpf
+  .command('ct')
+  .description('connection tracking entries')
+  .command('list')
+  .addOption(outputOption())
+  .action(async (o: { output: string }) =>
+    print(await client().listCt(), parseFormat(o.output), [
+      { header: 'PROTO', value: (c: CtRow) => c.protocol },
+      { header: 'DIR', value: (c: CtRow) => c.direction },
+      { header: 'SOURCE', value: (c: CtRow) => c.source },
+      { header: 'DESTINATION', value: (c: CtRow) => c.destination },
+      { header: 'ENDPOINT', value: (c: CtRow) => c.endpoint },
+      { header: 'REMOTE ID', value: (c: CtRow) => c.remoteIdentity },
+      { header: 'PACKETS', value: (c: CtRow) => c.packets },
+      { header: 'IDLE', value: (c: CtRow) => `${c.idleSeconds}s` },
+    ]),
+  );
+bpf
   .command('metrics')
   .description('datapath counters per endpoint, direction, peer identity and outcome')
   .addOption(outputOption())

@@ -7,7 +7,19 @@ import path from 'node:path';
 import { BpfObject } from '../kernel/bpf-object.js';
 import { TypedMap, type BpfMap } from '../kernel/bpf-map.js';
 import { createTcxLinkAsync, ensureTcxLink, removePinnedLink } from '../kernel/bpf-link.js';
-import { endpointInfo, endpointKey, ipcacheKey, ipcacheValue, MAPS, metricsKey, metricsValue } from './layouts.js';
+import {
+  ctKey,
+  ctValue,
+  endpointInfo,
+  endpointKey,
+  ipcacheKey,
+  ipcacheValue,
+  MAPS,
+  metricsKey,
+  metricsValue,
+  policyKey,
+  policyValue,
+} from './layouts.js';
 import type { Decoded, FieldList, StructValue } from './struct.js';
 
 export const ENDPOINT_OBJECT = 'endpoint.o';
@@ -27,9 +39,50 @@ type Entry<K extends FieldList, V extends FieldList> = [Partial<Decoded<K>>, Par
 
 class MapMirror<K extends FieldList, V extends FieldList> {
   private realized = new Map<string, Buffer>();
+  /** Keys per group (e.g. per endpoint), when the mirror is grouped. */
+  private readonly groups = new Map<number, Set<string>>();
 
-  constructor(readonly map: TypedMap<K, V>) {
-    for (const [k, v] of map.raw.entries()) this.realized.set(k.toString('hex'), v);
+  constructor(
+    readonly map: TypedMap<K, V>,
+    private readonly groupOf?: (key: Buffer) => number,
+  ) {
+    for (const [k, v] of map.raw.entries()) this.remember(k.toString('hex'), k, v);
+  }
+
+  private remember(hex: string, key: Buffer, value: Buffer): void {
+    this.realized.set(hex, value);
+    if (this.groupOf) {
+      const g = this.groupOf(key);
+      let set = this.groups.get(g);
+      if (!set) this.groups.set(g, (set = new Set()));
+      set.add(hex);
+    }
+  }
+
+  private forget(hex: string): void {
+    this.realized.delete(hex);
+    if (this.groupOf) {
+      const g = this.groupOf(Buffer.from(hex, 'hex'));
+      const set = this.groups.get(g);
+      set?.delete(hex);
+      if (set?.size === 0) this.groups.delete(g);
+    }
+  }
+
+  /** Realized values, decoded (e.g. to recover state written by an earlier agent). */
+  *values(): Generator<[Decoded<K>, Decoded<V>]> {
+    for (const [hex, v] of this.realized) yield [this.map.key.decode(Buffer.from(hex, 'hex')), this.map.value.decode(v)];
+  }
+
+  /** Makes group `g` hold exactly `entries`. */
+  replaceGroup(g: number, entries: Entry<K, V>[]): SyncStats {
+    const want = this.encode(entries);
+    const stale = [...(this.groups.get(g) ?? [])].filter((hex) => !want.has(hex));
+    return this.write(want, stale);
+  }
+
+  groupIds(): number[] {
+    return [...this.groups.keys()];
   }
 
   get size(): number {
@@ -67,8 +120,8 @@ class MapMirror<K extends FieldList, V extends FieldList> {
     // Writes before deletes: an LPM entry being replaced by a broader one never leaves a gap.
     this.map.raw.updateMany(writes);
     this.map.raw.deleteMany(stale.map((hex) => Buffer.from(hex, 'hex')));
-    for (const [k, v] of writes) this.realized.set(k.toString('hex'), v);
-    for (const hex of stale) this.realized.delete(hex);
+    for (const [k, v] of writes) this.remember(k.toString('hex'), k, v);
+    for (const hex of stale) this.forget(hex);
     return { written: writes.length, deleted: stale.length, unchanged };
   }
 }
@@ -85,6 +138,8 @@ export interface DesiredDatapath {
   endpoints: StructEntry<typeof endpointKey, typeof endpointInfo>[];
 }
 
+export type PolicyMapEntry = StructEntry<typeof policyKey, typeof policyValue>;
+
 export interface DatapathChange {
   upsert: DesiredDatapath;
   remove: { ipcache: Partial<StructValue<typeof ipcacheKey>>[]; endpoints: Partial<StructValue<typeof endpointKey>>[] };
@@ -94,8 +149,11 @@ export class Datapath {
   readonly ipcache;
   readonly endpoints;
   readonly metrics;
+  readonly policy;
+  readonly ct;
   private readonly ipcacheMirror;
   private readonly endpointsMirror;
+  private readonly policyMirror;
   private readonly linkDir: string;
 
   private constructor(
@@ -105,6 +163,9 @@ export class Datapath {
     this.ipcache = new TypedMap(obj.map(MAPS.ipcache), ipcacheKey, ipcacheValue);
     this.endpoints = new TypedMap(obj.map(MAPS.endpoints), endpointKey, endpointInfo);
     this.metrics = new TypedMap(obj.map(MAPS.metrics), metricsKey, metricsValue);
+    this.policy = new TypedMap(obj.map(MAPS.policy), policyKey, policyValue);
+    this.ct = new TypedMap(obj.map(MAPS.ct), ctKey, ctValue);
+    this.policyMirror = new MapMirror(this.policy, (key) => key.readUInt32LE(4)); // grouped by ep_id
     this.ipcacheMirror = new MapMirror(this.ipcache);
     this.endpointsMirror = new MapMirror(this.endpoints);
     this.linkDir = path.join(bpffsDir, 'links');
@@ -179,10 +240,29 @@ export class Datapath {
     );
   }
 
+  /** Makes endpoint `epId`'s policy entries exactly `entries`. */
+  writePolicy(epId: number, entries: PolicyMapEntry[]): SyncStats {
+    return this.policyMirror.replaceGroup(epId, entries);
+  }
+
+  /** Endpoints that have policy entries in the map. */
+  policyEndpointIds(): number[] {
+    return this.policyMirror.groupIds();
+  }
+
+  /** Endpoint entries as realized in the map (state an earlier agent left). */
+  realizedEndpoints(): Map<number, StructValue<typeof endpointInfo>> {
+    const out = new Map<number, StructValue<typeof endpointInfo>>();
+    for (const [, v] of this.endpointsMirror.values()) out.set(v.ep_id, v);
+    return out;
+  }
+
   pressure(): { map: string; entries: number; maxEntries: number; pressure: number }[] {
     const rows: [BpfMap, number][] = [
       [this.ipcache.raw, this.ipcacheMirror.size],
       [this.endpoints.raw, this.endpointsMirror.size],
+      [this.policy.raw, this.policyMirror.size],
+      [this.ct.raw, this.ct.raw.count()],
       [this.metrics.raw, this.metrics.raw.count()],
     ];
     return rows.map(([m, n]) => ({

@@ -31,6 +31,54 @@ export const endpointInfo = defineStruct('endpoint_info', [
   ['flags', 'u32'],
   ['mac', 'mac'],
   ['node_mac', 'mac'],
+  ['policy_revision', 'u32'],
+] as const);
+
+/** endpoint_info.flags */
+export const EP_FLAGS = { INGRESS_ENFORCED: 1 << 0, EGRESS_ENFORCED: 1 << 1, ALLOW_HOST_INGRESS: 1 << 2 } as const;
+
+export const POLICY_PREFIX_FIXED = 72;
+export const POLICY_PREFIX_FULL = 96;
+
+export const policyKey = defineStruct('policy_key', [
+  ['prefixlen', 'u32'],
+  ['ep_id', 'u32'],
+  ['identity', 'u32'],
+  ['direction', 'u8'],
+  ['protocol', 'u8'],
+  ['dport', 'be16'],
+] as const);
+
+export const policyValue = defineStruct('policy_value', [
+  ['flags', 'u8'],
+  ['l4_prefixlen', 'u8'],
+  ['proxy_port', 'u16'],
+  ['rule_id', 'u32'],
+] as const);
+
+/** policy_value.flags */
+export const POLICY_FLAGS = { DENY: 1 << 0 } as const;
+
+export const ctKey = defineStruct('ct_key', [
+  ['saddr', 'ipv4'],
+  ['daddr', 'ipv4'],
+  ['sport', 'be16'],
+  ['dport', 'be16'],
+  ['protocol', 'u8'],
+  ['direction', 'u8'],
+  ['pad', 'u16'],
+] as const);
+
+export const ctValue = defineStruct('ct_value', [
+  ['last_seen_ns', 'u64'],
+  ['packets', 'u64'],
+  ['bytes', 'u64'],
+  ['ep_id', 'u32'],
+  ['remote_identity', 'u32'],
+  ['policy_revision', 'u32'],
+  ['tcp_flags_seen', 'u8'],
+  ['flags', 'u8'],
+  ['pad', 'u16'],
 ] as const);
 
 export const metricsKey = defineStruct('metrics_key', [
@@ -47,16 +95,19 @@ export const metricsValue = defineStruct('metrics_value', [
 ] as const);
 
 /** Structs that must match a struct of the same name in the objects' BTF. */
-export const sharedStructs = [ipcacheKey, ipcacheValue, endpointInfo, metricsKey, metricsValue];
+export const sharedStructs = [ipcacheKey, ipcacheValue, endpointInfo, metricsKey, metricsValue, policyKey, policyValue, ctKey, ctValue];
 
 export const DIRECTION = { INGRESS: 1, EGRESS: 2 } as const;
 
 /** Datapath outcome codes (0 = forwarded; drops use Cilium's drop reason numbers). */
-export const REASON = { FORWARDED: 0, INVALID_SOURCE_IP: 132 } as const;
-export const reasonNames: Record<number, string> = {
-  0: 'FORWARDED',
-  132: 'INVALID_SOURCE_IP',
-};
+export const REASON = { FORWARDED: 0, INVALID_SOURCE_IP: 132, POLICY_DENIED: 133, CT_MAP_INSERTION_FAILED: 155, POLICY_DENY: 181 } as const;
+export const reasonNames: Record<number, string> = Object.fromEntries(Object.entries(REASON).map(([name, code]) => [code, name]));
 
 /** Map names as declared in bpf/include/maps.h. */
-export const MAPS = { ipcache: 'mb_ipcache', endpoints: 'mb_endpoints', metrics: 'mb_metrics' } as const;
+export const MAPS = {
+  ipcache: 'mb_ipcache',
+  endpoints: 'mb_endpoints',
+  metrics: 'mb_metrics',
+  policy: 'mb_policy',
+  ct: 'mb_ct',
+} as const;

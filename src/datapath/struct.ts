@@ -1,9 +1,9 @@
 /* A tiny C-struct codec: fields are laid out with C's natural alignment, so a definition here
  * reads like the struct in bpf/include/layouts.h. Multi-byte integers are host order (x86:
- * little endian) as the kernel stores them; 'ipv4' is a __u32 in network order shown as a
- * dotted string; 'bytes' is a raw array. */
+ * little endian) as the kernel stores them, except 'be16' (a port in network order); 'ipv4' is
+ * a __u32 in network order shown as a dotted string; 'bytes' is a raw array. */
 
-type Scalar = 'u8' | 'u16' | 'u32' | 'u64' | 'ipv4' | 'mac';
+type Scalar = 'u8' | 'u16' | 'be16' | 'u32' | 'u64' | 'ipv4' | 'mac';
 export type FieldType = Scalar | { bytes: number };
 
 type JsOf<T extends FieldType> = T extends 'u64'
@@ -20,6 +20,7 @@ export type Decoded<F extends FieldList> = { [E in F[number] as E[0]]: JsOf<E[1]
 const sizes: Record<Scalar, [size: number, align: number]> = {
   u8: [1, 1],
   u16: [2, 2],
+  be16: [2, 2],
   u32: [4, 4],
   u64: [8, 8],
   ipv4: [4, 4],
@@ -90,6 +91,9 @@ function writeField(buf: Buffer, o: number, f: Field, x: unknown): void {
     case 'u16':
       buf.writeUInt16LE(x as number, o);
       return;
+    case 'be16':
+      buf.writeUInt16BE(x as number, o);
+      return;
     case 'u32':
       buf.writeUInt32LE(x as number, o);
       return;
@@ -113,6 +117,8 @@ function readField(buf: Buffer, o: number, f: Field): unknown {
       return buf.readUInt8(o);
     case 'u16':
       return buf.readUInt16LE(o);
+    case 'be16':
+      return buf.readUInt16BE(o);
     case 'u32':
       return buf.readUInt32LE(o);
     case 'u64':

@@ -22,6 +22,7 @@ import { IDENTITY_HOST, IDENTITY_WORLD, RESERVED_IDENTITIES } from '../identity/
 import type { Netlink } from '../kernel/netlink.js';
 import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
 import type { Store } from '../store/store.js';
+import type { PolicyRealizer } from '../policy/realize.js';
 import { Ipam } from './ipam.js';
 import { plumb, randomMac, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
 import { parseNamedPorts, validateEndpointName, validateNamespaceName } from './validate.js';
@@ -50,6 +51,8 @@ export class EndpointManager {
   private readonly namespaces = new Map<string, Record<string, string>>();
   private readonly allocator: LocalIdentityAllocator;
   private nextEndpointId: number;
+  private realizedCidrs = new Map<string, number>();
+  policyRegenerations = 0;
   lastSync: SyncStats & { at: string; reason: string } = { written: 0, deleted: 0, unchanged: 0, at: '', reason: '' };
 
   constructor(
@@ -57,6 +60,7 @@ export class EndpointManager {
     private readonly store: Store,
     private readonly nl: Netlink,
     private readonly datapath: Datapath,
+    private readonly policy: PolicyRealizer,
     private readonly log: Logger,
   ) {
     for (const [key, ns] of store.list<{ labels: Record<string, string> }>('namespaces/')) {
@@ -291,13 +295,14 @@ export class EndpointManager {
 
   // ---- datapath ----
 
-  /** Everything the maps should hold: node entries plus every endpoint's. */
+  /** Everything the maps should hold: node entries, policy CIDRs, and every endpoint's. */
   desired(): DesiredDatapath {
     const desired: DesiredDatapath = {
       ipcache: [
         [ipcacheKeyFor('0.0.0.0/0'), { identity: IDENTITY_WORLD }],
         [ipcacheKeyFor(`${this.cfg.ipam.router}/32`), { identity: IDENTITY_HOST }],
         ...this.cfg.nodeAddresses.map((a): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(`${a}/32`), { identity: IDENTITY_HOST }]),
+        ...[...this.realizedCidrs].map(([prefix, identity]): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(prefix), { identity }]),
       ],
       endpoints: [],
     };
@@ -311,32 +316,84 @@ export class EndpointManager {
 
   /** The map entries one endpoint owns. */
   private entriesOf(ep: Endpoint): DesiredDatapath {
+    const { flags, revision } = this.policy.state(ep.id);
     return {
       ipcache: [[ipcacheKeyFor(`${ep.ipv4}/32`), { identity: ep.identity }]],
       endpoints:
         ep.ifindex > 0
-          ? [[{ ifindex: ep.ifindex }, { ep_id: ep.id, identity: ep.identity, ipv4: ep.ipv4, mac: ep.mac, node_mac: ep.hostMac }]]
+          ? [
+              [
+                { ifindex: ep.ifindex },
+                { ep_id: ep.id, identity: ep.identity, ipv4: ep.ipv4, flags, mac: ep.mac, node_mac: ep.hostMac, policy_revision: revision },
+              ],
+            ]
           : [],
     };
   }
 
+  private regeneratePolicy(): Set<number> {
+    const r = this.policy.regenerate(this.listEndpoints(), this.allocator.list());
+    this.policyRegenerations++;
+    return r.changed;
+  }
+
+  /** Addresses the ipcache holds for endpoints and the node: a policy CIDR never replaces them. */
+  private ownedPrefixes(): Set<string> {
+    return new Set([
+      `${this.cfg.ipam.router}/32`,
+      ...this.cfg.nodeAddresses.map((a) => `${a}/32`),
+      ...[...this.endpoints.values()].map((e) => `${e.ipv4}/32`),
+    ]);
+  }
+
+  private policyCidrs(): Map<string, number> {
+    const owned = this.ownedPrefixes();
+    return new Map([...this.policy.cidrs()].filter(([prefix]) => !owned.has(prefix)));
+  }
+
   private syncDatapath(reason: string): void {
+    this.regeneratePolicy();
+    this.realizedCidrs = this.policyCidrs();
     this.recordSync(reason, this.datapath.sync(this.desired()));
   }
 
-  /** Rewrites the entries of `changed` endpoints and removes those of `removed` ones. */
+  /**
+   * Rewrites the entries of `changed` endpoints (and of every endpoint whose policy changed)
+   * and removes those of `removed` ones. Policy entries are written first, so an endpoint's
+   * entry never points at policy that is not there yet.
+   */
   private updateDatapath(reason: string, changed: Endpoint[], removed: Endpoint[] = []): void {
+    const policyChanged = this.regeneratePolicy();
+    const touched = new Map(changed.map((e) => [e.id, e]));
+    for (const id of policyChanged) {
+      const ep = this.endpoints.get(id);
+      if (ep) touched.set(id, ep);
+    }
     const upsert: DesiredDatapath = { ipcache: [], endpoints: [] };
-    for (const ep of changed) {
+    for (const ep of touched.values()) {
       const own = this.entriesOf(ep);
       upsert.ipcache.push(...own.ipcache);
       upsert.endpoints.push(...own.endpoints);
     }
+    const cidrs = this.policyCidrs();
+    const owned = this.ownedPrefixes();
+    for (const [prefix, identity] of cidrs) {
+      if (this.realizedCidrs.get(prefix) !== identity) upsert.ipcache.push([ipcacheKeyFor(prefix), { identity }]);
+    }
     const remove: DatapathChange['remove'] = {
-      ipcache: removed.map((ep) => ipcacheKeyFor(`${ep.ipv4}/32`)),
+      ipcache: [
+        ...removed.map((ep) => ipcacheKeyFor(`${ep.ipv4}/32`)),
+        ...[...this.realizedCidrs.keys()].filter((p) => !cidrs.has(p) && !owned.has(p)).map((p) => ipcacheKeyFor(p)),
+      ],
       endpoints: removed.filter((ep) => ep.ifindex > 0).map((ep) => ({ ifindex: ep.ifindex })),
     };
+    this.realizedCidrs = new Map(cidrs);
     this.recordSync(reason, this.datapath.update({ upsert, remove }));
+  }
+
+  /** Recomputes policy for every endpoint after the policy repository changed. */
+  policyChanged(reason: string): void {
+    this.updateDatapath(reason, []);
   }
 
   private recordSync(reason: string, stats: SyncStats): void {

@@ -1,0 +1,155 @@
+/* Agent API routes for policy: import (atomic: every file validated before anything changes;
+ * returns after the datapath enforces the new revision), validate, get, delete, selectors, and
+ * the realized map entries of an endpoint. */
+import { invalid } from '../errors.js';
+import type { Datapath } from '../datapath/datapath.js';
+import { DIRECTION, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
+import type { EndpointManager } from '../endpoint/manager.js';
+import { parsePolicyText, type ParsedPolicy } from '../policy/parse.js';
+import { describeL4 } from '../policy/ports.js';
+import type { PolicyRealizer } from '../policy/realize.js';
+import { describePolicy, type PolicyRepository } from '../policy/repository.js';
+import type { ApiServer } from './server.js';
+import type {
+  CtRow,
+  EndpointPolicyView,
+  PolicyFile,
+  PolicyImportResult,
+  PolicyList,
+  PolicySummary,
+  SelectorRow,
+} from './types.js';
+
+export interface PolicyRouteDeps {
+  repo: PolicyRepository;
+  realizer: PolicyRealizer;
+  manager: EndpointManager;
+  datapath: Datapath;
+  serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
+}
+
+function files(body: unknown): PolicyFile[] {
+  const list = (body as { files?: unknown } | undefined)?.files;
+  if (!Array.isArray(list) || list.length === 0) throw invalid('no policy file given');
+  return list.map((f, i) => {
+    const file = f as Partial<PolicyFile>;
+    if (typeof file?.name !== 'string' || typeof file.content !== 'string') throw invalid(`files[${i}] needs a name and a content`);
+    return { name: file.name, content: file.content };
+  });
+}
+
+function parseAll(fs: PolicyFile[]): ParsedPolicy[] {
+  const parsed = fs.flatMap((f) => parsePolicyText(f.content, f.name));
+  const seen = new Map<string, string>();
+  for (const p of parsed) {
+    const id = describePolicy(p.ref);
+    if (seen.has(id)) throw invalid(`${id} is defined twice in this import: keep one`);
+    seen.set(id, id);
+  }
+  return parsed;
+}
+
+const summary = (p: { ref: ParsedPolicy['ref']; rules: unknown[] }, revision: number): PolicySummary => ({
+  kind: p.ref.kind,
+  ...(p.ref.namespace ? { namespace: p.ref.namespace } : {}),
+  name: p.ref.name,
+  rules: p.rules.length,
+  revision,
+});
+
+export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
+  api
+    .route('POST', '/v1/policies/validate', ({ body }) => ({
+      revision: d.repo.revision,
+      policies: parseAll(files(body)).map((p) => summary(p, d.repo.revision)),
+    }))
+    .route('POST', '/v1/policies', ({ body }): Promise<PolicyImportResult> => {
+      const parsed = parseAll(files(body)); // everything validated before anything changes
+      return d.serial(() => {
+        const revision = d.repo.import(parsed);
+        d.manager.policyChanged(`policy revision ${revision}`);
+        return { revision, policies: parsed.map((p) => summary(p, revision)) };
+      });
+    })
+    .route('GET', '/v1/policies', (): PolicyList => ({
+      revision: d.repo.revision,
+      policies: d.repo.list().map((p) => ({ ...summary(p, p.revision), source: p.source })),
+    }))
+    .route('DELETE', '/v1/policies', ({ body }) =>
+      d.serial(() => {
+        const b = (body ?? {}) as { all?: boolean; namespace?: string; name?: string };
+        let revision: number;
+        if (b.all) {
+          revision = d.repo.delete();
+        } else {
+          if (typeof b.name !== 'string') throw invalid('name the policy to delete (NAMESPACE/NAME, or NAME for a clusterwide one) or use --all');
+          const found = d.repo.find(b.namespace, b.name);
+          if (found.length === 0) {
+            throw invalid(`no policy named ${b.namespace ? b.namespace + '/' : ''}${b.name} (see 'membrane policy get')`);
+          }
+          revision = d.repo.delete(found.map((p) => p.ref));
+        }
+        d.manager.policyChanged(`policy revision ${revision}`);
+        return { revision };
+      }),
+    )
+    .route('GET', '/v1/policies/selectors', (): SelectorRow[] =>
+      d.realizer
+        .selectors()
+        .map((s) => ({ selector: s.selector, users: s.users, identities: [...s.identities].sort((a, b) => a - b) }))
+        .sort((a, b) => a.selector.localeCompare(b.selector)),
+    )
+    .route('GET', '/v1/bpf/policy/:namespace/:name', ({ params }): EndpointPolicyView => {
+      const ep = d.manager.getEndpoint(params.namespace!, params.name!);
+      const labelsOf = identityLabeller(d.manager, d.realizer);
+      const entries = d.datapath.policy
+        .entries()
+        .filter(([k]) => k.ep_id === ep.id)
+        .map(([k, v]) => {
+          const bits = k.prefixlen - POLICY_PREFIX_FIXED;
+          const rule = d.realizer.ruleRef(v.rule_id);
+          return {
+            policy: v.flags & POLICY_FLAGS.DENY ? ('Deny' as const) : ('Allow' as const),
+            direction: k.direction === DIRECTION.INGRESS ? ('INGRESS' as const) : ('EGRESS' as const),
+            identity: k.identity,
+            labels: labelsOf(k.identity),
+            port: describeL4({ protocol: k.protocol, port: k.dport, bits }),
+            prefixLength: bits,
+            rule: rule ? describePolicy(rule.ref) : String(v.rule_id),
+          };
+        })
+        .sort((a, b) => a.direction.localeCompare(b.direction) || a.identity - b.identity || a.port.localeCompare(b.port));
+      const state = d.realizer.state(ep.id);
+      const policy = d.realizer.policyOf(ep.id);
+      return {
+        endpoint: ep.id,
+        ingressEnforced: policy?.ingressEnforced ?? false,
+        egressEnforced: policy?.egressEnforced ?? false,
+        policyRevision: state.revision,
+        entries,
+      };
+    })
+    .route('GET', '/v1/bpf/ct', (): CtRow[] => {
+      const now = process.hrtime.bigint(); // same clock as bpf_ktime_get_ns (CLOCK_MONOTONIC)
+      const protoName: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
+      return d.datapath.ct.entries().map(([k, v]) => ({
+        protocol: protoName[k.protocol] ?? String(k.protocol),
+        direction: k.direction === DIRECTION.INGRESS ? 'INGRESS' : 'EGRESS',
+        source: `${k.saddr}:${k.sport}`,
+        destination: `${k.daddr}:${k.dport}`,
+        endpoint: v.ep_id,
+        remoteIdentity: v.remote_identity,
+        packets: Number(v.packets),
+        bytes: Number(v.bytes),
+        idleSeconds: Number((now - v.last_seen_ns) / 1_000_000_000n),
+        tcpFlags: v.tcp_flags_seen,
+      }));
+    });
+}
+
+/** Labels of an identity for display: 0 is ANY, reserved, CIDR and allocated identities by their labels. */
+function identityLabeller(manager: EndpointManager, realizer: PolicyRealizer): (id: number) => string[] {
+  const known = new Map(manager.listIdentities().map((i) => [i.id, i.labels]));
+  for (const [prefix, id] of realizer.cidrs()) known.set(id, [`cidr:${prefix}`, 'reserved:world']);
+  return (id) => (id === 0 ? ['ANY'] : (known.get(id) ?? [`unknown identity ${id}`]));
+}

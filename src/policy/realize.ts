@@ -1,0 +1,123 @@
+/* Turns the engine's per-endpoint policy into map entries and writes them by difference. Each
+ * endpoint carries a policy revision in its endpoint entry; it moves whenever the endpoint's
+ * entries or enforcement change, which makes the datapath judge established connections again
+ * (so a withdrawn allow also stops live connections). */
+import type { Logger } from 'pino';
+import type { Endpoint } from '../api/types.js';
+import type { Datapath, PolicyMapEntry } from '../datapath/datapath.js';
+import { EP_FLAGS, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
+import { RESERVED_IDENTITIES } from '../identity/reserved.js';
+import { DIRECTION_CODE, PolicyEngine, type EndpointPolicy, type EngineOutput, type EnforcementMode, type PolicyIdentity } from './engine.js';
+import type { PolicyRepository } from './repository.js';
+import type { PolicyRef } from './types.js';
+
+export interface EndpointPolicyState {
+  flags: number;
+  revision: number;
+}
+
+export interface RegenerateResult {
+  /** Endpoints whose flags or revision changed: their endpoint entries need rewriting. */
+  changed: Set<number>;
+  entriesWritten: number;
+  entriesDeleted: number;
+}
+
+export class PolicyRealizer {
+  private readonly engine = new PolicyEngine();
+  private readonly states = new Map<number, EndpointPolicyState>();
+  private lastOutput?: EngineOutput;
+  private ruleTable: { ref: PolicyRef; index: number }[] = [];
+
+  constructor(
+    private readonly repo: PolicyRepository,
+    private readonly datapath: Datapath,
+    private readonly opts: { cluster: string; enforcement: EnforcementMode; allowLocalhost: boolean },
+    private readonly log: Logger,
+  ) {
+    // Continue the revisions an earlier agent left in the maps, so a restart rewrites nothing.
+    for (const [epId, info] of datapath.realizedEndpoints()) {
+      this.states.set(epId, { flags: info.flags, revision: info.policy_revision });
+    }
+  }
+
+  state(epId: number): EndpointPolicyState {
+    return this.states.get(epId) ?? { flags: 0, revision: 1 };
+  }
+
+  /** Recomputes every endpoint's policy and writes what differs. */
+  regenerate(endpoints: Endpoint[], identities: PolicyIdentity[]): RegenerateResult {
+    const { rules, ruleTable } = this.repo.rules();
+    this.ruleTable = ruleTable;
+    const out = this.engine.compute({
+      rules,
+      endpoints: endpoints.map((e) => ({ id: e.id, identity: e.identity, identityLabels: e.identityLabels, ipv4: e.ipv4, ports: e.ports })),
+      identities: [...RESERVED_IDENTITIES.map((r) => ({ id: r.id, labels: [`reserved:${r.name}`] })), ...identities],
+      cluster: this.opts.cluster,
+      enforcement: this.opts.enforcement,
+    });
+    for (const w of out.warnings) this.log.warn(w);
+    this.lastOutput = out;
+
+    const result: RegenerateResult = { changed: new Set(), entriesWritten: 0, entriesDeleted: 0 };
+    for (const ep of endpoints) {
+      const policy = out.endpoints.get(ep.id)!;
+      const stats = this.datapath.writePolicy(ep.id, toMapEntries(ep.id, policy));
+      result.entriesWritten += stats.written;
+      result.entriesDeleted += stats.deleted;
+      const prev = this.state(ep.id);
+      const flags = flagsOf(policy, this.opts.allowLocalhost);
+      const entriesChanged = stats.written + stats.deleted > 0;
+      if (entriesChanged || flags !== prev.flags || !this.states.has(ep.id)) {
+        this.states.set(ep.id, { flags, revision: entriesChanged || flags !== prev.flags ? prev.revision + 1 : prev.revision });
+        result.changed.add(ep.id);
+      }
+    }
+    // Endpoints that are gone: their entries go too.
+    const live = new Set(endpoints.map((e) => e.id));
+    for (const epId of this.datapath.policyEndpointIds()) {
+      if (!live.has(epId)) result.entriesDeleted += this.datapath.writePolicy(epId, []).deleted;
+    }
+    for (const epId of [...this.states.keys()]) if (!live.has(epId)) this.states.delete(epId);
+    return result;
+  }
+
+  /** CIDR prefixes named by policies, with their identities (for the ipcache). */
+  cidrs(): Map<string, number> {
+    return this.lastOutput?.cidrs ?? new Map();
+  }
+
+  policyOf(epId: number): EndpointPolicy | undefined {
+    return this.lastOutput?.endpoints.get(epId);
+  }
+
+  selectors() {
+    return this.lastOutput?.selectors ?? [];
+  }
+
+  ruleRef(ruleId: number): { ref: PolicyRef; index: number } | undefined {
+    return this.ruleTable[ruleId - 1];
+  }
+}
+
+function flagsOf(p: EndpointPolicy, allowLocalhost: boolean): number {
+  return (
+    (p.ingressEnforced ? EP_FLAGS.INGRESS_ENFORCED : 0) |
+    (p.egressEnforced ? EP_FLAGS.EGRESS_ENFORCED : 0) |
+    (allowLocalhost ? EP_FLAGS.ALLOW_HOST_INGRESS : 0)
+  );
+}
+
+function toMapEntries(epId: number, p: EndpointPolicy): PolicyMapEntry[] {
+  return p.entries.map((e) => [
+    {
+      prefixlen: POLICY_PREFIX_FIXED + e.l4.bits,
+      ep_id: epId,
+      identity: e.identity,
+      direction: DIRECTION_CODE[e.direction],
+      protocol: e.l4.protocol,
+      dport: e.l4.port,
+    },
+    { flags: e.deny ? POLICY_FLAGS.DENY : 0, l4_prefixlen: e.l4.bits, rule_id: e.ruleId },
+  ]);
+}

@@ -1,0 +1,211 @@
+/* Cilium-specific policy semantics through the real datapath: deny precedence, deny-only
+ * default deny, entities, CIDR rules, empty rules, clusterwide scoping, ICMP, and connection
+ * tracking (replies pass; a withdrawn allow stops live connections). */
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { Cluster } from '../harness/matrix.js';
+import { allowedExcept, blockedExcept, deleteAllPolicies, expectMatrix, importPolicy } from '../harness/policy.js';
+import { waitForLine } from '../harness/node.js';
+
+const cnp = (name: string, namespace: string, spec: string) => `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: ${name}
+  namespace: ${namespace}
+spec:
+${indent(spec)}
+`;
+const ccnp = (name: string, spec: string) => `apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata:
+  name: ${name}
+spec:
+${indent(spec)}
+`;
+function indent(spec: string): string {
+  return spec
+    .trim()
+    .split('\n')
+    .map((l) => '  ' + l)
+    .join('\n');
+}
+
+describe('Cilium policy semantics', () => {
+  let cluster: Cluster;
+  before(async () => {
+    cluster = await Cluster.create({ podCidr: '10.222.0.0/24' });
+  });
+  after(async () => cluster?.cleanup());
+  afterEach(async () => deleteAllPolicies(cluster));
+
+  it('lets a deny win over an allow-all', async () => {
+    await importPolicy(
+      cluster,
+      cnp('deny-b', 'x', `endpointSelector: {matchLabels: {pod: a}}
+ingress:
+- fromEntities: [all]
+ingressDeny:
+- fromEndpoints:
+  - matchLabels: {pod: b}`),
+    );
+    const expected = allowedExcept((r) => r.expect('x/b', 'x/a', false));
+    await expectMatrix(cluster, 'x/b denied, everyone else allowed', { port: 80, proto: 'tcp', expected }, { port: 81, proto: 'udp', expected });
+    const metrics = await cluster.node.api.listMetrics();
+    const a = cluster.endpoint('x/a');
+    assert.ok(
+      metrics.some((m) => m.endpoint === a.id && m.reason === 'POLICY_DENY' && m.remoteIdentity === cluster.endpoint('x/b').identity),
+      'the drop is counted as POLICY_DENY on x/a',
+    );
+  });
+
+  it('puts an endpoint into default deny with a deny-only policy', async () => {
+    await importPolicy(
+      cluster,
+      cnp('deny-only', 'x', `endpointSelector: {matchLabels: {pod: a}}
+ingressDeny:
+- fromEndpoints:
+  - matchLabels: {k8s:io.kubernetes.pod.namespace: y}`),
+    );
+    const expected = allowedExcept((r) => r.expectAllIngress('x/a', false));
+    await expectMatrix(cluster, 'x/a default-deny ingress', { port: 80, proto: 'tcp', expected });
+    const metrics = await cluster.node.api.listMetrics();
+    const a = cluster.endpoint('x/a');
+    const reasons = new Set(metrics.filter((m) => m.endpoint === a.id && m.direction === 'INGRESS').map((m) => m.reason));
+    assert.ok(reasons.has('POLICY_DENY') && reasons.has('POLICY_DENIED'), `both deny and default-deny drops: ${[...reasons]}`);
+  });
+
+  it('treats ingress: [{}] as selecting nothing (default deny)', async () => {
+    await importPolicy(cluster, cnp('empty', 'x', 'endpointSelector: {matchLabels: {pod: a}}\ningress:\n- {}'));
+    await expectMatrix(cluster, 'CNP ingress [{}] blocks x/a', { port: 80, proto: 'tcp', expected: allowedExcept((r) => r.expectAllIngress('x/a', false)) });
+  });
+
+  it('scopes a namespaced policy to its namespace and a clusterwide one to all', async () => {
+    await importPolicy(
+      cluster,
+      cnp('ns-scoped', 'x', `endpointSelector: {matchLabels: {pod: a}}
+ingress:
+- fromEndpoints:
+  - matchLabels: {pod: b}`),
+    );
+    await expectMatrix(
+      cluster,
+      'CNP: only x/b reaches x/a, and only x/a is selected',
+      { port: 80, proto: 'tcp', expected: allowedExcept((r) => { r.expectAllIngress('x/a', false); r.expect('x/b', 'x/a', true); }) },
+    );
+    await deleteAllPolicies(cluster);
+    await importPolicy(
+      cluster,
+      ccnp('cluster-scoped', `endpointSelector: {matchLabels: {pod: a}}
+ingress:
+- fromEndpoints:
+  - matchLabels: {pod: b}`),
+    );
+    await expectMatrix(
+      cluster,
+      'CCNP: every */b reaches every */a',
+      {
+        port: 80,
+        proto: 'tcp',
+        expected: allowedExcept((r) => {
+          r.expectPeers({}, { pod: 'a' }, false);
+          r.expectPeers({ pod: 'b' }, { pod: 'a' }, true);
+        }),
+      },
+    );
+  });
+
+  it('selects peers by entity', async () => {
+    await importPolicy(
+      cluster,
+      cnp('to-cluster', 'x', `endpointSelector: {matchLabels: {pod: a}}
+egress:
+- toEntities: [cluster]`),
+    );
+    await expectMatrix(cluster, 'egress to cluster reaches every pod', { port: 80, proto: 'tcp', expected: allowedExcept(() => undefined) });
+    await importPolicy(
+      cluster,
+      cnp('to-cluster', 'x', `endpointSelector: {matchLabels: {pod: a}}
+egress:
+- toEntities: [world, host]`),
+    );
+    await expectMatrix(cluster, 'egress to world/host reaches no pod', { port: 80, proto: 'tcp', expected: allowedExcept((r) => r.expectAllEgress('x/a', false)) });
+    assert.ok(await cluster.node.ping(cluster.endpoint('x/a').netns, (await cluster.node.api.status()).node.routerIP), 'host is reachable');
+  });
+
+  it('does not let CNP CIDR rules select endpoints', async () => {
+    await importPolicy(
+      cluster,
+      cnp('cidr', 'x', `endpointSelector: {matchLabels: {pod: a}}
+ingress:
+- fromCIDRSet:
+  - cidr: 10.222.0.0/16
+    except: [10.222.1.0/24]
+- fromCIDR: [10.0.0.0/8]`),
+    );
+    await expectMatrix(cluster, 'CIDR rules do not cover pods', { port: 80, proto: 'tcp', expected: allowedExcept((r) => r.expectAllIngress('x/a', false)) });
+    const ipcache = await cluster.node.api.listIpcache();
+    for (const prefix of ['10.222.0.0/16', '10.222.1.0/24', '10.0.0.0/8']) {
+      const row = ipcache.find((r) => r.prefix === prefix);
+      assert.ok(row && row.identity >= 1 << 24, `${prefix} has a local CIDR identity in the ipcache`);
+    }
+    const selectors = await cluster.node.api.policySelectors();
+    assert.ok(selectors.length > 0);
+  });
+
+  it('allows ICMP by type', async () => {
+    await importPolicy(
+      cluster,
+      cnp('icmp', 'x', `endpointSelector: {matchLabels: {pod: a}}
+ingress:
+- icmps:
+  - fields:
+    - type: EchoRequest`),
+    );
+    const a = cluster.endpoint('x/a');
+    assert.ok(await cluster.node.ping(cluster.endpoint('y/b').netns, a.ipv4), 'echo request allowed, its reply passes');
+    await expectMatrix(cluster, 'TCP to x/a blocked', { port: 80, proto: 'tcp', expected: allowedExcept((r) => r.expectAllIngress('x/a', false)) });
+  });
+
+  it('lets replies pass under default-deny ingress', async () => {
+    await importPolicy(cluster, cnp('deny-in', 'x', 'endpointSelector: {}\ningress: []'));
+    const expected = allowedExcept((r) => r.expectPeers({}, { namespace: 'x' }, false));
+    // x's pods still reach everyone outside x: their replies come back in.
+    await expectMatrix(cluster, 'x is closed to new connections but talks out', { port: 80, proto: 'tcp', expected }, { port: 80, proto: 'udp', expected });
+  });
+
+  it('stops an established connection when its allow is withdrawn', async () => {
+    await importPolicy(
+      cluster,
+      cnp('allow-b', 'x', `endpointSelector: {matchLabels: {pod: a}}
+ingress:
+- fromEndpoints:
+  - matchLabels: {pod: b}`),
+    );
+    const a = cluster.endpoint('x/a');
+    const conn = cluster.node.holdConnection(cluster.endpoint('x/b').netns, a.ipv4, 80);
+    await waitForLine(conn, (l) => l === 'connected');
+    const roundTrip = async (word: string) => {
+      const echoed = waitForLine(conn, (l) => l === `echo ${word}`, 1500).then(
+        () => true,
+        () => false,
+      );
+      conn.stdin!.write(word + '\n');
+      return echoed;
+    };
+    assert.ok(await roundTrip('allowed'), 'allowed connection works');
+    await importPolicy(
+      cluster,
+      cnp('allow-b', 'x', `endpointSelector: {matchLabels: {pod: a}}
+ingress:
+- fromEndpoints:
+  - matchLabels: {pod: c}`),
+    );
+    assert.ok(!(await roundTrip('withdrawn')), 'the established connection no longer passes');
+    conn.kill('SIGKILL');
+  });
+
+  it('enforces a policy on all pods with an empty endpointSelector (blockedExcept)', async () => {
+    await importPolicy(cluster, ccnp('lockdown', 'endpointSelector: {}\ningress: []\negress: []'));
+    await expectMatrix(cluster, 'every pod isolated', { port: 80, proto: 'tcp', expected: blockedExcept(() => undefined) });
+  });
+});

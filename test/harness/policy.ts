@@ -1,0 +1,42 @@
+/* Helpers for policy e2e tests: import YAML through the agent API, probe a matrix, compare,
+ * and always remove the policies afterwards so cases stay independent. */
+import type { Cluster, PodName, Proto } from './matrix.js';
+import { Reachability, assertReachability, probeAll } from './matrix.js';
+
+export interface Expectation {
+  port: number;
+  proto: Proto;
+  expected: Reachability;
+}
+
+export async function importPolicy(cluster: Cluster, yaml: string, name = 'policy.yaml'): Promise<number> {
+  const r = await cluster.node.api.importPolicies([{ name, content: yaml }]);
+  return r.revision;
+}
+
+export async function deleteAllPolicies(cluster: Cluster): Promise<void> {
+  const list = await cluster.node.api.listPolicies();
+  if (list.policies.length) await cluster.node.api.deletePolicy({ all: true });
+}
+
+export async function expectMatrix(cluster: Cluster, context: string, ...expectations: Expectation[]): Promise<void> {
+  for (const e of expectations) {
+    const observed = await probeAll(cluster, { port: e.port, proto: e.proto, timeoutMs: 400 });
+    assertReachability(e.expected, observed, `${context} (${e.proto.toUpperCase()} ${e.port})`);
+  }
+}
+
+/** Everything reachable except what `fn` blocks; self-traffic always passes (it never leaves the pod). */
+export function allowedExcept(fn: (r: Reachability) => void): Reachability {
+  const r = new Reachability(true);
+  fn(r);
+  return r.allowSelf();
+}
+
+export function blockedExcept(fn: (r: Reachability) => void): Reachability {
+  const r = new Reachability(false);
+  fn(r);
+  return r.allowSelf();
+}
+
+export type { PodName };
