@@ -152,6 +152,31 @@ ingress:
     assert.ok(selectors.length > 0);
   });
 
+  it('matches traffic from outside the cluster by CIDR, with except', async () => {
+    const near = await cluster.node.addExternalHost('near', '198.51.100.7');
+    const far = await cluster.node.addExternalHost('far', '198.51.100.9');
+    const a = cluster.endpoint('x/a');
+    await cluster.node.echoServer(near, 80);
+    assert.ok(await cluster.node.probe(near, 'tcp', a.ipv4, 80), 'no policy: world reaches x/a');
+    await importPolicy(
+      cluster,
+      cnp('from-world', 'x', `endpointSelector: {matchLabels: {pod: a}}
+ingress:
+- fromCIDRSet:
+  - cidr: 198.51.100.0/24
+    except: [198.51.100.9/32]
+egress:
+- toCIDR: [198.51.100.7/32]
+  toPorts:
+  - ports: [{port: "80", protocol: TCP}]`),
+    );
+    assert.ok(await cluster.node.probe(near, 'tcp', a.ipv4, 80), '198.51.100.7 is inside the block');
+    assert.ok(!(await cluster.node.probe(far, 'tcp', a.ipv4, 80, 600)), '198.51.100.9 is excepted');
+    assert.ok(await cluster.node.probe(a.netns, 'tcp', '198.51.100.7', 80), 'egress to the CIDR on TCP 80');
+    assert.ok(!(await cluster.node.probe(a.netns, 'udp', '198.51.100.7', 80, 600)), 'but not UDP');
+    assert.ok(!(await cluster.node.probe(cluster.endpoint('y/a').netns, 'tcp', a.ipv4, 80, 600)), 'pods are not in the CIDR');
+  });
+
   it('allows ICMP by type', async () => {
     await importPolicy(
       cluster,

@@ -203,6 +203,33 @@ export class TestNode {
     return this.spawnIn(netns, ['node', path.join(tools, 'hold-conn.mjs'), host, String(port)]);
   }
 
+  /**
+   * A host outside the cluster ("world"): its own namespace joined to the node by a veth, with
+   * an address outside the pod CIDR and a route back to the pods. Everything stays inside this
+   * harness's namespaces.
+   */
+  async addExternalHost(name: string, ip: string): Promise<string> {
+    const netns = `${this.prefix}-ext-${name}`;
+    const nodeSide = `ext-${name}`.slice(0, 15);
+    const steps: string[][] = [
+      ['netns', 'add', netns],
+      ['-n', this.netns, 'link', 'add', nodeSide, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns],
+      ['-n', this.netns, 'link', 'set', nodeSide, 'up'],
+      ['-n', this.netns, 'route', 'add', `${ip}/32`, 'dev', nodeSide],
+      ['-n', netns, 'link', 'set', 'lo', 'up'],
+      ['-n', netns, 'address', 'add', `${ip}/32`, 'dev', 'eth0'],
+      ['-n', netns, 'link', 'set', 'eth0', 'up'],
+      ['-n', netns, 'route', 'add', this.podCidr, 'dev', 'eth0'],
+    ];
+    for (const args of steps) {
+      const r = await run('ip', args);
+      if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
+    }
+    // The node answers ARP for the pods on the external host's link.
+    await this.execNode(['sysctl', '-qw', `net.ipv4.conf.${nodeSide}.proxy_arp=1`]);
+    return netns;
+  }
+
   async cleanup(): Promise<void> {
     for (const child of this.children) child.kill('SIGKILL');
     await this.killAgent('SIGTERM').catch(() => undefined);
