@@ -16,12 +16,7 @@
 #include "include/metrics.h"
 #include "include/conntrack.h"
 #include "include/policy.h"
-
-static __always_inline int drop(struct endpoint_info *ep, __u32 remote_identity, __u8 dir, __u8 reason, __u32 len)
-{
-	metrics_count(ep->ep_id, remote_identity, dir, reason, len);
-	return TC_ACT_SHOT;
-}
+#include "include/events.h"
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 {
@@ -34,31 +29,67 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_OK; /* ARP and friends */
 
 	__u32 remote_identity = ipcache_identity4(dir == MB_DIR_EGRESS ? p.t.daddr : p.t.saddr);
-	if (dir == MB_DIR_EGRESS && p.t.saddr != ep->ipv4)
-		return drop(ep, remote_identity, dir, MB_DROP_INVALID_SOURCE_IP, p.len);
-
+	struct event_info ev = {
+		.direction = dir,
+		.src_identity = dir == MB_DIR_EGRESS ? ep->identity : remote_identity,
+		.dst_identity = dir == MB_DIR_EGRESS ? remote_identity : ep->identity,
+	};
 	__u64 now = bpf_ktime_get_ns();
+	if (dir == MB_DIR_EGRESS && p.t.saddr != ep->ipv4) {
+		ev.subtype = MB_DROP_INVALID_SOURCE_IP;
+		goto drop;
+	}
+
 	struct ct_value *ct = NULL;
 	enum ct_state state = ct_lookup(&p, dir, now, &ct);
-	if (state == CT_REPLY || state == CT_RELATED) {
+	ev.ct_state = state;
+	int is_reply = state == CT_REPLY || state == CT_RELATED;
+	if (is_reply)
+		ev.direction = ct_opposite(dir); /* the connection's direction, as Hubble reports it */
+
+	if (is_reply || (state == CT_ESTABLISHED && ct && ct->policy_revision == ep->policy_revision)) {
 		if (ct)
 			ct_touch(ct, &p, now);
-	} else if (state == CT_ESTABLISHED && ct && ct->policy_revision == ep->policy_revision) {
-		ct_touch(ct, &p, now);
 	} else {
 		/* New, or established but the endpoint's policy changed since it was judged. */
 		struct policy_verdict v = policy_check(ep, remote_identity, dir, p.t.protocol, p.policy_port);
-		if (v.drop_reason)
-			return drop(ep, remote_identity, dir, v.drop_reason, p.len);
+		ev.rule_id = v.rule_id;
+		ev.match_type = v.match_type;
+		if (v.drop_reason) {
+			ev.subtype = v.drop_reason;
+			goto drop;
+		}
 		if (state == CT_ESTABLISHED && ct) {
 			ct->policy_revision = ep->policy_revision;
 			ct_touch(ct, &p, now);
-		} else if (ct_create(&p, dir, now, ep->ep_id, remote_identity, ep->policy_revision) < 0) {
-			return drop(ep, remote_identity, dir, MB_DROP_CT_INSERT, p.len);
+		} else {
+			if (ct_create(&p, dir, now, ep->ep_id, remote_identity, ep->policy_revision) < 0) {
+				ev.subtype = MB_DROP_CT_INSERT;
+				goto drop;
+			}
+			ct = NULL; /* a new connection: always traced */
+			if (v.enforced) {
+				ev.type = MB_EVENT_POLICY_VERDICT;
+				ev.verdict = MB_VERDICT_FORWARDED;
+				emit_event(skb, ep, &p, &ev, now);
+			}
 		}
 	}
 	metrics_count(ep->ep_id, remote_identity, dir, MB_REASON_FORWARDED, p.len);
+	if (trace_wanted(datapath_config(), ct, is_reply, p.tcp_flags, now)) {
+		ev.type = MB_EVENT_TRACE;
+		ev.subtype = dir == MB_DIR_EGRESS ? MB_TRACE_FROM_ENDPOINT : MB_TRACE_TO_ENDPOINT;
+		ev.verdict = MB_VERDICT_FORWARDED;
+		emit_event(skb, ep, &p, &ev, now);
+	}
 	return TC_ACT_OK; /* routed by the node towards the destination's interface */
+
+drop:
+	metrics_count(ep->ep_id, remote_identity, dir, ev.subtype, p.len);
+	ev.type = MB_EVENT_DROP;
+	ev.verdict = MB_VERDICT_DROPPED;
+	emit_event(skb, ep, &p, &ev, now);
+	return TC_ACT_SHOT;
 }
 
 SEC("tc")

@@ -95,6 +95,8 @@ static __always_inline int ct_create(const struct packet *p, __u8 dir, __u64 now
 		.remote_identity = remote_identity,
 		.policy_revision = policy_revision,
 		.tcp_flags_seen = p->tcp_flags,
+		.tx_flags_seen = p->tcp_flags,
+		.last_tx_report = now / NS_PER_SEC,
 	};
 	return bpf_map_update_elem(&mb_ct, &k, &v, BPF_ANY);
 }

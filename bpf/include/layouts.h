@@ -88,10 +88,74 @@ struct ct_value {
 	__u32 ep_id;
 	__u32 remote_identity;
 	__u32 policy_revision; /* the endpoint's revision when the forward direction was last judged */
-	__u8 tcp_flags_seen;
+	__u8 tcp_flags_seen;   /* both directions: drives the lifetime */
+	__u8 tx_flags_seen;    /* forward direction: monitor aggregation */
+	__u8 rx_flags_seen;    /* reply direction */
 	__u8 flags;
-	__u16 pad;
+	__u32 last_tx_report;  /* seconds of the monotonic clock */
+	__u32 last_rx_report;
 };
+
+/* Datapath settings written by the agent (one entry). */
+struct datapath_config {
+	__u32 aggregation;     /* MB_AGG_* */
+	__u32 report_interval; /* seconds between traces of an active connection at medium */
+};
+
+#define MB_AGG_NONE 0
+#define MB_AGG_LOW 2
+#define MB_AGG_MEDIUM 3
+#define MB_AGG_MAXIMUM 4
+
+/* One datapath notification in the events ring buffer; the agent turns it into a flow. */
+struct flow_event {
+	__u64 timestamp_ns; /* monotonic clock */
+	__u8 type;          /* MB_EVENT_* (Cilium's monitor message types) */
+	__u8 subtype;       /* drop reason, or observation point for traces */
+	__u8 direction;     /* MB_DIR_* of the connection relative to the endpoint */
+	__u8 verdict;       /* MB_VERDICT_* (Hubble's numbers) */
+	__u8 ct_state;      /* MB_CT_* */
+	__u8 tcp_flags;
+	__u8 protocol;
+	__u8 match_type;    /* Hubble's policy_match_type */
+	__u32 ep_id;
+	__u32 ifindex;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 rule_id;
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport; /* network order */
+	__u16 dport;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u16 pad;
+	__u32 orig_len;
+	__u8 src_mac[6];
+	__u8 dst_mac[6];
+	__u32 pad2;
+};
+
+#define MB_EVENT_DROP 1
+#define MB_EVENT_TRACE 4
+#define MB_EVENT_POLICY_VERDICT 5
+
+#define MB_TRACE_TO_ENDPOINT 101
+#define MB_TRACE_FROM_ENDPOINT 5
+
+#define MB_VERDICT_FORWARDED 1
+#define MB_VERDICT_DROPPED 2
+
+#define MB_CT_NEW 0
+#define MB_CT_ESTABLISHED 1
+#define MB_CT_REPLY 2
+#define MB_CT_RELATED 3
+
+#define MB_MATCH_NONE 0
+#define MB_MATCH_L3_ONLY 1
+#define MB_MATCH_L3_L4 2
+#define MB_MATCH_L4_ONLY 3
+#define MB_MATCH_ALL 4
 
 /* Traffic counters per endpoint, direction, peer identity and outcome. */
 struct metrics_key {

@@ -35,6 +35,8 @@ struct packet {
 	struct tuple t;
 	__u16 policy_port; /* network order: destination port, or the ICMP type for ICMP */
 	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 icmp_code;
 	__u8 icmp_error;   /* an ICMP error: `inner` is the packet it reports on */
 	struct tuple inner;
 	__u32 len;
@@ -78,6 +80,8 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
 			return 0;
 		__u8 type = hdr[0];
 		__u16 id = *(__u16 *)&hdr[4];
+		p->icmp_type = type;
+		p->icmp_code = hdr[1];
 		p->policy_port = bpf_htons(type);
 		if (type == ICMP_ECHO) {
 			p->t.sport = id;

@@ -9,7 +9,16 @@
 struct policy_verdict {
 	int drop_reason; /* 0 allowed */
 	__u32 rule_id;
+	__u8 enforced;   /* a policy decided (not an unenforced direction) */
+	__u8 match_type; /* MB_MATCH_* */
 };
+
+static __always_inline __u8 match_type_of(struct policy_value *v, int any_peer)
+{
+	if (any_peer)
+		return v->l4_prefixlen ? MB_MATCH_L4_ONLY : MB_MATCH_ALL;
+	return v->l4_prefixlen ? MB_MATCH_L3_L4 : MB_MATCH_L3_ONLY;
+}
 
 static __always_inline struct policy_value *policy_lookup(__u32 ep_id, __u32 identity, __u8 dir, __u8 proto, __u16 dport_be)
 {
@@ -34,21 +43,30 @@ static __always_inline struct policy_verdict policy_check(struct endpoint_info *
 	if (dir == MB_DIR_INGRESS && remote_identity == MB_IDENTITY_HOST && (ep->flags & MB_EP_F_ALLOW_HOST_INGRESS))
 		return v;
 
+	v.enforced = 1;
 	struct policy_value *l3 = policy_lookup(ep->ep_id, remote_identity, dir, proto, dport_be);
 	struct policy_value *l4 = policy_lookup(ep->ep_id, 0, dir, proto, dport_be);
+	struct policy_value *hit = NULL;
+	int any_peer = 0;
 	if (l3 && (l3->flags & MB_POLICY_F_DENY)) {
-		v.drop_reason = MB_DROP_POLICY_DENY;
-		v.rule_id = l3->rule_id;
+		hit = l3;
 	} else if (l4 && (l4->flags & MB_POLICY_F_DENY)) {
-		v.drop_reason = MB_DROP_POLICY_DENY;
-		v.rule_id = l4->rule_id;
+		hit = l4;
+		any_peer = 1;
 	} else if (l3) {
-		v.rule_id = l3->rule_id;
+		hit = l3;
 	} else if (l4) {
-		v.rule_id = l4->rule_id;
-	} else {
-		v.drop_reason = MB_DROP_POLICY;
+		hit = l4;
+		any_peer = 1;
 	}
+	if (!hit) {
+		v.drop_reason = MB_DROP_POLICY;
+		return v;
+	}
+	if (hit->flags & MB_POLICY_F_DENY)
+		v.drop_reason = MB_DROP_POLICY_DENY;
+	v.rule_id = hit->rule_id;
+	v.match_type = match_type_of(hit, any_peer);
 	return v;
 }
 

@@ -77,9 +77,52 @@ export const ctValue = defineStruct('ct_value', [
   ['remote_identity', 'u32'],
   ['policy_revision', 'u32'],
   ['tcp_flags_seen', 'u8'],
+  ['tx_flags_seen', 'u8'],
+  ['rx_flags_seen', 'u8'],
   ['flags', 'u8'],
-  ['pad', 'u16'],
+  ['last_tx_report', 'u32'],
+  ['last_rx_report', 'u32'],
 ] as const);
+
+export const datapathConfig = defineStruct('datapath_config', [
+  ['aggregation', 'u32'],
+  ['report_interval', 'u32'],
+] as const);
+
+/** Monitor aggregation levels (Cilium's numbers). */
+export const AGGREGATION = { none: 0, low: 2, medium: 3, maximum: 4 } as const;
+export type AggregationLevel = keyof typeof AGGREGATION;
+
+export const flowEvent = defineStruct('flow_event', [
+  ['timestamp_ns', 'u64'],
+  ['type', 'u8'],
+  ['subtype', 'u8'],
+  ['direction', 'u8'],
+  ['verdict', 'u8'],
+  ['ct_state', 'u8'],
+  ['tcp_flags', 'u8'],
+  ['protocol', 'u8'],
+  ['match_type', 'u8'],
+  ['ep_id', 'u32'],
+  ['ifindex', 'u32'],
+  ['src_identity', 'u32'],
+  ['dst_identity', 'u32'],
+  ['rule_id', 'u32'],
+  ['saddr', 'ipv4'],
+  ['daddr', 'ipv4'],
+  ['sport', 'be16'],
+  ['dport', 'be16'],
+  ['icmp_type', 'u8'],
+  ['icmp_code', 'u8'],
+  ['pad', 'u16'],
+  ['orig_len', 'u32'],
+  ['src_mac', 'mac'],
+  ['dst_mac', 'mac'],
+  ['pad2', 'u32'],
+] as const);
+
+export const CT_STATE = { NEW: 0, ESTABLISHED: 1, REPLY: 2, RELATED: 3 } as const;
+export const TRACE_POINT = { TO_ENDPOINT: 101, FROM_ENDPOINT: 5 } as const;
 
 export const metricsKey = defineStruct('metrics_key', [
   ['ep_id', 'u32'],
@@ -95,7 +138,19 @@ export const metricsValue = defineStruct('metrics_value', [
 ] as const);
 
 /** Structs that must match a struct of the same name in the objects' BTF. */
-export const sharedStructs = [ipcacheKey, ipcacheValue, endpointInfo, metricsKey, metricsValue, policyKey, policyValue, ctKey, ctValue];
+export const sharedStructs = [
+  ipcacheKey,
+  ipcacheValue,
+  endpointInfo,
+  metricsKey,
+  metricsValue,
+  policyKey,
+  policyValue,
+  ctKey,
+  ctValue,
+  datapathConfig,
+  flowEvent,
+];
 
 export const DIRECTION = { INGRESS: 1, EGRESS: 2 } as const;
 
@@ -110,4 +165,7 @@ export const MAPS = {
   metrics: 'mb_metrics',
   policy: 'mb_policy',
   ct: 'mb_ct',
+  events: 'mb_events',
+  eventsLost: 'mb_events_lost',
+  config: 'mb_config',
 } as const;

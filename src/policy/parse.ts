@@ -567,7 +567,7 @@ const DIRECTIONS: readonly Direction[] = [
 const RULE_FIELDS = ['endpointSelector', 'ingress', 'egress', 'ingressDeny', 'egressDeny', 'description', 'labels'];
 const RULE_UNSUPPORTED = {
   nodeSelector: 'host policies (nodeSelector) are not supported yet',
-  enableDefaultDeny: 'enableDefaultDeny is not supported yet (a present ingress/egress section always enables default deny)',
+  enableDefaultDeny: 'enableDefaultDeny is not supported yet (a non-empty ingress/egress section always enables default deny)',
 };
 const ENTRY_UNSUPPORTED: Record<'from' | 'to', Record<string, string>> = {
   from: {
@@ -627,7 +627,8 @@ function parseCiliumRule(v: unknown, ctx: Ctx, ref: PolicyRef, scope: Scope): Ru
   const budget = new PeerBudget();
   for (const dir of DIRECTIONS) {
     const entries = mapList(o, dir.section, ctx, (e, ectx) => parseCiliumEntry(e, ectx, dir, scope, budget));
-    if (entries !== undefined) rule[dir.section] = entries;
+    // Cilium: an omitted or empty section does not apply (no default deny); `[{}]` is the deny-all idiom.
+    if (entries !== undefined && entries.length > 0) rule[dir.section] = entries;
   }
   return rule;
 }

@@ -68,7 +68,11 @@ export interface Rule {
   policy: PolicyRef;
   /** Endpoints the rule applies to. */
   subject: Selector;
-  /** Section present (even empty): the subject enters default deny in that direction. */
+  /**
+   * Section present: the subject enters default deny in that direction. Cilium kinds set it only
+   * when the YAML list is non-empty; a Kubernetes policy sets `[]` for a listed policyType
+   * without rules (deny all).
+   */
   ingress?: PeerRule[];
   egress?: PeerRule[];
   ingressDeny?: PeerRule[];

@@ -192,7 +192,7 @@ ingress:
   });
 
   it('lets replies pass under default-deny ingress', async () => {
-    await importPolicy(cluster, cnp('deny-in', 'x', 'endpointSelector: {}\ningress: []'));
+    await importPolicy(cluster, cnp('deny-in', 'x', 'endpointSelector: {}\ningress: [{}]'));
     const expected = allowedExcept((r) => r.expectPeers({}, { namespace: 'x' }, false));
     // x's pods still reach everyone outside x: their replies come back in.
     await expectMatrix(cluster, 'x is closed to new connections but talks out', { port: 80, proto: 'tcp', expected }, { port: 80, proto: 'udp', expected });
@@ -229,8 +229,11 @@ ingress:
     conn.kill('SIGKILL');
   });
 
-  it('enforces a policy on all pods with an empty endpointSelector (blockedExcept)', async () => {
-    await importPolicy(cluster, ccnp('lockdown', 'endpointSelector: {}\ningress: []\negress: []'));
+  it('isolates every pod with a clusterwide deny-all, and ignores empty sections', async () => {
+    await importPolicy(cluster, ccnp('no-op', 'endpointSelector: {}\ningress: []\negress: []'));
+    await expectMatrix(cluster, 'empty sections do not apply', { port: 80, proto: 'tcp', expected: allowedExcept(() => undefined) });
+    await deleteAllPolicies(cluster);
+    await importPolicy(cluster, ccnp('lockdown', 'endpointSelector: {}\ningress: [{}]\negress: [{}]'));
     await expectMatrix(cluster, 'every pod isolated', { port: 80, proto: 'tcp', expected: blockedExcept(() => undefined) });
   });
 });

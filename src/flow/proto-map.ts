@@ -1,0 +1,307 @@
+/* Mapping between our flow types (types.ts, Hubble's JSON shape) and the objects @grpc/proto-loader
+ * encodes and decodes for proto/flow/flow.proto and proto/observer/observer.proto, loaded with
+ * { keepCase: true, enums: String, longs: Number, defaults: false, oneofs: true }.
+ *
+ * Our Flow already uses the proto field names, so the mapping is mostly a copy; what differs:
+ * timestamps (RFC 3339 strings here, google.protobuf.Timestamp there), is_reply (a plain boolean
+ * here, google.protobuf.BoolValue there) and drop_reason_desc (sent as Cilium's numeric code when we
+ * have it, which is the DropReason enum's value, so a code missing from our enum still travels).
+ * Decoded messages leave out fields at their default (defaults: false): a 0, false, "" or empty
+ * list arrives as absent. */
+
+import type {
+  Flow,
+  FlowEndpoint,
+  FlowFilter,
+  FlowPolicy,
+  GetFlowsRequest,
+  Layer4,
+  TCPFlags,
+  TrafficDirection,
+  Verdict,
+} from './types.js';
+
+/** google.protobuf.Timestamp as proto-loader gives it (absent fields are 0). */
+export interface ProtoTimestamp {
+  seconds?: number | string;
+  nanos?: number;
+}
+
+export interface ProtoPolicy {
+  name?: string;
+  namespace?: string;
+  labels?: string[];
+  revision?: number;
+  kind?: string;
+}
+
+export interface ProtoEndpoint {
+  ID?: number;
+  identity?: number;
+  cluster_name?: string;
+  namespace?: string;
+  labels?: string[];
+  pod_name?: string;
+}
+
+export interface ProtoFlow {
+  time?: ProtoTimestamp;
+  uuid?: string;
+  verdict?: string;
+  drop_reason?: number;
+  drop_reason_desc?: string | number;
+  ethernet?: { source?: string; destination?: string };
+  IP?: { source?: string; destination?: string; ipVersion?: string; encrypted?: boolean };
+  l4?: Layer4 & { protocol?: string };
+  source?: ProtoEndpoint;
+  destination?: ProtoEndpoint;
+  Type?: string;
+  node_name?: string;
+  reply?: boolean;
+  event_type?: { type?: number; sub_type?: number };
+  traffic_direction?: string;
+  policy_match_type?: number;
+  trace_observation_point?: string;
+  is_reply?: { value?: boolean };
+  interface?: { index?: number; name?: string };
+  Summary?: string;
+  egress_allowed_by?: ProtoPolicy[];
+  ingress_allowed_by?: ProtoPolicy[];
+  egress_denied_by?: ProtoPolicy[];
+  ingress_denied_by?: ProtoPolicy[];
+  default_deny_by?: ProtoPolicy[];
+}
+
+export interface ProtoLostEvent {
+  source?: string;
+  num_events_lost?: number;
+}
+
+export interface ProtoGetFlowsResponse {
+  flow?: ProtoFlow;
+  lost_events?: ProtoLostEvent;
+  response_types?: string;
+  node_name?: string;
+  time?: ProtoTimestamp;
+}
+
+/** flow.FlowFilter as decoded: repeated fields hold strings, numbers, booleans or messages. */
+export type ProtoFlowFilter = { [field: string]: unknown };
+
+export interface ProtoGetFlowsRequest {
+  number?: number | string;
+  first?: boolean;
+  follow?: boolean;
+  blacklist?: ProtoFlowFilter[];
+  whitelist?: ProtoFlowFilter[];
+  since?: ProtoTimestamp;
+  until?: ProtoTimestamp;
+  experimental?: unknown;
+}
+
+/** A request we cannot serve as asked (bad timestamp, filter field we do not implement). */
+export class ProtoMapError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtoMapError';
+  }
+}
+
+// ---- timestamps ----
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$/;
+// google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+const MIN_SECONDS = -62135596800;
+const MAX_SECONDS = 253402300799;
+
+/** "2024-05-01T10:00:00.123456789Z" (any offset, 0-9 fraction digits) -> {seconds, nanos} in UTC. */
+export function timestampFromRfc3339(text: string): { seconds: number; nanos: number } {
+  const m = RFC3339.exec(text);
+  if (!m) throw new ProtoMapError(`not an RFC 3339 timestamp: ${JSON.stringify(text)}`);
+  const [, year, month, day, hour, minute, second, fraction = '', zone = 'Z'] = m;
+  const date = new Date(0);
+  date.setUTCFullYear(Number(year), Number(month) - 1, Number(day)); // no 2-digit-year shift
+  date.setUTCHours(Number(hour), Number(minute), Number(second), 0);
+  let ms = date.getTime();
+  if (zone !== 'Z' && zone !== 'z') {
+    const sign = zone.startsWith('-') ? -1 : 1;
+    ms -= sign * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6))) * 60_000;
+  }
+  return { seconds: ms / 1000, nanos: Number(fraction.padEnd(9, '0')) };
+}
+
+/** {seconds, nanos} -> "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ": UTC, always nine fraction digits. */
+export function rfc3339FromTimestamp(ts: ProtoTimestamp): string {
+  const seconds = Number(ts.seconds ?? 0);
+  const nanos = ts.nanos ?? 0;
+  if (!Number.isInteger(seconds) || seconds < MIN_SECONDS || seconds > MAX_SECONDS) {
+    throw new ProtoMapError(`timestamp seconds out of range: ${String(ts.seconds)}`);
+  }
+  if (!Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
+    throw new ProtoMapError(`timestamp nanos out of range: ${String(ts.nanos)}`);
+  }
+  const iso = new Date(seconds * 1000).toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ for years 0-9999
+  return `${iso.slice(0, 19)}.${String(nanos).padStart(9, '0')}Z`;
+}
+
+/** An RFC 3339 time as nanoseconds since the epoch, for exact comparisons. */
+export function rfc3339ToNanos(text: string): bigint {
+  const { seconds, nanos } = timestampFromRfc3339(text);
+  return BigInt(seconds) * 1_000_000_000n + BigInt(nanos);
+}
+
+// ---- Flow -> proto ----
+
+function policies(list: FlowPolicy[] | undefined): ProtoPolicy[] | undefined {
+  return list?.map((p) => ({
+    name: p.name,
+    namespace: p.namespace,
+    labels: p.labels,
+    revision: p.revision,
+    kind: p.kind,
+  }));
+}
+
+function endpoint(ep: FlowEndpoint | undefined): ProtoEndpoint | undefined {
+  if (!ep) return undefined;
+  return {
+    ID: ep.ID,
+    identity: ep.identity,
+    cluster_name: ep.cluster_name,
+    namespace: ep.namespace,
+    labels: ep.labels,
+    pod_name: ep.pod_name,
+  };
+}
+
+function layer4(l4: Layer4 | undefined): ProtoFlow['l4'] {
+  if (!l4) return undefined;
+  // Layer4 is a oneof: set exactly one member, in the proto's order of preference.
+  if (l4.TCP) return { TCP: { ...l4.TCP, flags: l4.TCP.flags && { ...l4.TCP.flags } } };
+  if (l4.UDP) return { UDP: { ...l4.UDP } };
+  if (l4.ICMPv4) return { ICMPv4: { ...l4.ICMPv4 } };
+  if (l4.SCTP) return { SCTP: { ...l4.SCTP } };
+  return {};
+}
+
+/** Our Flow as a flow.Flow message object (fields we do not have are left unset). */
+export function flowToProto(flow: Flow): ProtoFlow {
+  const out: ProtoFlow = {
+    time: timestampFromRfc3339(flow.time),
+    uuid: flow.uuid,
+    verdict: flow.verdict,
+    drop_reason: flow.drop_reason,
+    // The numeric code is the enum value (Hubble's DropReason mirrors Cilium's codes).
+    drop_reason_desc: flow.drop_reason ?? flow.drop_reason_desc,
+    ethernet: flow.ethernet && { ...flow.ethernet },
+    IP: flow.IP && { ...flow.IP },
+    l4: layer4(flow.l4),
+    source: endpoint(flow.source),
+    destination: endpoint(flow.destination),
+    Type: flow.Type,
+    node_name: flow.node_name,
+    event_type: { ...flow.event_type },
+    traffic_direction: flow.traffic_direction,
+    policy_match_type: flow.policy_match_type,
+    trace_observation_point: flow.trace_observation_point,
+    interface: flow.interface && { ...flow.interface },
+    Summary: flow.Summary,
+    egress_allowed_by: policies(flow.egress_allowed_by),
+    ingress_allowed_by: policies(flow.ingress_allowed_by),
+    egress_denied_by: policies(flow.egress_denied_by),
+    ingress_denied_by: policies(flow.ingress_denied_by),
+    default_deny_by: policies(flow.default_deny_by),
+  };
+  if (flow.is_reply !== undefined) {
+    out.is_reply = { value: flow.is_reply };
+    out.reply = flow.is_reply; // Hubble still fills the deprecated twin for older readers
+  }
+  return out;
+}
+
+// ---- proto GetFlowsRequest -> ours ----
+
+const TCP_FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR', 'NS'] as const;
+
+function list(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+const strings = (value: unknown) => list(value).map((v) => String(v));
+const numbers = (value: unknown) => list(value).map((v) => Number(v));
+
+function eventTypeFilter(value: unknown): NonNullable<FlowFilter['event_type']>[number] {
+  const e = (value ?? {}) as { type?: number; match_sub_type?: boolean; sub_type?: number };
+  return e.match_sub_type ? { type: e.type ?? 0, match_sub_type: true, sub_type: e.sub_type ?? 0 } : { type: e.type ?? 0 };
+}
+
+function tcpFlags(value: unknown): TCPFlags {
+  const f = (value ?? {}) as Record<string, unknown>;
+  const out: TCPFlags = {};
+  for (const name of TCP_FLAG_NAMES) if (f[name] === true) out[name] = true;
+  return out;
+}
+
+/** FlowFilter fields our FlowFilter carries, each with its conversion. */
+const SUPPORTED: { [K in keyof FlowFilter]-?: (value: unknown) => NonNullable<FlowFilter[K]> } = {
+  uuid: strings,
+  source_ip: strings,
+  destination_ip: strings,
+  source_pod: strings,
+  destination_pod: strings,
+  source_label: strings,
+  destination_label: strings,
+  source_identity: numbers,
+  destination_identity: numbers,
+  verdict: (v) => strings(v) as Verdict[], // an enum number we do not know stays a string that matches nothing
+  event_type: (v) => list(v).map(eventTypeFilter),
+  protocol: strings,
+  source_port: strings,
+  destination_port: strings,
+  reply: (v) => list(v).map((b) => b === true),
+  traffic_direction: (v) => strings(v) as TrafficDirection[],
+  tcp_flags: (v) => list(v).map(tcpFlags),
+  node_name: strings,
+  ip_version: strings,
+};
+
+function isSet(value: unknown): boolean {
+  if (value === undefined || value === null) return false;
+  if (Array.isArray(value)) return value.length > 0;
+  if (typeof value === 'object') return Object.values(value).some(isSet); // e.g. experimental {}
+  return true;
+}
+
+/**
+ * One proto FlowFilter as ours, field by field. A field we do not implement (L7, FQDN, service,
+ * workload, cluster, CEL, ...) cannot be ignored without changing which flows match, so it is
+ * refused with a ProtoMapError naming it.
+ */
+export function flowFilterFromProto(filter: ProtoFlowFilter, where = 'filter'): FlowFilter {
+  const out: Record<string, unknown> = {};
+  const unsupported: string[] = [];
+  for (const [field, value] of Object.entries(filter)) {
+    if (!isSet(value)) continue;
+    const convert = (SUPPORTED as Record<string, ((v: unknown) => unknown) | undefined>)[field];
+    if (convert) out[field] = convert(value);
+    else unsupported.push(field);
+  }
+  if (unsupported.length > 0) {
+    throw new ProtoMapError(`${where}: filter field${unsupported.length > 1 ? 's' : ''} ${unsupported.join(', ')} not supported by Membrane`);
+  }
+  return out as FlowFilter;
+}
+
+/** A decoded observer.GetFlowsRequest as our GetFlowsRequest. Throws ProtoMapError when it cannot be served. */
+export function getFlowsRequestFromProto(req: ProtoGetFlowsRequest): GetFlowsRequest {
+  const out: GetFlowsRequest = {};
+  const number = Number(req.number ?? 0);
+  if (number > 0) out.number = number;
+  if (req.first) out.first = true;
+  if (req.follow) out.follow = true;
+  if (req.since) out.since = rfc3339FromTimestamp(req.since);
+  if (req.until) out.until = rfc3339FromTimestamp(req.until);
+  if (req.whitelist?.length) out.whitelist = req.whitelist.map((f, i) => flowFilterFromProto(f, `whitelist[${i}]`));
+  if (req.blacklist?.length) out.blacklist = req.blacklist.map((f, i) => flowFilterFromProto(f, `blacklist[${i}]`));
+  // experimental.field_mask is optional for servers to honour: whole flows are returned.
+  return out;
+}
