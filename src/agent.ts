@@ -20,6 +20,14 @@ import { IprouteNetlink, type Netlink } from './kernel/netlink.js';
 import { EmbeddedStore } from './store/embedded.js';
 import { Mutex } from './util/mutex.js';
 import { registerPolicyRoutes } from './api/policy-routes.js';
+import { registerFlowRoutes } from './api/flow-routes.js';
+import type { AggregationLevel } from './datapath/layouts.js';
+import { flowContext } from './flow/context.js';
+import { matchesRequest } from './flow/filter.js';
+import { startObserverServer } from './flow/grpc-server.js';
+import { Metrics } from './flow/metrics.js';
+import { FlowMonitor } from './flow/monitor.js';
+import { FlowRing } from './flow/ring.js';
 import type { EnforcementMode } from './policy/engine.js';
 import { PolicyRealizer } from './policy/realize.js';
 import { PolicyRepository } from './policy/repository.js';
@@ -36,6 +44,14 @@ export interface AgentOptions {
   logLevel: string;
   enforcement: EnforcementMode;
   allowLocalhost: boolean;
+  /** Flows kept in memory (Hubble's ring). */
+  flowCapacity: number;
+  aggregation: AggregationLevel;
+  /** Observer gRPC on TCP (host:port; '' disables) and on a unix socket ('' disables). */
+  hubbleAddress: string;
+  hubbleSocket: string;
+  /** Prometheus /metrics (host:port; '' disables). */
+  metricsAddress: string;
 }
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -112,6 +128,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   await manager.restore();
   log.info({ endpoints: manager.listEndpoints().length, sync: manager.lastSync }, 'state restored');
 
+  const listening = { hubble: '', metrics: '' };
   const mutex = new Mutex();
   const serial = <T>(fn: () => Promise<T> | T) => mutex.run(fn);
   const body = (b: unknown) => (b ?? {}) as Record<string, unknown>;
@@ -142,6 +159,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         maps,
         lastSync: manager.lastSync,
         memory: agentMemory(),
+        flows: { ...ring.status(), aggregation: opts.aggregation, eventsRead: monitor.eventsRead, decodeErrors: monitor.decodeErrors },
+        listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics },
         paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
       };
     })
@@ -195,7 +214,28 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       })),
     );
 
-  registerPolicyRoutes(api, { repo, realizer, manager, datapath, serial });
+  const ring = new FlowRing(opts.flowCapacity, opts.nodeName);
+  const metrics = new Metrics({
+    endpoints: () => manager.listEndpoints().length,
+    identities: () => manager.identityCount,
+    policyRevision: () => repo.revision,
+    mapPressure: () => datapath.pressure(),
+    lostEvents: () => ring.lostEvents,
+  });
+  const monitor = new FlowMonitor(datapath, ring, metrics, flowContext(opts.nodeName, manager, realizer), log);
+  monitor.configure(opts.aggregation);
+  monitor.start();
+  registerPolicyRoutes(api, { repo, realizer, manager, datapath, serial, metrics });
+  registerFlowRoutes(api, ring, metrics);
+  const observer = await startObserverServer(ring, {
+    ...(opts.hubbleAddress ? { tcpAddress: opts.hubbleAddress } : {}),
+    ...(opts.hubbleSocket ? { unixSocket: opts.hubbleSocket } : {}),
+    version: VERSION,
+    filter: matchesRequest,
+  });
+  const metricsServer = opts.metricsAddress ? await metrics.serve(opts.metricsAddress) : undefined;
+  listening.hubble = observer.tcpPort !== undefined ? `${opts.hubbleAddress.slice(0, opts.hubbleAddress.lastIndexOf(':'))}:${observer.tcpPort}` : '';
+  listening.metrics = metricsServer?.address ?? '';
 
   fs.mkdirSync(path.dirname(opts.socket), { recursive: true, mode: 0o700 });
   await api.listen(opts.socket);
@@ -203,6 +243,9 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
 
   return {
     stop: async () => {
+      monitor.stop();
+      await observer.close();
+      metricsServer?.server.close();
       await api.close();
       datapath.close(); // links stay pinned: traffic keeps flowing while the agent is away
       fs.rmSync(opts.socket, { force: true });

@@ -97,8 +97,68 @@ export class AgentClient {
   endpointPolicy = (ns: string, name: string) =>
     this.request<EndpointPolicyView>('GET', `/v1/bpf/policy/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
   listCt = () => this.request<CtRow[]>('GET', '/v1/bpf/ct');
+
+  /** Prometheus text exposition of the agent's metrics. */
+  metricsText(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      http
+        .get({ socketPath: this.socketPath, path: '/v1/metrics' }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () => resolve(text));
+        })
+        .on('error', reject);
+    });
+  }
 }
 
 function epPath(ns: string, name: string): string {
   return `/v1/endpoints/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`;
+}
+
+/**
+ * Streams flows (one `GetFlowsResponse` JSON line each) to `onLine` until the agent ends the
+ * response or `signal` aborts it.
+ */
+export function streamFlows(
+  socketPath: string,
+  req: unknown,
+  onLine: (line: string) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const payload = JSON.stringify(req);
+    const httpReq = http.request(
+      { socketPath, method: 'POST', path: '/v1/flows', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }, signal },
+      (res) => {
+        let buf = '';
+        res.setEncoding('utf8');
+        if ((res.statusCode ?? 500) >= 400) {
+          res.on('data', (d: string) => (buf += d));
+          res.on('end', () => {
+            const e = (JSON.parse(buf || '{}') as ApiErrorBody).error;
+            reject(new ApiError(res.statusCode ?? 500, e?.code ?? 'internal', e?.message ?? `HTTP ${res.statusCode}`));
+          });
+          return;
+        }
+        res.on('data', (d: string) => {
+          buf += d;
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (line) onLine(line);
+          }
+        });
+        res.on('end', () => resolve());
+        res.on('error', (err) => (signal?.aborted ? resolve() : reject(err)));
+      },
+    );
+    httpReq.on('error', (err: NodeJS.ErrnoException) => {
+      if (signal?.aborted) return resolve();
+      reject(new AgentUnreachable(`cannot reach the agent at ${socketPath} (${err.code ?? err.message}): start it with 'make run' or 'membrane agent', or point --socket / MEMBRANE_SOCKET at it`));
+    });
+    httpReq.end(payload);
+  });
 }

@@ -10,6 +10,7 @@ import { describeL4 } from '../policy/ports.js';
 import type { PolicyRealizer } from '../policy/realize.js';
 import { describePolicy, type PolicyRepository } from '../policy/repository.js';
 import type { ApiServer } from './server.js';
+import type { Metrics } from '../flow/metrics.js';
 import type {
   CtRow,
   EndpointPolicyView,
@@ -26,6 +27,7 @@ export interface PolicyRouteDeps {
   manager: EndpointManager;
   datapath: Datapath;
   serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
+  metrics: Metrics;
 }
 
 function files(body: unknown): PolicyFile[] {
@@ -64,10 +66,12 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
       policies: parseAll(files(body)).map((p) => summary(p, d.repo.revision)),
     }))
     .route('POST', '/v1/policies', ({ body }): Promise<PolicyImportResult> => {
+      const started = process.hrtime.bigint();
       const parsed = parseAll(files(body)); // everything validated before anything changes
       return d.serial(() => {
         const revision = d.repo.import(parsed);
         d.manager.policyChanged(`policy revision ${revision}`);
+        d.metrics.policyImport.observe(Number(process.hrtime.bigint() - started) / 1e9);
         return { revision, policies: parsed.map((p) => summary(p, revision)) };
       });
     })

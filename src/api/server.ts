@@ -15,6 +15,11 @@ interface Route {
   handler: Handler;
 }
 
+/** A handler result that writes the response itself (streams, non-JSON bodies). */
+export class RawResponse {
+  constructor(readonly write: (res: http.ServerResponse, req: http.IncomingMessage) => void) {}
+}
+
 const STATUS: Record<string, number> = { invalid: 400, 'not-found': 404, conflict: 409, unavailable: 503 };
 const MAX_BODY = 64 * 1024 * 1024; // policy imports carry whole files (each bounded by the parser)
 
@@ -81,6 +86,7 @@ export class ApiServer {
       if (!match) return fail(404, 'not-found', `no API route ${req.method} ${url.pathname}`);
       const body = await readBody(req);
       const result = await match.route.handler({ params: match.params, body, query: url.searchParams });
+      if (result instanceof RawResponse) return result.write(res, req);
       send(200, result ?? {});
     } catch (err) {
       if (err instanceof UserError) return fail(STATUS[err.code] ?? 400, err.code, err.message);

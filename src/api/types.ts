@@ -94,6 +94,18 @@ export interface Status {
   maps: MapPressure[];
   lastSync: { written: number; deleted: number; unchanged: number; at: string; reason: string };
   memory: { rssBytes: number; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number };
+  flows: {
+    num_flows: number;
+    max_flows: number;
+    seen_flows: number;
+    uptime_ns: number;
+    lost_events: number;
+    aggregation: string;
+    eventsRead: number;
+    decodeErrors: number;
+  };
+  /** Bound addresses ('' when disabled). */
+  listen: { hubble: string; hubbleSocket: string; metrics: string };
   paths: { stateDir: string; bpffsDir: string; socket: string };
 }
 

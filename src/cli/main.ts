@@ -1,6 +1,9 @@
 /* The `membrane` command: `membrane <noun> <verb>`, talking to the agent over its unix socket. */
 import { Command, Option } from 'commander';
-import { AgentClient, AgentUnreachable, ApiError, DEFAULT_SOCKET } from '../api/client.js';
+import { AgentClient, AgentUnreachable, ApiError, DEFAULT_SOCKET, streamFlows } from '../api/client.js';
+import { formatCompact, formatDict, formatTable } from '../flow/printer.js';
+import type { Flow } from '../flow/types.js';
+import { buildRequest, registerObserveOptions, type ObserveFlags, type ObserveOutputFormat } from './observe-flags.js';
 import type {
   CtRow,
   Endpoint,
@@ -60,19 +63,39 @@ program
       .default('default'),
   )
   .option('--no-allow-localhost', 'judge traffic from the node itself by policy too (by default the node always reaches its endpoints)')
+  .option('--flow-buffer-capacity <n>', 'flows kept in memory for observe (Hubble ring size)', '4095')
+  .addOption(
+    new Option('--monitor-aggregation <level>', 'datapath trace events: none (every packet), low, medium (per connection and TCP flag change), maximum')
+      .choices(['none', 'low', 'medium', 'maximum'])
+      .default('medium'),
+  )
+  .option('--hubble-address <host:port>', "Observer gRPC API on TCP ('' disables)", '127.0.0.1:4245')
+  .option('--hubble-socket <path>', "Observer gRPC API on a unix socket ('' disables; default: hubble.sock next to the agent socket)")
+  .option('--metrics-address <host:port>', "Prometheus /metrics ('' disables)", '127.0.0.1:9965')
   .action(async (o: Record<string, string>) => {
     const { runAgent, DEFAULT_BPF_OBJECT_DIR } = await import('../agent.js');
+    const { dirname, join } = await import('node:path');
+    const socket = program.opts<{ socket?: string }>().socket ?? process.env.MEMBRANE_SOCKET ?? DEFAULT_SOCKET;
+    const capacity = Number(o.flowBufferCapacity);
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1_000_000) {
+      throw new UserError('invalid', `--flow-buffer-capacity ${o.flowBufferCapacity}: give a whole number from 1 to 1000000`);
+    }
     const agent = await runAgent({
       nodeName: o.nodeName!,
       podCidr: o.podCidr!,
       stateDir: o.stateDir!,
       bpffsDir: o.bpffsDir!,
-      socket: program.opts<{ socket?: string }>().socket ?? process.env.MEMBRANE_SOCKET ?? DEFAULT_SOCKET,
+      socket,
       cluster: o.clusterName!,
       bpfObjectDir: o.bpfDir ?? DEFAULT_BPF_OBJECT_DIR,
       logLevel: o.logLevel!,
       enforcement: o.policyEnforcement as 'default' | 'always' | 'never',
       allowLocalhost: (o as unknown as { allowLocalhost: boolean }).allowLocalhost,
+      flowCapacity: capacity,
+      aggregation: o.monitorAggregation as 'none' | 'low' | 'medium' | 'maximum',
+      hubbleAddress: o.hubbleAddress!,
+      hubbleSocket: o.hubbleSocket ?? join(dirname(socket), 'hubble.sock'),
+      metricsAddress: o.metricsAddress!,
     });
     const shutdown = () => void agent.stop().then(() => process.exit(0));
     process.once('SIGTERM', shutdown);
@@ -278,6 +301,38 @@ policy
       { header: 'IDENTITIES', value: (s: SelectorRow) => s.identities.map(String) },
     ]),
   );
+
+// ---- observe ----
+registerObserveOptions(
+  program.command('observe').description('show flows: what talked to what, and why it was dropped (filters combine like Hubble\'s)'),
+).action(async (o: ObserveFlags) => {
+  const req = buildRequest(o, new Date());
+  const format = (o.output ?? 'compact') as ObserveOutputFormat;
+  if (format === 'table' && req.follow) throw new UserError('invalid', '-o table cannot be used with --follow: use compact, json or dict');
+  const nodeName = o.printNodeName ?? false;
+  const collected: Flow[] = [];
+  const controller = new AbortController();
+  process.once('SIGINT', () => controller.abort());
+  process.once('SIGTERM', () => controller.abort());
+  await streamFlows(
+    client().socketPath,
+    req,
+    (line) => {
+      const msg = JSON.parse(line) as { flow?: Flow; lost_events?: { num_events_lost: number } };
+      if (msg.lost_events) {
+        process.stderr.write(`EVENTS LOST: ${msg.lost_events.num_events_lost} flows were not delivered (the reader was too slow)\n`);
+        return;
+      }
+      if (!msg.flow) return;
+      if (format === 'json' || format === 'jsonpb') process.stdout.write(line + '\n');
+      else if (format === 'table') collected.push(msg.flow);
+      else if (format === 'dict') process.stdout.write(formatDict(msg.flow, { nodeName }) + '\n');
+      else process.stdout.write(formatCompact(msg.flow, { nodeName }) + '\n');
+    },
+    controller.signal,
+  );
+  if (format === 'table') process.stdout.write(formatTable(collected, { nodeName }) + '\n');
+});
 
 const metricsColumns: Column<MetricsRow>[] = [
   { header: 'ENDPOINT', value: (m) => m.endpoint },

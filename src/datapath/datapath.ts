@@ -8,8 +8,10 @@ import { BpfObject } from '../kernel/bpf-object.js';
 import { TypedMap, type BpfMap } from '../kernel/bpf-map.js';
 import { createTcxLinkAsync, ensureTcxLink, removePinnedLink } from '../kernel/bpf-link.js';
 import {
+  configKey,
   ctKey,
   ctValue,
+  datapathConfig,
   endpointInfo,
   endpointKey,
   ipcacheKey,
@@ -151,6 +153,9 @@ export class Datapath {
   readonly metrics;
   readonly policy;
   readonly ct;
+  readonly config;
+  readonly events: BpfMap;
+  private readonly eventsLostMap: BpfMap;
   private readonly ipcacheMirror;
   private readonly endpointsMirror;
   private readonly policyMirror;
@@ -165,6 +170,9 @@ export class Datapath {
     this.metrics = new TypedMap(obj.map(MAPS.metrics), metricsKey, metricsValue);
     this.policy = new TypedMap(obj.map(MAPS.policy), policyKey, policyValue);
     this.ct = new TypedMap(obj.map(MAPS.ct), ctKey, ctValue);
+    this.config = new TypedMap(obj.map(MAPS.config), configKey, datapathConfig);
+    this.events = obj.map(MAPS.events);
+    this.eventsLostMap = obj.map(MAPS.eventsLost);
     this.policyMirror = new MapMirror(this.policy, (key) => key.readUInt32LE(4)); // grouped by ep_id
     this.ipcacheMirror = new MapMirror(this.ipcache);
     this.endpointsMirror = new MapMirror(this.endpoints);
@@ -238,6 +246,14 @@ export class Datapath {
       this.endpointsMirror.update(change.upsert.endpoints, change.remove.endpoints),
       this.ipcacheMirror.update(change.upsert.ipcache, change.remove.ipcache),
     );
+  }
+
+  /** Events the programs could not put into the ring buffer, summed over CPUs. */
+  eventsLost(): number {
+    const v = this.eventsLostMap.lookup(Buffer.alloc(4));
+    let sum = 0n;
+    if (v) for (let off = 0; off + 8 <= v.length; off += 8) sum += v.readBigUInt64LE(off);
+    return Number(sum);
   }
 
   /** Makes endpoint `epId`'s policy entries exactly `entries`. */

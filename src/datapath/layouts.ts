@@ -84,6 +84,8 @@ export const ctValue = defineStruct('ct_value', [
   ['last_rx_report', 'u32'],
 ] as const);
 
+export const configKey = defineStruct('config_key', [['index', 'u32']] as const);
+
 export const datapathConfig = defineStruct('datapath_config', [
   ['aggregation', 'u32'],
   ['report_interval', 'u32'],

@@ -52,6 +52,9 @@ export class EndpointManager {
   private readonly allocator: LocalIdentityAllocator;
   private nextEndpointId: number;
   private realizedCidrs = new Map<string, number>();
+  /** Lookups for the flow decoder, rebuilt after every change. */
+  private byIp = new Map<string, Endpoint>();
+  private byIfindex = new Map<number, Endpoint>();
   policyRegenerations = 0;
   lastSync: SyncStats & { at: string; reason: string } = { written: 0, deleted: 0, unchanged: 0, at: '', reason: '' };
 
@@ -396,7 +399,27 @@ export class EndpointManager {
     this.updateDatapath(reason, []);
   }
 
+  endpointByIp(ip: string): Endpoint | undefined {
+    return this.byIp.get(ip);
+  }
+
+  endpointByIfindex(ifindex: number): Endpoint | undefined {
+    return this.byIfindex.get(ifindex);
+  }
+
+  /** Labels of any identity: reserved, allocated or a policy's CIDR identity. */
+  identityLabels(id: number): string[] {
+    const reserved = RESERVED_IDENTITIES.find((r) => r.id === id);
+    if (reserved) return [`reserved:${reserved.name}`];
+    const allocated = this.allocator.get(id);
+    if (allocated) return allocated.labels;
+    for (const [prefix, cid] of this.realizedCidrs) if (cid === id) return [`cidr:${prefix}`, 'reserved:world'];
+    return [];
+  }
+
   private recordSync(reason: string, stats: SyncStats): void {
+    this.byIp = new Map([...this.endpoints.values()].map((e) => [e.ipv4, e]));
+    this.byIfindex = new Map([...this.endpoints.values()].filter((e) => e.ifindex > 0).map((e) => [e.ifindex, e]));
     this.lastSync = { ...stats, at: new Date().toISOString(), reason };
     this.log.debug({ ...stats, reason }, 'datapath synced');
   }

@@ -187,8 +187,9 @@ function parseAbsoluteNs(text: string): bigint | undefined {
 export function parseTimeArg(text: string, now: Date): string {
   const t = text.trim();
   const d = parseDurationNs(t);
-  const ns = d !== undefined ? BigInt(now.getTime()) * 1_000_000n - d : parseAbsoluteNs(t);
-  if (ns === undefined || Number.isNaN(now.getTime())) {
+  const nowMs = now.getTime();
+  const ns = d !== undefined ? (Number.isNaN(nowMs) ? undefined : BigInt(nowMs) * 1_000_000n - d) : parseAbsoluteNs(t);
+  if (ns === undefined) {
     throw invalid(`time "${text}" is not valid: give a duration like 3s, 4m or 1h43m, or a time like 2024-11-21, 2024-11-21T20:52:01 or 2024-11-21T20:52:01.5+02:00`);
   }
   return formatTimestampNs(ns);
@@ -488,7 +489,7 @@ function compileNodeNames(values: string[]): Predicate {
 }
 
 function compileIpVersions(values: string[]): Predicate {
-  const wanted = new Set(
+  const wanted = new Set<string>(
     values.map((v) => {
       switch (v.toLowerCase()) {
         case 'ipv4':

@@ -58,7 +58,8 @@ export class RingBufferReader {
   }
 
   private map(len: number, prot: number, offset: number): bigint {
-    const p = mmap(0n, len, prot, MAP_SHARED, this.fd, offset) as bigint;
+    // koffi returns a uint64_t as a number when it fits; pointers are BigInt everywhere here.
+    const p = BigInt(mmap(0, len, prot, MAP_SHARED, this.fd, offset) as number | bigint);
     if (p === MAP_FAILED) throw new KernelError('mmap of the events ring buffer', errno());
     return p;
   }

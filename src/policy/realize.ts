@@ -8,8 +8,7 @@ import type { Datapath, PolicyMapEntry } from '../datapath/datapath.js';
 import { EP_FLAGS, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import { DIRECTION_CODE, PolicyEngine, type EndpointPolicy, type EngineOutput, type EnforcementMode, type PolicyIdentity } from './engine.js';
-import type { PolicyRepository } from './repository.js';
-import type { PolicyRef } from './types.js';
+import type { PolicyRepository, RuleOrigin } from './repository.js';
 
 export interface EndpointPolicyState {
   flags: number;
@@ -27,7 +26,7 @@ export class PolicyRealizer {
   private readonly engine = new PolicyEngine();
   private readonly states = new Map<number, EndpointPolicyState>();
   private lastOutput?: EngineOutput;
-  private ruleTable: { ref: PolicyRef; index: number }[] = [];
+  private ruleTable: RuleOrigin[] = [];
 
   constructor(
     private readonly repo: PolicyRepository,
@@ -95,8 +94,18 @@ export class PolicyRealizer {
     return this.lastOutput?.selectors ?? [];
   }
 
-  ruleRef(ruleId: number): { ref: PolicyRef; index: number } | undefined {
+  ruleRef(ruleId: number): RuleOrigin | undefined {
     return this.ruleTable[ruleId - 1];
+  }
+
+  /** The policies (once each) whose rules select the endpoint in a direction. */
+  selectingPolicies(epId: number, direction: 'ingress' | 'egress'): RuleOrigin[] {
+    const seen = new Map<string, RuleOrigin>();
+    for (const id of this.policyOf(epId)?.selectedBy[direction] ?? []) {
+      const origin = this.ruleRef(id);
+      if (origin) seen.set(`${origin.ref.kind}/${origin.ref.namespace ?? ''}/${origin.ref.name}`, origin);
+    }
+    return [...seen.values()];
   }
 }
 

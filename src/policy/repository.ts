@@ -16,6 +16,13 @@ export function describePolicy(ref: PolicyRef): string {
   return ref.namespace ? `${ref.kind} ${ref.namespace}/${ref.name}` : `${ref.kind} ${ref.name}`;
 }
 
+/** Where a rule id comes from: the policy, the rule's index in it, the policy's revision. */
+export interface RuleOrigin {
+  ref: PolicyRef;
+  index: number;
+  revision: number;
+}
+
 export class PolicyRepository {
   private readonly policies = new Map<string, StoredPolicy>();
   private rev: number;
@@ -64,12 +71,12 @@ export class PolicyRepository {
   }
 
   /** Every rule with a stable id for this revision (ids index `ruleTable`). */
-  rules(): { rules: { rule: Rule; ruleId: number }[]; ruleTable: { ref: PolicyRef; index: number }[] } {
+  rules(): { rules: { rule: Rule; ruleId: number }[]; ruleTable: RuleOrigin[] } {
     const rules: { rule: Rule; ruleId: number }[] = [];
-    const ruleTable: { ref: PolicyRef; index: number }[] = [];
+    const ruleTable: RuleOrigin[] = [];
     for (const p of this.list()) {
       p.rules.forEach((rule, index) => {
-        ruleTable.push({ ref: p.ref, index });
+        ruleTable.push({ ref: p.ref, index, revision: p.revision });
         rules.push({ rule, ruleId: ruleTable.length });
       });
     }

@@ -1,0 +1,54 @@
+/* Agent API routes for flows: the flow ring as JSON lines (one GetFlowsResponse per line, exactly
+ * as `hubble observe -o json` prints them), following new flows until the client goes away, and
+ * the Prometheus text. */
+import { invalid } from '../errors.js';
+import { checkRequest, matchesRequest } from '../flow/filter.js';
+import type { Metrics } from '../flow/metrics.js';
+import { formatJson } from '../flow/printer.js';
+import type { FlowRing } from '../flow/ring.js';
+import type { GetFlowsRequest } from '../flow/types.js';
+import { RawResponse, type ApiServer } from './server.js';
+
+/** A follower that cannot keep up loses flows beyond this much unsent output. */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
+export function registerFlowRoutes(api: ApiServer, ring: FlowRing, metrics: Metrics): void {
+  api
+    .route('POST', '/v1/flows', ({ body }) => {
+      const req = (body ?? {}) as GetFlowsRequest;
+      if (typeof req !== 'object' || Array.isArray(req)) throw invalid('the request must be a GetFlowsRequest object');
+      checkRequest(req);
+      const history = ring.query(req);
+      return new RawResponse((res, httpReq) => {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        for (const f of history) res.write(formatJson(f) + '\n');
+        if (!req.follow) {
+          res.end();
+          return;
+        }
+        let dropped = 0;
+        const unsubscribe = ring.subscribe((f) => {
+          if (!matchesRequest(f, req)) return;
+          if (res.writableLength > MAX_BUFFERED_BYTES) {
+            dropped++;
+            return;
+          }
+          res.write(formatJson(f) + '\n');
+        });
+        const stop = () => {
+          unsubscribe();
+          if (dropped) res.write(JSON.stringify({ lost_events: { source: 'OBSERVER_EVENTS_QUEUE', num_events_lost: dropped } }) + '\n');
+        };
+        httpReq.once('close', stop);
+        res.once('close', stop);
+      });
+    })
+    .route('GET', '/v1/flows/status', () => ring.status())
+    .route('GET', '/v1/metrics', async () => {
+      const text = await metrics.text();
+      return new RawResponse((res) => {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(text);
+      });
+    });
+}

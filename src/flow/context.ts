@@ -1,0 +1,15 @@
+/* What the flow decoder needs to know, answered from the agent's current state. */
+import type { EndpointManager } from '../endpoint/manager.js';
+import type { PolicyRealizer } from '../policy/realize.js';
+import type { FlowContext } from './decoder.js';
+
+export function flowContext(nodeName: string, manager: EndpointManager, realizer: PolicyRealizer): FlowContext {
+  return {
+    nodeName,
+    endpointByIp: (ip) => manager.endpointByIp(ip),
+    identityLabels: (id) => manager.identityLabels(id),
+    rulePolicy: (ruleId) => realizer.ruleRef(ruleId),
+    defaultDenyPolicies: (epId, direction) => realizer.selectingPolicies(epId, direction),
+    interfaceName: (ifindex) => manager.endpointByIfindex(ifindex)?.interface,
+  };
+}

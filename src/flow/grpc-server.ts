@@ -1,0 +1,374 @@
+/* Hubble-compatible gRPC Observer service (observer.Observer from proto/observer/observer.proto)
+ * over the flow ring, so Hubble's own clients (hubble observe, hubble status, hubble-ui through a
+ * relay) can read Membrane's flows. Plain gRPC without TLS, on a TCP address and/or a unix socket.
+ *
+ * GetFlows follows Hubble's semantics: the last (or, with `first`, the first) `number` flows or a
+ * since/until range from the ring, then with `follow` every new flow that passes the request's
+ * filters until the client cancels. follow without number and since streams new flows only.
+ * A follower that reads slower than flows arrive gets a bounded queue; past it flows are dropped
+ * and the client is told how many with a lost_events response (HUBBLE_RING_BUFFER), as Hubble does. */
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { UserError, type UserErrorCode } from '../errors.js';
+import {
+  type ProtoGetFlowsRequest,
+  type ProtoGetFlowsResponse,
+  ProtoMapError,
+  flowToProto,
+  getFlowsRequestFromProto,
+  rfc3339FromTimestamp,
+  rfc3339ToNanos,
+} from './proto-map.js';
+import type { Flow, FlowSource, GetFlowsRequest } from './types.js';
+
+/** <repo>/proto: this file is src/flow/*.ts or dist/flow/*.js, two levels below the root. */
+export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
+
+/** How proto-loader maps messages to objects; proto-map.ts is written against exactly these. */
+export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  enums: String,
+  longs: Number,
+  defaults: false,
+  oneofs: true,
+  includeDirs: [PROTO_DIR],
+};
+
+export function loadObserverProto(): protoLoader.PackageDefinition {
+  return protoLoader.loadSync('observer/observer.proto', PROTO_LOADER_OPTIONS);
+}
+
+export interface ObserverServerOptions {
+  /** host:port to listen on, e.g. "127.0.0.1:4245" (port 0 picks a free one). */
+  tcpAddress?: string;
+  /** Path of a unix socket to listen on (created 0600, replacing a stale file). */
+  unixSocket?: string;
+  /** Reported by ServerStatus and GetNodes. */
+  version: string;
+  /**
+   * Whether a flow passes the request's whitelist/blacklist: applied to the flows delivered by
+   * `source.subscribe` while following (`source.query` filters the history itself).
+   */
+  filter: (flow: Flow, req: GetFlowsRequest) => boolean;
+  /**
+   * Optional validation of a request before anything is streamed (e.g. a malformed CIDR in a
+   * filter); a UserError it throws is answered with the matching gRPC status (INVALID_ARGUMENT, ...).
+   */
+  checkRequest?: (req: GetFlowsRequest) => void;
+  /** Most responses queued for one slow follower before flows are dropped (default 8192). */
+  maxQueuedPerStream?: number;
+}
+
+export interface ObserverServer {
+  /** Ends open streams (UNAVAILABLE), stops listening and removes the unix socket. */
+  close(): Promise<void>;
+  /** The TCP port actually bound, when listening on TCP. */
+  tcpPort?: number;
+}
+
+type Status = { code: grpc.status; details: string };
+const failure = (code: grpc.status, details: string): Status => ({ code, details });
+
+const USER_ERROR_STATUS: Record<UserErrorCode, grpc.status> = {
+  invalid: grpc.status.INVALID_ARGUMENT,
+  'not-found': grpc.status.NOT_FOUND,
+  conflict: grpc.status.FAILED_PRECONDITION,
+  unavailable: grpc.status.UNAVAILABLE,
+};
+
+/** The status for an error about the request; anything else is INTERNAL. */
+function statusOf(err: unknown): Status {
+  if (err instanceof ProtoMapError) return failure(grpc.status.INVALID_ARGUMENT, err.message);
+  if (err instanceof UserError) return failure(USER_ERROR_STATUS[err.code], err.message);
+  return failure(grpc.status.INTERNAL, err instanceof Error ? err.message : String(err));
+}
+
+/** Flows per second over the last minute, counted in one-second buckets. */
+class RateMeter {
+  private readonly buckets = new Array<number>(60).fill(0);
+  private readonly started = Date.now();
+  private last = Math.floor(Date.now() / 1000);
+
+  add(): void {
+    this.advance();
+    this.buckets[this.last % 60]! += 1;
+  }
+
+  perSecond(): number {
+    this.advance();
+    const total = this.buckets.reduce((a, b) => a + b, 0);
+    const window = Math.min(60, Math.max(1, (Date.now() - this.started) / 1000));
+    return total / window;
+  }
+
+  private advance(): void {
+    const now = Math.floor(Date.now() / 1000);
+    for (let s = Math.max(this.last + 1, now - 59); s <= now; s++) this.buckets[s % 60] = 0;
+    this.last = Math.max(this.last, now);
+  }
+}
+
+export async function startObserverServer(source: FlowSource, opts: ObserverServerOptions): Promise<ObserverServer> {
+  if (!opts.tcpAddress && !opts.unixSocket) throw new Error('observer server: neither tcpAddress nor unixSocket given');
+  const maxQueued = opts.maxQueuedPerStream ?? 8192;
+  const pkg = grpc.loadPackageDefinition(loadObserverProto());
+  const service = ((pkg.observer as grpc.GrpcObject).Observer as grpc.ServiceClientConstructor).service;
+
+  const rate = new RateMeter();
+  const unsubscribeRate = source.subscribe(() => rate.add());
+  /** Open GetFlows streams: each entry ends its stream with the given status. */
+  const open = new Set<(status: Status) => void>();
+  let nodeAddress = '';
+
+  /** The response for a flow, or undefined for a flow that cannot be encoded (bad time). */
+  const respond = (flow: Flow): ProtoGetFlowsResponse | undefined => {
+    try {
+      const f = flowToProto(flow);
+      return { flow: f, node_name: flow.node_name || source.nodeName, time: f.time };
+    } catch {
+      return undefined;
+    }
+  };
+
+  async function getFlows(call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>): Promise<void> {
+    let req: GetFlowsRequest;
+    try {
+      req = getFlowsRequestFromProto(call.request);
+      if (req.first && req.follow) throw new ProtoMapError('first cannot be combined with follow');
+      opts.checkRequest?.(req);
+    } catch (err) {
+      call.emit('error', statusOf(err));
+      return;
+    }
+    const since = req.since === undefined ? undefined : rfc3339ToNanos(req.since);
+    const until = req.until === undefined ? undefined : rfc3339ToNanos(req.until);
+
+    let finished = false;
+    let unsubscribe: () => void = () => {};
+    const finish = (status?: Status) => {
+      if (finished) return;
+      finished = true;
+      unsubscribe();
+      open.delete(finish);
+      if (call.cancelled) return;
+      if (status && status.code !== grpc.status.OK) call.emit('error', status);
+      else call.end();
+    };
+    open.add(finish);
+    call.on('cancelled', () => finish());
+    call.on('error', () => finish());
+
+    // Following: subscribe before reading the history so that no flow falls between the two.
+    // Flows arriving meanwhile wait in `pending`; those the history already holds are skipped.
+    const pending: Flow[] = [];
+    let live = false;
+    const queue: ProtoGetFlowsResponse[] = [];
+    let blocked = false;
+    let lost = 0;
+
+    const reportLost = () => {
+      if (lost === 0 || finished) return;
+      blocked = !call.write({ lost_events: { source: 'HUBBLE_RING_BUFFER', num_events_lost: lost } });
+      lost = 0;
+    };
+    const drain = () => {
+      blocked = false;
+      while (queue.length > 0 && !blocked && !finished) blocked = !call.write(queue.shift()!);
+      if (!blocked) reportLost();
+    };
+    const send = (resp: ProtoGetFlowsResponse) => {
+      if (!blocked) blocked = !call.write(resp);
+      else if (queue.length < maxQueued) queue.push(resp);
+      else lost++;
+    };
+    // Runs inside source.subscribe's callback: it must not throw into the flow source. A flow
+    // that cannot be handled (bad time, failing filter) is counted as lost and reported.
+    const follow = (flow: Flow) => {
+      if (finished) return;
+      try {
+        if (since !== undefined || until !== undefined) {
+          const t = rfc3339ToNanos(flow.time);
+          if (until !== undefined && t > until) return finish();
+          if (since !== undefined && t < since) return;
+        }
+        if (!opts.filter(flow, req)) return;
+        const resp = respond(flow);
+        if (resp) send(resp);
+        else lost++;
+      } catch {
+        lost++;
+      }
+    };
+
+    if (req.follow) {
+      unsubscribe = source.subscribe((flow) => {
+        if (live) follow(flow);
+        else if (pending.length < maxQueued) pending.push(flow);
+        else lost++;
+      });
+    }
+
+    // Hubble: follow with neither number nor since starts at the ring's end (no history).
+    const history = req.follow && req.number === undefined && req.since === undefined ? [] : source.query(req);
+    const seen = new Set<string | Flow>();
+    for (const flow of history) {
+      if (finished) return;
+      if (req.follow) seen.add(flow.uuid || flow);
+      const resp = respond(flow);
+      if (!resp) lost++;
+      else if (!call.write(resp)) await new Promise<void>((resolve) => waitDrain(call, resolve));
+    }
+    if (finished) return;
+    if (!req.follow) {
+      reportLost();
+      return finish();
+    }
+
+    for (const flow of pending) if (!seen.has(flow.uuid || flow)) follow(flow);
+    pending.length = 0;
+    live = true;
+    call.on('drain', drain);
+    if (!blocked) drain(); // reports flows lost while the history was being sent
+    // From here the stream lives on in `follow` until the client cancels, `until` passes or close().
+  }
+
+  const implementation: grpc.UntypedServiceImplementation = {
+    GetFlows: (call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>) => {
+      getFlows(call).catch((err: unknown) => {
+        if (!call.cancelled) call.emit('error', statusOf(err)); // e.g. source.query refusing the request
+      });
+    },
+    GetAgentEvents: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      call.emit('error', failure(grpc.status.UNIMPLEMENTED, 'agent events are not provided by Membrane'));
+    },
+    GetDebugEvents: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      call.emit('error', failure(grpc.status.UNIMPLEMENTED, 'debug events are not provided by Membrane'));
+    },
+    ServerStatus: unary(() => {
+      const st = source.status();
+      return {
+        num_flows: st.num_flows,
+        max_flows: st.max_flows,
+        seen_flows: st.seen_flows,
+        uptime_ns: st.uptime_ns,
+        num_connected_nodes: { value: 1 },
+        num_unavailable_nodes: { value: 0 },
+        version: opts.version,
+        flows_rate: rate.perSecond(),
+      };
+    }),
+    GetNodes: unary(() => {
+      const st = source.status();
+      return {
+        nodes: [
+          {
+            name: source.nodeName,
+            version: opts.version,
+            address: nodeAddress,
+            state: 'NODE_CONNECTED',
+            tls: { enabled: false },
+            uptime_ns: st.uptime_ns,
+            num_flows: st.num_flows,
+            max_flows: st.max_flows,
+            seen_flows: st.seen_flows,
+          },
+        ],
+      };
+    }),
+    GetNamespaces: unary(() => {
+      const ms = Date.now() - 3600_000;
+      const hourAgo = rfc3339FromTimestamp({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 });
+      const seen = new Map<string, { cluster: string; namespace: string }>();
+      for (const flow of source.query({ since: hourAgo })) {
+        for (const ep of [flow.source, flow.destination]) {
+          if (!ep?.namespace) continue;
+          const cluster = ep.cluster_name ?? '';
+          seen.set(`${cluster}\0${ep.namespace}`, { cluster, namespace: ep.namespace });
+        }
+      }
+      const namespaces = [...seen.values()]
+        .sort((a, b) => a.cluster.localeCompare(b.cluster) || a.namespace.localeCompare(b.namespace))
+        .map(({ cluster, namespace }) => (cluster ? { cluster, namespace } : { namespace })); // proto3: "" is unset
+      return { namespaces };
+    }),
+  };
+
+  const server = new grpc.Server();
+  server.addService(service, implementation);
+  const credentials = grpc.ServerCredentials.createInsecure();
+  const bind = (address: string) =>
+    new Promise<number>((resolve, reject) =>
+      server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))),
+    );
+
+  let tcpPort: number | undefined;
+  const socketPath = opts.unixSocket === undefined ? undefined : path.resolve(opts.unixSocket);
+  try {
+    if (opts.tcpAddress !== undefined) {
+      tcpPort = await bind(opts.tcpAddress);
+      nodeAddress = `${opts.tcpAddress.slice(0, opts.tcpAddress.lastIndexOf(':'))}:${tcpPort}`;
+    }
+    if (socketPath !== undefined) {
+      fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+      fs.rmSync(socketPath, { force: true });
+      const oldMask = process.umask(0o177); // created 0600: flows name workloads and policies
+      try {
+        await bind(`unix:${socketPath}`);
+      } finally {
+        process.umask(oldMask);
+      }
+      fs.chmodSync(socketPath, 0o600);
+      if (!nodeAddress) nodeAddress = `unix://${socketPath}`;
+    }
+  } catch (err) {
+    unsubscribeRate();
+    server.forceShutdown();
+    throw err;
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= new Promise<void>((resolve) => {
+      unsubscribeRate();
+      for (const finish of [...open]) finish(failure(grpc.status.UNAVAILABLE, 'observer server is shutting down'));
+      const timer = setTimeout(() => server.forceShutdown(), 2000);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        if (socketPath !== undefined) fs.rmSync(socketPath, { force: true });
+        resolve();
+      });
+    }));
+
+  return { close, tcpPort };
+}
+
+/** A unary handler from a function of nothing (these requests are empty); a throw becomes INTERNAL. */
+function unary(answer: () => unknown): grpc.handleUnaryCall<unknown, unknown> {
+  return (_call, callback) => {
+    let response: unknown;
+    try {
+      response = answer();
+    } catch (err) {
+      callback(statusOf(err));
+      return;
+    }
+    callback(null, response);
+  };
+}
+
+/** Resolves once the stream can take more, or is over. */
+function waitDrain(call: grpc.ServerWritableStream<unknown, unknown>, resolve: () => void): void {
+  const done = () => {
+    call.off('drain', done);
+    call.off('cancelled', done);
+    call.off('close', done);
+    resolve();
+  };
+  call.on('drain', done);
+  call.on('cancelled', done);
+  call.on('close', done);
+}

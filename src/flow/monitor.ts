@@ -1,0 +1,61 @@
+/* The flow pipeline of the agent: ring buffer -> decoder -> flow ring, metrics and subscribers.
+ * Lost events (the kernel could not reserve ring space) are read from a per-CPU counter. */
+import type { Logger } from 'pino';
+import type { Datapath } from '../datapath/datapath.js';
+import { AGGREGATION, datapathConfig, flowEvent, type AggregationLevel } from '../datapath/layouts.js';
+import { RingBufferReader } from '../kernel/ringbuf.js';
+import { FlowDecoder, type FlowContext } from './decoder.js';
+import type { Metrics } from './metrics.js';
+import type { FlowRing } from './ring.js';
+
+export class FlowMonitor {
+  private readonly reader: RingBufferReader;
+  private readonly decoder: FlowDecoder;
+  private lostTimer?: NodeJS.Timeout;
+  decodeErrors = 0;
+
+  constructor(
+    private readonly datapath: Datapath,
+    private readonly ring: FlowRing,
+    private readonly metrics: Metrics,
+    ctx: FlowContext,
+    private readonly log: Logger,
+  ) {
+    this.decoder = new FlowDecoder(ctx);
+    this.reader = new RingBufferReader(datapath.events.fd, (data, offset, length) => this.onRecord(data, offset, length));
+  }
+
+  /** Writes the aggregation level the programs read on every packet. */
+  configure(level: AggregationLevel, reportIntervalSeconds = 5): void {
+    this.datapath.config.raw.update(Buffer.alloc(4), datapathConfig.encode({ aggregation: AGGREGATION[level], report_interval: reportIntervalSeconds }));
+  }
+
+  private onRecord(data: Buffer, offset: number, length: number): void {
+    if (length < flowEvent.size) {
+      this.decodeErrors++;
+      return;
+    }
+    try {
+      const flow = this.decoder.decode(flowEvent.decode(data, offset));
+      this.metrics.observe(flow);
+      this.ring.push(flow);
+    } catch (err) {
+      if (this.decodeErrors++ === 0) this.log.error({ err: (err as Error).message }, 'could not decode a datapath event');
+    }
+  }
+
+  start(): void {
+    this.reader.start();
+    this.lostTimer = setInterval(() => (this.ring.lostEvents = this.datapath.eventsLost()), 1000);
+    this.lostTimer.unref();
+  }
+
+  get eventsRead(): number {
+    return this.reader.records;
+  }
+
+  stop(): void {
+    clearInterval(this.lostTimer);
+    this.reader.close();
+  }
+}

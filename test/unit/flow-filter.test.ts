@@ -1,0 +1,631 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Command } from 'commander';
+import { UserError } from '../../src/errors.js';
+import {
+  checkRequest,
+  formatTimestampNs,
+  matchesFilter,
+  matchesRequest,
+  parseTimeArg,
+  parseTimestampNs,
+  selectFromRing,
+} from '../../src/flow/filter.js';
+import type { Flow, FlowFilter, GetFlowsRequest } from '../../src/flow/types.js';
+import { buildRequest, DEFAULT_FLOW_COUNT, OUTPUT_FORMATS, registerObserveOptions, type ObserveFlags } from '../../src/cli/observe-flags.js';
+
+// ---- fixtures: oldest first, as the ring holds them
+
+/** TCP SYN from x/a to y/b dropped by policy (default deny on y/b's ingress). is_reply left out. */
+const drop: Flow = {
+  time: '2024-11-21T20:52:01.123456789Z',
+  uuid: 'f1-drop',
+  verdict: 'DROPPED',
+  drop_reason: 133,
+  ethernet: { source: '02:00:0a:00:00:0b', destination: '02:00:0a:00:01:16' },
+  IP: { source: '10.0.0.11', destination: '10.0.1.22', ipVersion: 'IPv4' },
+  l4: { TCP: { source_port: 41234, destination_port: 80, flags: { SYN: true } } },
+  source: {
+    ID: 11,
+    identity: 256,
+    namespace: 'x',
+    labels: ['k8s:app=client', 'k8s:io.kubernetes.pod.namespace=x', 'k8s:tier=front'],
+    pod_name: 'a',
+  },
+  destination: {
+    ID: 22,
+    identity: 257,
+    namespace: 'y',
+    labels: ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=y', 'container:role=db'],
+    pod_name: 'b',
+  },
+  Type: 'L3_L4',
+  node_name: 'node1',
+  event_type: { type: 1, sub_type: 133 },
+  traffic_direction: 'INGRESS',
+  drop_reason_desc: 'POLICY_DENIED',
+  Summary: 'TCP Flags: SYN',
+  default_deny_by: [{ kind: 'CiliumNetworkPolicy', namespace: 'y', name: 'web-ingress' }],
+};
+
+/** A forwarded SYN-ACK reply from y/b back to x/a, one nanosecond after the drop. */
+const reply: Flow = {
+  time: '2024-11-21T20:52:01.123456790Z',
+  uuid: 'f2-reply',
+  verdict: 'FORWARDED',
+  IP: { source: '10.0.1.22', destination: '10.0.0.11', ipVersion: 'IPv4' },
+  l4: { TCP: { source_port: 80, destination_port: 41234, flags: { SYN: true, ACK: true } } },
+  source: { ID: 22, identity: 257, namespace: 'y', labels: ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=y'], pod_name: 'b' },
+  destination: { ID: 11, identity: 256, namespace: 'x', labels: ['k8s:app=client', 'k8s:io.kubernetes.pod.namespace=x'], pod_name: 'a' },
+  Type: 'L3_L4',
+  node_name: 'node1',
+  event_type: { type: 4, sub_type: 0 },
+  traffic_direction: 'EGRESS',
+  trace_observation_point: 'TO_ENDPOINT',
+  is_reply: true,
+  Summary: 'TCP Flags: SYN, ACK',
+};
+
+/** A UDP DNS query from x/a to the world, traced as it leaves the endpoint. */
+const udp: Flow = {
+  time: '2024-11-21T20:52:02.5Z',
+  uuid: 'f3-udp',
+  verdict: 'FORWARDED',
+  IP: { source: '10.0.0.11', destination: '10.96.0.10', ipVersion: 'IPv4' },
+  l4: { UDP: { source_port: 5353, destination_port: 53 } },
+  source: { ID: 11, identity: 256, namespace: 'x', labels: ['k8s:app=client'], pod_name: 'a' },
+  destination: { identity: 2, labels: ['reserved:world'] },
+  Type: 'L3_L4',
+  node_name: 'node2',
+  event_type: { type: 4, sub_type: 5 },
+  traffic_direction: 'EGRESS',
+  trace_observation_point: 'FROM_ENDPOINT',
+  is_reply: false,
+  Summary: 'UDP',
+};
+
+/** An ICMP echo request from x/a to y/c allowed by an egress policy (policy verdict event). */
+const icmp: Flow = {
+  time: '2024-11-21T20:52:03.000000000Z',
+  uuid: 'f4-icmp',
+  verdict: 'FORWARDED',
+  IP: { source: '10.0.0.11', destination: '10.0.1.33', ipVersion: 'IPv4' },
+  l4: { ICMPv4: { type: 8 } },
+  source: { ID: 11, identity: 256, namespace: 'x', labels: ['k8s:app=client'], pod_name: 'a' },
+  destination: { ID: 33, identity: 258, namespace: 'y', labels: ['k8s:app=cache'], pod_name: 'c' },
+  Type: 'L3_L4',
+  node_name: 'node1',
+  event_type: { type: 5 },
+  traffic_direction: 'EGRESS',
+  policy_match_type: 1,
+  is_reply: false,
+  Summary: 'ICMPv4 EchoRequest',
+  egress_allowed_by: [{ kind: 'CiliumNetworkPolicy', namespace: 'x', name: 'allow-ping' }],
+};
+
+/** The node itself reaching y/b:8080. */
+const fromHost: Flow = {
+  time: '2024-11-21T20:52:04Z',
+  uuid: 'f5-host',
+  verdict: 'FORWARDED',
+  IP: { source: '10.0.0.1', destination: '10.0.1.22', ipVersion: 'IPv4' },
+  l4: { TCP: { source_port: 39000, destination_port: 8080, flags: { ACK: true } } },
+  source: { identity: 1, labels: ['reserved:host'] },
+  destination: { ID: 22, identity: 257, namespace: 'y', labels: ['k8s:app=web'], pod_name: 'b' },
+  Type: 'L3_L4',
+  node_name: 'node1',
+  event_type: { type: 4 },
+  traffic_direction: 'INGRESS',
+  is_reply: false,
+  Summary: 'TCP Flags: ACK',
+};
+
+const ring = [drop, reply, udp, icmp, fromHost];
+const ids = (flows: Flow[]) => flows.map((f) => f.uuid);
+/** The uuids of the ring's flows that match the filter. */
+const hits = (f: FlowFilter) => ids(ring.filter((fl) => matchesFilter(fl, f)));
+const isInvalid = (err: unknown) => err instanceof UserError && err.code === 'invalid' && !err.message.includes('\n');
+
+describe('matchesFilter: fields', () => {
+  it('uuid is exact', () => {
+    assert.deepEqual(hits({ uuid: ['f3-udp', 'nope'] }), ['f3-udp']);
+    assert.deepEqual(hits({ uuid: ['f3'] }), []);
+  });
+
+  it('ips match exactly or by CIDR, on the right side', () => {
+    assert.deepEqual(hits({ source_ip: ['10.0.0.11'] }), ['f1-drop', 'f3-udp', 'f4-icmp']);
+    assert.deepEqual(hits({ source_ip: ['10.0.1.0/24'] }), ['f2-reply']);
+    assert.deepEqual(hits({ destination_ip: ['10.0.0.0/16'] }), ['f1-drop', 'f2-reply', 'f4-icmp', 'f5-host']);
+    assert.deepEqual(hits({ destination_ip: ['10.96.0.10/32', '10.0.0.1'] }), ['f3-udp']);
+    assert.deepEqual(hits({ source_ip: ['10.0.0.5/24'] }), ['f1-drop', 'f3-udp', 'f4-icmp', 'f5-host'], 'host bits are masked off');
+    assert.deepEqual(hits({ source_ip: ['0.0.0.0/0'] }).length, 5);
+    assert.deepEqual(hits({ source_ip: ['fd00::/8'] }), []);
+  });
+
+  for (const bad of ['10.0.0.0/33', '10.0.0/24', '300.0.0.1', 'x', '10.0.0.1/']) {
+    it(`rejects the ip filter ${JSON.stringify(bad)}`, () => assert.throws(() => hits({ source_ip: [bad] }), isInvalid));
+  }
+
+  it('pods: "ns/" is a namespace, "ns/prefix" a name prefix, no slash means namespace default (as Hubble)', () => {
+    assert.deepEqual(hits({ source_pod: ['x/'] }), ['f1-drop', 'f3-udp', 'f4-icmp']);
+    assert.deepEqual(hits({ destination_pod: ['y/'] }), ['f1-drop', 'f4-icmp', 'f5-host']);
+    assert.deepEqual(hits({ destination_pod: ['y/b'] }), ['f1-drop', 'f5-host']);
+    assert.deepEqual(hits({ destination_pod: ['y/c', 'x/a'] }), ['f2-reply', 'f4-icmp']);
+    assert.deepEqual(hits({ source_pod: ['x/b'] }), []);
+    assert.deepEqual(hits({ source_pod: ['a'] }), [], 'x/a is not in namespace default');
+    const inDefault: Flow = { ...drop, source: { ...drop.source, namespace: 'default', pod_name: 'api-7d9f' } };
+    assert.ok(matchesFilter(inDefault, { source_pod: ['api'] }));
+    assert.ok(matchesFilter(inDefault, { source_pod: ['default/api-7'] }));
+    assert.ok(!matchesFilter(inDefault, { source_pod: ['default/web'] }));
+    assert.throws(() => hits({ source_pod: [''] }), isInvalid);
+  });
+
+  it('a world endpoint without namespace or pod matches no pod filter', () => {
+    assert.ok(!matchesFilter(udp, { destination_pod: ['/'] }));
+  });
+
+  it('labels: selectors with and without a source, set and existence operators, comma is AND', () => {
+    assert.deepEqual(hits({ source_label: ['k8s:app=client'] }), ['f1-drop', 'f3-udp', 'f4-icmp']);
+    assert.deepEqual(hits({ source_label: ['app=client'] }), ['f1-drop', 'f3-udp', 'f4-icmp']);
+    assert.deepEqual(hits({ source_label: ['app==client'] }), ['f1-drop', 'f3-udp', 'f4-icmp']);
+    assert.deepEqual(hits({ source_label: ['container:app=client'] }), [], 'the source must match when given');
+    assert.deepEqual(hits({ destination_label: ['role=db'] }), ['f1-drop'], 'no source: any source');
+    assert.deepEqual(hits({ destination_label: ['k8s:role=db'] }), []);
+    assert.deepEqual(hits({ destination_label: ['container:role'] }), ['f1-drop']);
+    assert.deepEqual(hits({ destination_label: ['k8s:app in (web, cache)'] }), ['f1-drop', 'f4-icmp', 'f5-host']);
+    assert.deepEqual(hits({ destination_label: ['app notin (web,client)'] }), ['f3-udp', 'f4-icmp'], 'notin also matches when the key is absent');
+    assert.deepEqual(hits({ destination_label: ['app!=web'] }), ['f2-reply', 'f3-udp', 'f4-icmp']);
+    assert.deepEqual(hits({ source_label: ['!app'] }), ['f5-host']);
+    assert.deepEqual(hits({ source_label: ['tier'] }), ['f1-drop']);
+    assert.deepEqual(hits({ source_label: ['app=client,tier=front'] }), ['f1-drop']);
+    assert.deepEqual(hits({ source_label: ['app=client, tier=back'] }), []);
+    assert.deepEqual(hits({ destination_label: ['k8s:io.kubernetes.pod.namespace=y'] }), ['f1-drop']);
+    assert.deepEqual(hits({ destination_label: ['io.kubernetes.pod.namespace in (x,y),app'] }), ['f1-drop', 'f2-reply']);
+  });
+
+  it('labels: reserved labels, with or without the source', () => {
+    assert.deepEqual(hits({ destination_label: ['reserved:world'] }), ['f3-udp']);
+    assert.deepEqual(hits({ destination_label: ['world'] }), ['f3-udp']);
+    assert.deepEqual(hits({ source_label: ['reserved:host'] }), ['f5-host']);
+    assert.deepEqual(hits({ source_label: ['k8s:host'] }), []);
+  });
+
+  it('labels: several selectors are ORed', () => {
+    assert.deepEqual(hits({ source_label: ['reserved:host', 'app=web'] }), ['f2-reply', 'f5-host']);
+  });
+
+  for (const bad of ['app in ()', 'app in (a b)', 'app=has space', '=x', 'a b', 'app=(x)']) {
+    it(`rejects the label selector ${JSON.stringify(bad)}`, () => assert.throws(() => hits({ source_label: [bad] }), isInvalid));
+  }
+
+  it('identities compare the numeric identity', () => {
+    assert.deepEqual(hits({ source_identity: [256] }), ['f1-drop', 'f3-udp', 'f4-icmp']);
+    assert.deepEqual(hits({ destination_identity: [2, 258] }), ['f3-udp', 'f4-icmp']);
+    assert.deepEqual(hits({ source_identity: [1] }), ['f5-host']);
+  });
+
+  it('verdicts', () => {
+    assert.deepEqual(hits({ verdict: ['DROPPED'] }), ['f1-drop']);
+    assert.deepEqual(hits({ verdict: ['DROPPED', 'AUDIT'] }), ['f1-drop']);
+    assert.deepEqual(hits({ verdict: ['FORWARDED'] }), ['f2-reply', 'f3-udp', 'f4-icmp', 'f5-host']);
+  });
+
+  it('event types: type 0 matches any, sub-types only with match_sub_type', () => {
+    assert.deepEqual(hits({ event_type: [{ type: 4 }] }), ['f2-reply', 'f3-udp', 'f5-host']);
+    assert.deepEqual(hits({ event_type: [{ type: 4, sub_type: 5 }] }), ['f2-reply', 'f3-udp', 'f5-host'], 'sub_type ignored without match_sub_type');
+    assert.deepEqual(hits({ event_type: [{ type: 4, match_sub_type: true, sub_type: 5 }] }), ['f3-udp']);
+    assert.deepEqual(hits({ event_type: [{ type: 4, match_sub_type: true, sub_type: 0 }] }), ['f2-reply', 'f5-host'], 'absent sub_type is 0');
+    assert.deepEqual(hits({ event_type: [{ type: 1 }, { type: 5 }] }), ['f1-drop', 'f4-icmp']);
+    assert.deepEqual(hits({ event_type: [{ type: 0 }] }).length, 5);
+  });
+
+  it('protocols follow the l4 oneof, case-insensitively', () => {
+    assert.deepEqual(hits({ protocol: ['TCP'] }), ['f1-drop', 'f2-reply', 'f5-host']);
+    assert.deepEqual(hits({ protocol: ['udp'] }), ['f3-udp']);
+    assert.deepEqual(hits({ protocol: ['icmp'] }), ['f4-icmp']);
+    assert.deepEqual(hits({ protocol: ['ICMPv4'] }), ['f4-icmp']);
+    assert.deepEqual(hits({ protocol: ['icmpv6', 'sctp', 'http'] }), []);
+    assert.deepEqual(hits({ protocol: ['udp', 'icmp'] }), ['f3-udp', 'f4-icmp']);
+    assert.throws(() => hits({ protocol: ['gre'] }), isInvalid);
+  });
+
+  it('ports match TCP/UDP/SCTP ports on the right side; ICMP has none', () => {
+    assert.deepEqual(hits({ destination_port: ['80'] }), ['f1-drop']);
+    assert.deepEqual(hits({ source_port: ['80'] }), ['f2-reply']);
+    assert.deepEqual(hits({ destination_port: ['53', '8080'] }), ['f3-udp', 'f5-host']);
+    assert.deepEqual(hits({ source_port: ['0'] }), []);
+    const sctp: Flow = { ...udp, l4: { SCTP: { source_port: 36412, destination_port: 36412 } } };
+    assert.ok(matchesFilter(sctp, { source_port: ['36412'], destination_port: ['36412'] }));
+  });
+
+  for (const bad of ['65536', 'x', '-1', '', '8o']) {
+    it(`rejects the port ${JSON.stringify(bad)}`, () => assert.throws(() => hits({ destination_port: [bad] }), isInvalid));
+  }
+
+  it('reply matches is_reply, absent counting as false', () => {
+    assert.deepEqual(hits({ reply: [true] }), ['f2-reply']);
+    assert.deepEqual(hits({ reply: [false] }), ['f1-drop', 'f3-udp', 'f4-icmp', 'f5-host']);
+    assert.deepEqual(hits({ reply: [true, false] }).length, 5);
+  });
+
+  it('traffic direction', () => {
+    assert.deepEqual(hits({ traffic_direction: ['INGRESS'] }), ['f1-drop', 'f5-host']);
+    assert.deepEqual(hits({ traffic_direction: ['EGRESS'] }), ['f2-reply', 'f3-udp', 'f4-icmp']);
+    assert.deepEqual(hits({ traffic_direction: ['TRAFFIC_DIRECTION_UNKNOWN'] }), []);
+  });
+
+  it('tcp flags: every flag set in a filter value must be set on the flow', () => {
+    assert.deepEqual(hits({ tcp_flags: [{ SYN: true }] }), ['f1-drop', 'f2-reply']);
+    assert.deepEqual(hits({ tcp_flags: [{ SYN: true, ACK: true }] }), ['f2-reply']);
+    assert.deepEqual(hits({ tcp_flags: [{ ACK: true }] }), ['f2-reply', 'f5-host']);
+    assert.deepEqual(hits({ tcp_flags: [{ FIN: true }, { RST: true }] }), []);
+    assert.deepEqual(hits({ tcp_flags: [{ FIN: true }, { SYN: true, ACK: true }] }), ['f2-reply']);
+    assert.deepEqual(hits({ tcp_flags: [{ SYN: false }] }), ['f1-drop', 'f2-reply', 'f5-host'], 'false flags are not required');
+  });
+
+  it('node names: exact, wildcards, cluster prefix', () => {
+    assert.deepEqual(hits({ node_name: ['node1'] }), ['f1-drop', 'f2-reply', 'f4-icmp', 'f5-host']);
+    assert.deepEqual(hits({ node_name: ['node2'] }), ['f3-udp']);
+    assert.deepEqual(hits({ node_name: ['node*'] }).length, 5);
+    assert.deepEqual(hits({ node_name: ['*2'] }), ['f3-udp']);
+    assert.deepEqual(hits({ node_name: ['default/node2'] }), ['f3-udp'], 'a name without a cluster is in cluster "default"');
+    assert.deepEqual(hits({ node_name: ['/node2'] }), ['f3-udp'], 'empty cluster pattern matches any cluster');
+    assert.deepEqual(hits({ node_name: ['other/node2'] }), []);
+    assert.deepEqual(hits({ node_name: ['NODE2.'] }), ['f3-udp'], 'patterns are lowercased, one trailing dot dropped');
+    assert.deepEqual(hits({ node_name: ['node'] }), []);
+    const inCluster: Flow = { ...udp, node_name: 'c1/worker-3.example.com' };
+    assert.ok(matchesFilter(inCluster, { node_name: ['c1/*.example.com'] }));
+    assert.ok(matchesFilter(inCluster, { node_name: ['worker-*'] }));
+    assert.ok(!matchesFilter(inCluster, { node_name: ['c2/*'] }));
+  });
+
+  for (const bad of ['', 'a/b/c', 'node$', 'x..']) {
+    it(`rejects the node name pattern ${JSON.stringify(bad)}`, () => assert.throws(() => hits({ node_name: [bad] }), isInvalid));
+  }
+
+  it('ip version', () => {
+    assert.equal(hits({ ip_version: ['IPv4'] }).length, 5);
+    assert.deepEqual(hits({ ip_version: ['IPv6'] }), []);
+    assert.ok(matchesFilter({ ...drop, IP: undefined }, { ip_version: ['IP_NOT_USED'] }));
+    assert.throws(() => hits({ ip_version: ['IPv5'] }), isInvalid);
+  });
+});
+
+describe('matchesFilter: combining fields', () => {
+  it('different fields are ANDed', () => {
+    assert.deepEqual(hits({ source_pod: ['x/'], verdict: ['FORWARDED'] }), ['f3-udp', 'f4-icmp']);
+    assert.deepEqual(hits({ source_pod: ['x/'], verdict: ['FORWARDED'], protocol: ['udp'] }), ['f3-udp']);
+    assert.deepEqual(hits({ source_pod: ['x/'], destination_pod: ['y/'], tcp_flags: [{ SYN: true }] }), ['f1-drop']);
+  });
+  it('values of one field are ORed', () => {
+    assert.deepEqual(hits({ verdict: ['DROPPED', 'FORWARDED'], protocol: ['tcp'] }), ['f1-drop', 'f2-reply', 'f5-host']);
+  });
+  it('an empty array counts as unset; an empty filter matches everything', () => {
+    assert.equal(hits({ verdict: [], source_ip: [], uuid: [] }).length, 5);
+    assert.equal(hits({}).length, 5);
+  });
+});
+
+describe('matchesRequest', () => {
+  const sel = (req: GetFlowsRequest) => ids(ring.filter((f) => matchesRequest(f, req)));
+
+  it('whitelist filters are ORed; no or empty whitelist is everything', () => {
+    assert.deepEqual(sel({ whitelist: [{ verdict: ['DROPPED'] }, { protocol: ['udp'] }] }), ['f1-drop', 'f3-udp']);
+    assert.equal(sel({}).length, 5);
+    assert.equal(sel({ whitelist: [] }).length, 5);
+  });
+
+  it('no blacklist filter may match', () => {
+    assert.deepEqual(sel({ blacklist: [{ source_pod: ['x/'] }] }), ['f2-reply', 'f5-host']);
+    assert.deepEqual(sel({ blacklist: [{ source_pod: ['x/'] }, { source_identity: [1] }] }), ['f2-reply']);
+    assert.deepEqual(sel({ whitelist: [{ protocol: ['tcp'] }], blacklist: [{ reply: [true] }] }), ['f1-drop', 'f5-host']);
+  });
+
+  it('since and until are inclusive and compared to the nanosecond', () => {
+    assert.deepEqual(sel({ since: '2024-11-21T20:52:01.123456789Z' }), ['f1-drop', 'f2-reply', 'f3-udp', 'f4-icmp', 'f5-host']);
+    assert.deepEqual(sel({ since: '2024-11-21T20:52:01.12345679Z' }), ['f2-reply', 'f3-udp', 'f4-icmp', 'f5-host']);
+    assert.deepEqual(sel({ until: '2024-11-21T20:52:01.123456789Z' }), ['f1-drop']);
+    assert.deepEqual(sel({ until: '2024-11-21T20:52:01.123456790Z' }), ['f1-drop', 'f2-reply']);
+    assert.deepEqual(sel({ since: '2024-11-21T20:52:01.123456790Z', until: '2024-11-21T20:52:01.123456790Z' }), ['f2-reply']);
+    assert.deepEqual(sel({ since: '2024-11-21T21:52:02.5+01:00' }), ['f3-udp', 'f4-icmp', 'f5-host'], 'offsets are honoured');
+    assert.deepEqual(sel({ since: '2024-11-21T20:52:03Z', whitelist: [{ source_pod: ['x/'] }] }), ['f4-icmp']);
+  });
+
+  it('a flow with an unreadable time never matches a time bound', () => {
+    assert.ok(!matchesRequest({ ...drop, time: 'garbage' }, { since: '2000-01-01T00:00:00Z' }));
+    assert.ok(matchesRequest({ ...drop, time: 'garbage' }, {}));
+  });
+
+  it('rejects unreadable bounds', () => {
+    assert.throws(() => matchesRequest(drop, { since: '2024-11-21' }), isInvalid);
+    assert.throws(() => matchesRequest(drop, { until: '2024-11-21T20:52:01.1234567891Z' }), isInvalid);
+  });
+});
+
+describe('checkRequest', () => {
+  it('accepts a good request and rejects bad filters, bounds and first+follow', () => {
+    checkRequest({ number: 5, whitelist: [{ source_pod: ['x/'] }], since: '2024-11-21T20:52:01Z' });
+    assert.throws(() => checkRequest({ blacklist: [{ destination_port: ['http'] }] }), isInvalid);
+    assert.throws(() => checkRequest({ until: 'yesterday' }), isInvalid);
+    assert.throws(() => checkRequest({ first: true, follow: true }), isInvalid);
+    assert.throws(() => checkRequest({ number: -1 }), isInvalid);
+  });
+});
+
+describe('selectFromRing', () => {
+  it('returns every match, oldest first, without a number', () => {
+    assert.deepEqual(ids(selectFromRing(ring, {})), ids(ring));
+    assert.deepEqual(ids(selectFromRing(ring, { number: 0 })), ids(ring));
+  });
+  it('keeps the last N by default and the first N with first', () => {
+    assert.deepEqual(ids(selectFromRing(ring, { number: 2 })), ['f4-icmp', 'f5-host']);
+    assert.deepEqual(ids(selectFromRing(ring, { number: 2, first: true })), ['f1-drop', 'f2-reply']);
+    assert.deepEqual(ids(selectFromRing(ring, { number: 99 })), ids(ring));
+  });
+  it('counts only matching flows', () => {
+    const req: GetFlowsRequest = { number: 2, whitelist: [{ source_pod: ['x/'] }] };
+    assert.deepEqual(ids(selectFromRing(ring, req)), ['f3-udp', 'f4-icmp']);
+    assert.deepEqual(ids(selectFromRing(ring, { ...req, first: true })), ['f1-drop', 'f3-udp']);
+  });
+  it('applies the time range before counting', () => {
+    assert.deepEqual(ids(selectFromRing(ring, { number: 1, until: '2024-11-21T20:52:02.5Z' })), ['f3-udp']);
+    assert.deepEqual(ids(selectFromRing(ring, { number: 1, first: true, since: '2024-11-21T20:52:01.123456790Z' })), ['f2-reply']);
+    assert.deepEqual(ids(selectFromRing(ring, { since: '2024-11-21T20:52:03Z' })), ['f4-icmp', 'f5-host']);
+  });
+});
+
+describe('timestamps', () => {
+  it('parses RFC 3339 to nanoseconds and formats back', () => {
+    const ns = parseTimestampNs('2024-11-21T20:52:01.123456789Z')!;
+    assert.equal(ns, 1732222321123456789n);
+    assert.equal(formatTimestampNs(ns), '2024-11-21T20:52:01.123456789Z');
+    assert.equal(parseTimestampNs('2024-11-21T21:52:01.123456789+01:00'), ns);
+    assert.equal(parseTimestampNs('1969-12-31T23:59:59.5Z'), -500000000n);
+    assert.equal(formatTimestampNs(-500000000n), '1969-12-31T23:59:59.500000000Z');
+    assert.equal(formatTimestampNs(0n, 0), '1970-01-01T00:00:00Z');
+    assert.equal(parseTimestampNs('2024-02-30T00:00:00Z'), undefined);
+    assert.equal(parseTimestampNs('2024-11-21 20:52:01Z'), undefined);
+  });
+});
+
+describe('parseTimeArg', () => {
+  const now = new Date('2019-07-01T14:00:00Z');
+  const cases: [string, string][] = [
+    ['10s', '2019-07-01T13:59:50.000000000Z'],
+    ['5m', '2019-07-01T13:55:00.000000000Z'],
+    ['20h', '2019-06-30T18:00:00.000000000Z'],
+    ['1h43m', '2019-07-01T12:17:00.000000000Z'],
+    ['1.5h', '2019-07-01T12:30:00.000000000Z'],
+    ['300ms', '2019-07-01T13:59:59.700000000Z'],
+    ['1m30s250us', '2019-07-01T13:58:29.999750000Z'],
+    ['0', '2019-07-01T14:00:00.000000000Z'],
+    ['2019-06-30', '2019-06-30T00:00:00.000000000Z'],
+    ['2019-06-30T18Z', '2019-06-30T18:00:00.000000000Z'],
+    ['2019-06-30T18+02:00', '2019-06-30T16:00:00.000000000Z'],
+    ['2019-06-30T18:45Z', '2019-06-30T18:45:00.000000000Z'],
+    ['2019-06-30T18:45', '2019-06-30T18:45:00.000000000Z'],
+    ['2019-06-30T18:45:10', '2019-06-30T18:45:10.000000000Z'],
+    ['2019-06-30T18:45:10Z', '2019-06-30T18:45:10.000000000Z'],
+    ['2019-06-30T18:45:10.5-01:30', '2019-06-30T20:15:10.500000000Z'],
+    ['2019-06-30T18:45:10.123456789+02:00', '2019-06-30T16:45:10.123456789Z'],
+    ['Sun, 30 Jun 2019 18:00:00 +0200', '2019-06-30T16:00:00.000000000Z'],
+    [' 2019-06-30 ', '2019-06-30T00:00:00.000000000Z'],
+  ];
+  for (const [input, want] of cases) {
+    it(`${JSON.stringify(input)} -> ${want}`, () => assert.equal(parseTimeArg(input, now), want));
+  }
+  it('rejects a relative time against an invalid now', () => assert.throws(() => parseTimeArg('5m', new Date(NaN)), isInvalid));
+  it('keeps the sub-millisecond part of a relative time exact', () => {
+    assert.equal(parseTimeArg('1ns', new Date('2024-01-01T00:00:00Z')), '2023-12-31T23:59:59.999999999Z');
+  });
+  for (const bad of ['', '5x', 'yesterday', '1h-5m', '-5m', '.s', '2019-13-01', '2019-02-29', '2019-06-30T25:00:00Z', '2019-06-30T18', '2019-06-30T18:45:10.1234567890Z', '2019-06-30T18:45:10+25:00']) {
+    it(`rejects ${JSON.stringify(bad)} with a one-line UserError`, () => assert.throws(() => parseTimeArg(bad, now), isInvalid));
+  }
+});
+
+describe('buildRequest', () => {
+  const now = new Date('2024-11-21T21:00:00Z');
+  const build = (flags: ObserveFlags) => buildRequest(flags, now);
+
+  it('asks for the last 20 flows by default, as the Hubble CLI', () => {
+    assert.deepEqual(build({}), { number: DEFAULT_FLOW_COUNT });
+    assert.equal(DEFAULT_FLOW_COUNT, 20);
+  });
+
+  it('turns an either-side flag into a source filter and a destination filter', () => {
+    assert.deepEqual(build({ pod: ['x/a'] }).whitelist, [{ source_pod: ['x/a'] }, { destination_pod: ['x/a'] }]);
+    assert.deepEqual(build({ ip: ['10.0.0.0/24', '10.0.1.22'] }).whitelist, [
+      { source_ip: ['10.0.0.0/24', '10.0.1.22'] },
+      { destination_ip: ['10.0.0.0/24', '10.0.1.22'] },
+    ]);
+    assert.deepEqual(build({ label: ['app=web'] }).whitelist, [{ source_label: ['app=web'] }, { destination_label: ['app=web'] }]);
+    assert.deepEqual(build({ identity: ['256', 'world'] }).whitelist, [{ source_identity: [256, 2] }, { destination_identity: [256, 2] }]);
+    assert.deepEqual(build({ port: ['80'] }).whitelist, [{ source_port: ['80'] }, { destination_port: ['80'] }]);
+  });
+
+  it('copies the other flags into both filters', () => {
+    assert.deepEqual(build({ pod: ['x/a'], verdict: ['dropped'], protocol: ['TCP'], toPort: ['80'] }).whitelist, [
+      { source_pod: ['x/a'], destination_port: ['80'], verdict: ['DROPPED'], protocol: ['tcp'] },
+      { destination_pod: ['x/a'], destination_port: ['80'], verdict: ['DROPPED'], protocol: ['tcp'] },
+    ]);
+  });
+
+  it('pairs several either-side flags side by side, as Hubble does', () => {
+    assert.deepEqual(build({ pod: ['x/a'], port: ['80'] }).whitelist, [
+      { source_pod: ['x/a'], source_port: ['80'] },
+      { destination_pod: ['x/a'], destination_port: ['80'] },
+    ]);
+  });
+
+  it('--namespace adds the namespace to the source side of one filter and the destination side of the other', () => {
+    assert.deepEqual(build({ namespace: ['x'] }).whitelist, [{ source_pod: ['x/'] }, { destination_pod: ['x/'] }]);
+    assert.deepEqual(build({ namespace: ['x', 'y'] }).whitelist, [{ source_pod: ['x/', 'y/'] }, { destination_pod: ['x/', 'y/'] }]);
+    assert.deepEqual(build({ namespace: ['x'], pod: ['a', 'x/b'] }).whitelist, [{ source_pod: ['x/a', 'x/b'] }, { destination_pod: ['x/a', 'x/b'] }]);
+    assert.deepEqual(build({ namespace: ['x', 'y'], pod: ['a'] }).whitelist, [{ source_pod: ['x/a', 'y/a'] }, { destination_pod: ['x/a', 'y/a'] }]);
+    assert.deepEqual(build({ namespace: ['x'], fromLabel: ['app=client'] }).whitelist, [
+      { source_label: ['app=client'], source_pod: ['x/'] },
+      { source_label: ['app=client'], destination_pod: ['x/'] },
+    ]);
+  });
+
+  it('sends one filter when nothing names either side', () => {
+    assert.deepEqual(build({ fromPod: ['x/a'], toPod: ['y/b', 'y/c'], type: ['drop', 'policy-verdict'] }).whitelist, [
+      { source_pod: ['x/a'], destination_pod: ['y/b', 'y/c'], event_type: [{ type: 1 }, { type: 5 }] },
+    ]);
+    assert.deepEqual(build({ fromIdentity: ['host'], toIdentity: ['257'] }).whitelist, [{ source_identity: [1], destination_identity: [257] }]);
+    assert.deepEqual(build({ trafficDirection: ['Ingress'], tcpFlags: ['syn', 'syn,ack'], uuid: ['u1'], nodeName: ['node*'] }).whitelist, [
+      { uuid: ['u1'], traffic_direction: ['INGRESS'], tcp_flags: [{ SYN: true }, { SYN: true, ACK: true }], node_name: ['node*'] },
+    ]);
+  });
+
+  it('parses --type TYPE[:SUBTYPE]', () => {
+    assert.deepEqual(build({ type: ['trace'] }).whitelist, [{ event_type: [{ type: 4 }] }]);
+    assert.deepEqual(build({ type: ['trace:to-endpoint', 'trace:from-endpoint', 'drop:133', '5'] }).whitelist, [
+      {
+        event_type: [
+          { type: 4, match_sub_type: true, sub_type: 0 },
+          { type: 4, match_sub_type: true, sub_type: 5 },
+          { type: 1, match_sub_type: true, sub_type: 133 },
+          { type: 5 },
+        ],
+      },
+    ]);
+  });
+
+  it('selects flows with --last, --first, --all, --since, --until and --follow', () => {
+    assert.deepEqual(build({ last: '5' }), { number: 5 });
+    assert.deepEqual(build({ first: 3 }), { number: 3, first: true });
+    assert.deepEqual(build({ all: true }), {});
+    assert.deepEqual(build({ since: '1h' }), { since: '2024-11-21T20:00:00.000000000Z' });
+    assert.deepEqual(build({ since: '2024-11-21T20:52:01.123456789Z', until: '2024-11-21T20:52:02Z', last: '2' }), {
+      number: 2,
+      since: '2024-11-21T20:52:01.123456789Z',
+      until: '2024-11-21T20:52:02.000000000Z',
+    });
+    assert.deepEqual(build({ follow: true }), { follow: true });
+    assert.deepEqual(build({ follow: true, last: '10' }), { number: 10, follow: true });
+    assert.deepEqual(build({ follow: true, until: '1m' }), { follow: true }, '--until is ignored with --follow, as in Hubble');
+  });
+
+  const bad: [string, ObserveFlags, RegExp][] = [
+    ['verdict', { verdict: ['ALLOWED'] }, /--verdict ALLOWED/],
+    ['type', { type: ['l7x'] }, /--type l7x/],
+    ['trace sub-type', { type: ['trace:to-nowhere'] }, /--type/],
+    ['port', { port: ['http'] }, /--port http/],
+    ['port range', { toPort: ['70000'] }, /--to-port 70000/],
+    ['ip', { fromIp: ['10.0.0.300'] }, /--from-ip/],
+    ['cidr', { ip: ['10.0.0.0/40'] }, /--ip/],
+    ['identity', { identity: ['nobody'] }, /--identity nobody/],
+    ['protocol', { protocol: ['gre'] }, /--protocol gre/],
+    ['direction', { trafficDirection: ['up'] }, /--traffic-direction up/],
+    ['tcp flag', { tcpFlags: ['syn,foo'] }, /--tcp-flags/],
+    ['pod', { pod: ['a/b/c'] }, /--pod/],
+    ['since', { since: '5 minutes' }, /--since: time "5 minutes"/],
+    ['until', { until: '2024-13-01' }, /--until/],
+    ['last', { last: '0' }, /--last 0/],
+    ['first', { first: 'ten' }, /--first ten/],
+    ['first+last', { first: 1, last: 1 }, /--first and --last/],
+    ['first+follow', { first: 1, follow: true }, /--first and --follow/],
+    ['last+all', { last: 1, all: true }, /--last and --all/],
+    ['label+from-label', { label: ['a=b'], fromLabel: ['c=d'] }, /--label and --from-label/],
+    ['port+to-port', { port: ['80'], toPort: ['81'] }, /--port and --to-port/],
+    ['identity+from-identity', { identity: ['1'], fromIdentity: ['2'] }, /--identity and --from-identity/],
+    ['pod+from-pod', { pod: ['x/a'], fromPod: ['y/b'] }, /cannot be combined/],
+    ['ip+namespace', { ip: ['10.0.0.1'], namespace: ['x'] }, /--ip and --namespace/],
+    ['to-pod+namespace', { toPod: ['x/a'], namespace: ['x'] }, /--to-pod and --namespace/],
+    ['label selector', { fromLabel: ['app in ()'] }, /invalid label selector "app in \(\)"/],
+    ['node name pattern', { nodeName: ['node$'] }, /invalid node name pattern "node\$"/],
+    ['pod outside the namespace', { pod: ['z/b'], namespace: ['x'] }, /--namespace x does not contain --pod z\/b/],
+  ];
+  for (const [what, flags, msg] of bad) {
+    it(`rejects a bad ${what}`, () =>
+      assert.throws(
+        () => build(flags),
+        (err: unknown) => isInvalid(err) && msg.test((err as Error).message),
+      ));
+  }
+
+  it('selects the right flows end to end', () => {
+    const pick = (flags: ObserveFlags) => ids(selectFromRing(ring, build(flags)));
+    assert.deepEqual(pick({ pod: ['x/a'], verdict: ['DROPPED'] }), ['f1-drop']);
+    assert.deepEqual(pick({ namespace: ['y'], protocol: ['tcp'] }), ['f1-drop', 'f2-reply', 'f5-host']);
+    assert.deepEqual(pick({ pod: ['y/b'], port: ['80'] }), ['f1-drop', 'f2-reply']);
+    assert.deepEqual(pick({ label: ['reserved:world'] }), ['f3-udp']);
+    assert.deepEqual(pick({ identity: ['host'] }), ['f5-host']);
+    assert.deepEqual(pick({ type: ['trace:to-endpoint'] }), ['f2-reply', 'f5-host']);
+    assert.deepEqual(pick({ fromPod: ['x/'], last: '1' }), ['f4-icmp']);
+    assert.deepEqual(pick({ fromPod: ['x/'], first: '1' }), ['f1-drop']);
+  });
+});
+
+describe('registerObserveOptions', () => {
+  const parse = (args: string[]) => {
+    const cmd = registerObserveOptions(new Command('observe'))
+      .exitOverride()
+      .configureOutput({ writeErr: () => {}, writeOut: () => {} });
+    cmd.parse(args, { from: 'user' });
+    return cmd.opts<ObserveFlags>();
+  };
+
+  it('collects repeatable flags and defaults the output to compact', () => {
+    const o = parse(['--pod', 'a', '--pod', 'z/b', '-n', 'z', '--from-label', 'app=web', '--to-port', '80', '-t', 'drop', '--last', '5']);
+    assert.deepEqual(o.pod, ['a', 'z/b']);
+    assert.deepEqual(o.namespace, ['z']);
+    assert.deepEqual(o.fromLabel, ['app=web']);
+    assert.deepEqual(o.toPort, ['80']);
+    assert.deepEqual(o.type, ['drop']);
+    assert.equal(o.output, 'compact');
+    assert.deepEqual(buildRequest(o, new Date()), {
+      number: 5,
+      whitelist: [
+        { source_pod: ['z/a', 'z/b'], source_label: ['app=web'], destination_port: ['80'], event_type: [{ type: 1 }] },
+        { destination_pod: ['z/a', 'z/b'], source_label: ['app=web'], destination_port: ['80'], event_type: [{ type: 1 }] },
+      ],
+    });
+  });
+
+  it('maps every flag to the ObserveFlags field buildRequest reads', () => {
+    const ipFlags = parse(['--from-ip', '10.0.0.1', '--to-ip', '10.0.0.0/8', '--ip', '10.0.0.3']);
+    assert.deepEqual({ fromIp: ipFlags.fromIp, toIp: ipFlags.toIp, ip: ipFlags.ip }, { fromIp: ['10.0.0.1'], toIp: ['10.0.0.0/8'], ip: ['10.0.0.3'] });
+    assert.throws(() => buildRequest(ipFlags, new Date()), /--from-ip and --ip cannot be combined/);
+    const o = parse([
+      '--from-pod', 'x/a', '--to-pod', 'y/', '--from-identity', '1',
+      '--to-identity', '2', '--from-port', '1', '--verdict', 'DROPPED', '--protocol', 'tcp', '--traffic-direction', 'egress',
+      '--tcp-flags', 'syn', '--node-name', 'n1', '--uuid', 'u', '--to-label', 'a', '--since', '1m', '--until', '1s',
+      '--first', '2', '-o', 'json', '--print-node-name',
+    ]);
+    assert.deepEqual(
+      { fromPod: o.fromPod, toPod: o.toPod, fromIdentity: o.fromIdentity, toIdentity: o.toIdentity },
+      { fromPod: ['x/a'], toPod: ['y/'], fromIdentity: ['1'], toIdentity: ['2'] },
+    );
+    assert.deepEqual(
+      { fromPort: o.fromPort, verdict: o.verdict, protocol: o.protocol, trafficDirection: o.trafficDirection, tcpFlags: o.tcpFlags },
+      { fromPort: ['1'], verdict: ['DROPPED'], protocol: ['tcp'], trafficDirection: ['egress'], tcpFlags: ['syn'] },
+    );
+    assert.deepEqual({ nodeName: o.nodeName, uuid: o.uuid, toLabel: o.toLabel }, { nodeName: ['n1'], uuid: ['u'], toLabel: ['a'] });
+    assert.deepEqual({ since: o.since, until: o.until, first: o.first, output: o.output, printNodeName: o.printNodeName }, {
+      since: '1m',
+      until: '1s',
+      first: '2',
+      output: 'json',
+      printNodeName: true,
+    });
+    const req = buildRequest(o, new Date('2024-11-21T21:00:00Z'));
+    assert.equal(req.number, 2);
+    assert.equal(req.first, true);
+    assert.equal(req.since, '2024-11-21T20:59:00.000000000Z');
+    assert.equal(req.whitelist?.length, 1);
+  });
+
+  it('offers exactly the Hubble output formats and rejects others', () => {
+    assert.deepEqual([...OUTPUT_FORMATS], ['compact', 'json', 'jsonpb', 'table', 'dict']);
+    for (const f of OUTPUT_FORMATS) assert.equal(parse(['-o', f]).output, f);
+    assert.throws(() => parse(['-o', 'yaml']));
+  });
+
+  it('has boolean --all and -f/--follow', () => {
+    const o = parse(['--all', '-f']);
+    assert.equal(o.all, true);
+    assert.equal(o.follow, true);
+  });
+});
