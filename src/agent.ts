@@ -159,7 +159,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         maps,
         lastSync: manager.lastSync,
         memory: agentMemory(),
-        flows: { ...ring.status(), aggregation: opts.aggregation, eventsRead: monitor.eventsRead, decodeErrors: monitor.decodeErrors },
+        flows: { ...ring.status(), aggregation: opts.aggregation, eventsRead: monitor.eventsRead, backlogBytes: monitor.backlogBytes, decodeErrors: monitor.decodeErrors },
         listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics },
         paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
       };

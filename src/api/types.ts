@@ -102,6 +102,7 @@ export interface Status {
     lost_events: number;
     aggregation: string;
     eventsRead: number;
+    backlogBytes: number;
     decodeErrors: number;
   };
   /** Bound addresses ('' when disabled). */

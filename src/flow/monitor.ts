@@ -54,6 +54,11 @@ export class FlowMonitor {
     return this.reader.records;
   }
 
+  /** Bytes in the kernel ring not read yet. */
+  get backlogBytes(): number {
+    return this.reader.backlog;
+  }
+
   stop(): void {
     clearInterval(this.lostTimer);
     this.reader.close();
