@@ -23,6 +23,7 @@ import { registerPolicyRoutes } from './api/policy-routes.js';
 import { registerFlowRoutes } from './api/flow-routes.js';
 import type { AggregationLevel } from './datapath/layouts.js';
 import { flowContext } from './flow/context.js';
+import { FlowDecoder } from './flow/decoder.js';
 import { matchesRequest } from './flow/filter.js';
 import { startObserverServer } from './flow/grpc-server.js';
 import { Metrics } from './flow/metrics.js';
@@ -214,7 +215,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       })),
     );
 
-  const ring = new FlowRing(opts.flowCapacity, opts.nodeName);
+  const decoder = new FlowDecoder(flowContext(opts.nodeName, manager, realizer));
+  const ring = new FlowRing(opts.flowCapacity, opts.nodeName, (ev) => decoder.materialize(ev));
   const metrics = new Metrics({
     endpoints: () => manager.listEndpoints().length,
     identities: () => manager.identityCount,
@@ -222,7 +224,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     mapPressure: () => datapath.pressure(),
     lostEvents: () => ring.lostEvents,
   });
-  const monitor = new FlowMonitor(datapath, ring, metrics, flowContext(opts.nodeName, manager, realizer), log);
+  const monitor = new FlowMonitor(datapath, ring, metrics, decoder, log);
   monitor.configure(opts.aggregation);
   monitor.start();
   registerPolicyRoutes(api, { repo, realizer, manager, datapath, serial, metrics });

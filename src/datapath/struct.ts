@@ -148,3 +148,8 @@ export function macToBuffer(mac: string): Buffer {
 
 /** The decoded JS shape of a struct defined with defineStruct. */
 export type StructValue<S> = S extends Struct<infer F> ? Decoded<F> : never;
+
+/** Byte offset of every field by name, for hot paths that read fields directly. */
+export function offsetsOf<F extends FieldList>(s: Struct<F>): { [E in F[number] as E[0]]: number } {
+  return Object.fromEntries(s.fields.map((f) => [f.name, f.offset])) as { [E in F[number] as E[0]]: number };
+}

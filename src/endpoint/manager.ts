@@ -23,7 +23,7 @@ import type { Netlink } from '../kernel/netlink.js';
 import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
 import type { Store } from '../store/store.js';
 import type { PolicyRealizer } from '../policy/realize.js';
-import { Ipam } from './ipam.js';
+import { Ipam, ipToInt } from './ipam.js';
 import { plumb, randomMac, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
 import { parseNamedPorts, validateEndpointName, validateNamespaceName } from './validate.js';
 
@@ -53,8 +53,7 @@ export class EndpointManager {
   private nextEndpointId: number;
   private realizedCidrs = new Map<string, number>();
   /** Lookups for the flow decoder, rebuilt after every change. */
-  private byIp = new Map<string, Endpoint>();
-  private byIfindex = new Map<number, Endpoint>();
+  private byIp = new Map<number, Endpoint>();
   policyRegenerations = 0;
   lastSync: SyncStats & { at: string; reason: string } = { written: 0, deleted: 0, unchanged: 0, at: '', reason: '' };
 
@@ -399,12 +398,9 @@ export class EndpointManager {
     this.updateDatapath(reason, []);
   }
 
-  endpointByIp(ip: string): Endpoint | undefined {
+  /** By IPv4 address as a host-order integer. */
+  endpointByIp(ip: number): Endpoint | undefined {
     return this.byIp.get(ip);
-  }
-
-  endpointByIfindex(ifindex: number): Endpoint | undefined {
-    return this.byIfindex.get(ifindex);
   }
 
   /** Labels of any identity: reserved, allocated or a policy's CIDR identity. */
@@ -418,8 +414,7 @@ export class EndpointManager {
   }
 
   private recordSync(reason: string, stats: SyncStats): void {
-    this.byIp = new Map([...this.endpoints.values()].map((e) => [e.ipv4, e]));
-    this.byIfindex = new Map([...this.endpoints.values()].filter((e) => e.ifindex > 0).map((e) => [e.ifindex, e]));
+    this.byIp = new Map([...this.endpoints.values()].map((e) => [ipToInt(e.ipv4), e]));
     this.lastSync = { ...stats, at: new Date().toISOString(), reason };
     this.log.debug({ ...stats, reason }, 'datapath synced');
   }

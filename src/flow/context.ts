@@ -10,6 +10,5 @@ export function flowContext(nodeName: string, manager: EndpointManager, realizer
     identityLabels: (id) => manager.identityLabels(id),
     rulePolicy: (ruleId) => realizer.ruleRef(ruleId),
     defaultDenyPolicies: (epId, direction) => realizer.selectingPolicies(epId, direction),
-    interfaceName: (ifindex) => manager.endpointByIfindex(ifindex)?.interface,
   };
 }

@@ -5,20 +5,72 @@
 import crypto from 'node:crypto';
 import type { Endpoint } from '../api/types.js';
 import { CT_STATE, DIRECTION, flowEvent, TRACE_POINT } from '../datapath/layouts.js';
-import type { StructValue } from '../datapath/struct.js';
+import { offsetsOf } from '../datapath/struct.js';
 import type { PolicyRef } from '../policy/types.js';
 import { DROP_REASONS, EVENT_TYPE, type Flow, type FlowEndpoint, type FlowPolicy, type Layer4, type TCPFlags } from './types.js';
 
-export type FlowEventRecord = StructValue<typeof flowEvent>;
-
 export interface FlowContext {
   nodeName: string;
-  endpointByIp(ip: string): Endpoint | undefined;
+  /** By IPv4 address as a host-order integer (what the event carries, without making strings). */
+  endpointByIp(ip: number): Endpoint | undefined;
   identityLabels(identity: number): string[];
-  rulePolicy(ruleId: number): { ref: PolicyRef; revision: number } | undefined;
+  rulePolicy(ruleId: number): PolicyOrigin | undefined;
   /** Policies whose rules select the endpoint in that direction (the cause of default deny). */
-  defaultDenyPolicies(epId: number, direction: 'ingress' | 'egress'): { ref: PolicyRef; revision: number }[];
-  interfaceName(ifindex: number): string | undefined;
+  defaultDenyPolicies(epId: number, direction: 'ingress' | 'egress'): PolicyOrigin[];
+}
+
+type PolicyOrigin = { ref: PolicyRef; revision: number };
+
+/**
+ * One datapath event as read from the ring, with what must be known at event time (the
+ * endpoints and policies involved) captured by reference. Turning it into a Flow — strings,
+ * timestamps, labels — happens only when somebody reads it.
+ */
+export interface CapturedEvent {
+  seq: number;
+  /** Monotonic nanoseconds, as two 32-bit halves (no BigInt on the hot path). */
+  tsHi: number;
+  tsLo: number;
+  type: number;
+  subtype: number;
+  direction: number;
+  verdict: number;
+  ctState: number;
+  tcpFlags: number;
+  protocol: number;
+  matchType: number;
+  epId: number;
+  ifindex: number;
+  srcIdentity: number;
+  dstIdentity: number;
+  /** IPv4 addresses as host-order integers. */
+  saddr: number;
+  daddr: number;
+  sport: number;
+  dport: number;
+  icmpType: number;
+  icmpCode: number;
+  /** MAC addresses as their first two and last four bytes. */
+  srcMacHi: number;
+  srcMacLo: number;
+  dstMacHi: number;
+  dstMacLo: number;
+  srcEp?: Endpoint;
+  dstEp?: Endpoint;
+  policies?: PolicyOrigin[];
+  flow?: Flow;
+}
+
+const O = offsetsOf(flowEvent);
+const OCTET = Array.from({ length: 256 }, (_, i) => String(i));
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+export function ipString(n: number): string {
+  return `${OCTET[n >>> 24]}.${OCTET[(n >>> 16) & 255]}.${OCTET[(n >>> 8) & 255]}.${OCTET[n & 255]}`;
+}
+
+function macString(hi: number, lo: number): string {
+  return `${HEX[hi >>> 8]}:${HEX[hi & 255]}:${HEX[lo >>> 24]}:${HEX[(lo >>> 16) & 255]}:${HEX[(lo >>> 8) & 255]}:${HEX[lo & 255]}`;
 }
 
 const TCP_FLAG_BITS: [keyof TCPFlags, number][] = [
@@ -59,10 +111,10 @@ function tcpFlags(bits: number): TCPFlags {
   return flags;
 }
 
-function layer4(ev: FlowEventRecord): { l4?: Layer4; summary: string } {
+function layer4(ev: CapturedEvent): { l4?: Layer4; summary: string } {
   switch (ev.protocol) {
     case 6: {
-      const flags = tcpFlags(ev.tcp_flags);
+      const flags = tcpFlags(ev.tcpFlags);
       const names = TCP_FLAG_BITS.filter(([n]) => flags[n]).map(([n]) => n);
       return {
         l4: { TCP: { source_port: ev.sport, destination_port: ev.dport, ...(names.length ? { flags } : {}) } },
@@ -75,8 +127,8 @@ function layer4(ev: FlowEventRecord): { l4?: Layer4; summary: string } {
       return { l4: { SCTP: { source_port: ev.sport, destination_port: ev.dport } }, summary: 'SCTP' };
     case 1:
       return {
-        l4: { ICMPv4: { ...(ev.icmp_type ? { type: ev.icmp_type } : {}), ...(ev.icmp_code ? { code: ev.icmp_code } : {}) } },
-        summary: `ICMPv4 ${ICMP_NAMES[ev.icmp_type] ?? `type ${ev.icmp_type}`}`,
+        l4: { ICMPv4: { ...(ev.icmpType ? { type: ev.icmpType } : {}), ...(ev.icmpCode ? { code: ev.icmpCode } : {}) } },
+        summary: `ICMPv4 ${ICMP_NAMES[ev.icmpType] ?? `type ${ev.icmpType}`}`,
       };
     default:
       return { summary: `IP protocol ${ev.protocol}` };
@@ -94,33 +146,86 @@ export function flowPolicy(p: { ref: PolicyRef; revision: number }): FlowPolicy 
 
 export class FlowDecoder {
   private readonly epochNs = monotonicEpochNs();
+  /** Flow uuids: a random per-agent prefix and the event's sequence number. */
+  private readonly uuidPrefix = crypto.randomUUID().slice(0, 23);
+  private seq = 0;
 
   constructor(private readonly ctx: FlowContext) {}
 
-  private endpoint(ip: string, identity: number): FlowEndpoint {
-    const ep = this.ctx.endpointByIp(ip);
+  /** The hot path: fixed offsets from the shared layout, no per-field dispatch. */
+  capture(b: Buffer, o: number): CapturedEvent {
+    const type = b[o + O.type]!;
+    const direction = b[o + O.direction]!;
+    const saddr = b.readUInt32BE(o + O.saddr);
+    const daddr = b.readUInt32BE(o + O.daddr);
+    const c: CapturedEvent = {
+      seq: ++this.seq,
+      tsLo: b.readUInt32LE(o + O.timestamp_ns),
+      tsHi: b.readUInt32LE(o + O.timestamp_ns + 4),
+      type,
+      subtype: b[o + O.subtype]!,
+      direction,
+      verdict: b[o + O.verdict]!,
+      ctState: b[o + O.ct_state]!,
+      tcpFlags: b[o + O.tcp_flags]!,
+      protocol: b[o + O.protocol]!,
+      matchType: b[o + O.match_type]!,
+      epId: b.readUInt32LE(o + O.ep_id),
+      ifindex: b.readUInt32LE(o + O.ifindex),
+      srcIdentity: b.readUInt32LE(o + O.src_identity),
+      dstIdentity: b.readUInt32LE(o + O.dst_identity),
+      saddr,
+      daddr,
+      sport: b.readUInt16BE(o + O.sport),
+      dport: b.readUInt16BE(o + O.dport),
+      icmpType: b[o + O.icmp_type]!,
+      icmpCode: b[o + O.icmp_code]!,
+      srcMacHi: b.readUInt16BE(o + O.src_mac),
+      srcMacLo: b.readUInt32BE(o + O.src_mac + 2),
+      dstMacHi: b.readUInt16BE(o + O.dst_mac),
+      dstMacLo: b.readUInt32BE(o + O.dst_mac + 2),
+      srcEp: this.ctx.endpointByIp(saddr),
+      dstEp: this.ctx.endpointByIp(daddr),
+    };
+    if (type === EVENT_TYPE.POLICY_VERDICT || type === EVENT_TYPE.DROP) {
+      const ruleId = b.readUInt32LE(o + O.rule_id);
+      const subtype = c.subtype;
+      if (ruleId && (type === EVENT_TYPE.POLICY_VERDICT || subtype === 181)) {
+        const origin = this.ctx.rulePolicy(ruleId);
+        if (origin) c.policies = [origin];
+      } else if (subtype === 133) {
+        c.policies = this.ctx.defaultDenyPolicies(c.epId, direction === DIRECTION.INGRESS ? 'ingress' : 'egress');
+      }
+    }
+    return c;
+  }
+
+  private endpoint(ep: Endpoint | undefined, identity: number): FlowEndpoint {
     if (ep) return { ID: ep.id, identity, namespace: ep.namespace, labels: ep.labels, pod_name: ep.name };
     return { identity, labels: this.ctx.identityLabels(identity) };
   }
 
-  decode(ev: FlowEventRecord): Flow {
+  /** The Hubble flow of a captured event (built once, then cached on the event). */
+  materialize(ev: CapturedEvent): Flow {
+    if (ev.flow) return ev.flow;
     const direction = ev.direction === DIRECTION.INGRESS ? 'ingress' : 'egress';
     const { l4, summary } = layer4(ev);
+    const seqHex = ev.seq.toString(16).padStart(12, '0');
     const flow: Flow = {
-      time: rfc3339Nano(this.epochNs + ev.timestamp_ns),
-      uuid: crypto.randomUUID(),
+      time: rfc3339Nano(this.epochNs + ((BigInt(ev.tsHi) << 32n) | BigInt(ev.tsLo))),
+      uuid: `${this.uuidPrefix}-${seqHex.slice(-12)}`,
       verdict: ev.verdict === 2 ? 'DROPPED' : 'FORWARDED',
-      ethernet: { source: ev.src_mac, destination: ev.dst_mac },
-      IP: { source: ev.saddr, destination: ev.daddr, ipVersion: 'IPv4' },
+      ethernet: { source: macString(ev.srcMacHi, ev.srcMacLo), destination: macString(ev.dstMacHi, ev.dstMacLo) },
+      IP: { source: ipString(ev.saddr), destination: ipString(ev.daddr), ipVersion: 'IPv4' },
       ...(l4 ? { l4 } : {}),
-      source: this.endpoint(ev.saddr, ev.src_identity),
-      destination: this.endpoint(ev.daddr, ev.dst_identity),
+      source: this.endpoint(ev.srcEp, ev.srcIdentity),
+      destination: this.endpoint(ev.dstEp, ev.dstIdentity),
       Type: 'L3_L4',
       node_name: this.ctx.nodeName,
       event_type: { type: ev.type, sub_type: ev.subtype },
       traffic_direction: direction === 'ingress' ? 'INGRESS' : 'EGRESS',
-      is_reply: ev.ct_state === CT_STATE.REPLY || ev.ct_state === CT_STATE.RELATED,
-      interface: { index: ev.ifindex, ...(this.ctx.interfaceName(ev.ifindex) ? { name: this.ctx.interfaceName(ev.ifindex)! } : {}) },
+      is_reply: ev.ctState === CT_STATE.REPLY || ev.ctState === CT_STATE.RELATED,
+      interface: { index: ev.ifindex, ...(this.interfaceName(ev) ? { name: this.interfaceName(ev)! } : {}) },
       Summary: summary,
     };
     if (ev.type === EVENT_TYPE.TRACE) {
@@ -132,21 +237,21 @@ export class FlowDecoder {
       delete flow.is_reply; // drops are not classified by connection tracking
     }
     if (ev.type === EVENT_TYPE.POLICY_VERDICT || ev.type === EVENT_TYPE.DROP) {
-      if (ev.match_type) flow.policy_match_type = ev.match_type;
-      this.attribute(flow, ev, direction);
+      if (ev.matchType) flow.policy_match_type = ev.matchType;
+      const policies = ev.policies?.map(flowPolicy);
+      if (policies?.length) {
+        if (ev.type === EVENT_TYPE.POLICY_VERDICT) flow[`${direction}_allowed_by`] = policies;
+        else if (ev.subtype === 181) flow[`${direction}_denied_by`] = policies;
+        else if (ev.subtype === 133) flow.default_deny_by = policies;
+      }
     }
+    ev.flow = flow;
     return flow;
   }
 
-  private attribute(flow: Flow, ev: FlowEventRecord, direction: 'ingress' | 'egress'): void {
-    const rule = ev.rule_id ? this.ctx.rulePolicy(ev.rule_id) : undefined;
-    if (ev.type === EVENT_TYPE.POLICY_VERDICT && rule) {
-      flow[`${direction}_allowed_by`] = [flowPolicy(rule)];
-    } else if (flow.drop_reason_desc === 'POLICY_DENY' && rule) {
-      flow[`${direction}_denied_by`] = [flowPolicy(rule)];
-    } else if (flow.drop_reason_desc === 'POLICY_DENIED') {
-      const causes = this.ctx.defaultDenyPolicies(ev.ep_id, direction);
-      if (causes.length) flow.default_deny_by = causes.map(flowPolicy);
-    }
+  /** The host-side interface of the endpoint that saw the event. */
+  private interfaceName(ev: CapturedEvent): string | undefined {
+    const self = ev.srcEp?.id === ev.epId ? ev.srcEp : ev.dstEp?.id === ev.epId ? ev.dstEp : undefined;
+    return self?.interface;
   }
 }

@@ -93,9 +93,9 @@ class RateMeter {
   private readonly started = Date.now();
   private last = Math.floor(Date.now() / 1000);
 
-  add(): void {
+  add(n = 1): void {
     this.advance();
-    this.buckets[this.last % 60]! += 1;
+    this.buckets[this.last % 60]! += n;
   }
 
   perSecond(): number {
@@ -118,8 +118,17 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
   const pkg = grpc.loadPackageDefinition(loadObserverProto());
   const service = ((pkg.observer as grpc.GrpcObject).Observer as grpc.ServiceClientConstructor).service;
 
+  // Sampled from the source's counter rather than subscribed to: a subscriber would make the
+  // source build every flow, which is exactly the work the flow ring defers until someone reads.
   const rate = new RateMeter();
-  const unsubscribeRate = source.subscribe(() => rate.add());
+  let lastSeen = source.status().seen_flows;
+  const rateTimer = setInterval(() => {
+    const seen = source.status().seen_flows;
+    rate.add(seen - lastSeen);
+    lastSeen = seen;
+  }, 1000);
+  rateTimer.unref();
+  const unsubscribeRate = () => clearInterval(rateTimer);
   /** Open GetFlows streams: each entry ends its stream with the given status. */
   const open = new Set<(status: Status) => void>();
   let nodeAddress = '';

@@ -2,29 +2,11 @@
  * plus the agent's own gauges. Served as text on the metrics address and through the API. */
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Flow } from './types.js';
-import { EVENT_TYPE } from './types.js';
+import { DIRECTION, TRACE_POINT } from '../datapath/layouts.js';
+import type { CapturedEvent } from './decoder.js';
+import { DROP_REASONS, EVENT_TYPE } from './types.js';
 
 const MATCH: Record<number, string> = { 0: 'none', 1: 'l3-only', 2: 'l3-l4', 3: 'l4-only', 4: 'all' };
-
-function protocolOf(f: Flow): string {
-  if (f.l4?.TCP) return 'TCP';
-  if (f.l4?.UDP) return 'UDP';
-  if (f.l4?.SCTP) return 'SCTP';
-  if (f.l4?.ICMPv4) return 'ICMPv4';
-  return 'Unknown';
-}
-
-function typeOf(f: Flow): { type: string; subtype: string } {
-  switch (f.event_type.type) {
-    case EVENT_TYPE.DROP:
-      return { type: 'Drop', subtype: '' };
-    case EVENT_TYPE.POLICY_VERDICT:
-      return { type: 'PolicyVerdict', subtype: '' };
-    default:
-      return { type: 'Trace', subtype: f.trace_observation_point === 'TO_ENDPOINT' ? 'to-endpoint' : 'from-endpoint' };
-  }
-}
 
 export interface AgentGauges {
   endpoints(): number;
@@ -34,8 +16,12 @@ export interface AgentGauges {
   lostEvents(): number;
 }
 
+const PROTO_NAMES = ['Unknown', 'TCP', 'UDP', 'SCTP', 'ICMPv4'];
+const PROTO_INDEX: Record<number, number> = { 6: 1, 17: 2, 132: 3, 1: 4 };
+
 export class Metrics {
   readonly registry = new Registry();
+  private readonly pending = new Map<number, number>();
   private readonly flows = new Counter({
     name: 'hubble_flows_processed_total',
     help: 'Total number of flows processed',
@@ -86,22 +72,44 @@ export class Metrics {
     });
   }
 
-  observe(f: Flow): void {
-    const protocol = protocolOf(f);
-    const { type, subtype } = typeOf(f);
-    this.flows.inc({ protocol, type, subtype, verdict: f.verdict });
-    if (f.verdict === 'DROPPED') this.drops.inc({ reason: f.drop_reason_desc ?? 'UNKNOWN', protocol });
-    const policyDrop = f.drop_reason_desc === 'POLICY_DENIED' || f.drop_reason_desc === 'POLICY_DENY';
-    if (f.event_type.type === EVENT_TYPE.POLICY_VERDICT || policyDrop) {
-      this.verdicts.inc({
-        direction: f.traffic_direction === 'INGRESS' ? 'ingress' : 'egress',
-        match: MATCH[f.policy_match_type ?? 0] ?? 'none',
-        action: f.verdict === 'DROPPED' ? 'dropped' : 'forwarded',
-      });
+  /**
+   * Counts one event. The hot path only bumps an integer keyed by the label values; the
+   * Prometheus counters are brought up to date when they are scraped.
+   */
+  count(ev: CapturedEvent): void {
+    const key = ev.type | (ev.subtype << 8) | (ev.verdict << 16) | (PROTO_INDEX[ev.protocol] ?? 0) << 20 | (ev.direction << 24) | (ev.matchType << 26);
+    this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
+  }
+
+  private flush(): void {
+    for (const [key, n] of this.pending) {
+      const type = key & 0xff;
+      const subtype = (key >>> 8) & 0xff;
+      const verdict = (key >>> 16) & 0xf;
+      const protocol = PROTO_NAMES[(key >>> 20) & 0xf]!;
+      const direction = (key >>> 24) & 0x3;
+      const match = (key >>> 26) & 0x7;
+      const verdictName = verdict === 2 ? 'DROPPED' : 'FORWARDED';
+      const kind =
+        type === EVENT_TYPE.DROP
+          ? { type: 'Drop', subtype: '' }
+          : type === EVENT_TYPE.POLICY_VERDICT
+            ? { type: 'PolicyVerdict', subtype: '' }
+            : { type: 'Trace', subtype: subtype === TRACE_POINT.TO_ENDPOINT ? 'to-endpoint' : 'from-endpoint' };
+      this.flows.inc({ protocol, ...kind, verdict: verdictName }, n);
+      if (type === EVENT_TYPE.DROP) this.drops.inc({ reason: DROP_REASONS[subtype] ?? `DROP_REASON_${subtype}`, protocol }, n);
+      if (type === EVENT_TYPE.POLICY_VERDICT || (type === EVENT_TYPE.DROP && (subtype === 133 || subtype === 181))) {
+        this.verdicts.inc(
+          { direction: direction === DIRECTION.INGRESS ? 'ingress' : 'egress', match: MATCH[match] ?? 'none', action: verdict === 2 ? 'dropped' : 'forwarded' },
+          n,
+        );
+      }
     }
+    this.pending.clear();
   }
 
   text(): Promise<string> {
+    this.flush();
     return this.registry.metrics();
   }
 

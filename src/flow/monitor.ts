@@ -2,15 +2,14 @@
  * Lost events (the kernel could not reserve ring space) are read from a per-CPU counter. */
 import type { Logger } from 'pino';
 import type { Datapath } from '../datapath/datapath.js';
-import { AGGREGATION, datapathConfig, flowEvent, type AggregationLevel } from '../datapath/layouts.js';
+import { AGGREGATION, flowEvent, type AggregationLevel } from '../datapath/layouts.js';
 import { RingBufferReader } from '../kernel/ringbuf.js';
-import { FlowDecoder, type FlowContext } from './decoder.js';
+import type { FlowDecoder } from './decoder.js';
 import type { Metrics } from './metrics.js';
 import type { FlowRing } from './ring.js';
 
 export class FlowMonitor {
   private readonly reader: RingBufferReader;
-  private readonly decoder: FlowDecoder;
   private lostTimer?: NodeJS.Timeout;
   decodeErrors = 0;
 
@@ -18,16 +17,15 @@ export class FlowMonitor {
     private readonly datapath: Datapath,
     private readonly ring: FlowRing,
     private readonly metrics: Metrics,
-    ctx: FlowContext,
+    private readonly decoder: FlowDecoder,
     private readonly log: Logger,
   ) {
-    this.decoder = new FlowDecoder(ctx);
     this.reader = new RingBufferReader(datapath.events.fd, (data, offset, length) => this.onRecord(data, offset, length));
   }
 
   /** Writes the aggregation level the programs read on every packet. */
   configure(level: AggregationLevel, reportIntervalSeconds = 5): void {
-    this.datapath.config.raw.update(Buffer.alloc(4), datapathConfig.encode({ aggregation: AGGREGATION[level], report_interval: reportIntervalSeconds }));
+    this.datapath.config.set({ index: 0 }, { aggregation: AGGREGATION[level], report_interval: reportIntervalSeconds });
   }
 
   private onRecord(data: Buffer, offset: number, length: number): void {
@@ -36,9 +34,9 @@ export class FlowMonitor {
       return;
     }
     try {
-      const flow = this.decoder.decode(flowEvent.decode(data, offset));
-      this.metrics.observe(flow);
-      this.ring.push(flow);
+      const ev = this.decoder.capture(data, offset);
+      this.metrics.count(ev);
+      this.ring.push(ev);
     } catch (err) {
       if (this.decodeErrors++ === 0) this.log.error({ err: (err as Error).message }, 'could not decode a datapath event');
     }

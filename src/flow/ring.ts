@@ -1,10 +1,13 @@
 /* The last N flows, oldest first, and live subscribers. Old flows are overwritten whether or not
- * anyone read them (like Hubble's ring); `seen` counts every flow ever added. */
+ * anyone read them (like Hubble's ring); `seen` counts every flow ever added. The ring holds
+ * captured events and builds their flows only when they are read, so the cost per event stays
+ * small when nobody is watching. */
+import type { CapturedEvent } from './decoder.js';
 import { selectFromRing } from './filter.js';
 import type { Flow, FlowSource, GetFlowsRequest } from './types.js';
 
 export class FlowRing implements FlowSource {
-  private readonly slots: (Flow | undefined)[];
+  private readonly slots: (CapturedEvent | undefined)[];
   private next = 0;
   private seen = 0;
   private readonly subscribers = new Set<(f: Flow) => void>();
@@ -14,14 +17,17 @@ export class FlowRing implements FlowSource {
   constructor(
     readonly capacity: number,
     readonly nodeName: string,
+    private readonly materialize: (ev: CapturedEvent) => Flow,
   ) {
-    this.slots = new Array<Flow | undefined>(capacity);
+    this.slots = new Array<CapturedEvent | undefined>(capacity);
   }
 
-  push(flow: Flow): void {
-    this.slots[this.next] = flow;
-    this.next = (this.next + 1) % this.capacity;
+  push(ev: CapturedEvent): void {
+    this.slots[this.next] = ev;
+    this.next = this.next + 1 === this.capacity ? 0 : this.next + 1;
     this.seen++;
+    if (this.subscribers.size === 0) return;
+    const flow = this.materialize(ev);
     for (const s of this.subscribers) s(flow);
   }
 
@@ -29,8 +35,8 @@ export class FlowRing implements FlowSource {
   flows(): Flow[] {
     const out: Flow[] = [];
     for (let i = 0; i < this.capacity; i++) {
-      const f = this.slots[(this.next + i) % this.capacity];
-      if (f) out.push(f);
+      const ev = this.slots[(this.next + i) % this.capacity];
+      if (ev) out.push(this.materialize(ev));
     }
     return out;
   }

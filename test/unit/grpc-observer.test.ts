@@ -463,6 +463,8 @@ describe('gRPC Observer server (Hubble-compatible)', () => {
   });
 
   test('ServerStatus flows_rate counts the flows of the last minute', async () => {
+    source.publish(nowFlow('rate-1', 'FORWARDED'));
+    await new Promise((r) => setTimeout(r, 1100)); // the rate is sampled once a second
     const st = await unary(tcp, 'ServerStatus');
     assert.ok(st.flows_rate > 0, `flows_rate ${st.flows_rate}`);
   });
