@@ -6,11 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { ApiServer } from './api/server.js';
-import type { IpcacheRow, MetricsRow, Status } from './api/types.js';
+import type { Status } from './api/types.js';
 import { Datapath } from './datapath/datapath.js';
-import { ipcachePrefixOf } from './datapath/ipcache.js';
-import { DIRECTION, reasonNames } from './datapath/layouts.js';
-import { parseEndpointRef } from './endpoint/validate.js';
 import { Ipam, formatCidr, parseCidr } from './endpoint/ipam.js';
 import { EndpointManager } from './endpoint/manager.js';
 import { ensureBpffs } from './kernel/bpffs.js';
@@ -19,6 +16,7 @@ import { c } from './kernel/libbpf.js';
 import { IprouteNetlink, type Netlink } from './kernel/netlink.js';
 import { EmbeddedStore } from './store/embedded.js';
 import { Mutex } from './util/mutex.js';
+import { registerEndpointRoutes } from './api/endpoint-routes.js';
 import { registerPolicyRoutes } from './api/policy-routes.js';
 import { registerFlowRoutes } from './api/flow-routes.js';
 import type { AggregationLevel } from './datapath/layouts.js';
@@ -32,7 +30,6 @@ import { FlowRing } from './flow/ring.js';
 import type { EnforcementMode } from './policy/engine.js';
 import { PolicyRealizer } from './policy/realize.js';
 import { PolicyRepository } from './policy/repository.js';
-import { invalid } from './errors.js';
 
 export interface AgentOptions {
   nodeName: string;
@@ -132,18 +129,6 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const listening = { hubble: '', metrics: '' };
   const mutex = new Mutex();
   const serial = <T>(fn: () => Promise<T> | T) => mutex.run(fn);
-  const body = (b: unknown) => (b ?? {}) as Record<string, unknown>;
-  const strings = (v: unknown, field: string): string[] | undefined => {
-    if (v === undefined) return undefined;
-    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw invalid(`${field} must be a list of strings`);
-    return v as string[];
-  };
-  const optString = (v: unknown, field: string): string | undefined => {
-    if (v === undefined) return undefined;
-    if (typeof v !== 'string') throw invalid(`${field} must be a string`);
-    return v;
-  };
-
   const api = new ApiServer(log)
     .route('GET', '/v1/status', (): Status => {
       const eps = manager.listEndpoints();
@@ -164,56 +149,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics },
         paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
       };
-    })
-    .route('GET', '/v1/namespaces', () => manager.listNamespaces())
-    .route('PUT', '/v1/namespaces/:name', ({ params, body: b }) =>
-      serial(() => manager.setNamespace(params.name!, strings(body(b).labels, 'labels'))),
-    )
-    .route('DELETE', '/v1/namespaces/:name', ({ params }) => serial(() => manager.deleteNamespace(params.name!)))
-    .route('GET', '/v1/endpoints', () => manager.listEndpoints())
-    .route('POST', '/v1/endpoints', ({ body: b }) => {
-      const r = body(b);
-      const ref = parseEndpointRef(`${optString(r.namespace, 'namespace') ?? ''}/${optString(r.name, 'name') ?? ''}`);
-      return serial(() =>
-        manager.addEndpoint({
-          ...ref,
-          labels: strings(r.labels, 'labels'),
-          ipv4: optString(r.ipv4, 'ipv4'),
-          ports: strings(r.ports, 'ports'),
-          netns: optString(r.netns, 'netns'),
-        }),
-      );
-    })
-    .route('GET', '/v1/endpoints/:namespace/:name', ({ params }) => manager.getEndpoint(params.namespace!, params.name!))
-    .route('PATCH', '/v1/endpoints/:namespace/:name', ({ params, body: b }) =>
-      serial(() => manager.updateEndpoint(params.namespace!, params.name!, strings(body(b).labels, 'labels') ?? [])),
-    )
-    .route('DELETE', '/v1/endpoints/:namespace/:name', ({ params }) =>
-      serial(() => manager.deleteEndpoint(params.namespace!, params.name!)),
-    )
-    .route('GET', '/v1/identities', () => manager.listIdentities())
-    .route('GET', '/v1/ipcache', (): IpcacheRow[] =>
-      datapath.ipcache
-        .entries()
-        .map(([k, v]) => ({
-          prefix: ipcachePrefixOf(k),
-          identity: v.identity,
-          tunnelEndpoint: v.tunnel_endpoint ? String(v.tunnel_endpoint) : '',
-          encryptKey: v.encrypt_key,
-          flags: v.flags,
-        }))
-        .sort((a, b) => a.prefix.localeCompare(b.prefix, 'en', { numeric: true })),
-    )
-    .route('GET', '/v1/bpf/metrics', (): MetricsRow[] =>
-      datapath.metrics.entriesPerCpu().map(([k, perCpu]) => ({
-        endpoint: k.ep_id,
-        direction: k.direction === DIRECTION.INGRESS ? 'INGRESS' : 'EGRESS',
-        remoteIdentity: k.remote_identity,
-        reason: reasonNames[k.reason] ?? String(k.reason),
-        packets: Number(perCpu.reduce((s, v) => s + v.packets, 0n)),
-        bytes: Number(perCpu.reduce((s, v) => s + v.bytes, 0n)),
-      })),
-    );
+    });
+  registerEndpointRoutes(api, { manager, datapath, serial });
 
   const decoder = new FlowDecoder(flowContext(opts.nodeName, manager, realizer));
   const ring = new FlowRing(opts.flowCapacity, opts.nodeName, (ev) => decoder.materialize(ev));

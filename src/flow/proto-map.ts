@@ -27,22 +27,9 @@ export interface ProtoTimestamp {
   nanos?: number;
 }
 
-export interface ProtoPolicy {
-  name?: string;
-  namespace?: string;
-  labels?: string[];
-  revision?: number;
-  kind?: string;
-}
-
-export interface ProtoEndpoint {
-  ID?: number;
-  identity?: number;
-  cluster_name?: string;
-  namespace?: string;
-  labels?: string[];
-  pod_name?: string;
-}
+/** The same fields as our types (proto-loader keeps the proto field names), all optional. */
+export type ProtoPolicy = Partial<FlowPolicy>;
+export type ProtoEndpoint = FlowEndpoint;
 
 export interface ProtoFlow {
   time?: ProtoTimestamp;

@@ -1,0 +1,82 @@
+/* Agent API routes for namespaces, endpoints, identities and the raw ipcache and counters. */
+import { invalid } from '../errors.js';
+import type { Datapath } from '../datapath/datapath.js';
+import { ipcachePrefixOf } from '../datapath/ipcache.js';
+import { DIRECTION, reasonNames } from '../datapath/layouts.js';
+import type { EndpointManager } from '../endpoint/manager.js';
+import { parseEndpointRef } from '../endpoint/validate.js';
+import type { ApiServer } from './server.js';
+import type { IpcacheRow, MetricsRow } from './types.js';
+
+export interface EndpointRouteDeps {
+  manager: EndpointManager;
+  datapath: Datapath;
+  serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
+}
+
+const body = (b: unknown) => (b ?? {}) as Record<string, unknown>;
+
+function strings(v: unknown, field: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw invalid(`${field} must be a list of strings`);
+  return v as string[];
+}
+
+function optString(v: unknown, field: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw invalid(`${field} must be a string`);
+  return v;
+}
+
+export function registerEndpointRoutes(api: ApiServer, { manager, datapath, serial }: EndpointRouteDeps): void {
+  api
+    .route('GET', '/v1/namespaces', () => manager.listNamespaces())
+    .route('PUT', '/v1/namespaces/:name', ({ params, body: b }) =>
+      serial(() => manager.setNamespace(params.name!, strings(body(b).labels, 'labels'))),
+    )
+    .route('DELETE', '/v1/namespaces/:name', ({ params }) => serial(() => manager.deleteNamespace(params.name!)))
+    .route('GET', '/v1/endpoints', () => manager.listEndpoints())
+    .route('POST', '/v1/endpoints', ({ body: b }) => {
+      const r = body(b);
+      const ref = parseEndpointRef(`${optString(r.namespace, 'namespace') ?? ''}/${optString(r.name, 'name') ?? ''}`);
+      return serial(() =>
+        manager.addEndpoint({
+          ...ref,
+          labels: strings(r.labels, 'labels'),
+          ipv4: optString(r.ipv4, 'ipv4'),
+          ports: strings(r.ports, 'ports'),
+          netns: optString(r.netns, 'netns'),
+        }),
+      );
+    })
+    .route('GET', '/v1/endpoints/:namespace/:name', ({ params }) => manager.getEndpoint(params.namespace!, params.name!))
+    .route('PATCH', '/v1/endpoints/:namespace/:name', ({ params, body: b }) =>
+      serial(() => manager.updateEndpoint(params.namespace!, params.name!, strings(body(b).labels, 'labels') ?? [])),
+    )
+    .route('DELETE', '/v1/endpoints/:namespace/:name', ({ params }) =>
+      serial(() => manager.deleteEndpoint(params.namespace!, params.name!)),
+    )
+    .route('GET', '/v1/identities', () => manager.listIdentities())
+    .route('GET', '/v1/ipcache', (): IpcacheRow[] =>
+      datapath.ipcache
+        .entries()
+        .map(([k, v]) => ({
+          prefix: ipcachePrefixOf(k),
+          identity: v.identity,
+          tunnelEndpoint: v.tunnel_endpoint ? String(v.tunnel_endpoint) : '',
+          encryptKey: v.encrypt_key,
+          flags: v.flags,
+        }))
+        .sort((a, b) => a.prefix.localeCompare(b.prefix, 'en', { numeric: true })),
+    )
+    .route('GET', '/v1/bpf/metrics', (): MetricsRow[] =>
+      datapath.metrics.entriesPerCpu().map(([k, perCpu]) => ({
+        endpoint: k.ep_id,
+        direction: k.direction === DIRECTION.INGRESS ? 'INGRESS' : 'EGRESS',
+        remoteIdentity: k.remote_identity,
+        reason: reasonNames[k.reason] ?? String(k.reason),
+        packets: Number(perCpu.reduce((s, v) => s + v.packets, 0n)),
+        bytes: Number(perCpu.reduce((s, v) => s + v.bytes, 0n)),
+      })),
+    );
+}
