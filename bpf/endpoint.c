@@ -55,9 +55,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		struct policy_verdict v = policy_check(ep, remote_identity, dir, p.t.protocol, p.policy_port);
 		ev.rule_id = v.rule_id;
 		ev.match_type = v.match_type;
+		int audited = 0;
 		if (v.drop_reason) {
 			ev.subtype = v.drop_reason;
-			goto drop;
+			if (!(ep->flags & MB_EP_F_POLICY_AUDIT))
+				goto drop;
+			audited = 1; /* audit mode: report what would have been dropped, and pass */
 		}
 		if (state == CT_ESTABLISHED && ct) {
 			ct->policy_revision = ep->policy_revision;
@@ -70,8 +73,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			ct = NULL; /* a new connection: always traced */
 			if (v.enforced) {
 				ev.type = MB_EVENT_POLICY_VERDICT;
-				ev.verdict = MB_VERDICT_FORWARDED;
+				ev.verdict = audited ? MB_VERDICT_AUDIT : MB_VERDICT_FORWARDED;
 				emit_event(skb, ep, &p, &ev, now);
+				ev.subtype = 0;
 			}
 		}
 	}

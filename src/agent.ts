@@ -42,6 +42,8 @@ export interface AgentOptions {
   logLevel: string;
   enforcement: EnforcementMode;
   allowLocalhost: boolean;
+  /** Report policy drops as AUDIT flows and let the traffic through. */
+  auditMode: boolean;
   /** Flows kept in memory (Hubble's ring). */
   flowCapacity: number;
   aggregation: AggregationLevel;
@@ -114,7 +116,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const datapath = Datapath.load(opts.bpfObjectDir, opts.bpffsDir);
   log.info({ adoptedMaps: datapath.adoptedMaps }, 'datapath loaded');
   const repo = new PolicyRepository(store);
-  const realizer = new PolicyRealizer(repo, datapath, { cluster: opts.cluster, enforcement: opts.enforcement, allowLocalhost: opts.allowLocalhost }, log);
+  const realizer = new PolicyRealizer(repo, datapath, { cluster: opts.cluster, enforcement: opts.enforcement, allowLocalhost: opts.allowLocalhost, auditMode: opts.auditMode }, log);
   const manager = new EndpointManager(
     { nodeName: opts.nodeName, cluster: opts.cluster, ipam, nodeAddresses },
     store,

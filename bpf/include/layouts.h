@@ -43,6 +43,7 @@ struct endpoint_info {
 #define MB_EP_F_INGRESS_ENFORCED (1 << 0)
 #define MB_EP_F_EGRESS_ENFORCED (1 << 1)
 #define MB_EP_F_ALLOW_HOST_INGRESS (1 << 2)
+#define MB_EP_F_POLICY_AUDIT (1 << 3) /* policy drops are reported (verdict AUDIT) but let through */
 
 /* Policy of every endpoint in one LPM trie. The prefix always covers ep_id, identity and
  * direction (72 bits), then the protocol (8 bits; left out = any protocol) and the destination
@@ -145,6 +146,7 @@ struct flow_event {
 
 #define MB_VERDICT_FORWARDED 1
 #define MB_VERDICT_DROPPED 2
+#define MB_VERDICT_AUDIT 4
 
 #define MB_CT_NEW 0
 #define MB_CT_ESTABLISHED 1

@@ -63,6 +63,7 @@ program
       .default('default'),
   )
   .option('--no-allow-localhost', 'judge traffic from the node itself by policy too (by default the node always reaches its endpoints)')
+  .option('--policy-audit-mode', 'report what policy would drop (flows with verdict AUDIT) but let it through')
   .option('--flow-buffer-capacity <n>', 'flows kept in memory for observe (Hubble ring size)', '4095')
   .addOption(
     new Option('--monitor-aggregation <level>', 'datapath trace events: none (every packet), low, medium (per connection and TCP flag change), maximum')
@@ -91,6 +92,7 @@ program
       logLevel: o.logLevel!,
       enforcement: o.policyEnforcement as 'default' | 'always' | 'never',
       allowLocalhost: (o as unknown as { allowLocalhost: boolean }).allowLocalhost,
+      auditMode: (o as unknown as { policyAuditMode?: boolean }).policyAuditMode ?? false,
       flowCapacity: capacity,
       aggregation: o.monitorAggregation as 'none' | 'low' | 'medium' | 'maximum',
       hubbleAddress: o.hubbleAddress!,

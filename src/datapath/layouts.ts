@@ -35,7 +35,7 @@ export const endpointInfo = defineStruct('endpoint_info', [
 ] as const);
 
 /** endpoint_info.flags */
-export const EP_FLAGS = { INGRESS_ENFORCED: 1 << 0, EGRESS_ENFORCED: 1 << 1, ALLOW_HOST_INGRESS: 1 << 2 } as const;
+export const EP_FLAGS = { INGRESS_ENFORCED: 1 << 0, EGRESS_ENFORCED: 1 << 1, ALLOW_HOST_INGRESS: 1 << 2, POLICY_AUDIT: 1 << 3 } as const;
 
 export const POLICY_PREFIX_FIXED = 72;
 export const POLICY_PREFIX_FULL = 96;

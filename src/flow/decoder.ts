@@ -62,6 +62,9 @@ export interface CapturedEvent {
 }
 
 const O = offsetsOf(flowEvent);
+/** Hubble's Verdict enum by number (the datapath uses the same numbers). */
+const VERDICTS: Record<number, Flow['verdict']> = { 1: 'FORWARDED', 2: 'DROPPED', 4: 'AUDIT' };
+
 const OCTET = Array.from({ length: 256 }, (_, i) => String(i));
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
@@ -190,11 +193,11 @@ export class FlowDecoder {
     if (type === EVENT_TYPE.POLICY_VERDICT || type === EVENT_TYPE.DROP) {
       const ruleId = b.readUInt32LE(o + O.rule_id);
       const subtype = c.subtype;
-      if (ruleId && (type === EVENT_TYPE.POLICY_VERDICT || subtype === 181)) {
+      if (subtype === 133) {
+        c.policies = this.ctx.defaultDenyPolicies(c.epId, direction === DIRECTION.INGRESS ? 'ingress' : 'egress');
+      } else if (ruleId) {
         const origin = this.ctx.rulePolicy(ruleId);
         if (origin) c.policies = [origin];
-      } else if (subtype === 133) {
-        c.policies = this.ctx.defaultDenyPolicies(c.epId, direction === DIRECTION.INGRESS ? 'ingress' : 'egress');
       }
     }
     return c;
@@ -214,7 +217,7 @@ export class FlowDecoder {
     const flow: Flow = {
       time: rfc3339Nano(this.epochNs + ((BigInt(ev.tsHi) << 32n) | BigInt(ev.tsLo))),
       uuid: `${this.uuidPrefix}-${seqHex.slice(-12)}`,
-      verdict: ev.verdict === 2 ? 'DROPPED' : 'FORWARDED',
+      verdict: VERDICTS[ev.verdict] ?? 'VERDICT_UNKNOWN',
       ethernet: { source: macString(ev.srcMacHi, ev.srcMacLo), destination: macString(ev.dstMacHi, ev.dstMacLo) },
       IP: { source: ipString(ev.saddr), destination: ipString(ev.daddr), ipVersion: 'IPv4' },
       ...(l4 ? { l4 } : {}),
@@ -238,11 +241,12 @@ export class FlowDecoder {
     }
     if (ev.type === EVENT_TYPE.POLICY_VERDICT || ev.type === EVENT_TYPE.DROP) {
       if (ev.matchType) flow.policy_match_type = ev.matchType;
+      // The subtype says why a packet was (or, in audit mode, would have been) dropped.
       const policies = ev.policies?.map(flowPolicy);
       if (policies?.length) {
-        if (ev.type === EVENT_TYPE.POLICY_VERDICT) flow[`${direction}_allowed_by`] = policies;
-        else if (ev.subtype === 181) flow[`${direction}_denied_by`] = policies;
+        if (ev.subtype === 181) flow[`${direction}_denied_by`] = policies;
         else if (ev.subtype === 133) flow.default_deny_by = policies;
+        else flow[`${direction}_allowed_by`] = policies;
       }
     }
     ev.flow = flow;

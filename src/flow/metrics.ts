@@ -89,7 +89,7 @@ export class Metrics {
       const protocol = PROTO_NAMES[(key >>> 20) & 0xf]!;
       const direction = (key >>> 24) & 0x3;
       const match = (key >>> 26) & 0x7;
-      const verdictName = verdict === 2 ? 'DROPPED' : 'FORWARDED';
+      const verdictName = verdict === 2 ? 'DROPPED' : verdict === 4 ? 'AUDIT' : 'FORWARDED';
       const kind =
         type === EVENT_TYPE.DROP
           ? { type: 'Drop', subtype: '' }
@@ -100,7 +100,7 @@ export class Metrics {
       if (type === EVENT_TYPE.DROP) this.drops.inc({ reason: DROP_REASONS[subtype] ?? `DROP_REASON_${subtype}`, protocol }, n);
       if (type === EVENT_TYPE.POLICY_VERDICT || (type === EVENT_TYPE.DROP && (subtype === 133 || subtype === 181))) {
         this.verdicts.inc(
-          { direction: direction === DIRECTION.INGRESS ? 'ingress' : 'egress', match: MATCH[match] ?? 'none', action: verdict === 2 ? 'dropped' : 'forwarded' },
+          { direction: direction === DIRECTION.INGRESS ? 'ingress' : 'egress', match: MATCH[match] ?? 'none', action: verdict === 2 ? 'dropped' : verdict === 4 ? 'audit' : 'forwarded' },
           n,
         );
       }

@@ -31,7 +31,7 @@ export class PolicyRealizer {
   constructor(
     private readonly repo: PolicyRepository,
     private readonly datapath: Datapath,
-    private readonly opts: { cluster: string; enforcement: EnforcementMode; allowLocalhost: boolean },
+    private readonly opts: { cluster: string; enforcement: EnforcementMode; allowLocalhost: boolean; auditMode: boolean },
     private readonly log: Logger,
   ) {
     // Continue the revisions an earlier agent left in the maps, so a restart rewrites nothing.
@@ -65,7 +65,7 @@ export class PolicyRealizer {
       result.entriesWritten += stats.written;
       result.entriesDeleted += stats.deleted;
       const prev = this.state(ep.id);
-      const flags = flagsOf(policy, this.opts.allowLocalhost);
+      const flags = flagsOf(policy, this.opts);
       const entriesChanged = stats.written + stats.deleted > 0;
       if (entriesChanged || flags !== prev.flags || !this.states.has(ep.id)) {
         this.states.set(ep.id, { flags, revision: entriesChanged || flags !== prev.flags ? prev.revision + 1 : prev.revision });
@@ -109,11 +109,12 @@ export class PolicyRealizer {
   }
 }
 
-function flagsOf(p: EndpointPolicy, allowLocalhost: boolean): number {
+function flagsOf(p: EndpointPolicy, opts: { allowLocalhost: boolean; auditMode: boolean }): number {
   return (
     (p.ingressEnforced ? EP_FLAGS.INGRESS_ENFORCED : 0) |
     (p.egressEnforced ? EP_FLAGS.EGRESS_ENFORCED : 0) |
-    (allowLocalhost ? EP_FLAGS.ALLOW_HOST_INGRESS : 0)
+    (opts.allowLocalhost ? EP_FLAGS.ALLOW_HOST_INGRESS : 0) |
+    (opts.auditMode ? EP_FLAGS.POLICY_AUDIT : 0)
   );
 }
 

@@ -224,3 +224,30 @@ describe('flow stress', () => {
     }
   });
 });
+
+describe('policy audit mode', () => {
+  it('lets denied traffic through and reports it as AUDIT flows naming the policy', async () => {
+    const node = await TestNode.create({ podCidr: '10.232.0.0/24', extraAgentArgs: ['--policy-audit-mode'] });
+    try {
+      await node.api.setNamespace('app');
+      const web = await node.api.addEndpoint({ namespace: 'app', name: 'web', labels: ['role=web'] });
+      const stranger = await node.api.addEndpoint({ namespace: 'app', name: 'stranger', labels: ['role=stranger'] });
+      const banned = await node.api.addEndpoint({ namespace: 'app', name: 'banned', labels: ['role=banned'] });
+      await node.echoServer(web.netns, 80);
+      await node.api.importPolicies([{ name: 'p.yaml', content: policy }]);
+      assert.ok(await node.probe(stranger.netns, 'tcp', web.ipv4, 80), 'default deny is only audited');
+      assert.ok(await node.probe(banned.netns, 'tcp', web.ipv4, 80), 'the deny rule is only audited');
+      const r = await node.cli('observe', '--all', '-o', 'json', '--verdict', 'AUDIT');
+      const flows = r.stdout.trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { flow: Flow }).flow);
+      const fromStranger = flows.find((f) => f.source?.pod_name === 'stranger');
+      const fromBanned = flows.find((f) => f.source?.pod_name === 'banned');
+      assert.deepEqual(fromStranger?.default_deny_by?.map((p) => p.name), ['web-from-client']);
+      assert.deepEqual(fromBanned?.ingress_denied_by?.map((p) => p.name), ['web-from-client']);
+      const none = await node.cli('observe', '--all', '-o', 'json', '--verdict', 'DROPPED');
+      assert.equal(none.stdout.trim(), '', 'nothing was dropped');
+      assert.match(await node.api.metricsText(), /hubble_policy_verdicts_total\{direction="ingress",match="none",action="audit"\} 1/);
+    } finally {
+      await node.cleanup();
+    }
+  });
+});
