@@ -18,30 +18,23 @@
 #include "include/policy.h"
 #include "include/events.h"
 
-static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+/* Connection tracking, policy, counters and events for one endpoint direction. Returns
+ * TC_ACT_OK to let the packet go on, TC_ACT_SHOT when it was dropped (and reported). */
+static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep, __u8 dir, struct packet *p,
+				 __u32 remote_identity, __u64 now)
 {
-	__u32 ifindex = skb->ifindex;
-	struct endpoint_info *ep = bpf_map_lookup_elem(&mb_endpoints, &ifindex);
-	if (!ep)
-		return TC_ACT_OK; /* not ours yet (being set up or torn down) */
-	struct packet p = {};
-	if (parse_packet(skb, &p) < 0)
-		return TC_ACT_OK; /* ARP and friends */
-
-	__u32 remote_identity = ipcache_identity4(dir == MB_DIR_EGRESS ? p.t.daddr : p.t.saddr);
 	struct event_info ev = {
 		.direction = dir,
 		.src_identity = dir == MB_DIR_EGRESS ? ep->identity : remote_identity,
 		.dst_identity = dir == MB_DIR_EGRESS ? remote_identity : ep->identity,
 	};
-	__u64 now = bpf_ktime_get_ns();
-	if (dir == MB_DIR_EGRESS && p.t.saddr != ep->ipv4) {
+	if (dir == MB_DIR_EGRESS && p->t.saddr != ep->ipv4) {
 		ev.subtype = MB_DROP_INVALID_SOURCE_IP;
 		goto drop;
 	}
 
 	struct ct_value *ct = NULL;
-	enum ct_state state = ct_lookup(&p, dir, now, &ct);
+	enum ct_state state = ct_lookup(p, dir, now, &ct);
 	ev.ct_state = state;
 	int is_reply = state == CT_REPLY || state == CT_RELATED;
 	if (is_reply)
@@ -49,10 +42,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 
 	if (is_reply || (state == CT_ESTABLISHED && ct && ct->policy_revision == ep->policy_revision)) {
 		if (ct)
-			ct_touch(ct, &p, now);
+			ct_touch(ct, p, now);
 	} else {
 		/* New, or established but the endpoint's policy changed since it was judged. */
-		struct policy_verdict v = policy_check(ep, remote_identity, dir, p.t.protocol, p.policy_port);
+		struct policy_verdict v = policy_check(ep, remote_identity, dir, p->t.protocol, p->policy_port);
 		ev.rule_id = v.rule_id;
 		ev.match_type = v.match_type;
 		int audited = 0;
@@ -64,9 +57,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		}
 		if (state == CT_ESTABLISHED && ct) {
 			ct->policy_revision = ep->policy_revision;
-			ct_touch(ct, &p, now);
+			ct_touch(ct, p, now);
 		} else {
-			if (ct_create(&p, dir, now, ep->ep_id, remote_identity, ep->policy_revision) < 0) {
+			if (ct_create(p, dir, now, ep->ep_id, remote_identity, ep->policy_revision) < 0) {
 				ev.subtype = MB_DROP_CT_INSERT;
 				goto drop;
 			}
@@ -74,38 +67,85 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			if (v.enforced) {
 				ev.type = MB_EVENT_POLICY_VERDICT;
 				ev.verdict = audited ? MB_VERDICT_AUDIT : MB_VERDICT_FORWARDED;
-				emit_event(skb, ep, &p, &ev, now);
+				emit_event(skb, ep, p, &ev, now);
 				ev.subtype = 0;
 			}
 		}
 	}
-	metrics_count(ep->ep_id, remote_identity, dir, MB_REASON_FORWARDED, p.len);
-	if (trace_wanted(datapath_config(), ct, is_reply, p.tcp_flags, now)) {
+	metrics_count(ep->ep_id, remote_identity, dir, MB_REASON_FORWARDED, p->len);
+	if (trace_wanted(datapath_config(), ct, is_reply, p->tcp_flags, now)) {
 		ev.type = MB_EVENT_TRACE;
 		ev.subtype = dir == MB_DIR_EGRESS ? MB_TRACE_FROM_ENDPOINT : MB_TRACE_TO_ENDPOINT;
 		ev.verdict = MB_VERDICT_FORWARDED;
-		emit_event(skb, ep, &p, &ev, now);
+		emit_event(skb, ep, p, &ev, now);
 	}
-	return TC_ACT_OK; /* routed by the node towards the destination's interface */
+	return TC_ACT_OK;
 
 drop:
-	metrics_count(ep->ep_id, remote_identity, dir, ev.subtype, p.len);
+	metrics_count(ep->ep_id, remote_identity, dir, ev.subtype, p->len);
 	ev.type = MB_EVENT_DROP;
 	ev.verdict = MB_VERDICT_DROPPED;
-	emit_event(skb, ep, &p, &ev, now);
+	emit_event(skb, ep, p, &ev, now);
 	return TC_ACT_SHOT;
+}
+
+/* Fast path to a local endpoint: its ingress is judged here (its to_endpoint program will not
+ * see the packet), then the packet is routed by hand — TTL, MACs — and handed straight to the
+ * workload's interface with bpf_redirect_peer, skipping the node's routing stack. Anything that
+ * does not fit (TTL about to expire, no such endpoint) takes the routed path. */
+static __always_inline int deliver_local(struct __sk_buff *skb, struct endpoint_info *src, struct packet *p, __u64 now)
+{
+	struct datapath_config *cfg = datapath_config();
+	if (!cfg || !cfg->fast_path || p->icmp_error)
+		return TC_ACT_OK;
+	__u32 daddr = p->t.daddr;
+	struct endpoint_info *dst = bpf_map_lookup_elem(&mb_lxc, &daddr);
+	if (!dst)
+		return TC_ACT_OK;
+	__u8 ttl;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, &ttl, 1) < 0 || ttl <= 1)
+		return TC_ACT_OK; /* the stack sends the ICMP time exceeded */
+	int rc = judge(skb, dst, MB_DIR_INGRESS, p, src->identity, now);
+	if (rc != TC_ACT_OK)
+		return rc;
+	__u16 old_word = bpf_htons(((__u16)ttl << 8) | p->t.protocol);
+	__u16 new_word = bpf_htons(((__u16)(ttl - 1) << 8) | p->t.protocol);
+	__u8 new_ttl = ttl - 1;
+	if (bpf_l3_csum_replace(skb, ETH_HLEN + 10, old_word, new_word, 2) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + 8, &new_ttl, 1, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, 0, dst->mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, dst->node_mac, 6, 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect_peer(dst->ifindex, 0);
 }
 
 SEC("tc")
 int from_endpoint(struct __sk_buff *skb)
 {
-	return handle(skb, MB_DIR_EGRESS);
+	__u32 ifindex = skb->ifindex;
+	struct endpoint_info *ep = bpf_map_lookup_elem(&mb_endpoints, &ifindex);
+	if (!ep)
+		return TC_ACT_OK; /* not ours yet (being set up or torn down) */
+	struct packet p = {};
+	if (parse_packet(skb, &p) < 0)
+		return TC_ACT_OK; /* ARP and friends */
+	__u64 now = bpf_ktime_get_ns();
+	int rc = judge(skb, ep, MB_DIR_EGRESS, &p, ipcache_identity4(p.t.daddr), now);
+	if (rc != TC_ACT_OK)
+		return rc;
+	return deliver_local(skb, ep, &p, now);
 }
 
 SEC("tc")
 int to_endpoint(struct __sk_buff *skb)
 {
-	return handle(skb, MB_DIR_INGRESS);
+	__u32 ifindex = skb->ifindex;
+	struct endpoint_info *ep = bpf_map_lookup_elem(&mb_endpoints, &ifindex);
+	if (!ep)
+		return TC_ACT_OK;
+	struct packet p = {};
+	if (parse_packet(skb, &p) < 0)
+		return TC_ACT_OK;
+	return judge(skb, ep, MB_DIR_INGRESS, &p, ipcache_identity4(p.t.saddr), bpf_ktime_get_ns());
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -44,6 +44,8 @@ export interface AgentOptions {
   allowLocalhost: boolean;
   /** Report policy drops as AUDIT flows and let the traffic through. */
   auditMode: boolean;
+  /** Deliver to local endpoints with bpf_redirect_peer instead of the node's routing. */
+  fastPath: boolean;
   /** Flows kept in memory (Hubble's ring). */
   flowCapacity: number;
   aggregation: AggregationLevel;
@@ -164,7 +166,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     lostEvents: () => ring.lostEvents,
   });
   const monitor = new FlowMonitor(datapath, ring, metrics, decoder, log);
-  monitor.configure(opts.aggregation);
+  monitor.configure(opts.aggregation, opts.fastPath);
   monitor.start();
   registerPolicyRoutes(api, { repo, realizer, manager, datapath, serial, metrics });
   registerFlowRoutes(api, ring, metrics);

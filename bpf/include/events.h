@@ -51,7 +51,7 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct endpo
 	ev->protocol = p->t.protocol;
 	ev->match_type = info->match_type;
 	ev->ep_id = ep->ep_id;
-	ev->ifindex = skb->ifindex;
+	ev->ifindex = ep->ifindex; /* the endpoint's interface, also when the fast path judges for the destination */
 	ev->src_identity = info->src_identity;
 	ev->dst_identity = info->dst_identity;
 	ev->rule_id = info->rule_id;

@@ -27,9 +27,10 @@ struct ipcache_value {
 	__u16 pad;
 };
 
-/* One entry per local endpoint, keyed by the ifindex of its host-side interface, so one
- * compiled program serves every endpoint. policy_revision changes whenever the endpoint's
- * policy entries change, which makes established connections be judged again. */
+/* One entry per local endpoint, keyed by the ifindex of its host-side interface (mb_endpoints:
+ * one compiled program serves every endpoint) and by its address (mb_lxc: the fast path finds
+ * the destination). policy_revision changes whenever the endpoint's policy entries change, which
+ * makes established connections be judged again. */
 struct endpoint_info {
 	__u32 ep_id;
 	__u32 identity;
@@ -38,6 +39,7 @@ struct endpoint_info {
 	__u8 mac[6];      /* workload-side interface */
 	__u8 node_mac[6]; /* host-side interface */
 	__u32 policy_revision;
+	__u32 ifindex;    /* host-side interface */
 };
 
 #define MB_EP_F_INGRESS_ENFORCED (1 << 0)
@@ -101,6 +103,7 @@ struct ct_value {
 struct datapath_config {
 	__u32 aggregation;     /* MB_AGG_* */
 	__u32 report_interval; /* seconds between traces of an active connection at medium */
+	__u32 fast_path;       /* deliver to local endpoints with bpf_redirect_peer */
 };
 
 #define MB_AGG_NONE 0

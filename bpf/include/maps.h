@@ -20,6 +20,14 @@ struct {
 	__type(value, struct endpoint_info);
 } mb_endpoints SEC(".maps");
 
+/* Local endpoints by IPv4 address (network order): the same values as mb_endpoints. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65535);
+	__type(key, __u32);
+	__type(value, struct endpoint_info);
+} mb_lxc SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, 65536);

@@ -63,6 +63,7 @@ program
       .default('default'),
   )
   .option('--no-allow-localhost', 'judge traffic from the node itself by policy too (by default the node always reaches its endpoints)')
+  .option('--no-fast-path', "route endpoint-to-endpoint traffic through the node's stack instead of bpf_redirect_peer")
   .option('--policy-audit-mode', 'report what policy would drop (flows with verdict AUDIT) but let it through')
   .option('--flow-buffer-capacity <n>', 'flows kept in memory for observe (Hubble ring size)', '4095')
   .addOption(
@@ -93,6 +94,7 @@ program
       enforcement: o.policyEnforcement as 'default' | 'always' | 'never',
       allowLocalhost: (o as unknown as { allowLocalhost: boolean }).allowLocalhost,
       auditMode: (o as unknown as { policyAuditMode?: boolean }).policyAuditMode ?? false,
+      fastPath: (o as unknown as { fastPath: boolean }).fastPath,
       flowCapacity: capacity,
       aggregation: o.monitorAggregation as 'none' | 'low' | 'medium' | 'maximum',
       hubbleAddress: o.hubbleAddress!,

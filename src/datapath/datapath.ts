@@ -15,6 +15,7 @@ import {
   endpointInfo,
   endpointKey,
   ipcacheKey,
+  lxcKey,
   ipcacheValue,
   MAPS,
   metricsKey,
@@ -138,18 +139,24 @@ type StructEntry<K, V> = [Partial<StructValue<K>>, Partial<StructValue<V>>];
 export interface DesiredDatapath {
   ipcache: StructEntry<typeof ipcacheKey, typeof ipcacheValue>[];
   endpoints: StructEntry<typeof endpointKey, typeof endpointInfo>[];
+  lxc: StructEntry<typeof lxcKey, typeof endpointInfo>[];
 }
 
 export type PolicyMapEntry = StructEntry<typeof policyKey, typeof policyValue>;
 
 export interface DatapathChange {
   upsert: DesiredDatapath;
-  remove: { ipcache: Partial<StructValue<typeof ipcacheKey>>[]; endpoints: Partial<StructValue<typeof endpointKey>>[] };
+  remove: {
+    ipcache: Partial<StructValue<typeof ipcacheKey>>[];
+    endpoints: Partial<StructValue<typeof endpointKey>>[];
+    lxc: Partial<StructValue<typeof lxcKey>>[];
+  };
 }
 
 export class Datapath {
   readonly ipcache;
   readonly endpoints;
+  readonly lxc;
   readonly metrics;
   readonly policy;
   readonly ct;
@@ -158,6 +165,7 @@ export class Datapath {
   private readonly eventsLostMap: BpfMap;
   private readonly ipcacheMirror;
   private readonly endpointsMirror;
+  private readonly lxcMirror;
   private readonly policyMirror;
   private readonly linkDir: string;
 
@@ -167,6 +175,7 @@ export class Datapath {
   ) {
     this.ipcache = new TypedMap(obj.map(MAPS.ipcache), ipcacheKey, ipcacheValue);
     this.endpoints = new TypedMap(obj.map(MAPS.endpoints), endpointKey, endpointInfo);
+    this.lxc = new TypedMap(obj.map(MAPS.lxc), lxcKey, endpointInfo);
     this.metrics = new TypedMap(obj.map(MAPS.metrics), metricsKey, metricsValue);
     this.policy = new TypedMap(obj.map(MAPS.policy), policyKey, policyValue);
     this.ct = new TypedMap(obj.map(MAPS.ct), ctKey, ctValue);
@@ -176,6 +185,7 @@ export class Datapath {
     this.policyMirror = new MapMirror(this.policy, (key) => key.readUInt32LE(4)); // grouped by ep_id
     this.ipcacheMirror = new MapMirror(this.ipcache);
     this.endpointsMirror = new MapMirror(this.endpoints);
+    this.lxcMirror = new MapMirror(this.lxc);
     this.linkDir = path.join(bpffsDir, 'links');
     fs.mkdirSync(this.linkDir, { recursive: true });
   }
@@ -237,13 +247,19 @@ export class Datapath {
   /** Makes the maps equal to `desired` (after a restart: everything else is stale). */
   sync(desired: DesiredDatapath): SyncStats {
     // Endpoints first: a new endpoint's interface is known before its address resolves to it.
-    return addStats(this.endpointsMirror.sync(desired.endpoints), this.ipcacheMirror.sync(desired.ipcache));
+    return addStats(
+      addStats(this.endpointsMirror.sync(desired.endpoints), this.lxcMirror.sync(desired.lxc)),
+      this.ipcacheMirror.sync(desired.ipcache),
+    );
   }
 
   /** Applies one change; cost depends on the size of the change, not of the state. */
   update(change: DatapathChange): SyncStats {
     return addStats(
-      this.endpointsMirror.update(change.upsert.endpoints, change.remove.endpoints),
+      addStats(
+        this.endpointsMirror.update(change.upsert.endpoints, change.remove.endpoints),
+        this.lxcMirror.update(change.upsert.lxc, change.remove.lxc),
+      ),
       this.ipcacheMirror.update(change.upsert.ipcache, change.remove.ipcache),
     );
   }
@@ -277,6 +293,7 @@ export class Datapath {
     const rows: [BpfMap, number][] = [
       [this.ipcache.raw, this.ipcacheMirror.size],
       [this.endpoints.raw, this.endpointsMirror.size],
+      [this.lxc.raw, this.lxcMirror.size],
       [this.policy.raw, this.policyMirror.size],
       [this.ct.raw, this.ct.raw.count()],
       [this.metrics.raw, this.metrics.raw.count()],

@@ -32,7 +32,11 @@ export const endpointInfo = defineStruct('endpoint_info', [
   ['mac', 'mac'],
   ['node_mac', 'mac'],
   ['policy_revision', 'u32'],
+  ['ifindex', 'u32'],
 ] as const);
+
+/** mb_lxc: local endpoints by address. */
+export const lxcKey = defineStruct('lxc_key', [['ipv4', 'ipv4']] as const);
 
 /** endpoint_info.flags */
 export const EP_FLAGS = { INGRESS_ENFORCED: 1 << 0, EGRESS_ENFORCED: 1 << 1, ALLOW_HOST_INGRESS: 1 << 2, POLICY_AUDIT: 1 << 3 } as const;
@@ -89,6 +93,7 @@ export const configKey = defineStruct('config_key', [['index', 'u32']] as const)
 export const datapathConfig = defineStruct('datapath_config', [
   ['aggregation', 'u32'],
   ['report_interval', 'u32'],
+  ['fast_path', 'u32'],
 ] as const);
 
 /** Monitor aggregation levels (Cilium's numbers). */
@@ -164,6 +169,7 @@ export const reasonNames: Record<number, string> = Object.fromEntries(Object.ent
 export const MAPS = {
   ipcache: 'mb_ipcache',
   endpoints: 'mb_endpoints',
+  lxc: 'mb_lxc',
   metrics: 'mb_metrics',
   policy: 'mb_policy',
   ct: 'mb_ct',

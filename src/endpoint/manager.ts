@@ -46,6 +46,12 @@ const K = {
   identityCursor: 'meta/identity-cursor',
 };
 
+function appendEntries(into: DesiredDatapath, from: DesiredDatapath): void {
+  into.ipcache.push(...from.ipcache);
+  into.endpoints.push(...from.endpoints);
+  into.lxc.push(...from.lxc);
+}
+
 export class EndpointManager {
   private readonly endpoints = new Map<number, Endpoint>();
   private readonly namespaces = new Map<string, Record<string, string>>();
@@ -307,29 +313,21 @@ export class EndpointManager {
         ...[...this.realizedCidrs].map(([prefix, identity]): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(prefix), { identity }]),
       ],
       endpoints: [],
+      lxc: [],
     };
-    for (const ep of this.endpoints.values()) {
-      const own = this.entriesOf(ep);
-      desired.ipcache.push(...own.ipcache);
-      desired.endpoints.push(...own.endpoints);
-    }
+    for (const ep of this.endpoints.values()) appendEntries(desired, this.entriesOf(ep));
     return desired;
   }
 
   /** The map entries one endpoint owns. */
   private entriesOf(ep: Endpoint): DesiredDatapath {
     const { flags, revision } = this.policy.state(ep.id);
+    const info = { ep_id: ep.id, identity: ep.identity, ipv4: ep.ipv4, flags, mac: ep.mac, node_mac: ep.hostMac, policy_revision: revision, ifindex: ep.ifindex };
+    const ready = ep.ifindex > 0;
     return {
       ipcache: [[ipcacheKeyFor(`${ep.ipv4}/32`), { identity: ep.identity }]],
-      endpoints:
-        ep.ifindex > 0
-          ? [
-              [
-                { ifindex: ep.ifindex },
-                { ep_id: ep.id, identity: ep.identity, ipv4: ep.ipv4, flags, mac: ep.mac, node_mac: ep.hostMac, policy_revision: revision },
-              ],
-            ]
-          : [],
+      endpoints: ready ? [[{ ifindex: ep.ifindex }, info]] : [],
+      lxc: ready ? [[{ ipv4: ep.ipv4 }, info]] : [],
     };
   }
 
@@ -371,12 +369,8 @@ export class EndpointManager {
       const ep = this.endpoints.get(id);
       if (ep) touched.set(id, ep);
     }
-    const upsert: DesiredDatapath = { ipcache: [], endpoints: [] };
-    for (const ep of touched.values()) {
-      const own = this.entriesOf(ep);
-      upsert.ipcache.push(...own.ipcache);
-      upsert.endpoints.push(...own.endpoints);
-    }
+    const upsert: DesiredDatapath = { ipcache: [], endpoints: [], lxc: [] };
+    for (const ep of touched.values()) appendEntries(upsert, this.entriesOf(ep));
     const cidrs = this.policyCidrs();
     const owned = this.ownedPrefixes();
     for (const [prefix, identity] of cidrs) {
@@ -388,6 +382,7 @@ export class EndpointManager {
         ...[...this.realizedCidrs.keys()].filter((p) => !cidrs.has(p) && !owned.has(p)).map((p) => ipcacheKeyFor(p)),
       ],
       endpoints: removed.filter((ep) => ep.ifindex > 0).map((ep) => ({ ifindex: ep.ifindex })),
+      lxc: removed.map((ep) => ({ ipv4: ep.ipv4 })),
     };
     this.realizedCidrs = new Map(cidrs);
     this.recordSync(reason, this.datapath.update({ upsert, remove }));

@@ -23,9 +23,9 @@ export class FlowMonitor {
     this.reader = new RingBufferReader(datapath.events.fd, (data, offset, length) => this.onRecord(data, offset, length));
   }
 
-  /** Writes the aggregation level the programs read on every packet. */
-  configure(level: AggregationLevel, reportIntervalSeconds = 5): void {
-    this.datapath.config.set({ index: 0 }, { aggregation: AGGREGATION[level], report_interval: reportIntervalSeconds });
+  /** Writes the settings the programs read on every packet. */
+  configure(level: AggregationLevel, fastPath: boolean, reportIntervalSeconds = 5): void {
+    this.datapath.config.set({ index: 0 }, { aggregation: AGGREGATION[level], report_interval: reportIntervalSeconds, fast_path: fastPath ? 1 : 0 });
   }
 
   private onRecord(data: Buffer, offset: number, length: number): void {

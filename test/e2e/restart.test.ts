@@ -87,8 +87,8 @@ describe('agent restart', () => {
     await run('ip', ['netns', 'delete', b.netns]);
     await node.startAgent();
     const status = await node.api.status();
-    // a's ipcache entry, plus b's endpoint map entry under its new interface index.
-    assert.equal(status.lastSync.written, 2, JSON.stringify(status.lastSync));
+    // a's ipcache entry, plus b's entries under its new interface index (by ifindex and by address).
+    assert.equal(status.lastSync.written, 3, JSON.stringify(status.lastSync));
     assert.equal(status.lastSync.deleted, 1, 'the stale endpoint entry of the old interface');
     const newB = await node.api.getEndpoint('default', 'b');
     assert.equal(newB.state, 'ready');
