@@ -3,11 +3,13 @@
  * is the gateway, resolved by a permanent neighbour entry so no ARP round trip delays the first
  * packet; outside, a /32 route per endpoint overrides the node's unreachable pod-CIDR route. */
 import type { Netlink } from '../kernel/netlink.js';
-import { ifindexOf } from '../kernel/netns.js';
+import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
 
 export const WORKLOAD_IFNAME = 'eth0';
 
 export interface Plumbing {
+  /** The namespace playing the node; the caller's own when absent (the agent's case). */
+  nodeNetns?: string;
   ipv4: string;
   netns: string;
   netnsOwned: boolean;
@@ -25,18 +27,26 @@ export interface Plumbing {
  * no workload packet ever passes unprogrammed.
  */
 export async function plumb(nl: Netlink, p: Plumbing, onHostInterface: (ifindex: number) => Promise<void>): Promise<number> {
-  const createNetns = !nl.netnsExists(p.netns);
+  let createNetns = !nl.netnsExists(p.netns);
   if (createNetns && !p.netnsOwned) {
     throw new Error(`network namespace ${p.netns} does not exist: create it with 'ip netns add ${p.netns}'`);
   }
-  await nl.apply([
-    ...(createNetns ? [{ op: 'add-netns' as const, name: p.netns }] : []),
-    { op: 'veth', name: p.interface, mac: p.hostMac, peer: WORKLOAD_IFNAME, peerMac: p.mac, peerNetns: p.netns },
-    { op: 'up', name: p.interface },
-    { op: 'route', dst: `${p.ipv4}/32`, dev: p.interface, scope: 'link' },
-    { op: 'neighbour', ip: p.ipv4, mac: p.mac, dev: p.interface },
-  ]);
-  const ifindex = ifindexOf(p.interface);
+  if (createNetns && p.nodeNetns) {
+    // `ip -n` runs in a private mount namespace, where `netns add` could not publish the name.
+    await nl.addNetns(p.netns);
+    createNetns = false;
+  }
+  await nl.apply(
+    [
+      ...(createNetns ? [{ op: 'add-netns' as const, name: p.netns }] : []),
+      { op: 'veth', name: p.interface, mac: p.hostMac, peer: WORKLOAD_IFNAME, peerMac: p.mac, peerNetns: p.netns },
+      { op: 'up', name: p.interface },
+      { op: 'route', dst: `${p.ipv4}/32`, dev: p.interface, scope: 'link' },
+      { op: 'neighbour', ip: p.ipv4, mac: p.mac, dev: p.interface },
+    ],
+    p.nodeNetns,
+  );
+  const ifindex = p.nodeNetns ? withNetns(netnsPath(p.nodeNetns), () => ifindexOf(p.interface)) : ifindexOf(p.interface);
   if (!ifindex) throw new Error(`interface ${p.interface} vanished right after it was created`);
   const inside = () =>
     nl.apply(

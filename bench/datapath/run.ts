@@ -1,0 +1,318 @@
+/* bench/datapath: the cost of Membrane's datapath against the same two workloads with no
+ * program at all (plain routed veths, built with the same plumbing) and against the same policy
+ * written as nftables rules, measured in the same run: TCP stream (iperf3), 64-byte UDP
+ * packets/s with 1, 1,000 and 10,000 identities/rules (sockperf), request/response latency
+ * (sockperf ping-pong over TCP), connection rate, and the per-packet run time of each program
+ * (kernel.bpf_stats_enabled). Every topology lives in namespaces this run creates.
+ * Usage: node --import tsx bench/datapath/run.ts [--rounds N] [--seconds S] [--quick] [--json FILE] */
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { randomMac, plumb, type Plumbing } from '../../src/endpoint/plumbing.js';
+import { IprouteNetlink } from '../../src/kernel/netlink.js';
+import { TestNode, repoRoot, run, waitForLine } from '../../test/harness/node.js';
+
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '3' },
+    quick: { type: 'boolean', default: false },
+    json: { type: 'string' },
+  },
+});
+const QUICK = args.quick;
+const ROUNDS = QUICK ? 1 : Number(args.rounds);
+const SECONDS = QUICK ? 1 : Number(args.seconds);
+const IDENTITY_COUNTS = QUICK ? [1] : [1, 1000, 10000];
+const NFT_COUNTS = QUICK ? [1] : [1, 100, 1000];
+
+const PORT = { iperf: 5201, udp: 9000, rr: 9001, crr: 9002 } as const;
+const nl = new IprouteNetlink();
+
+interface Pair {
+  name: string;
+  client: { netns: string; ip: string };
+  server: { netns: string; ip: string };
+  nodeNetns: string;
+}
+
+/** Two workloads joined by a node namespace with no program: the baseline (and the nftables host). */
+async function plainPair(prefix: string, subnet: string): Promise<Pair & { cleanup(): Promise<void> }> {
+  const nodeNetns = `${prefix}-node`;
+  await nl.addNetns(nodeNetns);
+  const router = `${subnet}.1`;
+  await run('ip', ['netns', 'exec', nodeNetns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  await nl.apply(
+    [
+      { op: 'up', name: 'lo' },
+      { op: 'address', dev: 'lo', cidr: `${router}/32` },
+      { op: 'route', dst: `${subnet}.0/24`, unreachable: true },
+    ],
+    nodeNetns,
+  );
+  const side = async (name: string, ip: string) => {
+    const p: Plumbing = { nodeNetns, ipv4: ip, netns: `${prefix}-${name}`, netnsOwned: true, interface: `veth${name}`, mac: randomMac(), hostMac: randomMac(), routerIP: router };
+    await plumb(nl, p, async () => undefined);
+    return { netns: p.netns, ip };
+  };
+  const client = await side('c', `${subnet}.2`);
+  const server = await side('s', `${subnet}.3`);
+  return {
+    name: 'no program',
+    client,
+    server,
+    nodeNetns,
+    cleanup: async () => {
+      for (const ns of [client.netns, server.netns, nodeNetns]) await nl.deleteNetns(ns);
+    },
+  };
+}
+
+/** The same policy as N nftables rules in the node's forward hook, the match last (no conntrack shortcut, like iptables-style rule lists). */
+async function loadNftRules(pair: Pair, rules: number): Promise<void> {
+  const lines = ['table inet mbbench {', '  chain forward {', '    type filter hook forward priority 0; policy drop;'];
+  for (let i = 1; i < rules; i++) lines.push(`    ip saddr 172.16.${(i >> 8) & 255}.${i & 255} ip daddr ${pair.server.ip} accept`);
+  lines.push(`    ip saddr ${pair.client.ip} ip daddr ${pair.server.ip} accept`);
+  lines.push(`    ip saddr ${pair.server.ip} ip daddr ${pair.client.ip} accept`);
+  lines.push('  }', '}');
+  const file = path.join('/tmp', `mbbench-${crypto.randomBytes(3).toString('hex')}.nft`);
+  fs.writeFileSync(file, `flush ruleset\n${lines.join('\n')}\n`);
+  try {
+    const r = await run('ip', ['netns', 'exec', pair.nodeNetns, 'nft', '-f', file]);
+    if (r.code !== 0) throw new Error(`nft: ${r.stderr}`);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
+async function clearNft(pair: Pair): Promise<void> {
+  await run('ip', ['netns', 'exec', pair.nodeNetns, 'nft', 'flush', 'ruleset']);
+}
+
+function membranePolicy(identities: number): string {
+  const cidrs: string[] = [];
+  for (let i = 1; i < identities; i++) cidrs.push(`172.16.${(i >> 8) & 255}.${i & 255}/32`);
+  return `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: bench, namespace: bench}
+spec:
+  endpointSelector: {matchLabels: {role: server}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {role: client}}]
+${cidrs.length ? `  - fromCIDR: [${cidrs.join(', ')}]\n` : ''}`;
+}
+
+async function membranePair(): Promise<Pair & { node: TestNode; setIdentities(n: number): Promise<void> }> {
+  const node = await TestNode.create({ podCidr: '10.236.0.0/24', extraAgentArgs: ['--log-level', 'warn'] });
+  await node.api.setNamespace('bench');
+  const server = await node.api.addEndpoint({ namespace: 'bench', name: 'server', labels: ['role=server'] });
+  const client = await node.api.addEndpoint({ namespace: 'bench', name: 'client', labels: ['role=client'] });
+  return {
+    name: 'membrane',
+    node,
+    client: { netns: client.netns, ip: client.ipv4 },
+    server: { netns: server.netns, ip: server.ipv4 },
+    nodeNetns: node.netns,
+    setIdentities: async (n) => {
+      await node.api.importPolicies([{ name: 'bench.yaml', content: membranePolicy(n) }]);
+    },
+  };
+}
+
+function background(netns: string, cmd: string[]): ChildProcess {
+  return spawn('ip', ['netns', 'exec', netns, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const done = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await done;
+}
+
+async function tcpStream(pair: Pair): Promise<number> {
+  const server = background(pair.server.netns, ['iperf3', '-s', '-1', '--forceflush', '-p', String(PORT.iperf)]);
+  try {
+    await waitForLine(server, (l) => l.includes('Server listening'));
+    const r = await run('ip', ['netns', 'exec', pair.client.netns, 'iperf3', '-c', pair.server.ip, '-p', String(PORT.iperf), '-t', String(SECONDS), '-J'], { timeoutMs: 60_000 });
+    const report = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
+    return report.end.sum_received.bits_per_second / 1e9;
+  } finally {
+    await stop(server);
+  }
+}
+
+async function udpDatagrams(netns: string): Promise<number> {
+  const r = await run('ip', ['netns', 'exec', netns, 'cat', '/proc/net/snmp']);
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+  const [head, values] = [lines[0]!.split(/\s+/), lines[1]!.split(/\s+/)];
+  return Number(values[head.indexOf('InDatagrams')]);
+}
+
+async function udpPps(pair: Pair): Promise<number> {
+  const server = background(pair.server.netns, ['sockperf', 'sr', '-i', pair.server.ip, '-p', String(PORT.udp)]);
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const before = await udpDatagrams(pair.server.netns);
+    const t0 = performance.now();
+    await run('ip', ['netns', 'exec', pair.client.netns, 'sockperf', 'tp', '-i', pair.server.ip, '-p', String(PORT.udp), '-m', '64', '-t', String(SECONDS)], { timeoutMs: 60_000 });
+    const seconds = (performance.now() - t0) / 1000;
+    return ((await udpDatagrams(pair.server.netns)) - before) / seconds;
+  } finally {
+    await stop(server);
+  }
+}
+
+/** One-way latency in microseconds as sockperf reports it (half the round trip). */
+async function requestResponse(pair: Pair): Promise<number> {
+  const server = background(pair.server.netns, ['sockperf', 'sr', '--tcp', '-i', pair.server.ip, '-p', String(PORT.rr)]);
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await run('ip', ['netns', 'exec', pair.client.netns, 'sockperf', 'pp', '--tcp', '-i', pair.server.ip, '-p', String(PORT.rr), '-t', String(SECONDS)], { timeoutMs: 60_000 });
+    const m = /avg-latency=([\d.]+)/.exec(r.stdout + r.stderr) ?? /Latency is ([\d.]+) usec/.exec(r.stdout + r.stderr);
+    if (!m) throw new Error(`sockperf pp printed no latency: ${r.stdout}${r.stderr}`);
+    return Number(m[1]);
+  } finally {
+    await stop(server);
+  }
+}
+
+/** New TCP connections per second, each carrying one request and its reply (TCP_CRR style). */
+async function connectionRate(pair: Pair): Promise<number> {
+  const server = background(pair.server.netns, ['node', path.join(repoRoot, 'test/harness/tools/echo-server.mjs'), String(PORT.crr)]);
+  try {
+    await waitForLine(server, (l) => l === 'ready');
+    const script = `const net=require('net');let n=0;const end=Date.now()+${SECONDS * 1000};
+function one(){if(Date.now()>end){console.log(n);return;}const s=net.connect(${PORT.crr},'${pair.server.ip}',()=>s.write('x'));s.once('data',()=>{n++;s.destroy();one();});s.on('error',()=>one());}
+for(let i=0;i<4;i++)one();`;
+    const r = await run('ip', ['netns', 'exec', pair.client.netns, 'node', '-e', script], { timeoutMs: 60_000 });
+    const counts = r.stdout.trim().split('\n').map(Number);
+    return counts.reduce((a, b) => a + b, 0) / SECONDS;
+  } finally {
+    await stop(server);
+  }
+}
+
+interface ProgStats {
+  name: string;
+  run_time_ns?: number;
+  run_cnt?: number;
+}
+
+async function programStats(): Promise<Map<number, ProgStats>> {
+  const r = await run('bpftool', ['-j', 'prog', 'show']);
+  return new Map((JSON.parse(r.stdout) as (ProgStats & { id: number })[]).map((p) => [p.id, p]));
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+
+interface Row {
+  measure: string;
+  unit: string;
+  baseline: number[];
+  value: number[];
+  /** value/baseline, or baseline/value for costs (lower is better). */
+  higherIsBetter: boolean;
+  goal?: { ratio: number; text: string };
+}
+
+function ratios(r: Row): number[] {
+  return r.value.map((v, i) => (r.higherIsBetter ? v / r.baseline[i]! : r.baseline[i]! / v));
+}
+
+async function main(): Promise<void> {
+  const prefix = `mbb${crypto.randomBytes(2).toString('hex')}`;
+  const plain = await plainPair(`${prefix}p`, '10.237.0');
+  const nft = await plainPair(`${prefix}n`, '10.238.0');
+  const membrane = await membranePair();
+  const stats0 = fs.readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim();
+  try {
+    await membrane.setIdentities(1);
+    await loadNftRules(nft, 1);
+    const rows: Row[] = [];
+    const row = (measure: string, unit: string, higherIsBetter: boolean, goal?: Row['goal']): Row => {
+      const r: Row = { measure, unit, baseline: [], value: [], higherIsBetter, goal };
+      rows.push(r);
+      return r;
+    };
+    const stream = row('TCP stream, Membrane (policy, fast path) vs no program', 'Gbit/s', true, { ratio: 1.05, text: '≥ 1.05×' });
+    const streamNft = row('TCP stream, nftables (same policy) vs no program', 'Gbit/s', true);
+    const pps = new Map(IDENTITY_COUNTS.map((n) => [n, row(`64-byte UDP, Membrane with ${n} identities/rules vs no program`, 'pps', true, n === Math.max(...IDENTITY_COUNTS) ? { ratio: 0.97, text: '≥ 0.97×' } : undefined)]));
+    const ppsNft = new Map(NFT_COUNTS.map((n) => [n, row(`64-byte UDP, nftables ${n} rules vs no program`, 'pps', true)]));
+    const vsNft = row(`64-byte UDP, Membrane ${Math.max(...IDENTITY_COUNTS)} identities vs nftables ${Math.max(...NFT_COUNTS)} rules`, 'pps', true, { ratio: 4, text: '≥ 4×' });
+    const rr = row('TCP request/response latency, Membrane vs no program', 'µs one-way', false, { ratio: 0.97, text: '≥ 0.97×' });
+    const crr = row('TCP connections/s (connect, request, reply, close), Membrane vs no program', 'conn/s', true);
+
+    for (let round = 0; round < ROUNDS; round++) {
+      process.stderr.write(`round ${round + 1}/${ROUNDS}\n`);
+      const base = await tcpStream(plain);
+      stream.baseline.push(base);
+      streamNft.baseline.push(base);
+      stream.value.push(await tcpStream(membrane));
+      streamNft.value.push(await tcpStream(nft));
+
+      const basePps = await udpPps(plain);
+      for (const [n, r] of pps) {
+        await membrane.setIdentities(n);
+        r.baseline.push(basePps);
+        r.value.push(await udpPps(membrane));
+      }
+      for (const [n, r] of ppsNft) {
+        await loadNftRules(nft, n);
+        r.baseline.push(basePps);
+        r.value.push(await udpPps(nft));
+      }
+      vsNft.value.push(pps.get(Math.max(...IDENTITY_COUNTS))!.value.at(-1)!);
+      vsNft.baseline.push(ppsNft.get(Math.max(...NFT_COUNTS))!.value.at(-1)!);
+      await loadNftRules(nft, 1);
+      await membrane.setIdentities(1);
+
+      rr.baseline.push(await requestResponse(plain));
+      rr.value.push(await requestResponse(membrane));
+      crr.baseline.push(await connectionRate(plain));
+      crr.value.push(await connectionRate(membrane));
+    }
+
+    // Per-packet program cost: kernel statistics on for one UDP run (restored afterwards).
+    fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
+    const before = await programStats();
+    await udpPps(membrane);
+    const after = await programStats();
+    fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', stats0);
+    const costs: { program: string; ns: number; packets: number }[] = [];
+    for (const [id, p] of after) {
+      if (p.name !== 'from_endpoint' && p.name !== 'to_endpoint') continue;
+      const b = before.get(id);
+      const runs = (p.run_cnt ?? 0) - (b?.run_cnt ?? 0);
+      if (runs > 1000) costs.push({ program: p.name, ns: ((p.run_time_ns ?? 0) - (b?.run_time_ns ?? 0)) / runs, packets: runs });
+    }
+
+    const fmt = (x: number) => (x >= 1000 ? Math.round(x).toLocaleString('en') : x.toFixed(2));
+    console.log('| measure | no program / reference | Membrane / candidate | ratio median (min–max) | goal | met |');
+    console.log('|---|---|---|---|---|---|');
+    for (const r of rows) {
+      const rs = ratios(r);
+      const m = median(rs);
+      const met = r.goal ? (m >= r.goal.ratio ? 'yes' : 'NO') : '';
+      console.log(
+        `| ${r.measure} | ${fmt(median(r.baseline))} ${r.unit} | ${fmt(median(r.value))} ${r.unit} | ${m.toFixed(2)}× (${Math.min(...rs).toFixed(2)}–${Math.max(...rs).toFixed(2)}) | ${r.goal?.text ?? ''} | ${met} |`,
+      );
+    }
+    for (const c of costs) {
+      console.log(`| per-packet run time of ${c.program} (${c.packets} runs) | | ${c.ns.toFixed(0)} ns | | ≤ 100 ns | ${c.ns <= 100 ? 'yes' : 'NO'} |`);
+    }
+    if (args.json) fs.writeFileSync(args.json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, seconds: SECONDS, rows, costs }, null, 2));
+  } finally {
+    fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', stats0);
+    await plain.cleanup();
+    await nft.cleanup();
+    await membrane.node.cleanup();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
