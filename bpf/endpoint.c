@@ -3,8 +3,8 @@
  *   from_endpoint: tcx ingress, sees what the workload sends (its egress);
  *   to_endpoint:   tcx egress, sees what is delivered to the workload (its ingress).
  * One object serves every endpoint; what differs per endpoint lives in mb_endpoints.
- * Per packet: one ipcache lookup, one CT lookup (two for replies), and the policy lookups only
- * for new connections or after the endpoint's policy changed. */
+ * Per packet: one CT lookup (two for replies); the ipcache and policy lookups only for new
+ * connections or after the endpoint's policy changed. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -21,21 +21,26 @@
 /* Connection tracking, policy, counters and events for one endpoint direction. Returns
  * TC_ACT_OK to let the packet go on, TC_ACT_SHOT when it was dropped (and reported). */
 static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep, __u8 dir, struct packet *p,
-				 __u32 remote_identity, __u64 now)
+				 __u32 known_remote_identity, __u64 now)
 {
-	struct event_info ev = {
-		.direction = dir,
-		.src_identity = dir == MB_DIR_EGRESS ? ep->identity : remote_identity,
-		.dst_identity = dir == MB_DIR_EGRESS ? remote_identity : ep->identity,
-	};
+	struct event_info ev = { .direction = dir };
+	__u32 remote_ip = dir == MB_DIR_EGRESS ? p->t.daddr : p->t.saddr;
+	__u32 remote_identity = known_remote_identity;
+	struct ct_value *ct = NULL;
+	enum ct_state state = CT_NEW;
 	if (dir == MB_DIR_EGRESS && p->t.saddr != ep->ipv4) {
 		ev.subtype = MB_DROP_INVALID_SOURCE_IP;
 		goto drop;
 	}
 
-	struct ct_value *ct = NULL;
-	enum ct_state state = ct_lookup(p, dir, now, &ct);
+	state = ct_lookup(p, dir, now, &ct);
 	ev.ct_state = state;
+	/* A tracked connection remembers its peer's identity: the ipcache is consulted only for
+	 * new connections and ICMP errors. */
+	if (!remote_identity)
+		remote_identity = ct && state != CT_RELATED ? ct->remote_identity : ipcache_identity4(remote_ip);
+	ev.src_identity = dir == MB_DIR_EGRESS ? ep->identity : remote_identity;
+	ev.dst_identity = dir == MB_DIR_EGRESS ? remote_identity : ep->identity;
 	int is_reply = state == CT_REPLY || state == CT_RELATED;
 	if (is_reply)
 		ev.direction = ct_opposite(dir); /* the connection's direction, as Hubble reports it */
@@ -72,7 +77,8 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 			}
 		}
 	}
-	metrics_count(ep->ep_id, remote_identity, dir, MB_REASON_FORWARDED, p->len);
+	/* Forwarded traffic is counted in its connection's CT entry (the agent sums those); the
+	 * counters map holds drops only: one map update less on every forwarded packet. */
 	if (trace_wanted(datapath_config(), ct, is_reply, p->tcp_flags, now)) {
 		ev.type = MB_EVENT_TRACE;
 		ev.subtype = dir == MB_DIR_EGRESS ? MB_TRACE_FROM_ENDPOINT : MB_TRACE_TO_ENDPOINT;
@@ -82,6 +88,11 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 	return TC_ACT_OK;
 
 drop:
+	if (!remote_identity) {
+		remote_identity = ipcache_identity4(remote_ip);
+		ev.src_identity = dir == MB_DIR_EGRESS ? ep->identity : remote_identity;
+		ev.dst_identity = dir == MB_DIR_EGRESS ? remote_identity : ep->identity;
+	}
 	metrics_count(ep->ep_id, remote_identity, dir, ev.subtype, p->len);
 	ev.type = MB_EVENT_DROP;
 	ev.verdict = MB_VERDICT_DROPPED;
@@ -100,21 +111,25 @@ static __always_inline int deliver_local(struct __sk_buff *skb, struct endpoint_
 		return TC_ACT_OK;
 	__u32 daddr = p->t.daddr;
 	struct endpoint_info *dst = bpf_map_lookup_elem(&mb_lxc, &daddr);
-	if (!dst)
-		return TC_ACT_OK;
-	__u8 ttl;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, &ttl, 1) < 0 || ttl <= 1)
-		return TC_ACT_OK; /* the stack sends the ICMP time exceeded */
+	if (!dst || p->ttl <= 1)
+		return TC_ACT_OK; /* no such endpoint, or the stack must send the ICMP time exceeded */
 	int rc = judge(skb, dst, MB_DIR_INGRESS, p, src->identity, now);
 	if (rc != TC_ACT_OK)
 		return rc;
-	__u16 old_word = bpf_htons(((__u16)ttl << 8) | p->t.protocol);
-	__u16 new_word = bpf_htons(((__u16)(ttl - 1) << 8) | p->t.protocol);
-	__u8 new_ttl = ttl - 1;
-	if (bpf_l3_csum_replace(skb, ETH_HLEN + 10, old_word, new_word, 2) < 0 ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + 8, &new_ttl, 1, 0) < 0 ||
-	    bpf_skb_store_bytes(skb, 0, dst->mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, dst->node_mac, 6, 0) < 0)
-		return TC_ACT_SHOT;
+	/* Route by hand, in place: decrement the TTL (with the incremental checksum update the
+	 * kernel's ip_decrease_ttl uses) and rewrite the MACs as the node's neighbour entry would. */
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end)
+		return TC_ACT_OK;
+	__u32 check = ip->check;
+	check += bpf_htons(0x0100);
+	ip->check = (__u16)(check + (check >= 0xFFFF));
+	ip->ttl--;
+	__builtin_memcpy(eth->h_dest, dst->mac, 6);
+	__builtin_memcpy(eth->h_source, dst->node_mac, 6);
 	return bpf_redirect_peer(dst->ifindex, 0);
 }
 
@@ -129,7 +144,7 @@ int from_endpoint(struct __sk_buff *skb)
 	if (parse_packet(skb, &p) < 0)
 		return TC_ACT_OK; /* ARP and friends */
 	__u64 now = bpf_ktime_get_ns();
-	int rc = judge(skb, ep, MB_DIR_EGRESS, &p, ipcache_identity4(p.t.daddr), now);
+	int rc = judge(skb, ep, MB_DIR_EGRESS, &p, 0, now);
 	if (rc != TC_ACT_OK)
 		return rc;
 	return deliver_local(skb, ep, &p, now);
@@ -145,7 +160,7 @@ int to_endpoint(struct __sk_buff *skb)
 	struct packet p = {};
 	if (parse_packet(skb, &p) < 0)
 		return TC_ACT_OK;
-	return judge(skb, ep, MB_DIR_INGRESS, &p, ipcache_identity4(p.t.saddr), bpf_ktime_get_ns());
+	return judge(skb, ep, MB_DIR_INGRESS, &p, 0, bpf_ktime_get_ns());
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -57,8 +57,9 @@ static __always_inline struct ct_value *ct_find(struct ct_key *k, __u64 now)
 static __always_inline void ct_touch(struct ct_value *v, const struct packet *p, __u64 now)
 {
 	v->last_seen_ns = now;
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->bytes, p->len);
+	/* Plain increments: a lost update between CPUs costs a count, never a verdict. */
+	v->packets += 1;
+	v->bytes += p->len;
 	v->tcp_flags_seen |= p->tcp_flags;
 }
 

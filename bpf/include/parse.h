@@ -38,6 +38,7 @@ struct packet {
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u8 icmp_error;   /* an ICMP error: `inner` is the packet it reports on */
+	__u8 ttl;
 	struct tuple inner;
 	__u32 len;
 };
@@ -55,58 +56,79 @@ static __always_inline int parse_ports(struct __sk_buff *skb, __u32 off, __u8 pr
 	return 0;
 }
 
-/* Returns 0 for a parsed IPv4 packet, -1 for anything else (ARP, IPv6, truncated). */
+/* The ICMP error's inner packet, read with helpers: rare, and possibly past the linear data. */
+static __always_inline void parse_icmp_error(struct __sk_buff *skb, __u32 l4, struct packet *p)
+{
+	struct iphdr inner;
+	if (bpf_skb_load_bytes(skb, l4 + 8, &inner, sizeof(inner)) < 0)
+		return;
+	p->icmp_error = 1;
+	p->inner.saddr = inner.saddr;
+	p->inner.daddr = inner.daddr;
+	p->inner.protocol = inner.protocol;
+	parse_ports(skb, l4 + 8 + inner.ihl * 4, inner.protocol, &p->inner);
+}
+
+/* Returns 0 for a parsed IPv4 packet, -1 for anything else (ARP, IPv6, truncated). Headers are
+ * read in place (direct packet access); only ICMP errors and non-linear headers use helpers. */
 static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
 {
-	__u16 proto;
-	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0 || proto != bpf_htons(ETH_P_IP))
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return -1;
-	struct iphdr ip;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end)
 		return -1;
-	__u32 l4 = ETH_HLEN + ip.ihl * 4;
-	p->t.saddr = ip.saddr;
-	p->t.daddr = ip.daddr;
-	p->t.protocol = ip.protocol;
+	__u32 ihl = (ip->ihl & 0xf) * 4;
+	if (ihl < sizeof(*ip))
+		return -1;
+	p->t.saddr = ip->saddr;
+	p->t.daddr = ip->daddr;
+	p->t.protocol = ip->protocol;
+	p->ttl = ip->ttl;
 	p->len = skb->len;
 	/* Later fragments carry no L4 header: they are judged on addresses and protocol only. */
-	int later_fragment = (ip.frag_off & bpf_htons(0x1fff)) != 0;
-	if (later_fragment)
+	if (ip->frag_off & bpf_htons(0x1fff))
 		return 0;
 
-	if (ip.protocol == IPPROTO_ICMP_) {
-		__u8 hdr[8];
-		if (bpf_skb_load_bytes(skb, l4, hdr, sizeof(hdr)) < 0)
+	__u32 l4off = ETH_HLEN + ihl;
+	__u8 *l4 = (__u8 *)ip + ihl;
+	if (ip->protocol == IPPROTO_ICMP_) {
+		if ((void *)(l4 + 8) > end)
 			return 0;
-		__u8 type = hdr[0];
-		__u16 id = *(__u16 *)&hdr[4];
+		__u8 type = l4[0];
+		__u16 id = *(__u16 *)(l4 + 4);
 		p->icmp_type = type;
-		p->icmp_code = hdr[1];
+		p->icmp_code = l4[1];
 		p->policy_port = bpf_htons(type);
-		if (type == ICMP_ECHO) {
+		if (type == ICMP_ECHO)
 			p->t.sport = id;
-		} else if (type == ICMP_ECHOREPLY) {
+		else if (type == ICMP_ECHOREPLY)
 			p->t.dport = id;
-		} else if (type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB) {
-			struct iphdr inner;
-			if (bpf_skb_load_bytes(skb, l4 + 8, &inner, sizeof(inner)) < 0)
-				return 0;
-			p->icmp_error = 1;
-			p->inner.saddr = inner.saddr;
-			p->inner.daddr = inner.daddr;
-			p->inner.protocol = inner.protocol;
-			parse_ports(skb, l4 + 8 + inner.ihl * 4, inner.protocol, &p->inner);
+		else if (type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB)
+			parse_icmp_error(skb, l4off, p);
+		return 0;
+	}
+	if (ip->protocol != IPPROTO_TCP_ && ip->protocol != IPPROTO_UDP_ && ip->protocol != IPPROTO_SCTP_)
+		return 0;
+	if ((void *)(l4 + 14) <= end) {
+		p->t.sport = *(__u16 *)l4;
+		p->t.dport = *(__u16 *)(l4 + 2);
+		if (ip->protocol == IPPROTO_TCP_)
+			p->tcp_flags = l4[13];
+	} else {
+		/* Short packet or non-linear headers. */
+		if (parse_ports(skb, l4off, p->t.protocol, &p->t) < 0)
+			return 0;
+		if (p->t.protocol == IPPROTO_TCP_) {
+			__u8 flags;
+			if (bpf_skb_load_bytes(skb, l4off + 13, &flags, 1) == 0)
+				p->tcp_flags = flags;
 		}
-		return 0;
 	}
-	if (parse_ports(skb, l4, ip.protocol, &p->t) < 0)
-		return 0;
 	p->policy_port = p->t.dport;
-	if (ip.protocol == IPPROTO_TCP_) {
-		__u8 flags;
-		if (bpf_skb_load_bytes(skb, l4 + 13, &flags, 1) == 0)
-			p->tcp_flags = flags;
-	}
 	return 0;
 }
 

@@ -69,14 +69,32 @@ export function registerEndpointRoutes(api: ApiServer, { manager, datapath, seri
         }))
         .sort((a, b) => a.prefix.localeCompare(b.prefix, 'en', { numeric: true })),
     )
-    .route('GET', '/v1/bpf/metrics', (): MetricsRow[] =>
-      datapath.metrics.entriesPerCpu().map(([k, perCpu]) => ({
+    .route('GET', '/v1/bpf/metrics', (): MetricsRow[] => {
+      const direction = (d: number) => (d === DIRECTION.INGRESS ? 'INGRESS' : 'EGRESS') as MetricsRow['direction'];
+      // Drops come from the counters map; forwarded traffic from the connections that carried it.
+      const rows: MetricsRow[] = datapath.metrics.entriesPerCpu().map(([k, perCpu]) => ({
         endpoint: k.ep_id,
-        direction: k.direction === DIRECTION.INGRESS ? 'INGRESS' : 'EGRESS',
+        direction: direction(k.direction),
         remoteIdentity: k.remote_identity,
         reason: reasonNames[k.reason] ?? String(k.reason),
-        packets: Number(perCpu.reduce((s, v) => s + v.packets, 0n)),
-        bytes: Number(perCpu.reduce((s, v) => s + v.bytes, 0n)),
-      })),
-    );
+        packets: Number(perCpu.reduce((sum, v) => sum + v.packets, 0n)),
+        bytes: Number(perCpu.reduce((sum, v) => sum + v.bytes, 0n)),
+      }));
+      const forwarded = new Map<string, MetricsRow>();
+      for (const [k, v] of datapath.ct.entries()) {
+        const key = `${v.ep_id}/${k.direction}/${v.remote_identity}`;
+        const row = forwarded.get(key) ?? {
+          endpoint: v.ep_id,
+          direction: direction(k.direction),
+          remoteIdentity: v.remote_identity,
+          reason: 'FORWARDED',
+          packets: 0,
+          bytes: 0,
+        };
+        row.packets += Number(v.packets);
+        row.bytes += Number(v.bytes);
+        forwarded.set(key, row);
+      }
+      return [...rows, ...forwarded.values()];
+    });
 }
