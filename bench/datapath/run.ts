@@ -5,7 +5,7 @@
  * (sockperf ping-pong over TCP), connection rate, and the per-packet run time of each program
  * (kernel.bpf_stats_enabled). Every topology lives in namespaces this run creates.
  * Usage: node --import tsx bench/datapath/run.ts [--rounds N] [--seconds S] [--quick] [--json FILE] */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -224,6 +224,10 @@ function ratios(r: Row): number[] {
 
 async function main(): Promise<void> {
   const prefix = `mbb${crypto.randomBytes(2).toString('hex')}`;
+  process.once('exit', () => {
+    const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
+    for (const ns of list.split('\n').map((l) => l.split(' ')[0] ?? '')) if (ns.startsWith(prefix)) spawnSync('ip', ['netns', 'delete', ns]);
+  });
   const plain = await plainPair(`${prefix}p`, '10.237.0');
   const nft = await plainPair(`${prefix}n`, '10.238.0');
   const membrane = await membranePair();
@@ -311,6 +315,9 @@ async function main(): Promise<void> {
     await membrane.node.cleanup();
   }
 }
+
+// Interrupted runs still clean up: exit handlers (the harness's, and ours) run on process.exit.
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
 
 main().catch((err) => {
   console.error(err);

@@ -4,7 +4,7 @@
  *     inside the new endpoint's namespace with setns, so no process start is measured;
  *  2. the same through the CLI for a few endpoints (adds node start-up of the CLI process);
  *  3. agent RSS growth per endpoint at M endpoints.
- * Usage: node --import tsx bench/endpoints/run.ts [--latency N] [--cli N] [--scale M] [--json FILE] [--rcu-expedited] */
+ * Usage: node --import tsx bench/endpoints/run.ts [--latency N] [--cli N] [--scale M] [--settle-seconds S] [--json FILE] [--rcu-expedited] */
 import koffi from 'koffi';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -18,6 +18,8 @@ const { values: args } = parseArgs({
     cli: { type: 'string', default: '20' },
     scale: { type: 'string', default: '1000' },
     json: { type: 'string' },
+    /** Idle time before reading RSS (V8's memory reducer runs a few seconds after activity). */
+    'settle-seconds': { type: 'string', default: '20' },
     // Diagnostic only: makes the kernel's RCU grace periods expedited for the run (restored
     // afterwards) to show how much of the latency is the grace period each tcx attach waits for.
     'rcu-expedited': { type: 'boolean', default: false },
@@ -65,7 +67,9 @@ function percentile(sorted: number[], p: number): number {
 
 /** RSS once the idle agent's heap has settled (V8's memory reducer runs a few seconds after activity). */
 async function settledRssKiB(pid: number, maxMs = 60_000): Promise<number> {
-  await new Promise((r) => setTimeout(r, 20_000)); // the reducer starts after several idle seconds
+  const settle = Number(args['settle-seconds']) * 1000;
+  if (settle === 0) return rssKiB(pid);
+  await new Promise((r) => setTimeout(r, settle)); // the reducer starts after several idle seconds
   let last = rssKiB(pid);
   let stableFor = 0;
   for (let waited = 0; waited < maxMs && stableFor < 3; waited += 2000) {
@@ -178,6 +182,9 @@ async function main(): Promise<void> {
     await node.cleanup();
   }
 }
+
+// Interrupted runs still clean up: exit handlers (the harness's, and ours) run on process.exit.
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
 
 main().catch((err) => {
   console.error(err);

@@ -137,6 +137,9 @@ require('readline').createInterface({ input: process.stdin }).on('line', (host) 
   s.on('error', () => console.log('0 error'));
 });`;
 
+// Interrupted runs still clean up: exit handlers (the harness's, and ours) run on process.exit.
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
+
 main().catch((err) => {
   console.error(err);
   process.exit(1);

@@ -4,7 +4,7 @@
  * union; a deny beats every allow; L3-only rules cover all ports; named ports resolve on the
  * destination endpoint. */
 import type { NamedPort } from '../api/types.js';
-import { parseCidr } from '../endpoint/ipam.js';
+import { parseCidr, type Cidr } from '../endpoint/ipam.js';
 import { CidrIdentities, WORLD_PREFIX, cidrInside, ipInside } from './cidr.js';
 import { ANY_L4, PROTO, covers, protocolOnly, rangeToPrefixes, type L4Key } from './ports.js';
 import { LabelSet, matches, selectorString } from './selector.js';
@@ -162,6 +162,17 @@ export class PolicyEngine {
     return out;
   }
 
+  private sorted?: { from: Map<string, number>; list: { cidr: Cidr; id: number }[] };
+
+  /** The CIDR identities parsed and sorted by network address (once per computation). */
+  private sortedCidrs(cidrs: Map<string, number>): { cidr: Cidr; id: number }[] {
+    if (this.sorted?.from !== cidrs) {
+      const list = [...cidrs].map(([prefix, id]) => ({ cidr: parseCidr(prefix), id })).sort((a, b) => a.cidr.base - b.cidr.base);
+      this.sorted = { from: cidrs, list };
+    }
+    return this.sorted.list;
+  }
+
   private resolvePeer(
     peer: Peer,
     universe: { id: number; labels: LabelSet }[],
@@ -204,9 +215,21 @@ export class PolicyEngine {
   ): number[] {
     const block = parseCidr(peer.cidr);
     const excepts = peer.except.map((e) => parseCidr(e));
-    const outside = (c: ReturnType<typeof parseCidr>) => cidrInside(c, block) && !excepts.some((x) => cidrInside(c, x));
     const ids: number[] = peer.cidr === WORLD_PREFIX ? [WORLD] : [];
-    for (const [prefix, id] of cidrs) if (outside(parseCidr(prefix))) ids.push(id);
+    // Prefixes inside the block start inside it: binary-search the first, walk to the block's end.
+    const sorted = this.sortedCidrs(cidrs);
+    const blockEnd = block.base + 2 ** (32 - block.prefixlen) - 1;
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid]!.cidr.base < block.base) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < sorted.length && sorted[i]!.cidr.base <= blockEnd; i++) {
+      const { cidr, id } = sorted[i]!;
+      if (cidrInside(cidr, block) && !excepts.some((x) => cidrInside(cidr, x))) ids.push(id);
+    }
     if (peer.matchEndpoints) {
       // Kubernetes ipBlock also selects pods by address. An identity is selected only when all
       // of its endpoints qualify: selecting it for some would let the others through too.

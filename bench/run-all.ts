@@ -1,0 +1,108 @@
+/* `make bench`: runs every benchmark (each builds and removes its own namespaces), then prints
+ * one table of what was measured in this run — ratios against the baseline measured alongside,
+ * medians with min–max — with each goal and whether it is met, and records it in
+ * bench/RESULTS.md (date, kernel, CPU, commands).
+ * Usage: node --import tsx bench/run-all.ts [--quick] */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mbbench-'));
+
+const BENCHES = {
+  datapath: args.quick ? ['--quick'] : ['--rounds', '3', '--seconds', '3'],
+  endpoints: args.quick ? ['--latency', '5', '--cli', '1', '--scale', '20', '--settle-seconds', '0'] : ['--latency', '200', '--cli', '20', '--scale', '1000'],
+  flows: args.quick ? ['--rounds', '1', '--latency', '5'] : ['--rounds', '5', '--latency', '100'],
+} as const;
+
+function runBench(name: keyof typeof BENCHES): Promise<{ command: string; output: string }> {
+  const json = path.join(tmp, `${name}.json`);
+  const argv = ['--import', 'tsx', `bench/${name}/run.ts`, ...BENCHES[name], '--json', json];
+  const command = `node ${argv.join(' ').replace(json, '<out>.json')}`;
+  process.stderr.write(`== ${command}\n`);
+  return new Promise((resolve, reject) => {
+    const child = spawn('node', argv, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('close', (code) => (code === 0 ? resolve({ command, output }) : reject(new Error(`bench/${name} failed (${code})`))));
+  });
+}
+
+const read = <T>(name: string): T => JSON.parse(fs.readFileSync(path.join(tmp, `${name}.json`), 'utf8')) as T;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+const f = (x: number, digits = 2) => (Math.abs(x) >= 1000 ? Math.round(x).toLocaleString('en') : x.toFixed(digits));
+
+interface DatapathRow {
+  measure: string;
+  unit: string;
+  baseline: number[];
+  value: number[];
+  higherIsBetter: boolean;
+  goal?: { ratio: number; text: string };
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const commands: string[] = [];
+  for (const name of Object.keys(BENCHES) as (keyof typeof BENCHES)[]) commands.push((await runBench(name)).command);
+
+  const lines = ['| measure | reference | Membrane | ratio, median (min–max) | goal | met |', '|---|---|---|---|---|---|'];
+  const dp = read<{ rows: DatapathRow[]; costs: { program: string; ns: number; packets: number }[] }>('datapath');
+  for (const r of dp.rows) {
+    const ratios = r.value.map((v, i) => (r.higherIsBetter ? v / r.baseline[i]! : r.baseline[i]! / v));
+    const m = median(ratios);
+    lines.push(
+      `| ${r.measure} | ${f(median(r.baseline))} ${r.unit} | ${f(median(r.value))} ${r.unit} | ${m.toFixed(2)}× (${f(Math.min(...ratios))}–${f(Math.max(...ratios))}) | ${r.goal?.text ?? ''} | ${r.goal ? (m >= r.goal.ratio ? 'yes' : 'NO') : ''} |`,
+    );
+  }
+  for (const c of dp.costs) lines.push(`| per-packet run time of ${c.program} | | ${c.ns.toFixed(0)} ns | | ≤ 100 ns | ${c.ns <= 100 ? 'yes' : 'NO'} |`);
+  const ep = read<{ addToFirstConnectMs: { p50: number; p99: number; min: number; max: number }; rssBytesPerEndpoint: number; endpointsAtEnd: number }>('endpoints');
+  lines.push(
+    `| endpoint add → first TCP connect, ms (p50; p99, min–max) | | ${f(ep.addToFirstConnectMs.p50)} | p99 ${f(ep.addToFirstConnectMs.p99)} (${f(ep.addToFirstConnectMs.min)}–${f(ep.addToFirstConnectMs.max)}) | p50 ≤ 20 ms | ${ep.addToFirstConnectMs.p50 <= 20 ? 'yes' : 'NO'} |`,
+  );
+  lines.push(`| agent RSS per endpoint at ${ep.endpointsAtEnd} endpoints | | ${f(ep.rssBytesPerEndpoint / 1024)} KiB | | ≤ 8 KiB | ${ep.rssBytesPerEndpoint <= 8192 ? 'yes' : 'NO'} |`);
+  const fl = read<{ decodeEventsPerSecond: { median: number; min: number; max: number }; cpuSecondsPer100kEvents: { median: number }; followLatencyMs: { p50: number; p99: number } | null }>('flows');
+  lines.push(
+    `| flow events decoded per second (one core) | | ${f(fl.decodeEventsPerSecond.median)} | (${f(fl.decodeEventsPerSecond.min)}–${f(fl.decodeEventsPerSecond.max)}) | ≥ 1,000,000 | ${fl.decodeEventsPerSecond.median >= 1e6 ? 'yes' : 'NO'} |`,
+  );
+  lines.push(`| CPU seconds per 100k flow events | | ${f(fl.cpuSecondsPer100kEvents.median)} | | | |`);
+  if (fl.followLatencyMs) {
+    lines.push(`| packet → observe --follow line, ms (p50; p99) | | ${f(fl.followLatencyMs.p50)} | p99 ${f(fl.followLatencyMs.p99)} | ≤ 100 ms | ${fl.followLatencyMs.p99 <= 100 ? 'yes' : 'NO'} |`);
+  }
+  const table = lines.join('\n');
+  console.log(table);
+
+  if (!args.quick) {
+    const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
+    const section = [
+      '<!-- make-bench:start -->',
+      `## Latest \`make bench\` — ${started.toISOString()}`,
+      '',
+      `Kernel ${os.release()}, ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB. Commands:`,
+      '',
+      ...commands.map((c) => `- \`${c}\``),
+      '',
+      table,
+      '<!-- make-bench:end -->',
+    ].join('\n');
+    const file = path.join(root, 'bench/RESULTS.md');
+    const old = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmark results\n';
+    const updated = /<!-- make-bench:start -->[\s\S]*<!-- make-bench:end -->/.test(old)
+      ? old.replace(/<!-- make-bench:start -->[\s\S]*<!-- make-bench:end -->/, section)
+      : old.replace(/^(# [^\n]*\n)/, `$1\n${section}\n`);
+    fs.writeFileSync(file, updated);
+    process.stderr.write(`recorded in ${file}\n`);
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+main().catch((err) => {
+  console.error(err);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  process.exit(1);
+});

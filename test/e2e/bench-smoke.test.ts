@@ -1,0 +1,16 @@
+/* Every benchmark runs one short round so none can rot; timing goals are judged by `make bench`,
+ * never here. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { run } from '../harness/node.js';
+
+describe('benchmarks (smoke)', () => {
+  it('make bench runs every benchmark and prints one table', async () => {
+    const r = await run('node', ['--import', 'tsx', 'bench/run-all.ts', '--quick'], { timeoutMs: 300_000 });
+    assert.equal(r.code, 0, r.stderr.slice(-2000));
+    for (const row of ['TCP stream', '64-byte UDP', 'request/response', 'per-packet run time', 'endpoint add', 'flow events decoded']) {
+      assert.ok(r.stdout.includes(row), `the table has a "${row}" row:\n${r.stdout}`);
+    }
+  });
+});
+
