@@ -100,6 +100,8 @@ function agentMemory(): Status['memory'] {
 
 export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promise<void> }> {
   const log: Logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } }, pino.destination(2));
+  // A stray rejection in a background task is logged; it must not take the agent down.
+  process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'unhandled rejection'));
   const features = preflight(opts);
   const started = Date.now();
   let podCidr;
