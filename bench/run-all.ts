@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { formatNumber, median } from './stats.js';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -34,8 +35,7 @@ function runBench(name: keyof typeof BENCHES): Promise<{ command: string; output
 }
 
 const read = <T>(name: string): T => JSON.parse(fs.readFileSync(path.join(tmp, `${name}.json`), 'utf8')) as T;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
-const f = (x: number, digits = 2) => (Math.abs(x) >= 1000 ? Math.round(x).toLocaleString('en') : x.toFixed(digits));
+const f = formatNumber;
 
 interface DatapathRow {
   measure: string;

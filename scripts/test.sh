@@ -11,4 +11,6 @@ case "$which" in
   all) files=(test/unit/*.test.ts test/e2e/*.test.ts) ;;
   *) files=("$@") ;;
 esac
+# Tests run through tsx, which does not type-check: check them (and the benchmarks) first.
+node node_modules/typescript/bin/tsc -p tsconfig.test.json
 exec node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-4}" --test-timeout=300000 "${files[@]}"

@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { randomMac, plumb, type Plumbing } from '../../src/endpoint/plumbing.js';
 import { IprouteNetlink } from '../../src/kernel/netlink.js';
 import { TestNode, repoRoot, run, waitForLine } from '../../test/harness/node.js';
+import { formatNumber, median } from '../stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -206,7 +207,6 @@ async function programStats(): Promise<Map<number, ProgStats>> {
   return new Map((JSON.parse(r.stdout) as (ProgStats & { id: number })[]).map((p) => [p.id, p]));
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
 interface Row {
   measure: string;
@@ -293,7 +293,7 @@ async function main(): Promise<void> {
       if (runs > 1000) costs.push({ program: p.name, ns: ((p.run_time_ns ?? 0) - (b?.run_time_ns ?? 0)) / runs, packets: runs });
     }
 
-    const fmt = (x: number) => (x >= 1000 ? Math.round(x).toLocaleString('en') : x.toFixed(2));
+    const fmt = (x: number) => formatNumber(x);
     console.log('| measure | no program / reference | Membrane / candidate | ratio median (min–max) | goal | met |');
     console.log('|---|---|---|---|---|---|');
     for (const r of rows) {

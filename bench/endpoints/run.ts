@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { netnsPath, withNetns } from '../../src/kernel/netns.js';
 import { TestNode } from '../../test/harness/node.js';
+import { percentile } from '../stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -61,10 +62,6 @@ function connectFrom(netns: string, ip: string, port: number): boolean {
   }
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
-}
-
 /** RSS once the idle agent's heap has settled (V8's memory reducer runs a few seconds after activity). */
 async function settledRssKiB(pid: number, maxMs = 60_000): Promise<number> {
   const settle = Number(args['settle-seconds']) * 1000;
@@ -86,10 +83,7 @@ function rssKiB(pid: number): number {
   return Number(m?.[1] ?? 0);
 }
 
-const summary = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), min: s[0] ?? 0, max: s[s.length - 1] ?? 0 };
-};
+const summary = (xs: number[]) => ({ n: xs.length, p50: percentile(xs, 50), p99: percentile(xs, 99), min: Math.min(...xs), max: Math.max(...xs) });
 const fmt = (x: number) => x.toFixed(2);
 
 const RCU_KNOB = '/sys/kernel/rcu_expedited';

@@ -14,6 +14,7 @@ import readline from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { TestNode, repoRoot } from '../../test/harness/node.js';
+import { median, percentile as pct } from '../stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -29,8 +30,6 @@ function cpuSeconds(pid: number): number {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
-const median = (xs: number[]) => pct(xs, 50);
 
 async function main(): Promise<void> {
   const node = await TestNode.create({ podCidr: '10.230.0.0/24', extraAgentArgs: ['--monitor-aggregation', 'none', '--log-level', 'warn'] });

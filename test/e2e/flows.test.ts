@@ -141,14 +141,18 @@ describe('flows', () => {
   });
 
   it('serves the same flows over the Observer gRPC API, filters included', async () => {
+    type ObserverClient = grpc.Client & {
+      ServerStatus(req: object, cb: (err: Error | null, res: { num_flows: number; seen_flows: number }) => void): void;
+      GetFlows(req: object): grpc.ClientReadableStream<{ flow?: { uuid: string; verdict: string; drop_reason_desc?: string } }>;
+    };
     const pkg = grpc.loadPackageDefinition(loadObserverProto()) as unknown as {
-      observer: { Observer: new (addr: string, creds: grpc.ChannelCredentials) => grpc.Client & Record<string, Function> };
+      observer: { Observer: new (addr: string, creds: grpc.ChannelCredentials) => ObserverClient };
     };
     const status = await node.api.status();
     const grpcClient = new pkg.observer.Observer(`unix:${status.listen.hubbleSocket}`, grpc.credentials.createInsecure());
     try {
       const server = await new Promise<{ num_flows: number; seen_flows: number }>((res, rej) =>
-        grpcClient.ServerStatus({}, (err: Error | null, r: { num_flows: number; seen_flows: number }) => (err ? rej(err) : res(r))),
+        grpcClient.ServerStatus({}, (err, r) => (err ? rej(err) : res(r))),
       );
       assert.ok(server.num_flows > 0);
       const viaGrpc: { uuid: string; verdict: string; drop_reason_desc?: string }[] = [];

@@ -6,7 +6,7 @@ import { POLICY_LIMITS, parsePolicyText } from '../../src/policy/parse.js';
 import type { PolicyRef, Rule, Selector } from '../../src/policy/types.js';
 
 const NS = 'k8s:io.kubernetes.pod.namespace';
-const PODS_ONLY = { key: NS, operator: 'Exists', values: [] } as const;
+const PODS_ONLY: Selector['matchExpressions'][number] = { key: NS, operator: 'Exists', values: [] };
 
 const sel = (matchLabels: Record<string, string> = {}, matchExpressions: Selector['matchExpressions'] = []): Selector => ({
   matchLabels,
