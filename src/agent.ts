@@ -119,6 +119,9 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const store = new EmbeddedStore(opts.stateDir);
   const datapath = Datapath.load(opts.bpfObjectDir, opts.bpffsDir);
   log.info({ adoptedMaps: datapath.adoptedMaps }, 'datapath loaded');
+  if (datapath.replacedMaps.length) {
+    log.warn({ maps: datapath.replacedMaps }, 'pinned maps had another layout (an upgrade): created anew; their contents are rewritten from desired state');
+  }
   const repo = new PolicyRepository(store);
   const realizer = new PolicyRealizer(repo, datapath, { cluster: opts.cluster, enforcement: opts.enforcement, allowLocalhost: opts.allowLocalhost, auditMode: opts.auditMode }, log);
   const manager = new EndpointManager(

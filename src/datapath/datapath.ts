@@ -203,6 +203,10 @@ export class Datapath {
     return this.obj.adoptedMaps;
   }
 
+  get replacedMaps(): readonly string[] {
+    return this.obj.replacedMaps;
+  }
+
   private linkPaths(epId: number): { ingress: string; egress: string } {
     return {
       ingress: path.join(this.linkDir, `ep${epId}-from-endpoint`),

@@ -2,14 +2,31 @@
  * restarted agent (or a second object) shares the same maps. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { c, check, checkPtr, type Ptr } from './libbpf.js';
-import { BpfMap } from './bpf-map.js';
+import { c, check, checkPtr, closeFd, type Ptr } from './libbpf.js';
+import { BpfMap, mapInfo } from './bpf-map.js';
 
 export interface LoadOptions {
   /** Directory where every named map is pinned (and reused from, if already there). */
   pinDir: string;
   maps: readonly string[];
   programs: readonly string[];
+}
+
+/** Whether the map pinned at `pin` has the type, key and value sizes and capacity of `m`. */
+function sameShape(pin: string, m: Ptr): boolean {
+  const fd = c.objGet(pin);
+  if (fd < 0) return false;
+  try {
+    const info = mapInfo(fd);
+    return (
+      info.type === c.mapType(m) &&
+      info.keySize === c.mapKeySize(m) &&
+      info.valueSize === c.mapValueSize(m) &&
+      info.maxEntries === c.mapMaxEntries(m)
+    );
+  } finally {
+    closeFd(fd);
+  }
 }
 
 export class BpfObject {
@@ -19,6 +36,8 @@ export class BpfObject {
     private readonly progFds: Map<string, number>,
     /** Maps that were already pinned before this load (adopted rather than created). */
     readonly adoptedMaps: readonly string[],
+    /** Pinned maps whose layout differed from this object's: unpinned and created anew. */
+    readonly replacedMaps: readonly string[],
   ) {}
 
   static load(file: string, opts: LoadOptions): BpfObject {
@@ -27,10 +46,19 @@ export class BpfObject {
     try {
       const handles = new Map<string, Ptr>();
       const adopted: string[] = [];
+      const replaced: string[] = [];
       for (const name of opts.maps) {
         const m = checkPtr(`map ${name} in ${file}`, c.findMapByName(obj, name));
         const pin = path.join(opts.pinDir, name);
-        if (fs.existsSync(pin)) adopted.push(name);
+        if (fs.existsSync(pin)) {
+          if (sameShape(pin, m)) adopted.push(name);
+          else {
+            // Pinned by a version with another layout: libbpf would refuse to load. Its contents
+            // are desired state the agent rewrites (or connection state that rebuilds itself).
+            fs.unlinkSync(pin);
+            replaced.push(name);
+          }
+        }
         check(`pin path of ${name}`, c.mapSetPinPath(m, pin));
         handles.set(name, m);
       }
@@ -42,7 +70,7 @@ export class BpfObject {
         const p = checkPtr(`program ${name} in ${file}`, c.findProgramByName(obj, name));
         progs.set(name, check(`fd of ${name}`, c.programFd(p)));
       }
-      return new BpfObject(obj, maps, progs, adopted);
+      return new BpfObject(obj, maps, progs, adopted, replaced);
     } catch (err) {
       c.objectClose(obj);
       throw err;

@@ -18,6 +18,10 @@ export const c = {
   mapSetPinPath: libbpf.func('int bpf_map__set_pin_path(uint64_t map, const char *path)'),
   mapSetMaxEntries: libbpf.func('int bpf_map__set_max_entries(uint64_t map, uint32_t max)'),
   mapFd: libbpf.func('int bpf_map__fd(uint64_t map)'),
+  mapType: libbpf.func('int bpf_map__type(uint64_t map)'),
+  mapKeySize: libbpf.func('uint32_t bpf_map__key_size(uint64_t map)'),
+  mapValueSize: libbpf.func('uint32_t bpf_map__value_size(uint64_t map)'),
+  mapMaxEntries: libbpf.func('uint32_t bpf_map__max_entries(uint64_t map)'),
   mapIsPinned: libbpf.func('bool bpf_map__is_pinned(uint64_t map)'),
   programFd: libbpf.func('int bpf_program__fd(uint64_t prog)'),
 

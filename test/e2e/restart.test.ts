@@ -106,4 +106,17 @@ describe('agent restart', () => {
     assert.equal(status.lastSync.written, 0);
     assert.equal(status.counts.endpoints, 3);
   });
+
+  it('recreates pinned maps whose layout changed (an upgrade) and keeps working', async () => {
+    await node.killAgent('SIGTERM');
+    const pin = path.join(node.bpffsDir, 'maps', 'mb_ipcache');
+    await run('rm', ['-f', pin]);
+    const made = await run('bpftool', ['map', 'create', pin, 'type', 'hash', 'key', '4', 'value', '4', 'entries', '16', 'name', 'mb_ipcache']);
+    assert.equal(made.code, 0, made.stderr);
+    await node.startAgent();
+    assert.match(node.agentLog(), /pinned maps had another layout/);
+    const cache = await node.api.listIpcache();
+    assert.ok(cache.some((r) => r.prefix === `${a.ipv4}/32`), 'the ipcache was rewritten from desired state');
+    assert.ok(await node.probe(a.netns, 'tcp', (await node.api.getEndpoint('default', 'b')).ipv4, 7001));
+  });
 });
