@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { ApiServer } from './api/server.js';
 import type { Status } from './api/types.js';
+import { sweepConntrack } from './datapath/ct-gc.js';
 import { Datapath } from './datapath/datapath.js';
 import { Ipam, formatCidr, parseCidr } from './endpoint/ipam.js';
 import { EndpointManager } from './endpoint/manager.js';
@@ -59,6 +60,8 @@ export interface AgentOptions {
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_BPF_OBJECT_DIR = path.join(repoRoot, 'build');
 export const VERSION = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+
+const CT_GC_INTERVAL_MS = 30_000;
 
 /** A problem that stops the agent from starting; printed as one line. */
 export class StartupError extends Error {
@@ -182,6 +185,11 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     filter: matchesRequest,
   });
   const metricsServer = opts.metricsAddress ? await metrics.serve(opts.metricsAddress) : undefined;
+  const ctGc = setInterval(() => {
+    const removed = sweepConntrack(datapath.ct);
+    if (removed) log.debug({ removed }, 'expired connection-tracking entries removed');
+  }, CT_GC_INTERVAL_MS);
+  ctGc.unref();
   listening.hubble = observer.tcpPort !== undefined ? `${opts.hubbleAddress.slice(0, opts.hubbleAddress.lastIndexOf(':'))}:${observer.tcpPort}` : '';
   listening.metrics = metricsServer?.address ?? '';
 
@@ -191,6 +199,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
 
   return {
     stop: async () => {
+      clearInterval(ctGc);
       monitor.stop();
       await observer.close();
       metricsServer?.server.close();

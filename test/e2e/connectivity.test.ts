@@ -4,7 +4,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Endpoint, MetricsRow } from '../../src/api/types.js';
 import { TestNode, eventually } from '../harness/node.js';
-import { LINK_TYPE_TCX, pinnedLinkInfo } from '../../src/kernel/bpf-link.js';
+import { LINK_TYPE_TCX, openPinned, pinnedLinkInfo } from '../../src/kernel/bpf-link.js';
+import { BpfMap, TypedMap } from '../../src/kernel/bpf-map.js';
+import { closeFd } from '../../src/kernel/libbpf.js';
+import { ctKey, ctValue } from '../../src/datapath/layouts.js';
+import { sweepConntrack } from '../../src/datapath/ct-gc.js';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -86,5 +90,19 @@ describe('connectivity between endpoints of one node', () => {
     } finally {
       await node.exec(a.netns, ['ip', 'address', 'del', `${spoofed}/32`, 'dev', 'eth0']);
     }
+  });
+
+  it('sweeps expired connection-tracking entries without disturbing traffic', async () => {
+    assert.ok(await node.probe(a.netns, 'udp', b.ipv4, 8080));
+    const ct = new TypedMap(new BpfMap(openPinned(path.join(node.bpffsDir, 'maps', 'mb_ct'))), ctKey, ctValue);
+    try {
+      assert.equal(sweepConntrack(ct), 0, 'nothing is idle yet');
+      const dayLater = process.hrtime.bigint() + 86_400n * 1_000_000_000n;
+      assert.ok(sweepConntrack(ct, dayLater) > 0, 'a day later every entry is expired');
+      assert.equal(ct.entries().length, 0);
+    } finally {
+      closeFd(ct.raw.fd);
+    }
+    assert.ok(await node.probe(a.netns, 'udp', b.ipv4, 8080), 'new connections are tracked again');
   });
 });

@@ -1,0 +1,35 @@
+/* Connection-tracking garbage collection. The datapath treats an idle entry as gone (it checks
+ * the lifetime on lookup) but leaves it in the LRU map; the agent sweeps such entries now and
+ * then so that `bpf ct list` and map pressure show live connections only. The lifetimes mirror
+ * bpf/include/conntrack.h (CT_LIFETIME_*). */
+import type { Datapath } from './datapath.js';
+import type { ctValue } from './layouts.js';
+import type { StructValue } from './struct.js';
+
+type CtMap = Datapath['ct'];
+
+const NS = 1_000_000_000n;
+const LIFETIME = { tcp: 21600n * NS, tcpSyn: 60n * NS, tcpClosing: 10n * NS, other: 60n * NS };
+const TCP = 6;
+const FIN_OR_RST = 0x01 | 0x04;
+const ACK = 0x10;
+
+export function ctExpired(v: StructValue<typeof ctValue>, protocol: number, nowNs: bigint): boolean {
+  let lifetime = LIFETIME.other;
+  if (protocol === TCP) {
+    if (v.tcp_flags_seen & FIN_OR_RST) lifetime = LIFETIME.tcpClosing;
+    else if (!(v.tcp_flags_seen & ACK)) lifetime = LIFETIME.tcpSyn;
+    else lifetime = LIFETIME.tcp;
+  }
+  return nowNs - v.last_seen_ns > lifetime;
+}
+
+/** Deletes expired entries; returns how many. `nowNs` is CLOCK_MONOTONIC, bpf_ktime_get_ns's clock. */
+export function sweepConntrack(ct: CtMap, nowNs = process.hrtime.bigint()): number {
+  const expired: Buffer[] = [];
+  for (const [k, v] of ct.raw.entries()) {
+    if (ctExpired(ct.value.decode(v), ct.key.decode(k).protocol, nowNs)) expired.push(k);
+  }
+  ct.raw.deleteMany(expired);
+  return expired.length;
+}
