@@ -18,6 +18,9 @@ import { IprouteNetlink, type Netlink } from './kernel/netlink.js';
 import { EmbeddedStore } from './store/embedded.js';
 import { Mutex } from './util/mutex.js';
 import { registerEndpointRoutes } from './api/endpoint-routes.js';
+import { registerServiceRoutes } from './api/service-routes.js';
+import { LbDatapath } from './service/datapath.js';
+import { ServiceManager } from './service/manager.js';
 import { registerPolicyRoutes } from './api/policy-routes.js';
 import { registerFlowRoutes } from './api/flow-routes.js';
 import type { AggregationLevel } from './datapath/layouts.js';
@@ -47,6 +50,8 @@ export interface AgentOptions {
   auditMode: boolean;
   /** Deliver to local endpoints with bpf_redirect_peer instead of the node's routing. */
   fastPath: boolean;
+  /** cgroup v2 directory whose processes get socket-level service translation. */
+  cgroupRoot: string;
   /** Flows kept in memory (Hubble's ring). */
   flowCapacity: number;
   aggregation: AggregationLevel;
@@ -77,8 +82,13 @@ function preflight(opts: AgentOptions): KernelFeatures {
   if (missing.length) {
     throw new StartupError(`this kernel lacks ${missing.map((m) => ESSENTIAL[m]).join(', ')}: membrane needs them to run`);
   }
-  const obj = path.join(opts.bpfObjectDir, 'endpoint.o');
-  if (!fs.existsSync(obj)) throw new StartupError(`BPF object ${obj} is missing: build it with 'make build'`);
+  for (const name of ['endpoint.o', 'sock.o']) {
+    const obj = path.join(opts.bpfObjectDir, name);
+    if (!fs.existsSync(obj)) throw new StartupError(`BPF object ${obj} is missing: build it with 'make build'`);
+  }
+  if (!fs.existsSync(path.join(opts.cgroupRoot, 'cgroup.procs'))) {
+    throw new StartupError(`--cgroup-root ${opts.cgroupRoot} is not a cgroup v2 directory (mount cgroup2 or point at one)`);
+  }
   return features;
 }
 
@@ -136,6 +146,11 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     log,
   );
   await manager.restore();
+  const lb = LbDatapath.load(opts.bpfObjectDir, opts.bpffsDir);
+  lb.attach(opts.cgroupRoot, opts.bpffsDir);
+  const services = new ServiceManager(store, lb, () => manager.listEndpoints(), log);
+  services.sync();
+  manager.onChange(() => services.sync());
   log.info({ endpoints: manager.listEndpoints().length, sync: manager.lastSync }, 'state restored');
 
   const listening = { hubble: '', metrics: '' };
@@ -163,6 +178,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       };
     });
   registerEndpointRoutes(api, { manager, datapath, serial });
+  registerServiceRoutes(api, { services, serial });
 
   const decoder = new FlowDecoder(flowContext(opts.nodeName, manager, realizer));
   const ring = new FlowRing(opts.flowCapacity, opts.nodeName, (ev) => decoder.materialize(ev));
@@ -205,6 +221,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       metricsServer?.server.close();
       await api.close();
       datapath.close(); // links stay pinned: traffic keeps flowing while the agent is away
+      lb.close();
       fs.rmSync(opts.socket, { force: true });
     },
   };

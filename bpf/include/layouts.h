@@ -140,6 +140,50 @@ struct flow_event {
 	__u32 pad2;
 };
 
+/* Services (socket-level load balancing). A frontend is (VIP, port, protocol); its backends
+ * occupy slots 1..count of the service. */
+struct lb_service_key {
+	__u32 vip;     /* network order */
+	__u16 port;    /* network order */
+	__u8 protocol; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+struct lb_service_value {
+	__u32 service_id;
+	__u16 count;     /* active backends; 0 = refuse connections */
+	__u8 algorithm;  /* MB_LB_RANDOM */
+	__u8 flags;
+};
+
+#define MB_LB_RANDOM 1
+
+struct lb_backend_key {
+	__u32 service_id;
+	__u32 slot; /* 1..count */
+};
+
+struct lb_backend_value {
+	__u32 ip;   /* network order */
+	__u16 port; /* network order */
+	__u16 pad;
+};
+
+/* Unconnected UDP: what a socket sent to a backend on behalf of a VIP, so replies can show the
+ * VIP (recvmsg) and getpeername shows it for connected sockets. */
+struct lb_revnat_key {
+	__u64 cookie; /* socket cookie */
+	__u32 ip;     /* backend, network order */
+	__u16 port;
+	__u16 pad;
+};
+
+struct lb_revnat_value {
+	__u32 vip;
+	__u16 port;
+	__u16 pad;
+};
+
 #define MB_EVENT_DROP 1
 #define MB_EVENT_TRACE 4
 #define MB_EVENT_POLICY_VERDICT 5

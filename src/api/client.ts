@@ -8,6 +8,8 @@ import type {
   PolicyImportResult,
   PolicyList,
   SelectorRow,
+  ServiceRequest,
+  ServiceView,
   Endpoint,
   EndpointAddRequest,
   Identity,
@@ -97,6 +99,10 @@ export class AgentClient {
   endpointPolicy = (ns: string, name: string) =>
     this.request<EndpointPolicyView>('GET', `/v1/bpf/policy/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
   listCt = () => this.request<CtRow[]>('GET', '/v1/bpf/ct');
+  addService = (req: ServiceRequest) => this.request<ServiceView>('POST', '/v1/services', req);
+  updateService = (req: ServiceRequest) => this.request<ServiceView>('PUT', `/v1/services/${encodeURIComponent(req.name)}`, req);
+  deleteService = (name: string) => this.request<void>('DELETE', `/v1/services/${encodeURIComponent(name)}`);
+  listServices = () => this.request<ServiceView[]>('GET', '/v1/services');
 
   /** Prometheus text exposition of the agent's metrics. */
   metricsText(): Promise<string> {

@@ -173,3 +173,40 @@ export interface CtRow {
   idleSeconds: number;
   tcpFlags: number;
 }
+
+export type ServiceProtocol = 'TCP' | 'UDP';
+
+export interface ServiceBackend {
+  ip: string;
+  port: number;
+  weight: number;
+  /** Where it comes from: listed, or an endpoint selected by labels (NS/NAME). */
+  endpoint?: string;
+}
+
+export interface Service {
+  name: string;
+  id: number;
+  frontend: { ip: string; port: number; protocol: ServiceProtocol };
+  algorithm: 'random';
+  /** Backends given explicitly. */
+  backends: ServiceBackend[];
+  /** Endpoint labels (`k=v`) that select backends, following endpoint churn. */
+  selector?: Record<string, string>;
+  /** Port on selected endpoints (defaults to the frontend port). */
+  targetPort?: number;
+}
+
+/** A service with the backends it currently balances over. */
+export interface ServiceView extends Service {
+  activeBackends: ServiceBackend[];
+}
+
+export interface ServiceRequest {
+  name: string;
+  frontend: string;
+  backends?: string[];
+  selector?: string[];
+  targetPort?: number;
+  algorithm?: string;
+}

@@ -1,5 +1,6 @@
 /* The `membrane` command: `membrane <noun> <verb>`, talking to the agent over its unix socket. */
 import { Command, Option } from 'commander';
+import type { ServiceView } from '../api/types.js';
 import { AgentClient, AgentUnreachable, ApiError, DEFAULT_SOCKET, streamFlows } from '../api/client.js';
 import { formatCompact, formatDict, formatTable } from '../flow/printer.js';
 import type { Flow } from '../flow/types.js';
@@ -63,6 +64,7 @@ program
       .default('default'),
   )
   .option('--no-allow-localhost', 'judge traffic from the node itself by policy too (by default the node always reaches its endpoints)')
+  .option('--cgroup-root <dir>', 'cgroup v2 directory whose processes get socket-level service translation (default: the cgroup2 mount)')
   .option('--no-fast-path', "route endpoint-to-endpoint traffic through the node's stack instead of bpf_redirect_peer")
   .option('--policy-audit-mode', 'report what policy would drop (flows with verdict AUDIT) but let it through')
   .option('--flow-buffer-capacity <n>', 'flows kept in memory for observe (Hubble ring size)', '4095')
@@ -95,6 +97,7 @@ program
       allowLocalhost: (o as unknown as { allowLocalhost: boolean }).allowLocalhost,
       auditMode: (o as unknown as { policyAuditMode?: boolean }).policyAuditMode ?? false,
       fastPath: (o as unknown as { fastPath: boolean }).fastPath,
+      cgroupRoot: o.cgroupRoot ?? (await cgroup2Mount()),
       flowCapacity: capacity,
       aggregation: o.monitorAggregation as 'none' | 'low' | 'medium' | 'maximum',
       hubbleAddress: o.hubbleAddress!,
@@ -105,6 +108,63 @@ program
     process.once('SIGTERM', shutdown);
     process.once('SIGINT', shutdown);
   });
+
+/** Where cgroup v2 is mounted (/sys/fs/cgroup on unified systems, /sys/fs/cgroup/unified on hybrid ones). */
+async function cgroup2Mount(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const line = (await readFile('/proc/mounts', 'utf8')).split('\n').find((l) => l.split(' ')[2] === 'cgroup2');
+  if (!line) throw new UserError('invalid', 'no cgroup2 filesystem is mounted: mount one (mount -t cgroup2 none /sys/fs/cgroup/unified) or pass --cgroup-root');
+  return line.split(' ')[1]!;
+}
+
+// ---- service ----
+const serviceColumns: Column<ServiceView>[] = [
+  { header: 'ID', value: (s) => s.id },
+  { header: 'NAME', value: (s) => s.name },
+  { header: 'FRONTEND', value: (s) => `${s.frontend.ip}:${s.frontend.port}/${s.frontend.protocol}` },
+  { header: 'ALGORITHM', value: (s) => s.algorithm },
+  {
+    header: 'BACKENDS',
+    value: (s) =>
+      s.activeBackends.length
+        ? s.activeBackends.map((b, i) => `${i + 1} => ${b.ip}:${b.port}${b.weight > 1 ? ` (weight ${b.weight})` : ''}${b.endpoint ? ` (${b.endpoint})` : ''}`)
+        : ['(none: connections are refused)'],
+  },
+];
+const svc = program.command('service').description('services: a virtual IP load-balanced over backends in the kernel');
+const serviceOptions = (cmd: Command) =>
+  cmd
+    .requiredOption('--frontend <vip:port/proto>', 'virtual address, e.g. 10.96.0.10:80/TCP')
+    .option('--backend <ip:port[,weight]>', 'a backend (repeatable)', collect)
+    .option('--selector <k=v,...>', 'select backends by endpoint labels, following endpoint churn', collect)
+    .option('--target-port <port>', 'port on selected endpoints (default: the frontend port)')
+    .option('--algorithm <name>', 'backend selection: random', 'random')
+    .addOption(outputOption());
+type ServiceFlags = { frontend: string; backend?: string[]; selector?: string[]; targetPort?: string; algorithm?: string; output: string };
+const serviceRequest = (name: string, o: ServiceFlags) => ({
+  name,
+  frontend: o.frontend,
+  backends: o.backend,
+  selector: o.selector,
+  targetPort: o.targetPort === undefined ? undefined : Number(o.targetPort),
+  algorithm: o.algorithm,
+});
+serviceOptions(svc.command('add <name>').description('create a service')).action(async (name: string, o: ServiceFlags) => {
+  const format = parseFormat(o.output);
+  print(await client().addService(serviceRequest(name, o)), format, serviceColumns);
+});
+serviceOptions(svc.command('update <name>').description('replace a service')).action(async (name: string, o: ServiceFlags) => {
+  const format = parseFormat(o.output);
+  print(await client().updateService(serviceRequest(name, o)), format, serviceColumns);
+});
+svc.command('delete <name>').action(async (name: string) => {
+  await client().deleteService(name);
+  console.log(`service ${name} deleted`);
+});
+svc
+  .command('list')
+  .addOption(outputOption())
+  .action(async (o: { output: string }) => print(await client().listServices(), parseFormat(o.output), serviceColumns));
 
 // ---- status ----
 program

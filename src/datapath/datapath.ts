@@ -38,9 +38,9 @@ export interface SyncStats {
  * Desired contents of one map as encoded key/value bytes, keyed by the hex of the key. The
  * writer compares bytes, so any field change (or padding mistake) shows up as a difference.
  */
-type Entry<K extends FieldList, V extends FieldList> = [Partial<Decoded<K>>, Partial<Decoded<V>>];
+export type Entry<K extends FieldList, V extends FieldList> = [Partial<Decoded<K>>, Partial<Decoded<V>>];
 
-class MapMirror<K extends FieldList, V extends FieldList> {
+export class MapMirror<K extends FieldList, V extends FieldList> {
   private realized = new Map<string, Buffer>();
   /** Keys per group (e.g. per endpoint), when the mirror is grouped. */
   private readonly groups = new Map<number, Set<string>>();
@@ -129,11 +129,11 @@ class MapMirror<K extends FieldList, V extends FieldList> {
   }
 }
 
-function addStats(a: SyncStats, b: SyncStats): SyncStats {
+export function addStats(a: SyncStats, b: SyncStats): SyncStats {
   return { written: a.written + b.written, deleted: a.deleted + b.deleted, unchanged: a.unchanged + b.unchanged };
 }
 
-type StructEntry<K, V> = [Partial<StructValue<K>>, Partial<StructValue<V>>];
+export type StructEntry<K, V> = [Partial<StructValue<K>>, Partial<StructValue<V>>];
 
 /** Desired contents of the maps the agent owns (whole, or the part that changed). */
 export interface DesiredDatapath {

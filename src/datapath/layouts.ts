@@ -128,6 +128,46 @@ export const flowEvent = defineStruct('flow_event', [
   ['pad2', 'u32'],
 ] as const);
 
+export const lbServiceKey = defineStruct('lb_service_key', [
+  ['vip', 'ipv4'],
+  ['port', 'be16'],
+  ['protocol', 'u8'],
+  ['pad', 'u8'],
+] as const);
+
+export const lbServiceValue = defineStruct('lb_service_value', [
+  ['service_id', 'u32'],
+  ['count', 'u16'],
+  ['algorithm', 'u8'],
+  ['flags', 'u8'],
+] as const);
+
+export const LB_ALGORITHM = { random: 1 } as const;
+
+export const lbBackendKey = defineStruct('lb_backend_key', [
+  ['service_id', 'u32'],
+  ['slot', 'u32'],
+] as const);
+
+export const lbBackendValue = defineStruct('lb_backend_value', [
+  ['ip', 'ipv4'],
+  ['port', 'be16'],
+  ['pad', 'u16'],
+] as const);
+
+export const lbRevnatKey = defineStruct('lb_revnat_key', [
+  ['cookie', 'u64'],
+  ['ip', 'ipv4'],
+  ['port', 'be16'],
+  ['pad', 'u16'],
+] as const);
+
+export const lbRevnatValue = defineStruct('lb_revnat_value', [
+  ['vip', 'ipv4'],
+  ['port', 'be16'],
+  ['pad', 'u16'],
+] as const);
+
 export const CT_STATE = { NEW: 0, ESTABLISHED: 1, REPLY: 2, RELATED: 3 } as const;
 export const TRACE_POINT = { TO_ENDPOINT: 101, FROM_ENDPOINT: 5 } as const;
 
@@ -157,7 +197,16 @@ export const sharedStructs = [
   ctValue,
   datapathConfig,
   flowEvent,
+  lbServiceKey,
+  lbServiceValue,
+  lbBackendKey,
+  lbBackendValue,
+  lbRevnatKey,
+  lbRevnatValue,
 ];
+
+/** Maps of bpf/sock.c (socket-level load balancing). */
+export const LB_MAPS = { services: 'mb_lb_services', backends: 'mb_lb_backends', revnat: 'mb_lb_revnat' } as const;
 
 export const DIRECTION = { INGRESS: 1, EGRESS: 2 } as const;
 

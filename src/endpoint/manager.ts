@@ -408,10 +408,18 @@ export class EndpointManager {
     return [];
   }
 
+  private readonly listeners: (() => void)[] = [];
+
+  /** Called after every change to endpoints (services follow their backends). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
   private recordSync(reason: string, stats: SyncStats): void {
     this.byIp = new Map([...this.endpoints.values()].map((e) => [ipToInt(e.ipv4), e]));
     this.lastSync = { ...stats, at: new Date().toISOString(), reason };
     this.log.debug({ ...stats, reason }, 'datapath synced');
+    for (const l of this.listeners) l();
   }
 
   // ---- helpers ----

@@ -48,8 +48,9 @@ function reusablePin(pinPath: string, ifindex: number, dir: TcxDirection): numbe
   return undefined;
 }
 
-function pinNewLink(fd: number, pinPath: string, ifindex: number, dir: TcxDirection): void {
-  if (fd < 0) throw new KernelError(`tcx ${dir} attach to ifindex ${ifindex}`, -fd);
+/** Pins a link just created (`what` names the attachment if creating it failed). */
+function pinNewLink(fd: number, pinPath: string, what: string): void {
+  if (fd < 0) throw new KernelError(what, -fd);
   try {
     pinFd(fd, pinPath);
   } finally {
@@ -72,7 +73,7 @@ export function ensureTcxLink(pinPath: string, progFd: number, ifindex: number, 
     }
     return true;
   }
-  pinNewLink(c.linkCreate(progFd, ifindex, ATTACH_TYPE[dir], null), pinPath, ifindex, dir);
+  pinNewLink(c.linkCreate(progFd, ifindex, ATTACH_TYPE[dir], null), pinPath, `tcx ${dir} attach to ifindex ${ifindex}`);
   return false;
 }
 
@@ -85,7 +86,40 @@ export async function createTcxLinkAsync(pinPath: string, progFd: number, ifinde
   const fd = await new Promise<number>((resolve, reject) =>
     c.linkCreate.async(progFd, ifindex, ATTACH_TYPE[dir], null, (err: unknown, ret: number) => (err ? reject(err) : resolve(ret))),
   );
-  pinNewLink(fd, pinPath, ifindex, dir);
+  pinNewLink(fd, pinPath, `tcx ${dir} attach to ifindex ${ifindex}`);
+}
+
+export const CGROUP_ATTACH = { connect4: 10, sendmsg4: 14, recvmsg4: 19, getpeername4: 29 } as const;
+export type CgroupHook = keyof typeof CGROUP_ATTACH;
+
+/**
+ * Makes sure `progFd` runs at the cgroup hook of `cgroupDir` (cgroup v2), reusing the link pinned
+ * at `pinPath` when it belongs to that cgroup and hook (program swapped in place).
+ */
+export function ensureCgroupLink(pinPath: string, progFd: number, cgroupDir: string, hook: CgroupHook): boolean {
+  const cgroupId = BigInt(fs.statSync(cgroupDir).ino);
+  if (fs.existsSync(pinPath)) {
+    const fd = openPinned(pinPath);
+    try {
+      const info = Buffer.alloc(128);
+      check('link info', c.objGetInfoByFd(fd, info, new Uint32Array([info.length])));
+      // struct bpf_link_info: the cgroup member of the union is {cgroup_id u64, attach_type u32}.
+      if (info.readBigUInt64LE(16) === cgroupId && info.readUInt32LE(24) === CGROUP_ATTACH[hook]) {
+        check(`updating link ${pinPath}`, c.linkUpdate(fd, progFd, null));
+        return true;
+      }
+    } finally {
+      closeFd(fd);
+    }
+    fs.unlinkSync(pinPath);
+  }
+  const cg = fs.openSync(cgroupDir, 'r');
+  try {
+    pinNewLink(c.linkCreate(progFd, cg, CGROUP_ATTACH[hook], null), pinPath, `${hook} attach to cgroup ${cgroupDir}`);
+  } finally {
+    fs.closeSync(cg);
+  }
+  return false;
 }
 
 /** Link info of a pinned link (tests and diagnostics). */

@@ -78,12 +78,15 @@ export class TestNode {
   readonly bpffsDir = `/sys/fs/bpf/${this.prefix}`;
   readonly logFile = path.join(this.dir, 'agent.log');
   readonly podCidr: string;
+  /** This node's cgroup: workloads run in it, so the socket-level service hooks apply to them. */
+  readonly cgroupDir = path.join(cgroup2Mount(), this.prefix);
   readonly api = new AgentClient(this.socket);
   agent?: ChildProcess;
   private readonly children = new Set<ChildProcess>();
 
   private constructor(private readonly opts: NodeOptions) {
     this.podCidr = opts.podCidr ?? '10.210.0.0/24';
+    fs.mkdirSync(this.cgroupDir, { recursive: true });
     registerForExitCleanup(this);
   }
 
@@ -118,6 +121,7 @@ export class TestNode {
         '--state-dir', this.stateDir,
         '--bpffs-dir', this.bpffsDir,
         '--log-level', 'debug',
+        '--cgroup-root', this.cgroupDir,
         ...(this.opts.extraAgentArgs ?? []),
       ],
       { env: this.env, stdio: ['ignore', log, log] },
@@ -163,9 +167,15 @@ export class TestNode {
     return JSON.parse(r.stdout) as T;
   }
 
+  /** `ip netns exec NETNS ARGS`, started inside this node's cgroup (as a workload of the node). */
+  private workload(netns: string, args: string[]): [string, string[]] {
+    return ['sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', this.cgroupDir, 'ip', 'netns', 'exec', netns, ...args]];
+  }
+
   /** Runs a command inside a workload namespace. */
   exec(netns: string, args: string[], timeoutMs?: number): Promise<RunResult> {
-    return run('ip', ['netns', 'exec', netns, ...args], { timeoutMs });
+    const [cmd, argv] = this.workload(netns, args);
+    return run(cmd, argv, { timeoutMs });
   }
 
   /** Runs a command inside the node namespace. */
@@ -175,7 +185,8 @@ export class TestNode {
 
   /** Starts a long-running process in a namespace; it is killed by cleanup. */
   spawnIn(netns: string, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', netns, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const [cmd, argv] = this.workload(netns, args);
+    const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
@@ -251,7 +262,39 @@ function cleanupSync(node: TestNode): void {
   for (const ns of namespacesWithPrefix(node.prefix)) spawnSync('ip', ['netns', 'delete', ns]);
   fs.rmSync(node.bpffsDir, { recursive: true, force: true });
   fs.rmSync(node.dir, { recursive: true, force: true });
+  removeCgroup(node.cgroupDir);
   liveNodes.delete(node);
+}
+
+/** The cgroup can only go once its processes have: kill stragglers, then retry briefly. */
+function removeCgroup(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const pids = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    try {
+      fs.rmdirSync(dir);
+      return;
+    } catch {
+      spawnSync('sleep', ['0.05']);
+    }
+  }
+}
+
+let cgroup2Root: string | undefined;
+function cgroup2Mount(): string {
+  if (!cgroup2Root) {
+    const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[2] === 'cgroup2');
+    if (!line) throw new Error('no cgroup2 filesystem is mounted');
+    cgroup2Root = line.split(' ')[1]!;
+  }
+  return cgroup2Root;
 }
 
 const liveNodes = new Set<TestNode>();

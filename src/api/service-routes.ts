@@ -1,0 +1,29 @@
+/* Agent API routes for services. */
+import { invalid } from '../errors.js';
+import type { ServiceManager } from '../service/manager.js';
+import type { ApiServer } from './server.js';
+import type { ServiceRequest } from './types.js';
+
+export interface ServiceRouteDeps {
+  services: ServiceManager;
+  serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
+}
+
+function request(body: unknown, name?: string): ServiceRequest {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('the request must be a service object');
+  const r = { ...(body as Record<string, unknown>), ...(name ? { name } : {}) } as ServiceRequest;
+  for (const field of ['backends', 'selector'] as const) {
+    const v = r[field];
+    if (v !== undefined && (!Array.isArray(v) || v.some((x) => typeof x !== 'string'))) throw invalid(`${field} must be a list of strings`);
+  }
+  return r;
+}
+
+export function registerServiceRoutes(api: ApiServer, { services, serial }: ServiceRouteDeps): void {
+  api
+    .route('GET', '/v1/services', () => services.list())
+    .route('GET', '/v1/services/:name', ({ params }) => services.get(params.name!))
+    .route('POST', '/v1/services', ({ body }) => serial(() => services.add(request(body))))
+    .route('PUT', '/v1/services/:name', ({ params, body }) => serial(() => services.update(request(body, params.name))))
+    .route('DELETE', '/v1/services/:name', ({ params }) => serial(() => services.delete(params.name!)));
+}

@@ -1,0 +1,68 @@
+/* The socket load-balancing datapath: bpf/sock.o's programs attached to the agent's cgroup with
+ * pinned links, and its service/backend maps written by difference. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { addStats, MapMirror, type StructEntry, type SyncStats } from '../datapath/datapath.js';
+import { LB_MAPS, lbBackendKey, lbBackendValue, lbServiceKey, lbServiceValue } from '../datapath/layouts.js';
+import { TypedMap } from '../kernel/bpf-map.js';
+import { BpfObject } from '../kernel/bpf-object.js';
+import { CGROUP_ATTACH, ensureCgroupLink, type CgroupHook } from '../kernel/bpf-link.js';
+
+export const SOCK_OBJECT = 'sock.o';
+const PROGRAMS: Record<CgroupHook, string> = {
+  connect4: 'sock4_connect',
+  sendmsg4: 'sock4_sendmsg',
+  recvmsg4: 'sock4_recvmsg',
+  getpeername4: 'sock4_getpeername',
+};
+
+export interface DesiredLb {
+  services: StructEntry<typeof lbServiceKey, typeof lbServiceValue>[];
+  backends: StructEntry<typeof lbBackendKey, typeof lbBackendValue>[];
+}
+
+export class LbDatapath {
+  readonly services;
+  readonly backends;
+  private readonly servicesMirror;
+  private readonly backendsMirror;
+
+  private constructor(private readonly obj: BpfObject) {
+    this.services = new TypedMap(obj.map(LB_MAPS.services), lbServiceKey, lbServiceValue);
+    this.backends = new TypedMap(obj.map(LB_MAPS.backends), lbBackendKey, lbBackendValue);
+    this.servicesMirror = new MapMirror(this.services);
+    this.backendsMirror = new MapMirror(this.backends);
+  }
+
+  static load(objectDir: string, bpffsDir: string): LbDatapath {
+    return new LbDatapath(
+      BpfObject.load(path.join(objectDir, SOCK_OBJECT), {
+        pinDir: path.join(bpffsDir, 'maps'),
+        maps: Object.values(LB_MAPS),
+        programs: Object.values(PROGRAMS),
+      }),
+    );
+  }
+
+  /** Attaches every socket hook to the cgroup (v2) whose processes get service translation. */
+  attach(cgroupDir: string, bpffsDir: string): void {
+    const linkDir = path.join(bpffsDir, 'links');
+    fs.mkdirSync(linkDir, { recursive: true });
+    for (const hook of Object.keys(CGROUP_ATTACH) as CgroupHook[]) {
+      ensureCgroupLink(path.join(linkDir, `cgroup-${hook}`), this.obj.programFd(PROGRAMS[hook]), cgroupDir, hook);
+    }
+  }
+
+  sync(desired: DesiredLb): SyncStats {
+    // New backend slots before the services that count them, stale slots only after: a
+    // connect never picks a slot that is not there.
+    const added = this.backendsMirror.update(desired.backends, []);
+    const services = this.servicesMirror.sync(desired.services);
+    const removed = this.backendsMirror.sync(desired.backends);
+    return addStats(addStats(added, services), { written: 0, deleted: removed.deleted, unchanged: 0 });
+  }
+
+  close(): void {
+    this.obj.close();
+  }
+}

@@ -1,0 +1,115 @@
+/* Services: frontends (VIP:port/protocol) and their backends — listed, or selected by endpoint
+ * labels and following endpoint churn — persisted in the store and realized in the socket
+ * load-balancing maps. A backend that goes away stops receiving new connections; connected
+ * sockets keep the backend they were given. */
+import type { Logger } from 'pino';
+import type { Endpoint, Service, ServiceBackend, ServiceRequest, ServiceView } from '../api/types.js';
+import type { SyncStats } from '../datapath/datapath.js';
+import { LB_ALGORITHM } from '../datapath/layouts.js';
+import { conflict, notFound } from '../errors.js';
+import type { Store } from '../store/store.js';
+import type { DesiredLb, LbDatapath } from './datapath.js';
+import { parseServiceRequest } from './spec.js';
+
+const PREFIX = 'services/';
+const NEXT_ID = 'meta/next-service-id';
+const PROTO = { TCP: 6, UDP: 17 } as const;
+
+export class ServiceManager {
+  private readonly services = new Map<string, Service>();
+  private nextId: number;
+  lastSync: SyncStats = { written: 0, deleted: 0, unchanged: 0 };
+
+  constructor(
+    private readonly store: Store,
+    private readonly lb: LbDatapath,
+    private readonly endpoints: () => Endpoint[],
+    private readonly log: Logger,
+  ) {
+    for (const [, s] of store.list<Service>(PREFIX)) this.services.set(s.name, s);
+    this.nextId = store.get<number>(NEXT_ID) ?? 1;
+  }
+
+  add(req: ServiceRequest): ServiceView {
+    if (this.services.has(req.name)) throw conflict(`service ${req.name} already exists: use 'membrane service update'`);
+    const service = parseServiceRequest(req, this.nextId);
+    this.checkFrontendFree(service);
+    this.store.commit({ put: { [PREFIX + service.name]: service, [NEXT_ID]: this.nextId + 1 } });
+    this.nextId++;
+    this.services.set(service.name, service);
+    this.sync();
+    return this.view(service);
+  }
+
+  update(req: ServiceRequest): ServiceView {
+    const old = this.mustGet(req.name);
+    const service = parseServiceRequest(req, old.id);
+    this.checkFrontendFree(service);
+    this.store.commit({ put: { [PREFIX + service.name]: service } });
+    this.services.set(service.name, service);
+    this.sync();
+    return this.view(service);
+  }
+
+  delete(name: string): void {
+    this.mustGet(name);
+    this.store.commit({ delete: [PREFIX + name] });
+    this.services.delete(name);
+    this.sync();
+  }
+
+  list(): ServiceView[] {
+    return [...this.services.values()].sort((a, b) => a.id - b.id).map((s) => this.view(s));
+  }
+
+  get(name: string): ServiceView {
+    return this.view(this.mustGet(name));
+  }
+
+  /** Rewrites what differs in the maps (after any service or endpoint change). */
+  sync(): void {
+    const desired: DesiredLb = { services: [], backends: [] };
+    for (const s of this.services.values()) {
+      const slots = this.activeBackends(s).flatMap((b) => Array<ServiceBackend>(b.weight).fill(b)); // weight = slots
+      desired.services.push([
+        { vip: s.frontend.ip, port: s.frontend.port, protocol: PROTO[s.frontend.protocol] },
+        { service_id: s.id, count: slots.length, algorithm: LB_ALGORITHM[s.algorithm] },
+      ]);
+      slots.forEach((b, i) => desired.backends.push([{ service_id: s.id, slot: i + 1 }, { ip: b.ip, port: b.port }]));
+    }
+    this.lastSync = this.lb.sync(desired);
+    this.log.debug({ ...this.lastSync }, 'services synced');
+  }
+
+  private activeBackends(s: Service): ServiceBackend[] {
+    const selected: ServiceBackend[] = [];
+    if (s.selector) {
+      const want = Object.entries(s.selector).map(([k, v]) => `k8s:${k}=${v}`);
+      for (const ep of this.endpoints()) {
+        if (ep.state === 'ready' && want.every((l) => ep.labels.includes(l))) {
+          selected.push({ ip: ep.ipv4, port: s.targetPort ?? s.frontend.port, weight: 1, endpoint: `${ep.namespace}/${ep.name}` });
+        }
+      }
+    }
+    return [...s.backends, ...selected];
+  }
+
+  private view(s: Service): ServiceView {
+    return { ...s, activeBackends: this.activeBackends(s) };
+  }
+
+  private mustGet(name: string): Service {
+    const s = this.services.get(name);
+    if (!s) throw notFound(`service ${name} does not exist (see 'membrane service list')`);
+    return s;
+  }
+
+  private checkFrontendFree(s: Service): void {
+    for (const other of this.services.values()) {
+      const f = other.frontend;
+      if (other.name !== s.name && f.ip === s.frontend.ip && f.port === s.frontend.port && f.protocol === s.frontend.protocol) {
+        throw conflict(`frontend ${f.ip}:${f.port}/${f.protocol} is already used by service ${other.name}`);
+      }
+    }
+  }
+}

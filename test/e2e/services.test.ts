@@ -1,0 +1,157 @@
+/* Services through socket-level load balancing: a client endpoint reaches a VIP served by
+ * backend endpoints; the spread follows the backends, label-selected backends follow endpoint
+ * churn, a service without backends refuses at once, UDP replies come from the VIP, policy on
+ * the backends applies to VIP traffic, and services survive an agent restart. */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Endpoint, ServiceView } from '../../src/api/types.js';
+import { TestNode, repoRoot } from '../harness/node.js';
+
+const tools = path.join(repoRoot, 'test/harness/tools');
+const VIP = '10.96.0.10';
+
+interface Who {
+  counts: Record<string, number>;
+  errors: Record<string, number>;
+  peers: string[];
+}
+
+describe('services (socket-level load balancing)', () => {
+  let node: TestNode;
+  let client: Endpoint;
+  let other: Endpoint;
+  const backends: Endpoint[] = [];
+
+  const who = async (from: Endpoint, proto: 'tcp' | 'udp', port: number, n: number): Promise<Who> => {
+    const r = await node.exec(from.netns, ['node', path.join(tools, 'who.mjs'), proto, VIP, String(port), String(n)], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Who;
+  };
+
+  const addBackend = async (name: string) => {
+    const ep = await node.api.addEndpoint({ namespace: 'svc', name, labels: ['app=web'] });
+    const server = node.spawnIn(ep.netns, ['node', path.join(tools, 'whoami-server.mjs'), name, '8080']);
+    await new Promise<void>((resolve, reject) => {
+      server.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      server.once('exit', () => reject(new Error(`${name} server exited`)));
+    });
+    return ep;
+  };
+
+  before(async () => {
+    node = await TestNode.create({ podCidr: '10.235.0.0/24' });
+    await node.api.setNamespace('svc');
+    client = await node.api.addEndpoint({ namespace: 'svc', name: 'client', labels: ['app=client'] });
+    other = await node.api.addEndpoint({ namespace: 'svc', name: 'other', labels: ['app=other'] });
+    for (const name of ['web1', 'web2', 'web3']) backends.push(await addBackend(name));
+  });
+  after(async () => node?.cleanup());
+
+  it('spreads connections to a VIP over its backends', async () => {
+    const r = await node.cli(
+      'service', 'add', 'web', '--frontend', `${VIP}:80/TCP`,
+      ...backends.flatMap((b) => ['--backend', `${b.ipv4}:8080`]), '-o', 'json',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const got = await who(client, 'tcp', 80, 300);
+    assert.deepEqual(got.errors, {});
+    for (const name of ['web1', 'web2', 'web3']) {
+      assert.ok((got.counts[name] ?? 0) >= 60, `${name} got ${got.counts[name]} of 300: ${JSON.stringify(got.counts)}`);
+    }
+  });
+
+  it('weights backends', async () => {
+    const r = await node.cli('service', 'update', 'web', '--frontend', `${VIP}:80/TCP`, '--backend', `${backends[0]!.ipv4}:8080,3`, '--backend', `${backends[1]!.ipv4}:8080`);
+    assert.equal(r.code, 0, r.stderr);
+    const got = await who(client, 'tcp', 80, 400);
+    assert.ok((got.counts.web1 ?? 0) > 2 * (got.counts.web2 ?? 0), JSON.stringify(got.counts));
+    assert.equal(got.counts.web3, undefined);
+  });
+
+  it('refuses connections at once when a service has no backend', async () => {
+    await node.api.updateService({ name: 'web', frontend: `${VIP}:80/TCP` });
+    const started = Date.now();
+    const got = await who(client, 'tcp', 80, 5);
+    assert.deepEqual(got.errors, { ECONNREFUSED: 5 });
+    assert.ok(Date.now() - started < 5000);
+    const list = await node.cli('service', 'list');
+    assert.match(list.stdout, /none: connections are refused/);
+  });
+
+  it('follows endpoints selected by labels', async () => {
+    await node.api.deleteService('web');
+    await node.api.addService({ name: 'web', frontend: `${VIP}:80/TCP`, selector: ['app=web'], targetPort: 8080 });
+    let got = await who(client, 'tcp', 80, 150);
+    assert.deepEqual(Object.keys(got.counts).sort(), ['web1', 'web2', 'web3']);
+    backends.push(await addBackend('web4'));
+    got = await who(client, 'tcp', 80, 200);
+    assert.ok((got.counts.web4 ?? 0) > 0, `the new endpoint serves: ${JSON.stringify(got.counts)}`);
+    await node.api.deleteEndpoint('svc', 'web1');
+    got = await who(client, 'tcp', 80, 150);
+    assert.equal(got.counts.web1, undefined, 'a deleted endpoint gets no new connections');
+    assert.deepEqual(got.errors, {});
+  });
+
+  it('balances UDP per datagram and answers from the VIP', async () => {
+    await node.api.addService({ name: 'dns', frontend: `${VIP}:53/UDP`, selector: ['app=web'], targetPort: 8080 });
+    const got = await who(client, 'udp', 53, 90);
+    assert.deepEqual(got.errors, {});
+    assert.ok(Object.keys(got.counts).length >= 2, JSON.stringify(got.counts));
+    assert.deepEqual(got.peers, [`${VIP}:53`], 'replies look like they come from the VIP');
+  });
+
+  it("applies the backends' policy to VIP traffic, with the client's identity", async () => {
+    await node.api.importPolicies([
+      {
+        name: 'p.yaml',
+        content: `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-from-client, namespace: svc}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+`,
+      },
+    ]);
+    try {
+      const allowed = await who(client, 'tcp', 80, 20);
+      assert.deepEqual(allowed.errors, {});
+      const denied = await who(other, 'tcp', 80, 3);
+      assert.deepEqual(denied.errors, { timeout: 3 });
+    } finally {
+      await node.api.deletePolicy({ all: true });
+    }
+  });
+
+  it('keeps services working across an agent restart', async () => {
+    await node.killAgent('SIGKILL');
+    let got = await who(client, 'tcp', 80, 30);
+    assert.deepEqual(got.errors, {}, 'while the agent is dead');
+    await node.startAgent();
+    const list = await node.cliJson<ServiceView[]>('service', 'list');
+    assert.deepEqual(list.map((s) => s.name), ['web', 'dns']);
+    got = await who(client, 'tcp', 80, 30);
+    assert.deepEqual(got.errors, {});
+  });
+
+  const bad: [string, string[], RegExp][] = [
+    ['a duplicate frontend', ['service', 'add', 'dup', '--frontend', `${VIP}:80/TCP`], /already used by service web/],
+    ['a malformed address', ['service', 'add', 'x', '--frontend', '10.96.0:80'], /not an IPv4 address/],
+    ['a port out of range', ['service', 'add', 'x', '--frontend', `${VIP}:70000/TCP`], /out of range/],
+    ['a weight out of range', ['service', 'add', 'x', '--frontend', `${VIP}:81/TCP`, '--backend', '10.235.0.5:80,500'], /weight must be/],
+    ['an unknown service', ['service', 'delete', 'nope'], /service nope does not exist/],
+    ['an unsupported algorithm', ['service', 'add', 'x', '--frontend', `${VIP}:82/TCP`, '--algorithm', 'maglev'], /not supported yet/],
+  ];
+  for (const [what, args, message] of bad) {
+    it(`rejects ${what} with one line and no change`, async () => {
+      const before = await node.api.listServices();
+      const r = await node.cli(...args);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+      assert.deepEqual(await node.api.listServices(), before);
+    });
+  }
+});
