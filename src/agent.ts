@@ -178,9 +178,9 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       };
     });
   registerEndpointRoutes(api, { manager, datapath, serial });
-  registerServiceRoutes(api, { services, serial });
+  registerServiceRoutes(api, { services, lb, serial });
 
-  const decoder = new FlowDecoder(flowContext(opts.nodeName, manager, realizer));
+  const decoder = new FlowDecoder(flowContext(opts.nodeName, manager, realizer, services));
   const ring = new FlowRing(opts.flowCapacity, opts.nodeName, (ev) => decoder.materialize(ev));
   const metrics = new Metrics({
     endpoints: () => manager.listEndpoints().length,

@@ -14,6 +14,7 @@ import type {
   EndpointAddRequest,
   Identity,
   IpcacheRow,
+  LbRow,
   MetricsRow,
   Namespace,
   Status,
@@ -103,6 +104,7 @@ export class AgentClient {
   updateService = (req: ServiceRequest) => this.request<ServiceView>('PUT', `/v1/services/${encodeURIComponent(req.name)}`, req);
   deleteService = (name: string) => this.request<void>('DELETE', `/v1/services/${encodeURIComponent(name)}`);
   listServices = () => this.request<ServiceView[]>('GET', '/v1/services');
+  listLb = () => this.request<LbRow[]>('GET', '/v1/bpf/lb');
 
   /** Prometheus text exposition of the agent's metrics. */
   metricsText(): Promise<string> {

@@ -1,11 +1,13 @@
 /* Agent API routes for services. */
 import { invalid } from '../errors.js';
+import type { LbDatapath } from '../service/datapath.js';
 import type { ServiceManager } from '../service/manager.js';
 import type { ApiServer } from './server.js';
 import type { ServiceRequest } from './types.js';
 
 export interface ServiceRouteDeps {
   services: ServiceManager;
+  lb: LbDatapath;
   serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
 }
 
@@ -19,8 +21,9 @@ function request(body: unknown, name?: string): ServiceRequest {
   return r;
 }
 
-export function registerServiceRoutes(api: ApiServer, { services, serial }: ServiceRouteDeps): void {
+export function registerServiceRoutes(api: ApiServer, { services, lb, serial }: ServiceRouteDeps): void {
   api
+    .route('GET', '/v1/bpf/lb', () => lb.realized().sort((a, b) => a.serviceId - b.serviceId))
     .route('GET', '/v1/services', () => services.list())
     .route('GET', '/v1/services/:name', ({ params }) => services.get(params.name!))
     .route('POST', '/v1/services', ({ body }) => serial(() => services.add(request(body))))

@@ -210,3 +210,12 @@ export interface ServiceRequest {
   targetPort?: number;
   algorithm?: string;
 }
+
+export interface LbRow {
+  frontend: string;
+  serviceId: number;
+  count: number;
+  algorithm: number;
+  /** Backend of each slot, in slot order (a weight is several slots). */
+  backends: string[];
+}

@@ -1,6 +1,6 @@
 /* The `membrane` command: `membrane <noun> <verb>`, talking to the agent over its unix socket. */
 import { Command, Option } from 'commander';
-import type { ServiceView } from '../api/types.js';
+import type { LbRow, ServiceView } from '../api/types.js';
 import { AgentClient, AgentUnreachable, ApiError, DEFAULT_SOCKET, streamFlows } from '../api/client.js';
 import { formatCompact, formatDict, formatTable } from '../flow/printer.js';
 import type { Flow } from '../flow/types.js';
@@ -446,6 +446,19 @@ bpf
       { header: 'REMOTE ID', value: (c: CtRow) => c.remoteIdentity },
       { header: 'PACKETS', value: (c: CtRow) => c.packets },
       { header: 'IDLE', value: (c: CtRow) => `${c.idleSeconds}s` },
+    ]),
+  );
+bpf
+  .command('lb')
+  .description('service load-balancing maps')
+  .command('list')
+  .addOption(outputOption())
+  .action(async (o: { output: string }) =>
+    print(await client().listLb(), parseFormat(o.output), [
+      { header: 'SERVICE ID', value: (r: LbRow) => r.serviceId },
+      { header: 'FRONTEND', value: (r: LbRow) => r.frontend },
+      { header: 'SLOTS', value: (r: LbRow) => r.count },
+      { header: 'BACKENDS (slot order)', value: (r: LbRow) => (r.backends.length ? r.backends.map((b, i) => `${i + 1} => ${b}`) : ['(none)']) },
     ]),
   );
 bpf

@@ -17,6 +17,8 @@ export interface FlowContext {
   rulePolicy(ruleId: number): PolicyOrigin | undefined;
   /** Policies whose rules select the endpoint in that direction (the cause of default deny). */
   defaultDenyPolicies(epId: number, direction: 'ingress' | 'egress'): PolicyOrigin[];
+  /** The service whose backend is ip:port/protocol (ip as a host-order integer), if any. */
+  serviceOfBackend?(ip: number, port: number, protocol: number): string | undefined;
 }
 
 type PolicyOrigin = { ref: PolicyRef; revision: number };
@@ -231,6 +233,10 @@ export class FlowDecoder {
       interface: { index: ev.ifindex, ...(this.interfaceName(ev) ? { name: this.interfaceName(ev)! } : {}) },
       Summary: summary,
     };
+    const toService = this.ctx.serviceOfBackend?.(ev.daddr, ev.dport, ev.protocol);
+    if (toService) flow.destination_service = { name: toService };
+    const fromService = this.ctx.serviceOfBackend?.(ev.saddr, ev.sport, ev.protocol);
+    if (fromService) flow.source_service = { name: fromService };
     if (ev.type === EVENT_TYPE.TRACE) {
       flow.trace_observation_point = ev.subtype === TRACE_POINT.TO_ENDPOINT ? 'TO_ENDPOINT' : 'FROM_ENDPOINT';
     }

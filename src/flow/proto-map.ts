@@ -52,6 +52,8 @@ export interface ProtoFlow {
   is_reply?: { value?: boolean };
   interface?: { index?: number; name?: string };
   Summary?: string;
+  source_service?: { name?: string; namespace?: string };
+  destination_service?: { name?: string; namespace?: string };
   egress_allowed_by?: ProtoPolicy[];
   ingress_allowed_by?: ProtoPolicy[];
   egress_denied_by?: ProtoPolicy[];
@@ -193,6 +195,8 @@ export function flowToProto(flow: Flow): ProtoFlow {
     trace_observation_point: flow.trace_observation_point,
     interface: flow.interface && { ...flow.interface },
     Summary: flow.Summary,
+    source_service: flow.source_service && { ...flow.source_service },
+    destination_service: flow.destination_service && { ...flow.destination_service },
     egress_allowed_by: policies(flow.egress_allowed_by),
     ingress_allowed_by: policies(flow.ingress_allowed_by),
     egress_denied_by: policies(flow.egress_denied_by),

@@ -63,6 +63,9 @@ export interface Flow {
   is_reply?: boolean;
   interface?: { index: number; name?: string };
   Summary: string;
+  /** The service a backend address belongs to (socket load balancing gives packets backend addresses). */
+  source_service?: { name: string; namespace?: string };
+  destination_service?: { name: string; namespace?: string };
   egress_allowed_by?: FlowPolicy[];
   ingress_allowed_by?: FlowPolicy[];
   egress_denied_by?: FlowPolicy[];

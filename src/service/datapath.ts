@@ -62,6 +62,24 @@ export class LbDatapath {
     return addStats(addStats(added, services), { written: 0, deleted: removed.deleted, unchanged: 0 });
   }
 
+  /** The realized maps, for `membrane bpf lb list`. */
+  realized(): { frontend: string; serviceId: number; count: number; algorithm: number; backends: string[] }[] {
+    const backends = new Map<number, string[]>();
+    for (const [k, v] of this.backends.entries()) {
+      const list = backends.get(k.service_id) ?? [];
+      list[k.slot - 1] = `${v.ip}:${v.port}`;
+      backends.set(k.service_id, list);
+    }
+    const proto: Record<number, string> = { 6: 'TCP', 17: 'UDP' };
+    return this.services.entries().map(([k, v]) => ({
+      frontend: `${k.vip}:${k.port}/${proto[k.protocol] ?? k.protocol}`,
+      serviceId: v.service_id,
+      count: v.count,
+      algorithm: v.algorithm,
+      backends: backends.get(v.service_id) ?? [],
+    }));
+  }
+
   close(): void {
     this.obj.close();
   }

@@ -10,6 +10,7 @@ import { conflict, notFound } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { DesiredLb, LbDatapath } from './datapath.js';
 import { parseServiceRequest } from './spec.js';
+import { ipToInt } from '../endpoint/ipam.js';
 
 const PREFIX = 'services/';
 const NEXT_ID = 'meta/next-service-id';
@@ -18,6 +19,8 @@ const PROTO = { TCP: 6, UDP: 17 } as const;
 export class ServiceManager {
   private readonly services = new Map<string, Service>();
   private nextId: number;
+  /** "ip:port/protocol" of every active backend -> its service (for flows). */
+  private byBackend = new Map<string, string>();
   lastSync: SyncStats = { written: 0, deleted: 0, unchanged: 0 };
 
   constructor(
@@ -69,16 +72,24 @@ export class ServiceManager {
   /** Rewrites what differs in the maps (after any service or endpoint change). */
   sync(): void {
     const desired: DesiredLb = { services: [], backends: [] };
+    const byBackend = new Map<string, string>();
     for (const s of this.services.values()) {
-      const slots = this.activeBackends(s).flatMap((b) => Array<ServiceBackend>(b.weight).fill(b)); // weight = slots
+      const active = this.activeBackends(s);
+      for (const b of active) byBackend.set(`${ipToInt(b.ip)}:${b.port}/${PROTO[s.frontend.protocol]}`, s.name);
+      const slots = active.flatMap((b) => Array<ServiceBackend>(b.weight).fill(b)); // weight = slots
       desired.services.push([
         { vip: s.frontend.ip, port: s.frontend.port, protocol: PROTO[s.frontend.protocol] },
         { service_id: s.id, count: slots.length, algorithm: LB_ALGORITHM[s.algorithm] },
       ]);
       slots.forEach((b, i) => desired.backends.push([{ service_id: s.id, slot: i + 1 }, { ip: b.ip, port: b.port }]));
     }
+    this.byBackend = byBackend;
     this.lastSync = this.lb.sync(desired);
     this.log.debug({ ...this.lastSync }, 'services synced');
+  }
+
+  serviceOfBackend(ip: number, port: number, protocol: number): string | undefined {
+    return this.byBackend.get(`${ip}:${port}/${protocol}`);
   }
 
   private activeBackends(s: Service): ServiceBackend[] {

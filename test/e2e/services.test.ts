@@ -93,6 +93,16 @@ describe('services (socket-level load balancing)', () => {
     assert.deepEqual(got.errors, {});
   });
 
+  it('shows the realized maps and names the service in flows', async () => {
+    const lb = await node.cliJson<{ frontend: string; count: number; backends: string[] }[]>('bpf', 'lb', 'list');
+    const web = lb.find((r) => r.frontend === `${VIP}:80/TCP`);
+    assert.equal(web?.count, 3);
+    assert.deepEqual([...(web?.backends ?? [])].sort(), backends.slice(1).map((b) => `${b.ipv4}:8080`).sort());
+    const r = await node.cli('observe', '--all', '-o', 'json', '--from-pod', 'svc/client', '--type', 'trace');
+    const services = new Set(r.stdout.trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { flow: { destination_service?: { name: string } } }).flow.destination_service?.name));
+    assert.ok(services.has('web'), `flows to the backends name the service: ${[...services].join(', ')}`);
+  });
+
   it('balances UDP per datagram and answers from the VIP', async () => {
     await node.api.addService({ name: 'dns', frontend: `${VIP}:53/UDP`, selector: ['app=web'], targetPort: 8080 });
     const got = await who(client, 'udp', 53, 90);
