@@ -1,7 +1,7 @@
 # Everything a fresh machine needs is installed by these targets; each step is idempotent.
 SHELL := /bin/bash
 CLANG ?= clang-19
-APT_PACKAGES := clang-19 llvm-19 libbpf-dev libbpf1 bpftool iproute2 iputils-ping netcat-openbsd iperf3 util-linux
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev libbpf1 bpftool iproute2 iputils-ping netcat-openbsd iperf3 sockperf nftables iptables util-linux
 BPF_SOURCES := $(wildcard bpf/*.c)
 BPF_OBJECTS := $(patsubst bpf/%.c,build/%.o,$(BPF_SOURCES))
 BPF_HEADERS := $(wildcard bpf/include/*.h)
@@ -12,7 +12,7 @@ all: build
 
 deps: build/.apt-stamp node_modules/.package-lock.json
 
-build/.apt-stamp:
+build/.apt-stamp: Makefile
 	@mkdir -p build
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -22,3 +22,4 @@ struct lb_backend_key *anchor_lb_backend_key;
 struct lb_backend_value *anchor_lb_backend_value;
 struct lb_revnat_key *anchor_lb_revnat_key;
 struct lb_revnat_value *anchor_lb_revnat_value;
+struct lb_maglev_key *anchor_lb_maglev_key;

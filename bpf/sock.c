@@ -14,6 +14,31 @@
 #define SYS_PROCEED 1
 #define SYS_REJECT 0
 
+static __always_inline __u32 mix32(__u32 h)
+{
+	/* murmur3's finaliser: every input bit affects every output bit */
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+/* The flow as Maglev sees it: the client's address and port when the socket is bound (the same
+ * flow then always lands on the same backend, on every node), else the socket itself. */
+static __always_inline __u32 flow_hash(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__u32 sport = sk ? sk->src_port : 0;
+	__u32 saddr = sk ? sk->src_ip4 : 0;
+	__u32 h = mix32(ctx->user_ip4 ^ mix32(ctx->user_port ^ (ctx->protocol << 16)));
+	if (sport)
+		return mix32(h ^ mix32(saddr) ^ sport);
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	return mix32(h ^ (__u32)cookie ^ mix32((__u32)(cookie >> 32)));
+}
+
 static __always_inline struct lb_backend_value *pick_backend(struct bpf_sock_addr *ctx, int *refuse)
 {
 	struct lb_service_key key = {
@@ -28,10 +53,13 @@ static __always_inline struct lb_backend_value *pick_backend(struct bpf_sock_add
 		*refuse = 1;
 		return NULL;
 	}
-	struct lb_backend_key bkey = {
-		.service_id = svc->service_id,
-		.slot = bpf_get_prandom_u32() % svc->count + 1,
-	};
+	struct lb_backend_key bkey = { .service_id = svc->service_id };
+	__u32 *slot = NULL;
+	if (svc->algorithm == MB_LB_MAGLEV && svc->maglev_size) {
+		struct lb_maglev_key mkey = { .service_id = svc->service_id, .index = flow_hash(ctx) % svc->maglev_size };
+		slot = bpf_map_lookup_elem(&mb_lb_maglev, &mkey);
+	}
+	bkey.slot = slot ? *slot : bpf_get_prandom_u32() % svc->count + 1;
 	return bpf_map_lookup_elem(&mb_lb_backends, &bkey);
 }
 

@@ -52,6 +52,8 @@ export interface AgentOptions {
   fastPath: boolean;
   /** cgroup v2 directory whose processes get socket-level service translation. */
   cgroupRoot: string;
+  /** Entries of each Maglev table (prime). */
+  maglevSize: number;
   /** Flows kept in memory (Hubble's ring). */
   flowCapacity: number;
   aggregation: AggregationLevel;
@@ -148,7 +150,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   await manager.restore();
   const lb = LbDatapath.load(opts.bpfObjectDir, opts.bpffsDir);
   lb.attach(opts.cgroupRoot, opts.bpffsDir);
-  const services = new ServiceManager(store, lb, () => manager.listEndpoints(), log);
+  const services = new ServiceManager(store, lb, () => manager.listEndpoints(), log, opts.maglevSize);
   services.sync();
   manager.onChange(() => services.sync());
   log.info({ endpoints: manager.listEndpoints().length, sync: manager.lastSync }, 'state restored');

@@ -151,12 +151,20 @@ struct lb_service_key {
 
 struct lb_service_value {
 	__u32 service_id;
-	__u16 count;     /* active backends; 0 = refuse connections */
-	__u8 algorithm;  /* MB_LB_RANDOM */
+	__u16 count;     /* active backend slots; 0 = refuse connections */
+	__u8 algorithm;  /* MB_LB_* */
 	__u8 flags;
+	__u32 maglev_size; /* entries of the service's Maglev table (prime) */
 };
 
 #define MB_LB_RANDOM 1
+#define MB_LB_MAGLEV 2
+
+/* One entry of a service's Maglev lookup table: which backend slot owns a hash bucket. */
+struct lb_maglev_key {
+	__u32 service_id;
+	__u32 index;
+};
 
 struct lb_backend_key {
 	__u32 service_id;

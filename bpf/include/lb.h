@@ -25,4 +25,12 @@ struct {
 	__type(value, struct lb_revnat_value);
 } mb_lb_revnat SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4194304);
+	__type(key, struct lb_maglev_key);
+	__type(value, __u32);
+} mb_lb_maglev SEC(".maps");
+
 #endif

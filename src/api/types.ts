@@ -188,7 +188,7 @@ export interface Service {
   name: string;
   id: number;
   frontend: { ip: string; port: number; protocol: ServiceProtocol };
-  algorithm: 'random';
+  algorithm: 'random' | 'maglev';
   /** Backends given explicitly. */
   backends: ServiceBackend[];
   /** Endpoint labels (`k=v`) that select backends, following endpoint churn. */

@@ -1,6 +1,7 @@
 /* The `membrane` command: `membrane <noun> <verb>`, talking to the agent over its unix socket. */
 import { Command, Option } from 'commander';
 import type { LbRow, ServiceView } from '../api/types.js';
+import { MAGLEV_DEFAULT_SIZE, MAGLEV_SIZES } from '../service/maglev.js';
 import { AgentClient, AgentUnreachable, ApiError, DEFAULT_SOCKET, streamFlows } from '../api/client.js';
 import { formatCompact, formatDict, formatTable } from '../flow/printer.js';
 import type { Flow } from '../flow/types.js';
@@ -64,6 +65,7 @@ program
       .default('default'),
   )
   .option('--no-allow-localhost', 'judge traffic from the node itself by policy too (by default the node always reaches its endpoints)')
+  .option('--maglev-table-size <prime>', `entries of each Maglev table (one of ${MAGLEV_SIZES.join(', ')})`, String(MAGLEV_DEFAULT_SIZE))
   .option('--cgroup-root <dir>', 'cgroup v2 directory whose processes get socket-level service translation (default: the cgroup2 mount)')
   .option('--no-fast-path', "route endpoint-to-endpoint traffic through the node's stack instead of bpf_redirect_peer")
   .option('--policy-audit-mode', 'report what policy would drop (flows with verdict AUDIT) but let it through')
@@ -98,6 +100,7 @@ program
       auditMode: (o as unknown as { policyAuditMode?: boolean }).policyAuditMode ?? false,
       fastPath: (o as unknown as { fastPath: boolean }).fastPath,
       cgroupRoot: o.cgroupRoot ?? (await cgroup2Mount()),
+      maglevSize: maglevSize(o.maglevTableSize!),
       flowCapacity: capacity,
       aggregation: o.monitorAggregation as 'none' | 'low' | 'medium' | 'maximum',
       hubbleAddress: o.hubbleAddress!,
@@ -108,6 +111,12 @@ program
     process.once('SIGTERM', shutdown);
     process.once('SIGINT', shutdown);
   });
+
+function maglevSize(text: string): number {
+  const n = Number(text);
+  if (!MAGLEV_SIZES.includes(n)) throw new UserError('invalid', `--maglev-table-size ${text}: use one of the primes ${MAGLEV_SIZES.join(', ')}`);
+  return n;
+}
 
 /** Where cgroup v2 is mounted (/sys/fs/cgroup on unified systems, /sys/fs/cgroup/unified on hybrid ones). */
 async function cgroup2Mount(): Promise<string> {
@@ -138,7 +147,7 @@ const serviceOptions = (cmd: Command) =>
     .option('--backend <ip:port[,weight]>', 'a backend (repeatable)', collect)
     .option('--selector <k=v,...>', 'select backends by endpoint labels, following endpoint churn', collect)
     .option('--target-port <port>', 'port on selected endpoints (default: the frontend port)')
-    .option('--algorithm <name>', 'backend selection: random', 'random')
+    .option('--algorithm <name>', 'backend selection: random, or maglev (consistent hashing: a flow keeps its backend)', 'random')
     .addOption(outputOption());
 type ServiceFlags = { frontend: string; backend?: string[]; selector?: string[]; targetPort?: string; algorithm?: string; output: string };
 const serviceRequest = (name: string, o: ServiceFlags) => ({

@@ -140,9 +140,17 @@ export const lbServiceValue = defineStruct('lb_service_value', [
   ['count', 'u16'],
   ['algorithm', 'u8'],
   ['flags', 'u8'],
+  ['maglev_size', 'u32'],
 ] as const);
 
-export const LB_ALGORITHM = { random: 1 } as const;
+export const LB_ALGORITHM = { random: 1, maglev: 2 } as const;
+
+export const lbMaglevKey = defineStruct('lb_maglev_key', [
+  ['service_id', 'u32'],
+  ['index', 'u32'],
+] as const);
+
+export const lbMaglevValue = defineStruct('lb_maglev_value', [['slot', 'u32']] as const);
 
 export const lbBackendKey = defineStruct('lb_backend_key', [
   ['service_id', 'u32'],
@@ -203,10 +211,11 @@ export const sharedStructs = [
   lbBackendValue,
   lbRevnatKey,
   lbRevnatValue,
+  lbMaglevKey,
 ];
 
 /** Maps of bpf/sock.c (socket-level load balancing). */
-export const LB_MAPS = { services: 'mb_lb_services', backends: 'mb_lb_backends', revnat: 'mb_lb_revnat' } as const;
+export const LB_MAPS = { services: 'mb_lb_services', backends: 'mb_lb_backends', revnat: 'mb_lb_revnat', maglev: 'mb_lb_maglev' } as const;
 
 export const DIRECTION = { INGRESS: 1, EGRESS: 2 } as const;
 

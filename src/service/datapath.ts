@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { addStats, MapMirror, type StructEntry, type SyncStats } from '../datapath/datapath.js';
-import { LB_MAPS, lbBackendKey, lbBackendValue, lbServiceKey, lbServiceValue } from '../datapath/layouts.js';
+import { LB_MAPS, lbBackendKey, lbBackendValue, lbMaglevKey, lbMaglevValue, lbServiceKey, lbServiceValue } from '../datapath/layouts.js';
 import { TypedMap } from '../kernel/bpf-map.js';
 import { BpfObject } from '../kernel/bpf-object.js';
 import { CGROUP_ATTACH, ensureCgroupLink, type CgroupHook } from '../kernel/bpf-link.js';
@@ -19,19 +19,24 @@ const PROGRAMS: Record<CgroupHook, string> = {
 export interface DesiredLb {
   services: StructEntry<typeof lbServiceKey, typeof lbServiceValue>[];
   backends: StructEntry<typeof lbBackendKey, typeof lbBackendValue>[];
+  maglev: StructEntry<typeof lbMaglevKey, typeof lbMaglevValue>[];
 }
 
 export class LbDatapath {
   readonly services;
   readonly backends;
+  readonly maglev;
   private readonly servicesMirror;
   private readonly backendsMirror;
+  private readonly maglevMirror;
 
   private constructor(private readonly obj: BpfObject) {
     this.services = new TypedMap(obj.map(LB_MAPS.services), lbServiceKey, lbServiceValue);
     this.backends = new TypedMap(obj.map(LB_MAPS.backends), lbBackendKey, lbBackendValue);
+    this.maglev = new TypedMap(obj.map(LB_MAPS.maglev), lbMaglevKey, lbMaglevValue);
     this.servicesMirror = new MapMirror(this.services);
     this.backendsMirror = new MapMirror(this.backends);
+    this.maglevMirror = new MapMirror(this.maglev);
   }
 
   static load(objectDir: string, bpffsDir: string): LbDatapath {
@@ -56,9 +61,9 @@ export class LbDatapath {
   sync(desired: DesiredLb): SyncStats {
     // New backend slots before the services that count them, stale slots only after: a
     // connect never picks a slot that is not there.
-    const added = this.backendsMirror.update(desired.backends, []);
+    const added = addStats(this.backendsMirror.update(desired.backends, []), this.maglevMirror.update(desired.maglev, []));
     const services = this.servicesMirror.sync(desired.services);
-    const removed = this.backendsMirror.sync(desired.backends);
+    const removed = addStats(this.backendsMirror.sync(desired.backends), this.maglevMirror.sync(desired.maglev));
     return addStats(addStats(added, services), { written: 0, deleted: removed.deleted, unchanged: 0 });
   }
 

@@ -10,6 +10,7 @@ import { conflict, notFound } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { DesiredLb, LbDatapath } from './datapath.js';
 import { parseServiceRequest } from './spec.js';
+import { MAGLEV_DEFAULT_SIZE, maglevTable } from './maglev.js';
 import { ipToInt } from '../endpoint/ipam.js';
 
 const PREFIX = 'services/';
@@ -28,6 +29,7 @@ export class ServiceManager {
     private readonly lb: LbDatapath,
     private readonly endpoints: () => Endpoint[],
     private readonly log: Logger,
+    private readonly maglevSize = MAGLEV_DEFAULT_SIZE,
   ) {
     for (const [, s] of store.list<Service>(PREFIX)) this.services.set(s.name, s);
     this.nextId = store.get<number>(NEXT_ID) ?? 1;
@@ -71,21 +73,41 @@ export class ServiceManager {
 
   /** Rewrites what differs in the maps (after any service or endpoint change). */
   sync(): void {
-    const desired: DesiredLb = { services: [], backends: [] };
+    const desired: DesiredLb = { services: [], backends: [], maglev: [] };
     const byBackend = new Map<string, string>();
     for (const s of this.services.values()) {
       const active = this.activeBackends(s);
       for (const b of active) byBackend.set(`${ipToInt(b.ip)}:${b.port}/${PROTO[s.frontend.protocol]}`, s.name);
-      const slots = active.flatMap((b) => Array<ServiceBackend>(b.weight).fill(b)); // weight = slots
+      // Random: a backend of weight w holds w slots. Maglev: one slot each; weights shape the table.
+      const maglev = s.algorithm === 'maglev';
+      const slots = maglev ? active : active.flatMap((b) => Array<ServiceBackend>(b.weight).fill(b));
       desired.services.push([
         { vip: s.frontend.ip, port: s.frontend.port, protocol: PROTO[s.frontend.protocol] },
-        { service_id: s.id, count: slots.length, algorithm: LB_ALGORITHM[s.algorithm] },
+        { service_id: s.id, count: slots.length, algorithm: LB_ALGORITHM[s.algorithm], maglev_size: maglev ? this.maglevSize : 0 },
       ]);
       slots.forEach((b, i) => desired.backends.push([{ service_id: s.id, slot: i + 1 }, { ip: b.ip, port: b.port }]));
+      if (maglev && slots.length) {
+        const table = this.table(slots.map((b) => ({ name: `${b.ip}:${b.port}`, weight: b.weight })));
+        table.forEach((owner, index) => desired.maglev.push([{ service_id: s.id, index }, { slot: owner + 1 }]));
+      }
     }
     this.byBackend = byBackend;
     this.lastSync = this.lb.sync(desired);
     this.log.debug({ ...this.lastSync }, 'services synced');
+  }
+
+  private tables = new Map<string, Int32Array>();
+
+  /** Maglev tables by backend set: endpoint changes elsewhere do not rebuild them. */
+  private table(backends: { name: string; weight: number }[]): Int32Array {
+    const key = backends.map((b) => `${b.name}*${b.weight}`).join(',');
+    let t = this.tables.get(key);
+    if (!t) {
+      t = maglevTable(backends, this.maglevSize);
+      if (this.tables.size > 1024) this.tables.clear();
+      this.tables.set(key, t);
+    }
+    return t;
   }
 
   serviceOfBackend(ip: number, port: number, protocol: number): string | undefined {

@@ -51,8 +51,7 @@ export function parseServiceRequest(req: ServiceRequest, id: number): Service {
   }
   if (typeof req.frontend !== 'string') throw invalid('--frontend VIP:PORT/PROTO is required');
   const algorithm = req.algorithm ?? 'random';
-  if (algorithm === 'maglev') throw invalid('--algorithm maglev is not supported yet: use random');
-  if (algorithm !== 'random') throw invalid(`--algorithm ${algorithm}: choose random`);
+  if (algorithm !== 'random' && algorithm !== 'maglev') throw invalid(`--algorithm ${algorithm}: choose random or maglev`);
   const frontend = parseFrontend(req.frontend);
   const backends = (req.backends ?? []).map(parseBackend);
   const seen = new Set<string>();

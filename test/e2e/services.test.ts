@@ -15,6 +15,7 @@ interface Who {
   counts: Record<string, number>;
   errors: Record<string, number>;
   peers: string[];
+  byPort: Record<string, string>;
 }
 
 describe('services (socket-level load balancing)', () => {
@@ -23,8 +24,9 @@ describe('services (socket-level load balancing)', () => {
   let other: Endpoint;
   const backends: Endpoint[] = [];
 
-  const who = async (from: Endpoint, proto: 'tcp' | 'udp', port: number, n: number): Promise<Who> => {
-    const r = await node.exec(from.netns, ['node', path.join(tools, 'who.mjs'), proto, VIP, String(port), String(n)], 60_000);
+  const who = async (from: Endpoint, proto: 'tcp' | 'udp', port: number, n: number, basePort?: number): Promise<Who> => {
+    const argv = ['node', path.join(tools, 'who.mjs'), proto, VIP, String(port), String(n), ...(basePort ? [String(basePort)] : [])];
+    const r = await node.exec(from.netns, argv, 60_000);
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.stdout) as Who;
   };
@@ -103,6 +105,26 @@ describe('services (socket-level load balancing)', () => {
     assert.ok(services.has('web'), `flows to the backends name the service: ${[...services].join(', ')}`);
   });
 
+  it('keeps every flow on its backend with Maglev, and moves only the removed backend\'s flows', async () => {
+    const live = backends.filter((b) => b.name !== 'web1');
+    await node.api.addService({ name: 'mg', frontend: `${VIP}:90/TCP`, algorithm: 'maglev', backends: live.map((b) => `${b.ipv4}:8080`) });
+    const first = await who(client, 'tcp', 90, 120, 41000);
+    const again = await who(client, 'tcp', 90, 120, 41000);
+    assert.deepEqual(first.errors, {});
+    assert.deepEqual(again.byPort, first.byPort, 'the same flows land on the same backends');
+    assert.ok(Object.keys(first.counts).length === live.length, `all backends serve: ${JSON.stringify(first.counts)}`);
+    const gone = live[0]!;
+    await node.api.updateService({ name: 'mg', frontend: `${VIP}:90/TCP`, algorithm: 'maglev', backends: live.slice(1).map((b) => `${b.ipv4}:8080`) });
+    const after = await who(client, 'tcp', 90, 120, 41000);
+    let moved = 0;
+    for (const [port, was] of Object.entries(first.byPort)) {
+      if (was === gone.name) assert.notEqual(after.byPort[port], gone.name);
+      else if (after.byPort[port] !== was) moved++;
+    }
+    assert.ok(moved <= 2, `${moved} flows of the remaining backends moved`);
+    await node.api.deleteService('mg');
+  });
+
   it('balances UDP per datagram and answers from the VIP', async () => {
     await node.api.addService({ name: 'dns', frontend: `${VIP}:53/UDP`, selector: ['app=web'], targetPort: 8080 });
     const got = await who(client, 'udp', 53, 90);
@@ -152,7 +174,7 @@ spec:
     ['a port out of range', ['service', 'add', 'x', '--frontend', `${VIP}:70000/TCP`], /out of range/],
     ['a weight out of range', ['service', 'add', 'x', '--frontend', `${VIP}:81/TCP`, '--backend', '10.235.0.5:80,500'], /weight must be/],
     ['an unknown service', ['service', 'delete', 'nope'], /service nope does not exist/],
-    ['an unsupported algorithm', ['service', 'add', 'x', '--frontend', `${VIP}:82/TCP`, '--algorithm', 'maglev'], /not supported yet/],
+    ['an unknown algorithm', ['service', 'add', 'x', '--frontend', `${VIP}:82/TCP`, '--algorithm', 'roundrobin'], /choose random or maglev/],
   ];
   for (const [what, args, message] of bad) {
     it(`rejects ${what} with one line and no change`, async () => {
