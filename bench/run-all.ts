@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { formatNumber, median } from './stats.js';
+import { formatNumber, ratioLine, TABLE_HEADER, valueLine, type RatioRow } from './stats.js';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -19,6 +19,7 @@ const BENCHES = {
   datapath: args.quick ? ['--quick'] : ['--rounds', '3', '--seconds', '3'],
   endpoints: args.quick ? ['--latency', '5', '--cli', '1', '--scale', '20', '--settle-seconds', '0'] : ['--latency', '200', '--cli', '20', '--scale', '1000'],
   flows: args.quick ? ['--rounds', '1', '--latency', '5'] : ['--rounds', '5', '--latency', '100'],
+  services: args.quick ? ['--quick'] : ['--rounds', '5', '--seconds', '3', '--services', '10000'],
 } as const;
 
 function runBench(name: keyof typeof BENCHES): Promise<{ command: string; output: string }> {
@@ -37,30 +38,15 @@ function runBench(name: keyof typeof BENCHES): Promise<{ command: string; output
 const read = <T>(name: string): T => JSON.parse(fs.readFileSync(path.join(tmp, `${name}.json`), 'utf8')) as T;
 const f = formatNumber;
 
-interface DatapathRow {
-  measure: string;
-  unit: string;
-  baseline: number[];
-  value: number[];
-  higherIsBetter: boolean;
-  goal?: { ratio: number; text: string };
-}
-
 async function main(): Promise<void> {
   const started = new Date();
   const commands: string[] = [];
   for (const name of Object.keys(BENCHES) as (keyof typeof BENCHES)[]) commands.push((await runBench(name)).command);
 
-  const lines = ['| measure | reference | Membrane | ratio, median (min–max) | goal | met |', '|---|---|---|---|---|---|'];
-  const dp = read<{ rows: DatapathRow[]; costs: { program: string; ns: number; packets: number }[] }>('datapath');
-  for (const r of dp.rows) {
-    const ratios = r.value.map((v, i) => (r.higherIsBetter ? v / r.baseline[i]! : r.baseline[i]! / v));
-    const m = median(ratios);
-    lines.push(
-      `| ${r.measure} | ${f(median(r.baseline))} ${r.unit} | ${f(median(r.value))} ${r.unit} | ${m.toFixed(2)}× (${f(Math.min(...ratios))}–${f(Math.max(...ratios))}) | ${r.goal?.text ?? ''} | ${r.goal ? (m >= r.goal.ratio ? 'yes' : 'NO') : ''} |`,
-    );
-  }
-  for (const c of dp.costs) lines.push(`| per-packet run time of ${c.program} | | ${c.ns.toFixed(0)} ns | | ≤ 100 ns | ${c.ns <= 100 ? 'yes' : 'NO'} |`);
+  const lines = [...TABLE_HEADER];
+  const dp = read<{ rows: RatioRow[]; costs: { program: string; ns: number; packets: number }[] }>('datapath');
+  for (const r of dp.rows) lines.push(ratioLine(r));
+  for (const c of dp.costs) lines.push(valueLine(`per-packet run time of ${c.program}`, `${c.ns.toFixed(0)} ns`, '', '≤ 100 ns', c.ns <= 100));
   const ep = read<{ addToFirstConnectMs: { p50: number; p99: number; min: number; max: number }; rssBytesPerEndpoint: number; endpointsAtEnd: number }>('endpoints');
   lines.push(
     `| endpoint add → first TCP connect, ms (p50; p99, min–max) | | ${f(ep.addToFirstConnectMs.p50)} | p99 ${f(ep.addToFirstConnectMs.p99)} (${f(ep.addToFirstConnectMs.min)}–${f(ep.addToFirstConnectMs.max)}) | p50 ≤ 20 ms | ${ep.addToFirstConnectMs.p50 <= 20 ? 'yes' : 'NO'} |`,
@@ -74,6 +60,7 @@ async function main(): Promise<void> {
   if (fl.followLatencyMs) {
     lines.push(`| packet → observe --follow line, ms (p50; p99) | | ${f(fl.followLatencyMs.p50)} | p99 ${f(fl.followLatencyMs.p99)} | ≤ 100 ms | ${fl.followLatencyMs.p99 <= 100 ? 'yes' : 'NO'} |`);
   }
+  lines.push(...read<{ lines: string[] }>('services').lines);
   const table = lines.join('\n');
   console.log(table);
 

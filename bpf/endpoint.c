@@ -4,7 +4,8 @@
  *   to_endpoint:   tcx egress, sees what is delivered to the workload (its ingress).
  * One object serves every endpoint; what differs per endpoint lives in mb_endpoints.
  * Per packet: one CT lookup (two for replies); the ipcache and policy lookups only for new
- * connections or after the endpoint's policy changed. */
+ * connections or after the endpoint's policy changed. A workload's connection to a service
+ * frontend that the socket hooks did not translate is translated here (include/nat.h). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -17,6 +18,7 @@
 #include "include/conntrack.h"
 #include "include/policy.h"
 #include "include/events.h"
+#include "include/nat.h"
 
 /* Connection tracking, policy, counters and events for one endpoint direction. Returns
  * TC_ACT_OK to let the packet go on, TC_ACT_SHOT when it was dropped (and reported). */
@@ -24,7 +26,7 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 				 __u32 known_remote_identity, __u64 now)
 {
 	struct event_info ev = { .direction = dir };
-	__u32 remote_ip = dir == MB_DIR_EGRESS ? p->t.daddr : p->t.saddr;
+	__u32 remote_ip;
 	__u32 remote_identity = known_remote_identity;
 	struct ct_value *ct = NULL;
 	enum ct_state state = CT_NEW;
@@ -34,7 +36,16 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 	}
 
 	state = ct_lookup(p, dir, now, &ct);
+	if (dir == MB_DIR_EGRESS) {
+		/* Only from_endpoint judges the egress direction: what the workload sends. */
+		int reason = lb_egress(skb, ep, p, now, &state, &ct);
+		if (reason) {
+			ev.subtype = reason;
+			goto drop;
+		}
+	}
 	ev.ct_state = state;
+	remote_ip = dir == MB_DIR_EGRESS ? p->t.daddr : p->t.saddr; /* after any translation */
 	/* A tracked connection remembers its peer's identity: the ipcache is consulted only for
 	 * new connections and ICMP errors. */
 	if (!remote_identity)
@@ -85,6 +96,10 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 		ev.verdict = MB_VERDICT_FORWARDED;
 		emit_event(skb, ep, p, &ev, now);
 	}
+	if (state == CT_REPLY && ct && (ct->flags & MB_CT_F_REVNAT) && lb_reverse(skb, p, ct) < 0) {
+		ev.subtype = MB_DROP_WRITE_ERROR;
+		goto drop;
+	}
 	return TC_ACT_OK;
 
 drop:
@@ -97,6 +112,8 @@ drop:
 	ev.type = MB_EVENT_DROP;
 	ev.verdict = MB_VERDICT_DROPPED;
 	emit_event(skb, ep, p, &ev, now);
+	if (ev.subtype == MB_DROP_NO_SERVICE)
+		return lb_reject(skb, p);
 	return TC_ACT_SHOT;
 }
 

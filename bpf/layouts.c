@@ -23,3 +23,6 @@ struct lb_backend_value *anchor_lb_backend_value;
 struct lb_revnat_key *anchor_lb_revnat_key;
 struct lb_revnat_value *anchor_lb_revnat_value;
 struct lb_maglev_key *anchor_lb_maglev_key;
+struct lb_affinity_key *anchor_lb_affinity_key;
+struct lb_affinity_value *anchor_lb_affinity_value;
+struct lb_member_key *anchor_lb_member_key;

@@ -14,53 +14,16 @@
 #define SYS_PROCEED 1
 #define SYS_REJECT 0
 
-static __always_inline __u32 mix32(__u32 h)
-{
-	/* murmur3's finaliser: every input bit affects every output bit */
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
-}
-
 /* The flow as Maglev sees it: the client's address and port when the socket is bound (the same
- * flow then always lands on the same backend, on every node), else the socket itself. */
+ * flow then lands on the same backend as with tc-level translation), else the socket itself. */
 static __always_inline __u32 flow_hash(struct bpf_sock_addr *ctx)
 {
 	struct bpf_sock *sk = ctx->sk;
 	__u32 sport = sk ? sk->src_port : 0;
-	__u32 saddr = sk ? sk->src_ip4 : 0;
-	__u32 h = mix32(ctx->user_ip4 ^ mix32(ctx->user_port ^ (ctx->protocol << 16)));
 	if (sport)
-		return mix32(h ^ mix32(saddr) ^ sport);
+		return lb_flow_hash(sk->src_ip4, bpf_htons((__u16)sport), ctx->user_ip4, (__u16)ctx->user_port, (__u8)ctx->protocol);
 	__u64 cookie = bpf_get_socket_cookie(ctx);
-	return mix32(h ^ (__u32)cookie ^ mix32((__u32)(cookie >> 32)));
-}
-
-static __always_inline struct lb_backend_value *pick_backend(struct bpf_sock_addr *ctx, int *refuse)
-{
-	struct lb_service_key key = {
-		.vip = ctx->user_ip4,
-		.port = (__u16)ctx->user_port,
-		.protocol = (__u8)ctx->protocol,
-	};
-	struct lb_service_value *svc = bpf_map_lookup_elem(&mb_lb_services, &key);
-	if (!svc)
-		return NULL; /* not a service */
-	if (svc->count == 0) {
-		*refuse = 1;
-		return NULL;
-	}
-	struct lb_backend_key bkey = { .service_id = svc->service_id };
-	__u32 *slot = NULL;
-	if (svc->algorithm == MB_LB_MAGLEV && svc->maglev_size) {
-		struct lb_maglev_key mkey = { .service_id = svc->service_id, .index = flow_hash(ctx) % svc->maglev_size };
-		slot = bpf_map_lookup_elem(&mb_lb_maglev, &mkey);
-	}
-	bkey.slot = slot ? *slot : bpf_get_prandom_u32() % svc->count + 1;
-	return bpf_map_lookup_elem(&mb_lb_backends, &bkey);
+	return lb_flow_hash((__u32)cookie, (__u16)(cookie >> 32), ctx->user_ip4, (__u16)ctx->user_port, (__u8)ctx->protocol);
 }
 
 static __always_inline void remember_vip(struct bpf_sock_addr *ctx, struct lb_backend_value *be)
@@ -72,17 +35,18 @@ static __always_inline void remember_vip(struct bpf_sock_addr *ctx, struct lb_ba
 
 static __always_inline int translate(struct bpf_sock_addr *ctx)
 {
-	int refuse = 0;
-	struct lb_backend_value *be = pick_backend(ctx, &refuse);
-	if (refuse) {
+	struct lb_service_value *svc = lb_service(ctx->user_ip4, (__u16)ctx->user_port, (__u8)ctx->protocol);
+	if (!svc)
+		return SYS_PROCEED; /* not a service */
+	struct lb_backend_value be;
+	/* The client of session affinity is the socket's network namespace: one per endpoint. */
+	if (!svc->count || lb_pick(svc, flow_hash(ctx), bpf_get_netns_cookie(ctx), MB_LB_CLIENT_NETNS, bpf_ktime_get_ns(), &be) < 0) {
 		bpf_set_retval(-ECONNREFUSED_);
 		return SYS_REJECT;
 	}
-	if (!be)
-		return SYS_PROCEED;
-	remember_vip(ctx, be);
-	ctx->user_ip4 = be->ip;
-	ctx->user_port = be->port;
+	remember_vip(ctx, &be);
+	ctx->user_ip4 = be.ip;
+	ctx->user_port = be.port;
 	return SYS_PROCEED;
 }
 

@@ -151,8 +151,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const lb = LbDatapath.load(opts.bpfObjectDir, opts.bpffsDir);
   lb.attach(opts.cgroupRoot, opts.bpffsDir);
   const services = new ServiceManager(store, lb, () => manager.listEndpoints(), log, opts.maglevSize);
-  services.sync();
-  manager.onChange(() => services.sync());
+  services.syncAll();
+  manager.onChange(() => services.endpointsChanged());
   log.info({ endpoints: manager.listEndpoints().length, sync: manager.lastSync }, 'state restored');
 
   const listening = { hubble: '', metrics: '' };

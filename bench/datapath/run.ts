@@ -5,15 +5,13 @@
  * (sockperf ping-pong over TCP), connection rate, and the per-packet run time of each program
  * (kernel.bpf_stats_enabled). Every topology lives in namespaces this run creates.
  * Usage: node --import tsx bench/datapath/run.ts [--rounds N] [--seconds S] [--quick] [--json FILE] */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { randomMac, plumb, type Plumbing } from '../../src/endpoint/plumbing.js';
-import { IprouteNetlink } from '../../src/kernel/netlink.js';
-import { TestNode, repoRoot, run, waitForLine } from '../../test/harness/node.js';
-import { formatNumber, median } from '../stats.js';
+import { TestNode, run, waitForLine } from '../../test/harness/node.js';
+import { ratioLine, TABLE_HEADER, valueLine, type RatioRow } from '../stats.js';
+import { background, connectionRate as measureConnectionRate, deleteNamespacesOnExit, echoServer, execIn, plainPair, stop, type Pair } from '../topology.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -30,46 +28,6 @@ const IDENTITY_COUNTS = QUICK ? [1] : [1, 1000, 10000];
 const NFT_COUNTS = QUICK ? [1] : [1, 100, 1000];
 
 const PORT = { iperf: 5201, udp: 9000, rr: 9001, crr: 9002 } as const;
-const nl = new IprouteNetlink();
-
-interface Pair {
-  name: string;
-  client: { netns: string; ip: string };
-  server: { netns: string; ip: string };
-  nodeNetns: string;
-}
-
-/** Two workloads joined by a node namespace with no program: the baseline (and the nftables host). */
-async function plainPair(prefix: string, subnet: string): Promise<Pair & { cleanup(): Promise<void> }> {
-  const nodeNetns = `${prefix}-node`;
-  await nl.addNetns(nodeNetns);
-  const router = `${subnet}.1`;
-  await run('ip', ['netns', 'exec', nodeNetns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-  await nl.apply(
-    [
-      { op: 'up', name: 'lo' },
-      { op: 'address', dev: 'lo', cidr: `${router}/32` },
-      { op: 'route', dst: `${subnet}.0/24`, unreachable: true },
-    ],
-    nodeNetns,
-  );
-  const side = async (name: string, ip: string) => {
-    const p: Plumbing = { nodeNetns, ipv4: ip, netns: `${prefix}-${name}`, netnsOwned: true, interface: `veth${name}`, mac: randomMac(), hostMac: randomMac(), routerIP: router };
-    await plumb(nl, p, async () => undefined);
-    return { netns: p.netns, ip };
-  };
-  const client = await side('c', `${subnet}.2`);
-  const server = await side('s', `${subnet}.3`);
-  return {
-    name: 'no program',
-    client,
-    server,
-    nodeNetns,
-    cleanup: async () => {
-      for (const ns of [client.netns, server.netns, nodeNetns]) await nl.deleteNetns(ns);
-    },
-  };
-}
 
 /** The same policy as N nftables rules in the node's forward hook, the match last (no conntrack shortcut, like iptables-style rule lists). */
 async function loadNftRules(pair: Pair, rules: number): Promise<void> {
@@ -122,17 +80,6 @@ async function membranePair(): Promise<Pair & { node: TestNode; setIdentities(n:
   };
 }
 
-function background(netns: string, cmd: string[]): ChildProcess {
-  return spawn('ip', ['netns', 'exec', netns, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const done = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await done;
-}
-
 async function tcpStream(pair: Pair): Promise<number> {
   const server = background(pair.server.netns, ['iperf3', '-s', '-1', '--forceflush', '-p', String(PORT.iperf)]);
   try {
@@ -182,15 +129,10 @@ async function requestResponse(pair: Pair): Promise<number> {
 
 /** New TCP connections per second, each carrying one request and its reply (TCP_CRR style). */
 async function connectionRate(pair: Pair): Promise<number> {
-  const server = background(pair.server.netns, ['node', path.join(repoRoot, 'test/harness/tools/echo-server.mjs'), String(PORT.crr)]);
+  const server = echoServer(pair.server.netns, PORT.crr);
   try {
     await waitForLine(server, (l) => l === 'ready');
-    const script = `const net=require('net');let n=0;const end=Date.now()+${SECONDS * 1000};
-function one(){if(Date.now()>end){console.log(n);return;}const s=net.connect(${PORT.crr},'${pair.server.ip}',()=>s.write('x'));s.once('data',()=>{n++;s.destroy();one();});s.on('error',()=>one());}
-for(let i=0;i<4;i++)one();`;
-    const r = await run('ip', ['netns', 'exec', pair.client.netns, 'node', '-e', script], { timeoutMs: 60_000 });
-    const counts = r.stdout.trim().split('\n').map(Number);
-    return counts.reduce((a, b) => a + b, 0) / SECONDS;
+    return await measureConnectionRate(execIn(pair.client.netns), pair.server.ip, PORT.crr, SECONDS);
   } finally {
     await stop(server);
   }
@@ -208,26 +150,11 @@ async function programStats(): Promise<Map<number, ProgStats>> {
 }
 
 
-interface Row {
-  measure: string;
-  unit: string;
-  baseline: number[];
-  value: number[];
-  /** value/baseline, or baseline/value for costs (lower is better). */
-  higherIsBetter: boolean;
-  goal?: { ratio: number; text: string };
-}
-
-function ratios(r: Row): number[] {
-  return r.value.map((v, i) => (r.higherIsBetter ? v / r.baseline[i]! : r.baseline[i]! / v));
-}
+type Row = RatioRow;
 
 async function main(): Promise<void> {
   const prefix = `mbb${crypto.randomBytes(2).toString('hex')}`;
-  process.once('exit', () => {
-    const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
-    for (const ns of list.split('\n').map((l) => l.split(' ')[0] ?? '')) if (ns.startsWith(prefix)) spawnSync('ip', ['netns', 'delete', ns]);
-  });
+  deleteNamespacesOnExit(prefix);
   const plain = await plainPair(`${prefix}p`, '10.237.0');
   const nft = await plainPair(`${prefix}n`, '10.238.0');
   const membrane = await membranePair();
@@ -293,20 +220,9 @@ async function main(): Promise<void> {
       if (runs > 1000) costs.push({ program: p.name, ns: ((p.run_time_ns ?? 0) - (b?.run_time_ns ?? 0)) / runs, packets: runs });
     }
 
-    const fmt = (x: number) => formatNumber(x);
-    console.log('| measure | no program / reference | Membrane / candidate | ratio median (min–max) | goal | met |');
-    console.log('|---|---|---|---|---|---|');
-    for (const r of rows) {
-      const rs = ratios(r);
-      const m = median(rs);
-      const met = r.goal ? (m >= r.goal.ratio ? 'yes' : 'NO') : '';
-      console.log(
-        `| ${r.measure} | ${fmt(median(r.baseline))} ${r.unit} | ${fmt(median(r.value))} ${r.unit} | ${m.toFixed(2)}× (${Math.min(...rs).toFixed(2)}–${Math.max(...rs).toFixed(2)}) | ${r.goal?.text ?? ''} | ${met} |`,
-      );
-    }
-    for (const c of costs) {
-      console.log(`| per-packet run time of ${c.program} (${c.packets} runs) | | ${c.ns.toFixed(0)} ns | | ≤ 100 ns | ${c.ns <= 100 ? 'yes' : 'NO'} |`);
-    }
+    console.log(TABLE_HEADER.join('\n'));
+    for (const r of rows) console.log(ratioLine(r));
+    for (const c of costs) console.log(valueLine(`per-packet run time of ${c.program} (${c.packets} runs)`, `${c.ns.toFixed(0)} ns`, '', '≤ 100 ns', c.ns <= 100));
     if (args.json) fs.writeFileSync(args.json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, seconds: SECONDS, rows, costs }, null, 2));
   } finally {
     fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', stats0);

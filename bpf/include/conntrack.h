@@ -63,6 +63,13 @@ static __always_inline void ct_touch(struct ct_value *v, const struct packet *p,
 	v->tcp_flags_seen |= p->tcp_flags;
 }
 
+/* Keeps a service entry alive (its lifetime follows the connection's TCP flags). */
+static __always_inline void ct_touch_service(struct ct_value *v, const struct packet *p, __u64 now)
+{
+	v->last_seen_ns = now;
+	v->tcp_flags_seen |= p->tcp_flags;
+}
+
 /* Classifies the packet for the endpoint direction `dir`; `*entry` is the entry to update. */
 static __always_inline enum ct_state ct_lookup(const struct packet *p, __u8 dir, __u64 now, struct ct_value **entry)
 {
@@ -98,6 +105,30 @@ static __always_inline int ct_create(const struct packet *p, __u8 dir, __u64 now
 		.tcp_flags_seen = p->tcp_flags,
 		.tx_flags_seen = p->tcp_flags,
 		.last_tx_report = now / NS_PER_SEC,
+	};
+	if (p->frontend_addr && dir == MB_DIR_EGRESS) {
+		/* A translated connection: its replies must look like they come from the frontend. */
+		v.flags = MB_CT_F_REVNAT;
+		v.nat_addr = p->frontend_addr;
+		v.nat_port = p->frontend_port;
+	}
+	return bpf_map_update_elem(&mb_ct, &k, &v, BPF_ANY);
+}
+
+/* Remembers the backend a client's connection to a service frontend was given, keyed by the
+ * untranslated tuple, so every later packet of the connection goes to the same backend. */
+static __always_inline int ct_create_service(const struct packet *p, __u8 dir, __u64 now, __u32 ep_id, __u32 backend_addr,
+					     __u16 backend_port)
+{
+	struct ct_key k;
+	ct_key_of(&k, &p->t, dir, 0);
+	struct ct_value v = {
+		.last_seen_ns = now, /* no counters: the translated connection's entry counts the traffic */
+		.ep_id = ep_id,
+		.tcp_flags_seen = p->tcp_flags,
+		.flags = MB_CT_F_SERVICE,
+		.nat_addr = backend_addr,
+		.nat_port = backend_port,
 	};
 	return bpf_map_update_elem(&mb_ct, &k, &v, BPF_ANY);
 }

@@ -94,10 +94,19 @@ struct ct_value {
 	__u8 tcp_flags_seen;   /* both directions: drives the lifetime */
 	__u8 tx_flags_seen;    /* forward direction: monitor aggregation */
 	__u8 rx_flags_seen;    /* reply direction */
-	__u8 flags;
+	__u8 flags;            /* MB_CT_F_* */
 	__u32 last_tx_report;  /* seconds of the monotonic clock */
 	__u32 last_rx_report;
+	__u32 nat_addr;        /* tc-level service translation (see MB_CT_F_*), network order */
+	__u16 nat_port;
+	__u16 pad;
 };
+
+/* The entry is keyed by a client's tuple towards a service frontend; nat_* is the backend its
+ * packets are translated to (a connection keeps its backend while the service changes). */
+#define MB_CT_F_SERVICE (1 << 0)
+/* The entry belongs to a translated connection; nat_* is the frontend its replies come from. */
+#define MB_CT_F_REVNAT (1 << 1)
 
 /* Datapath settings written by the agent (one entry). */
 struct datapath_config {
@@ -140,8 +149,9 @@ struct flow_event {
 	__u32 pad2;
 };
 
-/* Services (socket-level load balancing). A frontend is (VIP, port, protocol); its backends
- * occupy slots 1..count of the service. */
+/* Services: socket-level load balancing (bpf/sock.c) and tc-level translation of what the
+ * socket hooks do not see (bpf/endpoint.c) share these maps. A frontend is (VIP, port,
+ * protocol); its backends occupy slots 1..count of the service. */
 struct lb_service_key {
 	__u32 vip;     /* network order */
 	__u16 port;    /* network order */
@@ -155,6 +165,7 @@ struct lb_service_value {
 	__u8 algorithm;  /* MB_LB_* */
 	__u8 flags;
 	__u32 maglev_size; /* entries of the service's Maglev table (prime) */
+	__u32 affinity_timeout; /* seconds a client keeps its backend; 0 = no session affinity */
 };
 
 #define MB_LB_RANDOM 1
@@ -164,6 +175,34 @@ struct lb_service_value {
 struct lb_maglev_key {
 	__u32 service_id;
 	__u32 index;
+};
+
+/* Session affinity: the backend a client was last given by a service. Socket-level translation
+ * knows the client by its network namespace (one per endpoint), tc-level by its address. */
+struct lb_affinity_key {
+	__u64 client;  /* netns cookie, or IPv4 address (network order) */
+	__u32 service_id;
+	__u8 kind;     /* MB_LB_CLIENT_* */
+	__u8 pad[3];
+};
+
+#define MB_LB_CLIENT_NETNS 1
+#define MB_LB_CLIENT_IP 2
+
+struct lb_affinity_value {
+	__u64 last_used_ns; /* monotonic clock */
+	__u32 ip;           /* the backend, network order */
+	__u16 port;
+	__u16 pad;
+};
+
+/* Every active backend of a service (value: its weight), so a remembered backend that left the
+ * service is never used again. */
+struct lb_member_key {
+	__u32 service_id;
+	__u32 ip;   /* network order */
+	__u16 port; /* network order */
+	__u16 pad;
 };
 
 struct lb_backend_key {
@@ -234,7 +273,9 @@ struct metrics_value {
 #define MB_REASON_FORWARDED 0
 #define MB_DROP_INVALID_SOURCE_IP 132
 #define MB_DROP_POLICY 133
+#define MB_DROP_WRITE_ERROR 141
 #define MB_DROP_CT_INSERT 155
+#define MB_DROP_NO_SERVICE 158 /* SERVICE_BACKEND_NOT_FOUND: a service without backends */
 #define MB_DROP_POLICY_DENY 181
 
 #define MB_IDENTITY_HOST 1

@@ -39,8 +39,12 @@ struct packet {
 	__u8 icmp_code;
 	__u8 icmp_error;   /* an ICMP error: `inner` is the packet it reports on */
 	__u8 ttl;
+	__u8 has_ports;    /* t.sport/t.dport were read from a TCP/UDP/SCTP header at l4_off */
+	__u16 l4_off;
 	struct tuple inner;
 	__u32 len;
+	__u32 frontend_addr; /* the service frontend this packet was translated from (0: none) */
+	__u16 frontend_port;
 };
 
 /* Ports (or the ICMP echo identifier) of the L4 header at `off`. */
@@ -95,6 +99,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
 
 	__u32 l4off = ETH_HLEN + ihl;
 	__u8 *l4 = (__u8 *)ip + ihl;
+	p->l4_off = l4off;
 	if (ip->protocol == IPPROTO_ICMP_) {
 		if ((void *)(l4 + 8) > end)
 			return 0;
@@ -128,6 +133,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
 				p->tcp_flags = flags;
 		}
 	}
+	p->has_ports = 1;
 	p->policy_port = p->t.dport;
 	return 0;
 }

@@ -2,7 +2,7 @@
 import { invalid } from '../errors.js';
 import type { Datapath } from '../datapath/datapath.js';
 import { ipcachePrefixOf } from '../datapath/ipcache.js';
-import { DIRECTION, reasonNames } from '../datapath/layouts.js';
+import { CT_FLAGS, DIRECTION, reasonNames } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { parseEndpointRef } from '../endpoint/validate.js';
 import type { ApiServer } from './server.js';
@@ -82,6 +82,7 @@ export function registerEndpointRoutes(api: ApiServer, { manager, datapath, seri
       }));
       const forwarded = new Map<string, MetricsRow>();
       for (const [k, v] of datapath.ct.entries()) {
+        if (v.flags & CT_FLAGS.SERVICE) continue; // the translated connection's own entry counts its traffic
         const key = `${v.ep_id}/${k.direction}/${v.remote_identity}`;
         const row = forwarded.get(key) ?? {
           endpoint: v.ep_id,

@@ -3,7 +3,7 @@
  * the realized map entries of an endpoint. */
 import { invalid } from '../errors.js';
 import type { Datapath } from '../datapath/datapath.js';
-import { DIRECTION, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
+import { CT_FLAGS, DIRECTION, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { parsePolicyText, type ParsedPolicy } from '../policy/parse.js';
 import { describeL4 } from '../policy/ports.js';
@@ -147,6 +147,8 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
         bytes: Number(v.bytes),
         idleSeconds: Number((now - v.last_seen_ns) / 1_000_000_000n),
         tcpFlags: v.tcp_flags_seen,
+        ...(v.flags & CT_FLAGS.SERVICE ? { nat: { backend: `${v.nat_addr}:${v.nat_port}` } } : {}),
+        ...(v.flags & CT_FLAGS.REVNAT ? { nat: { frontend: `${v.nat_addr}:${v.nat_port}` } } : {}),
       }));
     });
 }

@@ -172,6 +172,10 @@ export interface CtRow {
   bytes: number;
   idleSeconds: number;
   tcpFlags: number;
+  /** tc-level service translation: `backend` on a client's entry towards a frontend (which
+   * backend its packets go to), `frontend` on the translated connection (where replies seem
+   * to come from). */
+  nat?: { backend?: string; frontend?: string };
 }
 
 export type ServiceProtocol = 'TCP' | 'UDP';
@@ -195,6 +199,9 @@ export interface Service {
   selector?: Record<string, string>;
   /** Port on selected endpoints (defaults to the frontend port). */
   targetPort?: number;
+  /** Session affinity by client (Kubernetes' sessionAffinity: ClientIP): a client keeps its backend
+   * while it keeps connecting within the timeout. */
+  affinity?: { timeoutSeconds: number };
 }
 
 /** A service with the backends it currently balances over. */
@@ -209,13 +216,22 @@ export interface ServiceRequest {
   selector?: string[];
   targetPort?: number;
   algorithm?: string;
+  /** 'client-ip' or 'none' (default). */
+  affinity?: string;
+  /** Seconds (default 10800, Kubernetes' default). */
+  affinityTimeout?: number;
 }
 
 export interface LbRow {
   frontend: string;
   serviceId: number;
   count: number;
-  algorithm: number;
+  algorithm: 'random' | 'maglev' | string;
+  /** Entries of the Maglev table in the map (0 for random). */
+  maglevEntries: number;
+  /** Session affinity timeout in seconds (0: none), and clients remembered. */
+  affinityTimeout: number;
+  affinityClients: number;
   /** Backend of each slot, in slot order (a weight is several slots). */
   backends: string[];
 }

@@ -132,6 +132,7 @@ const serviceColumns: Column<ServiceView>[] = [
   { header: 'NAME', value: (s) => s.name },
   { header: 'FRONTEND', value: (s) => `${s.frontend.ip}:${s.frontend.port}/${s.frontend.protocol}` },
   { header: 'ALGORITHM', value: (s) => s.algorithm },
+  { header: 'AFFINITY', value: (s) => (s.affinity ? `client-ip (${s.affinity.timeoutSeconds}s)` : 'none') },
   {
     header: 'BACKENDS',
     value: (s) =>
@@ -148,8 +149,19 @@ const serviceOptions = (cmd: Command) =>
     .option('--selector <k=v,...>', 'select backends by endpoint labels, following endpoint churn', collect)
     .option('--target-port <port>', 'port on selected endpoints (default: the frontend port)')
     .option('--algorithm <name>', 'backend selection: random, or maglev (consistent hashing: a flow keeps its backend)', 'random')
+    .option('--affinity <kind>', 'session affinity: client-ip (a client keeps its backend), or none', 'none')
+    .option('--affinity-timeout <seconds>', 'how long an idle client keeps its backend (default 10800)')
     .addOption(outputOption());
-type ServiceFlags = { frontend: string; backend?: string[]; selector?: string[]; targetPort?: string; algorithm?: string; output: string };
+type ServiceFlags = {
+  frontend: string;
+  backend?: string[];
+  selector?: string[];
+  targetPort?: string;
+  algorithm?: string;
+  affinity?: string;
+  affinityTimeout?: string;
+  output: string;
+};
 const serviceRequest = (name: string, o: ServiceFlags) => ({
   name,
   frontend: o.frontend,
@@ -157,6 +169,8 @@ const serviceRequest = (name: string, o: ServiceFlags) => ({
   selector: o.selector,
   targetPort: o.targetPort === undefined ? undefined : Number(o.targetPort),
   algorithm: o.algorithm,
+  affinity: o.affinityTimeout !== undefined && o.affinity === 'none' ? 'client-ip' : o.affinity,
+  affinityTimeout: o.affinityTimeout === undefined ? undefined : Number(o.affinityTimeout),
 });
 serviceOptions(svc.command('add <name>').description('create a service')).action(async (name: string, o: ServiceFlags) => {
   const format = parseFormat(o.output);
@@ -174,6 +188,10 @@ svc
   .command('list')
   .addOption(outputOption())
   .action(async (o: { output: string }) => print(await client().listServices(), parseFormat(o.output), serviceColumns));
+svc
+  .command('get <name>')
+  .addOption(outputOption())
+  .action(async (name: string, o: { output: string }) => print(await client().getService(name), parseFormat(o.output), serviceColumns));
 
 // ---- status ----
 program
@@ -455,6 +473,7 @@ bpf
       { header: 'REMOTE ID', value: (c: CtRow) => c.remoteIdentity },
       { header: 'PACKETS', value: (c: CtRow) => c.packets },
       { header: 'IDLE', value: (c: CtRow) => `${c.idleSeconds}s` },
+      { header: 'NAT', value: (c: CtRow) => (c.nat?.backend ? `to backend ${c.nat.backend}` : c.nat?.frontend ? `replies from ${c.nat.frontend}` : '') },
     ]),
   );
 bpf
@@ -467,6 +486,8 @@ bpf
       { header: 'SERVICE ID', value: (r: LbRow) => r.serviceId },
       { header: 'FRONTEND', value: (r: LbRow) => r.frontend },
       { header: 'SLOTS', value: (r: LbRow) => r.count },
+      { header: 'ALGORITHM', value: (r: LbRow) => (r.algorithm === 'maglev' ? `maglev (${r.maglevEntries} entries)` : r.algorithm) },
+      { header: 'AFFINITY', value: (r: LbRow) => (r.affinityTimeout ? `${r.affinityTimeout}s, ${r.affinityClients} clients` : 'none') },
       { header: 'BACKENDS (slot order)', value: (r: LbRow) => (r.backends.length ? r.backends.map((b, i) => `${i + 1} => ${b}`) : ['(none)']) },
     ]),
   );

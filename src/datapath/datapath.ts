@@ -17,6 +17,7 @@ import {
   ipcacheKey,
   lxcKey,
   ipcacheValue,
+  LB_MAPS,
   MAPS,
   metricsKey,
   metricsValue,
@@ -193,7 +194,8 @@ export class Datapath {
   static load(objectDir: string, bpffsDir: string): Datapath {
     const obj = BpfObject.load(path.join(objectDir, ENDPOINT_OBJECT), {
       pinDir: path.join(bpffsDir, 'maps'),
-      maps: Object.values(MAPS),
+      // The service maps too: the tc programs translate what the socket hooks did not.
+      maps: [...Object.values(MAPS), ...Object.values(LB_MAPS)],
       programs: Object.values(PROGRAMS),
     });
     return new Datapath(obj, bpffsDir);

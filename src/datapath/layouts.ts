@@ -86,7 +86,14 @@ export const ctValue = defineStruct('ct_value', [
   ['flags', 'u8'],
   ['last_tx_report', 'u32'],
   ['last_rx_report', 'u32'],
+  ['nat_addr', 'ipv4'],
+  ['nat_port', 'be16'],
+  ['pad', 'u16'],
 ] as const);
+
+/** ct_value.flags: SERVICE entries are keyed by a client's tuple to a frontend (nat = the
+ * backend); REVNAT entries are translated connections (nat = the frontend replies come from). */
+export const CT_FLAGS = { SERVICE: 1 << 0, REVNAT: 1 << 1 } as const;
 
 export const configKey = defineStruct('config_key', [['index', 'u32']] as const);
 
@@ -141,6 +148,7 @@ export const lbServiceValue = defineStruct('lb_service_value', [
   ['algorithm', 'u8'],
   ['flags', 'u8'],
   ['maglev_size', 'u32'],
+  ['affinity_timeout', 'u32'],
 ] as const);
 
 export const LB_ALGORITHM = { random: 1, maglev: 2 } as const;
@@ -151,6 +159,32 @@ export const lbMaglevKey = defineStruct('lb_maglev_key', [
 ] as const);
 
 export const lbMaglevValue = defineStruct('lb_maglev_value', [['slot', 'u32']] as const);
+
+export const lbAffinityKey = defineStruct('lb_affinity_key', [
+  ['client', 'u64'],
+  ['service_id', 'u32'],
+  ['kind', 'u8'],
+  ['pad', { bytes: 3 }],
+] as const);
+
+/** lb_affinity_key.kind: socket-level translation knows a client by its netns, tc-level by its address. */
+export const LB_CLIENT = { NETNS: 1, IP: 2 } as const;
+
+export const lbAffinityValue = defineStruct('lb_affinity_value', [
+  ['last_used_ns', 'u64'],
+  ['ip', 'ipv4'],
+  ['port', 'be16'],
+  ['pad', 'u16'],
+] as const);
+
+export const lbMemberKey = defineStruct('lb_member_key', [
+  ['service_id', 'u32'],
+  ['ip', 'ipv4'],
+  ['port', 'be16'],
+  ['pad', 'u16'],
+] as const);
+
+export const lbMemberValue = defineStruct('lb_member_value', [['weight', 'u32']] as const);
 
 export const lbBackendKey = defineStruct('lb_backend_key', [
   ['service_id', 'u32'],
@@ -212,15 +246,33 @@ export const sharedStructs = [
   lbRevnatKey,
   lbRevnatValue,
   lbMaglevKey,
+  lbAffinityKey,
+  lbAffinityValue,
+  lbMemberKey,
 ];
 
-/** Maps of bpf/sock.c (socket-level load balancing). */
-export const LB_MAPS = { services: 'mb_lb_services', backends: 'mb_lb_backends', revnat: 'mb_lb_revnat', maglev: 'mb_lb_maglev' } as const;
+/** Service maps (bpf/include/lb.h), shared by bpf/sock.c and bpf/endpoint.c. */
+export const LB_MAPS = {
+  services: 'mb_lb_services',
+  backends: 'mb_lb_backends',
+  revnat: 'mb_lb_revnat',
+  maglev: 'mb_lb_maglev',
+  affinity: 'mb_lb_affinity',
+  members: 'mb_lb_members',
+} as const;
 
 export const DIRECTION = { INGRESS: 1, EGRESS: 2 } as const;
 
 /** Datapath outcome codes (0 = forwarded; drops use Cilium's drop reason numbers). */
-export const REASON = { FORWARDED: 0, INVALID_SOURCE_IP: 132, POLICY_DENIED: 133, CT_MAP_INSERTION_FAILED: 155, POLICY_DENY: 181 } as const;
+export const REASON = {
+  FORWARDED: 0,
+  INVALID_SOURCE_IP: 132,
+  POLICY_DENIED: 133,
+  ERROR_WRITING_TO_PACKET: 141,
+  CT_MAP_INSERTION_FAILED: 155,
+  SERVICE_BACKEND_NOT_FOUND: 158,
+  POLICY_DENY: 181,
+} as const;
 export const reasonNames: Record<number, string> = Object.fromEntries(Object.entries(REASON).map(([name, code]) => [code, name]));
 
 /** Map names as declared in bpf/include/maps.h. */

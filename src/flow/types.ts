@@ -107,7 +107,9 @@ export const EVENT_TYPE = { DROP: 1, TRACE: 4, POLICY_VERDICT: 5 } as const;
 export const DROP_REASONS: Record<number, string> = {
   132: 'INVALID_SOURCE_IP',
   133: 'POLICY_DENIED',
+  141: 'ERROR_WRITING_TO_PACKET',
   155: 'CT_MAP_INSERTION_FAILED',
+  158: 'SERVICE_BACKEND_NOT_FOUND',
   181: 'POLICY_DENY',
 };
 

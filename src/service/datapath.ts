@@ -2,8 +2,22 @@
  * pinned links, and its service/backend maps written by difference. */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { LbRow } from '../api/types.js';
 import { addStats, MapMirror, type StructEntry, type SyncStats } from '../datapath/datapath.js';
-import { LB_MAPS, lbBackendKey, lbBackendValue, lbMaglevKey, lbMaglevValue, lbServiceKey, lbServiceValue } from '../datapath/layouts.js';
+import {
+  LB_ALGORITHM,
+  LB_MAPS,
+  lbAffinityKey,
+  lbAffinityValue,
+  lbBackendKey,
+  lbBackendValue,
+  lbMaglevKey,
+  lbMaglevValue,
+  lbMemberKey,
+  lbMemberValue,
+  lbServiceKey,
+  lbServiceValue,
+} from '../datapath/layouts.js';
 import { TypedMap } from '../kernel/bpf-map.js';
 import { BpfObject } from '../kernel/bpf-object.js';
 import { CGROUP_ATTACH, ensureCgroupLink, type CgroupHook } from '../kernel/bpf-link.js';
@@ -20,23 +34,42 @@ export interface DesiredLb {
   services: StructEntry<typeof lbServiceKey, typeof lbServiceValue>[];
   backends: StructEntry<typeof lbBackendKey, typeof lbBackendValue>[];
   maglev: StructEntry<typeof lbMaglevKey, typeof lbMaglevValue>[];
+  members: StructEntry<typeof lbMemberKey, typeof lbMemberValue>[];
+}
+
+export type LbKeys = { [P in keyof DesiredLb]: DesiredLb[P][number][0][] };
+
+export function emptyLb(): DesiredLb {
+  return { services: [], backends: [], maglev: [], members: [] };
+}
+
+/** Keys of `before` that `after` no longer has. */
+export function keysOnlyIn<K, V>(before: StructEntry<K, V>[], after: StructEntry<K, V>[]): StructEntry<K, V>[0][] {
+  const kept = new Set(after.map(([k]) => JSON.stringify(k)));
+  return before.filter(([k]) => !kept.has(JSON.stringify(k))).map(([k]) => k);
 }
 
 export class LbDatapath {
   readonly services;
   readonly backends;
   readonly maglev;
+  readonly members;
+  readonly affinity;
   private readonly servicesMirror;
   private readonly backendsMirror;
   private readonly maglevMirror;
+  private readonly membersMirror;
 
   private constructor(private readonly obj: BpfObject) {
     this.services = new TypedMap(obj.map(LB_MAPS.services), lbServiceKey, lbServiceValue);
     this.backends = new TypedMap(obj.map(LB_MAPS.backends), lbBackendKey, lbBackendValue);
     this.maglev = new TypedMap(obj.map(LB_MAPS.maglev), lbMaglevKey, lbMaglevValue);
+    this.members = new TypedMap(obj.map(LB_MAPS.members), lbMemberKey, lbMemberValue);
+    this.affinity = new TypedMap(obj.map(LB_MAPS.affinity), lbAffinityKey, lbAffinityValue);
     this.servicesMirror = new MapMirror(this.services);
     this.backendsMirror = new MapMirror(this.backends);
     this.maglevMirror = new MapMirror(this.maglev);
+    this.membersMirror = new MapMirror(this.members);
   }
 
   static load(objectDir: string, bpffsDir: string): LbDatapath {
@@ -59,28 +92,53 @@ export class LbDatapath {
   }
 
   sync(desired: DesiredLb): SyncStats {
-    // New backend slots before the services that count them, stale slots only after: a
-    // connect never picks a slot that is not there.
+    // Leaving backends stop being members first (no remembered affinity sends a new connection
+    // to them); new backend slots go in before the services that count them, stale slots only
+    // after: a connection never picks a slot that is not there.
+    const left = this.membersMirror.sync(desired.members);
     const added = addStats(this.backendsMirror.update(desired.backends, []), this.maglevMirror.update(desired.maglev, []));
     const services = this.servicesMirror.sync(desired.services);
     const removed = addStats(this.backendsMirror.sync(desired.backends), this.maglevMirror.sync(desired.maglev));
-    return addStats(addStats(added, services), { written: 0, deleted: removed.deleted, unchanged: 0 });
+    return addStats(addStats(addStats(left, added), services), { written: 0, deleted: removed.deleted, unchanged: 0 });
+  }
+
+  /** Writes `upsert` and removes `remove`, leaving other services alone; same ordering as sync. */
+  update(upsert: DesiredLb, remove: LbKeys): SyncStats {
+    const left = this.membersMirror.update([], remove.members);
+    const added = addStats(
+      addStats(this.membersMirror.update(upsert.members, []), this.backendsMirror.update(upsert.backends, [])),
+      this.maglevMirror.update(upsert.maglev, []),
+    );
+    const services = this.servicesMirror.update(upsert.services, remove.services);
+    const removed = addStats(this.backendsMirror.update([], remove.backends), this.maglevMirror.update([], remove.maglev));
+    return addStats(addStats(addStats(left, added), services), removed);
   }
 
   /** The realized maps, for `membrane bpf lb list`. */
-  realized(): { frontend: string; serviceId: number; count: number; algorithm: number; backends: string[] }[] {
+  realized(): LbRow[] {
     const backends = new Map<number, string[]>();
     for (const [k, v] of this.backends.entries()) {
       const list = backends.get(k.service_id) ?? [];
       list[k.slot - 1] = `${v.ip}:${v.port}`;
       backends.set(k.service_id, list);
     }
+    const count = (entries: Iterable<{ service_id: number }>) => {
+      const n = new Map<number, number>();
+      for (const e of entries) n.set(e.service_id, (n.get(e.service_id) ?? 0) + 1);
+      return n;
+    };
+    const maglev = count([...this.maglevMirror.values()].map(([k]) => k));
+    const clients = count(this.affinity.entries().map(([k]) => k));
     const proto: Record<number, string> = { 6: 'TCP', 17: 'UDP' };
+    const algorithm: Record<number, string> = Object.fromEntries(Object.entries(LB_ALGORITHM).map(([name, n]) => [n, name]));
     return this.services.entries().map(([k, v]) => ({
       frontend: `${k.vip}:${k.port}/${proto[k.protocol] ?? k.protocol}`,
       serviceId: v.service_id,
       count: v.count,
-      algorithm: v.algorithm,
+      algorithm: algorithm[v.algorithm] ?? String(v.algorithm),
+      maglevEntries: maglev.get(v.service_id) ?? 0,
+      affinityTimeout: v.affinity_timeout,
+      affinityClients: clients.get(v.service_id) ?? 0,
       backends: backends.get(v.service_id) ?? [],
     }));
   }

@@ -8,7 +8,7 @@ import type { SyncStats } from '../datapath/datapath.js';
 import { LB_ALGORITHM } from '../datapath/layouts.js';
 import { conflict, notFound } from '../errors.js';
 import type { Store } from '../store/store.js';
-import type { DesiredLb, LbDatapath } from './datapath.js';
+import { emptyLb, keysOnlyIn, type DesiredLb, type LbDatapath, type LbKeys } from './datapath.js';
 import { parseServiceRequest } from './spec.js';
 import { MAGLEV_DEFAULT_SIZE, maglevTable } from './maglev.js';
 import { ipToInt } from '../endpoint/ipam.js';
@@ -20,8 +20,12 @@ const PROTO = { TCP: 6, UDP: 17 } as const;
 export class ServiceManager {
   private readonly services = new Map<string, Service>();
   private nextId: number;
-  /** "ip:port/protocol" of every active backend -> its service (for flows). */
-  private byBackend = new Map<string, string>();
+  /** "ip:port/protocol" of every active backend -> its service (for flows); rebuilt when read after a change. */
+  private byBackend?: Map<string, string>;
+  /** Frontend ("ip:port/PROTO") -> the service that owns it. */
+  private readonly frontends = new Map<string, string>();
+  /** What each service (by id) has in the maps. */
+  private readonly realized = new Map<number, DesiredLb>();
   lastSync: SyncStats = { written: 0, deleted: 0, unchanged: 0 };
 
   constructor(
@@ -31,7 +35,10 @@ export class ServiceManager {
     private readonly log: Logger,
     private readonly maglevSize = MAGLEV_DEFAULT_SIZE,
   ) {
-    for (const [, s] of store.list<Service>(PREFIX)) this.services.set(s.name, s);
+    for (const [, s] of store.list<Service>(PREFIX)) {
+      this.services.set(s.name, s);
+      this.frontends.set(frontendKey(s), s.name);
+    }
     this.nextId = store.get<number>(NEXT_ID) ?? 1;
   }
 
@@ -42,7 +49,8 @@ export class ServiceManager {
     this.store.commit({ put: { [PREFIX + service.name]: service, [NEXT_ID]: this.nextId + 1 } });
     this.nextId++;
     this.services.set(service.name, service);
-    this.sync();
+    this.frontends.set(frontendKey(service), service.name);
+    this.syncOne(service.id, service);
     return this.view(service);
   }
 
@@ -52,15 +60,18 @@ export class ServiceManager {
     this.checkFrontendFree(service);
     this.store.commit({ put: { [PREFIX + service.name]: service } });
     this.services.set(service.name, service);
-    this.sync();
+    this.frontends.delete(frontendKey(old));
+    this.frontends.set(frontendKey(service), service.name);
+    this.syncOne(service.id, service);
     return this.view(service);
   }
 
   delete(name: string): void {
-    this.mustGet(name);
+    const s = this.mustGet(name);
     this.store.commit({ delete: [PREFIX + name] });
     this.services.delete(name);
-    this.sync();
+    this.frontends.delete(frontendKey(s));
+    this.syncOne(s.id);
   }
 
   list(): ServiceView[] {
@@ -71,29 +82,68 @@ export class ServiceManager {
     return this.view(this.mustGet(name));
   }
 
-  /** Rewrites what differs in the maps (after any service or endpoint change). */
-  sync(): void {
-    const desired: DesiredLb = { services: [], backends: [], maglev: [] };
-    const byBackend = new Map<string, string>();
+  /** Rewrites every service's entries; anything else in the maps (left by an earlier agent) goes. */
+  syncAll(): void {
+    const desired = emptyLb();
+    this.realized.clear();
     for (const s of this.services.values()) {
-      const active = this.activeBackends(s);
-      for (const b of active) byBackend.set(`${ipToInt(b.ip)}:${b.port}/${PROTO[s.frontend.protocol]}`, s.name);
-      // Random: a backend of weight w holds w slots. Maglev: one slot each; weights shape the table.
-      const maglev = s.algorithm === 'maglev';
-      const slots = maglev ? active : active.flatMap((b) => Array<ServiceBackend>(b.weight).fill(b));
-      desired.services.push([
-        { vip: s.frontend.ip, port: s.frontend.port, protocol: PROTO[s.frontend.protocol] },
-        { service_id: s.id, count: slots.length, algorithm: LB_ALGORITHM[s.algorithm], maglev_size: maglev ? this.maglevSize : 0 },
-      ]);
-      slots.forEach((b, i) => desired.backends.push([{ service_id: s.id, slot: i + 1 }, { ip: b.ip, port: b.port }]));
-      if (maglev && slots.length) {
-        const table = this.table(slots.map((b) => ({ name: `${b.ip}:${b.port}`, weight: b.weight })));
-        table.forEach((owner, index) => desired.maglev.push([{ service_id: s.id, index }, { slot: owner + 1 }]));
-      }
+      const d = this.desiredOf(s);
+      this.realized.set(s.id, d);
+      desired.services.push(...d.services);
+      desired.backends.push(...d.backends);
+      desired.maglev.push(...d.maglev);
+      desired.members.push(...d.members);
     }
-    this.byBackend = byBackend;
+    this.byBackend = undefined;
     this.lastSync = this.lb.sync(desired);
     this.log.debug({ ...this.lastSync }, 'services synced');
+  }
+
+  /** After endpoint changes: services that select endpoints by label follow them. */
+  endpointsChanged(): void {
+    for (const s of this.services.values()) if (s.selector) this.syncOne(s.id, s);
+  }
+
+  /** Rewrites what differs for one service (cost: that service's entries, not all services'). */
+  private syncOne(id: number, s?: Service): void {
+    const before = this.realized.get(id) ?? emptyLb();
+    const after = s ? this.desiredOf(s) : emptyLb();
+    const remove: LbKeys = {
+      services: keysOnlyIn(before.services, after.services),
+      backends: keysOnlyIn(before.backends, after.backends),
+      maglev: keysOnlyIn(before.maglev, after.maglev),
+      members: keysOnlyIn(before.members, after.members),
+    };
+    if (s) this.realized.set(id, after);
+    else this.realized.delete(id);
+    this.byBackend = undefined;
+    this.lastSync = this.lb.update(after, remove);
+    this.log.debug({ service: s?.name ?? id, ...this.lastSync }, 'service synced');
+  }
+
+  private desiredOf(s: Service): DesiredLb {
+    const d = emptyLb();
+    const active = this.activeBackends(s);
+    // Random: a backend of weight w holds w slots. Maglev: one slot each; weights shape the table.
+    const maglev = s.algorithm === 'maglev';
+    const slots = maglev ? active : active.flatMap((b) => Array<ServiceBackend>(b.weight).fill(b));
+    d.services.push([
+      { vip: s.frontend.ip, port: s.frontend.port, protocol: PROTO[s.frontend.protocol] },
+      {
+        service_id: s.id,
+        count: slots.length,
+        algorithm: LB_ALGORITHM[s.algorithm],
+        maglev_size: maglev ? this.maglevSize : 0,
+        affinity_timeout: s.affinity?.timeoutSeconds ?? 0,
+      },
+    ]);
+    for (const b of active) d.members.push([{ service_id: s.id, ip: b.ip, port: b.port }, { weight: b.weight }]);
+    slots.forEach((b, i) => d.backends.push([{ service_id: s.id, slot: i + 1 }, { ip: b.ip, port: b.port }]));
+    if (maglev && slots.length) {
+      const table = this.table(slots.map((b) => ({ name: `${b.ip}:${b.port}`, weight: b.weight })));
+      table.forEach((owner, index) => d.maglev.push([{ service_id: s.id, index }, { slot: owner + 1 }]));
+    }
+    return d;
   }
 
   private tables = new Map<string, Int32Array>();
@@ -111,6 +161,12 @@ export class ServiceManager {
   }
 
   serviceOfBackend(ip: number, port: number, protocol: number): string | undefined {
+    if (!this.byBackend) {
+      this.byBackend = new Map();
+      for (const s of this.services.values()) {
+        for (const b of this.activeBackends(s)) this.byBackend.set(`${ipToInt(b.ip)}:${b.port}/${PROTO[s.frontend.protocol]}`, s.name);
+      }
+    }
     return this.byBackend.get(`${ip}:${port}/${protocol}`);
   }
 
@@ -138,11 +194,12 @@ export class ServiceManager {
   }
 
   private checkFrontendFree(s: Service): void {
-    for (const other of this.services.values()) {
-      const f = other.frontend;
-      if (other.name !== s.name && f.ip === s.frontend.ip && f.port === s.frontend.port && f.protocol === s.frontend.protocol) {
-        throw conflict(`frontend ${f.ip}:${f.port}/${f.protocol} is already used by service ${other.name}`);
-      }
+    const owner = this.frontends.get(frontendKey(s));
+    if (owner !== undefined && owner !== s.name) {
+      const f = s.frontend;
+      throw conflict(`frontend ${f.ip}:${f.port}/${f.protocol} is already used by service ${owner}`);
     }
   }
 }
+
+const frontendKey = (s: Service) => `${s.frontend.ip}:${s.frontend.port}/${s.frontend.protocol}`;

@@ -6,6 +6,9 @@ import { parseLabelList } from '../identity/labels.js';
 
 const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 export const MAX_WEIGHT = 100;
+/** Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds, and its maximum (a day). */
+export const DEFAULT_AFFINITY_TIMEOUT = 10800;
+export const MAX_AFFINITY_TIMEOUT = 86400;
 
 function port(text: string, what: string): number {
   if (!/^\d+$/.test(text)) throw invalid(`${what}: "${text}" is not a port number`);
@@ -67,6 +70,17 @@ export function parseServiceRequest(req: ServiceRequest, id: number): Service {
   if (req.targetPort !== undefined) {
     if (!service.selector) throw invalid('--target-port applies to backends selected with --selector');
     service.targetPort = port(String(req.targetPort), '--target-port');
+  }
+  const affinity = req.affinity ?? (req.affinityTimeout !== undefined ? 'client-ip' : 'none');
+  if (affinity !== 'none' && affinity !== 'client-ip') throw invalid(`--affinity ${affinity}: choose client-ip or none`);
+  if (affinity === 'client-ip') {
+    const timeout = req.affinityTimeout ?? DEFAULT_AFFINITY_TIMEOUT;
+    if (!Number.isInteger(timeout) || timeout < 1 || timeout > MAX_AFFINITY_TIMEOUT) {
+      throw invalid(`--affinity-timeout ${timeout}: must be a whole number of seconds from 1 to ${MAX_AFFINITY_TIMEOUT}`);
+    }
+    service.affinity = { timeoutSeconds: timeout };
+  } else if (req.affinityTimeout !== undefined) {
+    throw invalid('--affinity-timeout needs --affinity client-ip');
   }
   return service;
 }

@@ -3,46 +3,26 @@
  * churn, a service without backends refuses at once, UDP replies come from the VIP, policy on
  * the backends applies to VIP traffic, and services survive an agent restart. */
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Endpoint, ServiceView } from '../../src/api/types.js';
-import { TestNode, repoRoot } from '../harness/node.js';
+import { TestNode, sleep } from '../harness/node.js';
+import { addBackend as startBackend, HOLD_PORT, ServiceClients } from '../harness/services.js';
 
-const tools = path.join(repoRoot, 'test/harness/tools');
 const VIP = '10.96.0.10';
-
-interface Who {
-  counts: Record<string, number>;
-  errors: Record<string, number>;
-  peers: string[];
-  byPort: Record<string, string>;
-}
 
 describe('services (socket-level load balancing)', () => {
   let node: TestNode;
+  let clients: ServiceClients;
   let client: Endpoint;
   let other: Endpoint;
   const backends: Endpoint[] = [];
 
-  const who = async (from: Endpoint, proto: 'tcp' | 'udp', port: number, n: number, basePort?: number): Promise<Who> => {
-    const argv = ['node', path.join(tools, 'who.mjs'), proto, VIP, String(port), String(n), ...(basePort ? [String(basePort)] : [])];
-    const r = await node.exec(from.netns, argv, 60_000);
-    assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as Who;
-  };
-
-  const addBackend = async (name: string) => {
-    const ep = await node.api.addEndpoint({ namespace: 'svc', name, labels: ['app=web'] });
-    const server = node.spawnIn(ep.netns, ['node', path.join(tools, 'whoami-server.mjs'), name, '8080']);
-    await new Promise<void>((resolve, reject) => {
-      server.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-      server.once('exit', () => reject(new Error(`${name} server exited`)));
-    });
-    return ep;
-  };
+  const who = (from: Endpoint, proto: 'tcp' | 'udp', port: number, n: number, basePort?: number) => clients.who(from, proto, VIP, port, n, basePort);
+  const addBackend = (name: string) => startBackend(node, 'svc', name);
 
   before(async () => {
     node = await TestNode.create({ podCidr: '10.235.0.0/24' });
+    clients = new ServiceClients(node, false);
     await node.api.setNamespace('svc');
     client = await node.api.addEndpoint({ namespace: 'svc', name: 'client', labels: ['app=client'] });
     other = await node.api.addEndpoint({ namespace: 'svc', name: 'other', labels: ['app=other'] });
@@ -125,6 +105,56 @@ describe('services (socket-level load balancing)', () => {
     await node.api.deleteService('mg');
   });
 
+  it('keeps a client on one backend with session affinity, until its backend leaves', async () => {
+    const live = backends.filter((b) => b.name !== 'web1');
+    const req = { name: 'sticky', frontend: `${VIP}:91/TCP`, backends: live.map((b) => `${b.ipv4}:8080`), affinity: 'client-ip', affinityTimeout: 600 };
+    await node.api.addService(req);
+    const first = await who(client, 'tcp', 91, 40);
+    assert.deepEqual(first.errors, {});
+    assert.equal(Object.keys(first.counts).length, 1, `one backend for one client: ${JSON.stringify(first.counts)}`);
+    const lb = await node.cliJson<{ frontend: string; affinityTimeout: number; affinityClients: number }[]>('bpf', 'lb', 'list');
+    assert.deepEqual(lb.filter((r) => r.frontend === `${VIP}:91/TCP`).map((r) => [r.affinityTimeout, r.affinityClients]), [[600, 1]]);
+    const mine = Object.keys(first.counts)[0]!;
+    await node.api.updateService({ ...req, backends: live.filter((b) => b.name !== mine).map((b) => `${b.ipv4}:8080`) });
+    const moved = await who(client, 'tcp', 91, 30);
+    assert.deepEqual(moved.errors, {});
+    assert.equal(moved.counts[mine], undefined, 'a backend that left the service gets no remembered clients');
+    assert.equal(Object.keys(moved.counts).length, 1, `the client sticks to its new backend: ${JSON.stringify(moved.counts)}`);
+    await node.api.deleteService('sticky');
+  });
+
+  it('forgets a client whose affinity timed out', async () => {
+    const req = { name: 'brief', frontend: `${VIP}:92/TCP`, backends: backends.slice(1).map((b) => `${b.ipv4}:8080`), affinity: 'client-ip', affinityTimeout: 1 };
+    await node.api.addService(req);
+    const seen = new Set<string>();
+    // Each connection comes after the affinity expired: it is a fresh pick among three backends.
+    for (let i = 0; i < 8 && seen.size < 2; i++) {
+      const got = await who(client, 'tcp', 92, 1);
+      for (const name of Object.keys(got.counts)) seen.add(name);
+      await sleep(1200);
+    }
+    assert.ok(seen.size >= 2, `after the timeout a client is balanced anew: ${[...seen].join(', ')}`);
+    await node.api.deleteService('brief');
+  });
+
+  it('lets connected clients finish on a backend that was removed, while new ones go elsewhere', async () => {
+    const live = backends.filter((b) => b.name !== 'web1');
+    await node.api.addService({ name: 'hold', frontend: `${VIP}:${HOLD_PORT}/TCP`, backends: live.map((b) => `${b.ipv4}:${HOLD_PORT}`) });
+    const conn = await clients.hold(client, VIP);
+    try {
+      await node.api.updateService({ name: 'hold', frontend: `${VIP}:${HOLD_PORT}/TCP`, backends: live.filter((b) => b.name !== conn.backend).map((b) => `${b.ipv4}:${HOLD_PORT}`) });
+      assert.equal(await conn.roundTrip('still there'), 'echo still there', 'the established connection keeps its backend');
+      for (let i = 0; i < 5; i++) {
+        const fresh = await clients.hold(client, VIP);
+        assert.notEqual(fresh.backend, conn.backend, 'new connections avoid the removed backend');
+        fresh.close();
+      }
+    } finally {
+      conn.close();
+      await node.api.deleteService('hold');
+    }
+  });
+
   it('balances UDP per datagram and answers from the VIP', async () => {
     await node.api.addService({ name: 'dns', frontend: `${VIP}:53/UDP`, selector: ['app=web'], targetPort: 8080 });
     const got = await who(client, 'udp', 53, 90);
@@ -175,6 +205,8 @@ spec:
     ['a weight out of range', ['service', 'add', 'x', '--frontend', `${VIP}:81/TCP`, '--backend', '10.235.0.5:80,500'], /weight must be/],
     ['an unknown service', ['service', 'delete', 'nope'], /service nope does not exist/],
     ['an unknown algorithm', ['service', 'add', 'x', '--frontend', `${VIP}:82/TCP`, '--algorithm', 'roundrobin'], /choose random or maglev/],
+    ['an unknown affinity', ['service', 'add', 'x', '--frontend', `${VIP}:83/TCP`, '--affinity', 'cookie'], /choose client-ip or none/],
+    ['an affinity timeout out of range', ['service', 'add', 'x', '--frontend', `${VIP}:84/TCP`, '--affinity', 'client-ip', '--affinity-timeout', '0'], /from 1 to 86400/],
   ];
   for (const [what, args, message] of bad) {
     it(`rejects ${what} with one line and no change`, async () => {

@@ -167,14 +167,19 @@ export class TestNode {
     return JSON.parse(r.stdout) as T;
   }
 
-  /** `ip netns exec NETNS ARGS`, started inside this node's cgroup (as a workload of the node). */
-  private workload(netns: string, args: string[]): [string, string[]] {
+  /**
+   * `ip netns exec NETNS ARGS`, started inside this node's cgroup (as a workload of the node, so
+   * the socket-level service hooks apply), or outside it (`outsideCgroup`: only the endpoint
+   * programs on the interface see what it sends).
+   */
+  private workload(netns: string, args: string[], outsideCgroup = false): [string, string[]] {
+    if (outsideCgroup) return ['ip', ['netns', 'exec', netns, ...args]];
     return ['sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', this.cgroupDir, 'ip', 'netns', 'exec', netns, ...args]];
   }
 
   /** Runs a command inside a workload namespace. */
-  exec(netns: string, args: string[], timeoutMs?: number): Promise<RunResult> {
-    const [cmd, argv] = this.workload(netns, args);
+  exec(netns: string, args: string[], timeoutMs?: number, opts: { outsideCgroup?: boolean } = {}): Promise<RunResult> {
+    const [cmd, argv] = this.workload(netns, args, opts.outsideCgroup);
     return run(cmd, argv, { timeoutMs });
   }
 
@@ -184,8 +189,8 @@ export class TestNode {
   }
 
   /** Starts a long-running process in a namespace; it is killed by cleanup. */
-  spawnIn(netns: string, args: string[]): ChildProcess {
-    const [cmd, argv] = this.workload(netns, args);
+  spawnIn(netns: string, args: string[], opts: { outsideCgroup?: boolean } = {}): ChildProcess {
+    const [cmd, argv] = this.workload(netns, args, opts.outsideCgroup);
     const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
@@ -210,8 +215,8 @@ export class TestNode {
     return r.code === 0;
   }
 
-  holdConnection(netns: string, host: string, port: number): ChildProcess {
-    return this.spawnIn(netns, ['node', path.join(tools, 'hold-conn.mjs'), host, String(port)]);
+  holdConnection(netns: string, host: string, port: number, opts: { outsideCgroup?: boolean } = {}): ChildProcess {
+    return this.spawnIn(netns, ['node', path.join(tools, 'hold-conn.mjs'), host, String(port)], opts);
   }
 
   /**

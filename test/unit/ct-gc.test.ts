@@ -16,6 +16,9 @@ const entry = (lastSeenS: number, flags: number) => ({
   flags: 0,
   last_tx_report: 0,
   last_rx_report: 0,
+  nat_addr: '0.0.0.0',
+  nat_port: 0,
+  pad: 0,
 });
 
 describe('connection-tracking expiry (mirrors bpf/include/conntrack.h)', () => {
