@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { CtRow, Endpoint } from '../../src/api/types.js';
 import type { Flow } from '../../src/flow/types.js';
 import { TestNode } from '../harness/node.js';
-import { addBackend, HOLD_PORT, ServiceClients } from '../harness/services.js';
+import { addBackend, HOLD_PORT, ServiceClients, webFromClientOnly } from '../harness/services.js';
 
 const VIP = '10.96.7.7';
 
@@ -102,19 +102,7 @@ describe('services (tc-level translation of traffic outside the cgroup)', () => 
   });
 
   it("judges the backends' policy with the client's identity", async () => {
-    await node.api.importPolicies([
-      {
-        name: 'p.yaml',
-        content: `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: web-from-client, namespace: tc}
-spec:
-  endpointSelector: {matchLabels: {app: web}}
-  ingress:
-  - fromEndpoints: [{matchLabels: {app: client}}]
-`,
-      },
-    ]);
+    await node.api.importPolicies([webFromClientOnly('tc')]);
     try {
       assert.deepEqual((await outside.who(client, 'tcp', VIP, 80, 10)).errors, {});
       assert.deepEqual((await outside.who(other, 'tcp', VIP, 80, 2)).errors, { timeout: 2 });

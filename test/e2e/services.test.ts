@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Endpoint, ServiceView } from '../../src/api/types.js';
 import { TestNode, sleep } from '../harness/node.js';
-import { addBackend as startBackend, HOLD_PORT, ServiceClients } from '../harness/services.js';
+import { addBackend as startBackend, HOLD_PORT, ServiceClients, webFromClientOnly } from '../harness/services.js';
 
 const VIP = '10.96.0.10';
 
@@ -164,19 +164,7 @@ describe('services (socket-level load balancing)', () => {
   });
 
   it("applies the backends' policy to VIP traffic, with the client's identity", async () => {
-    await node.api.importPolicies([
-      {
-        name: 'p.yaml',
-        content: `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: web-from-client, namespace: svc}
-spec:
-  endpointSelector: {matchLabels: {app: web}}
-  ingress:
-  - fromEndpoints: [{matchLabels: {app: client}}]
-`,
-      },
-    ]);
+    await node.api.importPolicies([webFromClientOnly('svc')]);
     try {
       const allowed = await who(client, 'tcp', 80, 20);
       assert.deepEqual(allowed.errors, {});

@@ -90,3 +90,18 @@ export async function addBackend(node: TestNode, namespace: string, name: string
   await waitForLine(server, (l) => l === 'ready');
   return ep;
 }
+
+/** A policy file letting only app=client reach the app=web backends of `namespace`. */
+export function webFromClientOnly(namespace: string): { name: string; content: string } {
+  return {
+    name: 'web-from-client.yaml',
+    content: `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-from-client, namespace: ${namespace}}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+`,
+  };
+}
