@@ -75,9 +75,27 @@ export class StartupError extends Error {
   override name = 'StartupError';
 }
 
+/** Capabilities the agent needs (bit numbers of linux/capability.h). CAP_SYS_ADMIN also covers BPF. */
+const CAPABILITIES = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21 } as const;
+
+/** Names of the needed capabilities missing from this process's effective set. */
+function missingCapabilities(): string[] {
+  const line = fs.readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapEff:'));
+  const eff = BigInt(`0x${line?.split(/\s+/)[1] ?? '0'}`);
+  return Object.entries(CAPABILITIES)
+    .filter(([, bit]) => !(eff & (1n << BigInt(bit))))
+    .map(([name]) => name);
+}
+
 function preflight(opts: AgentOptions): KernelFeatures {
   if (c.geteuid() !== 0) {
     throw new StartupError('membrane agent must run as root: it needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN (try sudo)');
+  }
+  const missingCaps = missingCapabilities();
+  if (missingCaps.length) {
+    throw new StartupError(
+      `membrane agent lacks ${missingCaps.join(' and ')}: it needs CAP_NET_ADMIN and CAP_SYS_ADMIN to load BPF programs, mount bpffs and configure namespaces (run it as root with full capabilities)`,
+    );
   }
   const features = probeFeatures();
   const missing = Object.keys(ESSENTIAL).filter((f) => !features.features[f]);

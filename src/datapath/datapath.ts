@@ -237,6 +237,15 @@ export class Datapath {
     removePinnedLink(pins.egress);
   }
 
+  /** Removes what the programs wrote about a deleted endpoint: its connections and drop counters. */
+  forgetEndpoint(epId: number): number {
+    const ct = this.ct.raw.entries().filter(([, v]) => this.ct.value.decode(v).ep_id === epId);
+    const counters = this.metrics.raw.entries().filter(([k]) => this.metrics.key.decode(k).ep_id === epId);
+    this.ct.raw.deleteMany(ct.map(([k]) => k));
+    this.metrics.raw.deleteMany(counters.map(([k]) => k));
+    return ct.length + counters.length;
+  }
+
   /** Removes link pins of endpoints that no longer exist (left by a crash mid-delete). */
   removeStaleLinks(liveIds: Set<number>): string[] {
     const removed: string[] = [];

@@ -15,7 +15,7 @@ import {
   formatLabel,
   namespaceLabels,
   parseLabel,
-  parseLabelList,
+  parseUserLabels,
   type Label,
 } from '../identity/labels.js';
 import { IDENTITY_HOST, IDENTITY_WORLD, RESERVED_IDENTITIES } from '../identity/reserved.js';
@@ -131,7 +131,7 @@ export class EndpointManager {
 
   setNamespace(name: string, labelsText: string[] | undefined): Namespace {
     validateNamespaceName(name);
-    const labels = namespaceLabels(name, parseLabelList(labelsText));
+    const labels = namespaceLabels(name, parseUserLabels(labelsText));
     const affected = [...this.endpoints.values()].filter((e) => e.namespace === name);
     const relabelled = affected.map((ep) => this.relabel(ep, this.userLabels(ep), { name, labels }));
     const changes = this.identityChanges(relabelled);
@@ -178,7 +178,7 @@ export class EndpointManager {
     if (this.find(req.namespace, req.name)) {
       throw conflict(`endpoint ${req.namespace}/${req.name} already exists: names are unique per namespace`);
     }
-    const userLabels = parseLabelList(req.labels);
+    const userLabels = parseUserLabels(req.labels);
     const ports = parseNamedPorts(req.ports);
     if (req.netns !== undefined) {
       if (!/^[A-Za-z0-9][-A-Za-z0-9_.]*$/.test(req.netns)) throw invalid(`--netns "${req.netns}" is not a valid namespace name`);
@@ -205,7 +205,7 @@ export class EndpointManager {
       identity: identity.id,
       ipv4,
       ports,
-      netns: req.netns ?? `${this.cfg.nodeName}-${req.namespace}-${req.name}`,
+      netns: req.netns ?? this.freeNetnsName(`${this.cfg.nodeName}-${req.namespace}-${req.name}`, id),
       netnsOwned: req.netns === undefined,
       interface: `lxc${id}`,
       ifindex: 0,
@@ -218,7 +218,6 @@ export class EndpointManager {
     const phases: Record<string, number> = {};
     const lap = (name: string) => (phases[name] = Math.round((performance.now() - t0) * 100) / 100);
     try {
-      if (ep.netnsOwned && this.nl.netnsExists(ep.netns)) await this.nl.deleteNetns(ep.netns); // left by a crash
       ep.ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, (ifindex) =>
         this.datapath.attachNewEndpoint(id, ifindex),
       );
@@ -248,9 +247,24 @@ export class EndpointManager {
     return ep;
   }
 
+  /**
+   * The name of the namespace the agent creates for an endpoint: `<node>-<ns>-<name>`, unless
+   * something already has it — another endpoint (`a-b/c` and `a/b-c` read the same), or a
+   * namespace the agent did not make for this endpoint, which it must never delete — in which
+   * case the endpoint ID makes it unique.
+   */
+  private freeNetnsName(base: string, id: number): string {
+    const taken = (n: string) => this.nl.netnsExists(n) || [...this.endpoints.values()].some((e) => e.netns === n);
+    if (!taken(base)) return base;
+    for (let i = 0; ; i++) {
+      const name = i === 0 ? `${base}-${id}` : `${base}-${id}-${i}`;
+      if (!taken(name)) return name;
+    }
+  }
+
   updateEndpoint(namespace: string, name: string, labelsText: string[]): Endpoint {
     const ep = this.mustFind(namespace, name);
-    const userLabels = parseLabelList(labelsText);
+    const userLabels = parseUserLabels(labelsText);
     const nsLabels = this.namespaces.get(namespace) ?? {};
     const r = this.relabel(ep, userLabels, { name: namespace, labels: nsLabels });
     const changes = this.identityChanges([r]);
@@ -268,6 +282,7 @@ export class EndpointManager {
     this.updateDatapath(`endpoint ${namespace}/${name} deleted`, [], [ep]);
     this.datapath.detachEndpoint(ep.id);
     await unplumb(this.nl, ep);
+    this.datapath.forgetEndpoint(ep.id);
     this.cfg.ipam.release(ep.ipv4);
     this.allocator.release(ep.identity);
     const stillUsed = this.allocator.get(ep.identity) !== undefined;

@@ -77,6 +77,20 @@ export function parseLabelList(text: string | string[] | undefined, defaultSourc
   return out;
 }
 
+/** Sources only the agent assigns: a workload cannot claim to be the host or a CIDR. */
+const AGENT_SOURCES = new Set(['reserved', 'cidr', 'cilium-generated']);
+
+/** Labels a user gives an endpoint or namespace (`k8s:` by default; never an agent-only source). */
+export function parseUserLabels(text: string | string[] | undefined): Label[] {
+  const labels = parseLabelList(text);
+  for (const l of labels) {
+    if (AGENT_SOURCES.has(l.source)) {
+      throw invalid(`label "${formatLabel(l)}": the ${l.source}: source is assigned by the agent only; use k8s: (the default) or container:`);
+    }
+  }
+  return labels;
+}
+
 export function sortLabels(labels: Label[]): Label[] {
   return [...labels].sort((a, b) => (formatLabel(a) < formatLabel(b) ? -1 : formatLabel(a) > formatLabel(b) ? 1 : 0));
 }

@@ -4,8 +4,19 @@
 import koffi from 'koffi';
 import os from 'node:os';
 
-const libbpf = koffi.load('libbpf.so.1');
-const libc = koffi.load('libc.so.6');
+/** A shared library, or one line saying what to install (the agent prints it and exits). */
+function load(lib: string, debianPackage: string): ReturnType<typeof koffi.load> {
+  try {
+    return koffi.load(lib);
+  } catch (err) {
+    const e = new Error(`${lib} cannot be loaded (${(err as Error).message.split('\n')[0]}): install ${debianPackage} ('make deps' does)`);
+    e.name = 'StartupError';
+    throw e;
+  }
+}
+
+const libbpf = load('libbpf.so.1', 'libbpf1');
+const libc = load('libc.so.6', 'libc6');
 
 export type Ptr = bigint;
 

@@ -103,9 +103,16 @@ export class EmbeddedStore implements Store {
 
   commit(change: { put?: Record<string, unknown>; delete?: string[] }): void {
     const line = JSON.stringify({ seq: this.seq + 1, put: change.put, delete: change.delete }) + '\n';
-    fs.writeSync(this.logFd, line);
-    fs.fsyncSync(this.logFd);
-    this.logBytes += Buffer.byteLength(line);
+    const bytes = Buffer.from(line);
+    try {
+      // A short write (a full disk) must not leave a torn record that later records follow.
+      for (let off = 0; off < bytes.length; ) off += fs.writeSync(this.logFd, bytes, off, bytes.length - off, this.logBytes + off);
+      fs.fsyncSync(this.logFd);
+    } catch (err) {
+      fs.ftruncateSync(this.logFd, this.logBytes);
+      throw err;
+    }
+    this.logBytes += bytes.length;
     // Memory holds parsed copies: callers may keep mutating the objects they passed in.
     this.apply(JSON.parse(line) as LogRecord);
     if (this.logBytes > Math.max(MIN_COMPACT_BYTES, 2 * this.snapshotBytes)) this.compact();

@@ -55,6 +55,8 @@ describe('connectivity between endpoints of one node', () => {
   it('reaches the node router address, which the ipcache labels host', async () => {
     const status = await node.api.status();
     assert.ok(await node.ping(a.netns, status.node.routerIP));
+    const cache = await node.api.listIpcache();
+    assert.equal(cache.find((r) => r.prefix === `${status.node.routerIP}/32`)?.identity, 1, JSON.stringify(cache));
   });
 
   it('classifies peers by identity in the kernel', async () => {

@@ -72,6 +72,67 @@ describe('endpoint lifecycle and bad input', () => {
     assert.notEqual(get.code, 0);
   });
 
+  /** ep_id of every entry of a pinned map that names one, read back from the kernel with bpftool. */
+  const mapEndpointIds = async (map: string, where: 'key' | 'value'): Promise<number[]> => {
+    const r = await run('bpftool', ['-j', 'map', 'dump', 'pinned', path.join(node.bpffsDir, 'maps', map)]);
+    assert.equal(r.code, 0, r.stderr);
+    const entries = JSON.parse(r.stdout) as { formatted: { key: { ep_id?: number }; value?: { ep_id?: number } } }[];
+    return entries.map((e) => (where === 'key' ? e.formatted.key.ep_id : e.formatted.value?.ep_id) ?? -1);
+  };
+
+  it('removes the map entries of a deleted endpoint: endpoint, address, policy, connections, counters', async () => {
+    const server = await node.api.addEndpoint({ namespace: 'default', name: 'gone', labels: ['role=gone'] });
+    const peer = await node.api.addEndpoint({ namespace: 'default', name: 'peer' });
+    await node.echoServer(server.netns, 7100);
+    await node.api.importPolicies([
+      {
+        name: 'p.yaml',
+        content: `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: gone-tcp-only, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {role: gone}}
+  ingress:
+  - toPorts: [{ports: [{port: "7100", protocol: TCP}]}]
+`,
+      },
+    ]);
+    assert.ok(await node.probe(peer.netns, 'tcp', server.ipv4, 7100), 'an allowed connection (CT entries)');
+    assert.ok(!(await node.probe(peer.netns, 'udp', server.ipv4, 7100, 500)), 'a denied one (a drop counter)');
+    const id = server.id;
+    assert.ok((await mapEndpointIds('mb_endpoints', 'value')).includes(id));
+    assert.ok((await mapEndpointIds('mb_lxc', 'value')).includes(id));
+    assert.ok((await mapEndpointIds('mb_policy', 'key')).includes(id));
+    assert.ok((await mapEndpointIds('mb_ct', 'value')).includes(id));
+    assert.ok((await mapEndpointIds('mb_metrics', 'key')).includes(id));
+    await node.api.deleteEndpoint('default', 'gone');
+    for (const [map, where] of [['mb_endpoints', 'value'], ['mb_lxc', 'value'], ['mb_policy', 'key'], ['mb_ct', 'value'], ['mb_metrics', 'key']] as const) {
+      assert.ok(!(await mapEndpointIds(map, where)).includes(id), `${map} has nothing of endpoint ${id} left`);
+    }
+    await node.api.deletePolicy({ all: true });
+    await node.api.deleteEndpoint('default', 'peer');
+  });
+
+  it('gives endpoints whose names read alike distinct namespaces, and never deletes one it did not create', async () => {
+    await node.api.setNamespace('a-b');
+    await node.api.setNamespace('a');
+    const first = await node.api.addEndpoint({ namespace: 'a-b', name: 'c' });
+    const second = await node.api.addEndpoint({ namespace: 'a', name: 'b-c' });
+    assert.equal(first.netns, `${node.name}-a-b-c`);
+    assert.notEqual(second.netns, first.netns);
+    assert.ok(await node.ping(first.netns, second.ipv4), 'both endpoints are wired and reach each other');
+    // A namespace someone else made with the name the agent would pick is left alone.
+    const squatted = `${node.name}-default-squat`;
+    await run('ip', ['netns', 'add', squatted]);
+    await run('ip', ['-n', squatted, 'link', 'add', 'mine0', 'type', 'veth', 'peer', 'name', 'mine1']);
+    const e = await node.api.addEndpoint({ namespace: 'default', name: 'squat' });
+    assert.notEqual(e.netns, squatted);
+    const links = await run('ip', ['-n', squatted, '-j', 'link', 'show']);
+    assert.ok((JSON.parse(links.stdout) as { ifname: string }[]).some((l) => l.ifname === 'mine0'), 'the existing namespace is untouched');
+    for (const [ns, name] of [['a-b', 'c'], ['a', 'b-c'], ['default', 'squat']] as const) await node.api.deleteEndpoint(ns, name);
+    assert.ok((await netnsList()).includes(squatted));
+  });
+
   it('refuses a namespace that already has an eth0, before touching anything', async () => {
     const taken = `${node.prefix}-taken`;
     await run('ip', ['netns', 'add', taken]);
@@ -90,6 +151,7 @@ describe('endpoint lifecycle and bad input', () => {
     ['duplicate name', ['endpoint', 'add', 'default/web'], /already exists/],
     ['malformed label', ['endpoint', 'add', 'default/x', '--labels', 'app=web,=oops'], /label "=oops"/],
     ['malformed label value', ['endpoint', 'add', 'default/x', '--labels', 'app=no spaces'], /label "app=no spaces"/],
+    ['a reserved label', ['endpoint', 'add', 'default/x', '--labels', 'reserved:host'], /assigned by the agent only/],
     ['address outside the CIDR', ['endpoint', 'add', 'default/x', '--ipv4', '10.99.0.5'], /outside the usable range/],
     ['address already taken', ['endpoint', 'add', 'default/x', '--ipv4', '10.213.0.77'], /already used/],
     ['not an address', ['endpoint', 'add', 'default/x', '--ipv4', '10.213.0'], /not an IPv4 address/],

@@ -27,6 +27,23 @@ describe('agent preflight', () => {
     }
   });
 
+  it('names a missing capability of a root process, before touching anything', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mbpre-'));
+    try {
+      const r = await run('setpriv', [
+        '--bounding-set=-sys_admin', '--inh-caps=-sys_admin',
+        bin, '--socket', path.join(dir, 's'), 'agent', '--node-name', 'x', '--pod-cidr', '10.9.0.0/24',
+        '--state-dir', path.join(dir, 'state'), '--bpffs-dir', path.join(dir, 'bpf'),
+      ]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /^Error: membrane agent lacks CAP_SYS_ADMIN: it needs/);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.ok(!fs.existsSync(path.join(dir, 'bpf')) && !fs.existsSync(path.join(dir, 'state')), 'nothing was created');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('rejects a malformed pod CIDR with one line', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mbpre-'));
     try {

@@ -35,11 +35,21 @@ describe('agent restart', () => {
 
   const linkPin = (ep: Endpoint) => path.join(node.bpffsDir, 'links', `ep${ep.id}-from-endpoint`);
 
+  /** Connection-tracking entries in the pinned map, read with bpftool (no agent needed). */
+  const ctEntries = async () => {
+    const r = await run('bpftool', ['-j', 'map', 'dump', 'pinned', path.join(node.bpffsDir, 'maps', 'mb_ct')]);
+    assert.equal(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout) as unknown[]).length;
+  };
+
   it('keeps an established TCP connection and new connections working while the agent is dead', async () => {
     await node.killAgent('SIGKILL');
     await roundTrip(conn, 'while-dead');
     assert.ok(await node.probe(b.netns, 'tcp', b.ipv4, 7000), 'local connect');
+    const tracked = await ctEntries();
     assert.ok(await node.probe(a.netns, 'tcp', b.ipv4, 7000), 'new connection a -> b');
+    // Not the plain routing of a detached program: the endpoint programs tracked the new connection.
+    assert.ok((await ctEntries()) > tracked, 'the programs still run and track new connections');
   });
 
   it('makes status fail with one line while the agent is unreachable', async () => {
