@@ -30,6 +30,8 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 	__u32 remote_identity = known_remote_identity;
 	struct ct_value *ct = NULL;
 	enum ct_state state = CT_NEW;
+	struct datapath_config *cfg = datapath_config();
+	__u32 ipcache_rev = cfg ? cfg->ipcache_revision : 0;
 	if (dir == MB_DIR_EGRESS && p->t.saddr != ep->ipv4) {
 		ev.subtype = MB_DROP_INVALID_SOURCE_IP;
 		goto drop;
@@ -47,16 +49,17 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 	ev.ct_state = state;
 	remote_ip = dir == MB_DIR_EGRESS ? p->t.daddr : p->t.saddr; /* after any translation */
 	/* A tracked connection remembers its peer's identity: the ipcache is consulted only for
-	 * new connections and ICMP errors. */
+	 * new connections, ICMP errors, and after some address changed identity. */
+	int identity_fresh = ct && state != CT_RELATED && ct->ipcache_revision == ipcache_rev;
 	if (!remote_identity)
-		remote_identity = ct && state != CT_RELATED ? ct->remote_identity : ipcache_identity4(remote_ip);
+		remote_identity = identity_fresh ? ct->remote_identity : ipcache_identity4(remote_ip);
 	ev.src_identity = dir == MB_DIR_EGRESS ? ep->identity : remote_identity;
 	ev.dst_identity = dir == MB_DIR_EGRESS ? remote_identity : ep->identity;
 	int is_reply = state == CT_REPLY || state == CT_RELATED;
 	if (is_reply)
 		ev.direction = ct_opposite(dir); /* the connection's direction, as Hubble reports it */
 
-	if (is_reply || (state == CT_ESTABLISHED && ct && ct->policy_revision == ep->policy_revision)) {
+	if (is_reply || (state == CT_ESTABLISHED && identity_fresh && ct->policy_revision == ep->policy_revision)) {
 		if (ct)
 			ct_touch(ct, p, now);
 	} else {
@@ -73,9 +76,11 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 		}
 		if (state == CT_ESTABLISHED && ct) {
 			ct->policy_revision = ep->policy_revision;
+			ct->remote_identity = remote_identity;
+			ct->ipcache_revision = ipcache_rev;
 			ct_touch(ct, p, now);
 		} else {
-			if (ct_create(p, dir, now, ep->ep_id, remote_identity, ep->policy_revision) < 0) {
+			if (ct_create(p, dir, now, ep->ep_id, remote_identity, ep->policy_revision, ipcache_rev) < 0) {
 				ev.subtype = MB_DROP_CT_INSERT;
 				goto drop;
 			}
@@ -90,7 +95,7 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 	}
 	/* Forwarded traffic is counted in its connection's CT entry (the agent sums those); the
 	 * counters map holds drops only: one map update less on every forwarded packet. */
-	if (trace_wanted(datapath_config(), ct, is_reply, p->tcp_flags, now)) {
+	if (trace_wanted(cfg, ct, is_reply, p->tcp_flags, now)) {
 		ev.type = MB_EVENT_TRACE;
 		ev.subtype = dir == MB_DIR_EGRESS ? MB_TRACE_FROM_ENDPOINT : MB_TRACE_TO_ENDPOINT;
 		ev.verdict = MB_VERDICT_FORWARDED;
@@ -114,6 +119,27 @@ drop:
 	emit_event(skb, ep, p, &ev, now);
 	if (ev.subtype == MB_DROP_NO_SERVICE)
 		return lb_reject(skb, p);
+	return TC_ACT_SHOT;
+}
+
+/* What is not IPv4: ARP passes; any other protocol (IPv6 included) or a truncated header is
+ * dropped and reported, so nothing reaches or leaves a workload around policy. */
+static __always_inline int not_ipv4(struct __sk_buff *skb, struct endpoint_info *ep, __u8 dir, struct packet *p, int parsed,
+				    __u64 now)
+{
+	if (parsed == PARSE_PASS)
+		return TC_ACT_OK;
+	struct event_info ev = {
+		.type = MB_EVENT_DROP,
+		.subtype = parsed == PARSE_UNSUPPORTED ? MB_DROP_UNSUPPORTED_L3 : MB_DROP_INVALID_PACKET,
+		.direction = dir,
+		.verdict = MB_VERDICT_DROPPED,
+		.src_identity = dir == MB_DIR_EGRESS ? ep->identity : 0,
+		.dst_identity = dir == MB_DIR_EGRESS ? 0 : ep->identity,
+	};
+	p->len = skb->len;
+	metrics_count(ep->ep_id, 0, dir, ev.subtype, p->len);
+	emit_event(skb, ep, p, &ev, now);
 	return TC_ACT_SHOT;
 }
 
@@ -158,9 +184,10 @@ int from_endpoint(struct __sk_buff *skb)
 	if (!ep)
 		return TC_ACT_OK; /* not ours yet (being set up or torn down) */
 	struct packet p = {};
-	if (parse_packet(skb, &p) < 0)
-		return TC_ACT_OK; /* ARP and friends */
 	__u64 now = bpf_ktime_get_ns();
+	int parsed = parse_packet(skb, &p);
+	if (parsed < 0)
+		return not_ipv4(skb, ep, MB_DIR_EGRESS, &p, parsed, now);
 	int rc = judge(skb, ep, MB_DIR_EGRESS, &p, 0, now);
 	if (rc != TC_ACT_OK)
 		return rc;
@@ -175,9 +202,11 @@ int to_endpoint(struct __sk_buff *skb)
 	if (!ep)
 		return TC_ACT_OK;
 	struct packet p = {};
-	if (parse_packet(skb, &p) < 0)
-		return TC_ACT_OK;
-	return judge(skb, ep, MB_DIR_INGRESS, &p, 0, bpf_ktime_get_ns());
+	__u64 now = bpf_ktime_get_ns();
+	int parsed = parse_packet(skb, &p);
+	if (parsed < 0)
+		return not_ipv4(skb, ep, MB_DIR_INGRESS, &p, parsed, now);
+	return judge(skb, ep, MB_DIR_INGRESS, &p, 0, now);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -91,7 +91,7 @@ static __always_inline enum ct_state ct_lookup(const struct packet *p, __u8 dir,
 }
 
 static __always_inline int ct_create(const struct packet *p, __u8 dir, __u64 now, __u32 ep_id, __u32 remote_identity,
-				     __u32 policy_revision)
+				     __u32 policy_revision, __u32 ipcache_revision)
 {
 	struct ct_key k;
 	ct_key_of(&k, &p->t, dir, 0);
@@ -102,6 +102,7 @@ static __always_inline int ct_create(const struct packet *p, __u8 dir, __u64 now
 		.ep_id = ep_id,
 		.remote_identity = remote_identity,
 		.policy_revision = policy_revision,
+		.ipcache_revision = ipcache_revision,
 		.tcp_flags_seen = p->tcp_flags,
 		.tx_flags_seen = p->tcp_flags,
 		.last_tx_report = now / NS_PER_SEC,

@@ -61,7 +61,7 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct endpo
 	ev->dport = p->t.protocol == IPPROTO_ICMP_ ? 0 : p->t.dport;
 	ev->icmp_type = p->icmp_type;
 	ev->icmp_code = p->icmp_code;
-	ev->pad = 0;
+	ev->ethertype = p->ethertype;
 	ev->orig_len = p->len;
 	ev->pad2 = 0;
 	if (bpf_skb_load_bytes(skb, 0, ev->dst_mac, 6) < 0 || bpf_skb_load_bytes(skb, 6, ev->src_mac, 6) < 0) {

@@ -100,6 +100,8 @@ struct ct_value {
 	__u32 nat_addr;        /* tc-level service translation (see MB_CT_F_*), network order */
 	__u16 nat_port;
 	__u16 pad;
+	__u32 ipcache_revision; /* datapath_config.ipcache_revision when remote_identity was read */
+	__u32 pad2;
 };
 
 /* The entry is keyed by a client's tuple towards a service frontend; nat_* is the backend its
@@ -113,6 +115,9 @@ struct datapath_config {
 	__u32 aggregation;     /* MB_AGG_* */
 	__u32 report_interval; /* seconds between traces of an active connection at medium */
 	__u32 fast_path;       /* deliver to local endpoints with bpf_redirect_peer */
+	/* Moves whenever an address changes identity or leaves the ipcache: tracked connections
+	 * then read their peer's identity again and are judged again. */
+	__u32 ipcache_revision;
 };
 
 #define MB_AGG_NONE 0
@@ -142,7 +147,7 @@ struct flow_event {
 	__u16 dport;
 	__u8 icmp_type;
 	__u8 icmp_code;
-	__u16 pad;
+	__u16 ethertype; /* network order: IPv4, or what was dropped as unsupported */
 	__u32 orig_len;
 	__u8 src_mac[6];
 	__u8 dst_mac[6];
@@ -235,7 +240,8 @@ struct lb_revnat_value {
 #define MB_EVENT_TRACE 4
 #define MB_EVENT_POLICY_VERDICT 5
 
-#define MB_TRACE_TO_ENDPOINT 101
+/* Trace observation points as Cilium's monitor numbers them (event_type.sub_type). */
+#define MB_TRACE_TO_ENDPOINT 0
 #define MB_TRACE_FROM_ENDPOINT 5
 
 #define MB_VERDICT_FORWARDED 1
@@ -272,6 +278,8 @@ struct metrics_value {
 
 #define MB_REASON_FORWARDED 0
 #define MB_DROP_INVALID_SOURCE_IP 132
+#define MB_DROP_INVALID_PACKET 134
+#define MB_DROP_UNSUPPORTED_L3 139
 #define MB_DROP_POLICY 133
 #define MB_DROP_WRITE_ERROR 141
 #define MB_DROP_CT_INSERT 155

@@ -2,6 +2,7 @@
 #define MEMBRANE_PARSE_H
 
 #define ETH_P_IP 0x0800
+#define ETH_P_ARP 0x0806
 #define ETH_HLEN 14
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
@@ -45,7 +46,13 @@ struct packet {
 	__u32 len;
 	__u32 frontend_addr; /* the service frontend this packet was translated from (0: none) */
 	__u16 frontend_port;
+	__u16 ethertype;     /* network order */
 };
+
+/* parse_packet results besides 0 (an IPv4 packet). */
+#define PARSE_PASS -1 /* ARP: the endpoint's neighbours need it; no policy applies */
+#define PARSE_UNSUPPORTED -2 /* any other L3 protocol (IPv6 included): dropped, so nothing bypasses policy */
+#define PARSE_INVALID -3 /* a truncated IPv4 header */
 
 /* Ports (or the ICMP echo identifier) of the L4 header at `off`. */
 static __always_inline int parse_ports(struct __sk_buff *skb, __u32 off, __u8 proto, struct tuple *t)
@@ -73,21 +80,33 @@ static __always_inline void parse_icmp_error(struct __sk_buff *skb, __u32 l4, st
 	parse_ports(skb, l4 + 8 + inner.ihl * 4, inner.protocol, &p->inner);
 }
 
-/* Returns 0 for a parsed IPv4 packet, -1 for anything else (ARP, IPv6, truncated). Headers are
- * read in place (direct packet access); only ICMP errors and non-linear headers use helpers. */
+/* Returns 0 for a parsed IPv4 packet, else PARSE_*. Headers are read in place (direct packet
+ * access); an IPv4 header outside the linear data is pulled in first, and only ICMP errors and
+ * non-linear L4 headers use helpers. */
 static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return -1;
-	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(eth + 1) > end)
+		return PARSE_INVALID;
+	p->ethertype = eth->h_proto;
+	if (eth->h_proto == bpf_htons(ETH_P_ARP))
+		return PARSE_PASS;
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return PARSE_UNSUPPORTED;
+	if (data + ETH_HLEN + sizeof(struct iphdr) > end) {
+		if (bpf_skb_pull_data(skb, ETH_HLEN + sizeof(struct iphdr)) < 0)
+			return PARSE_INVALID;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
+	struct iphdr *ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > end)
-		return -1;
+		return PARSE_INVALID;
 	__u32 ihl = (ip->ihl & 0xf) * 4;
 	if (ihl < sizeof(*ip))
-		return -1;
+		return PARSE_INVALID;
 	p->t.saddr = ip->saddr;
 	p->t.daddr = ip->daddr;
 	p->t.protocol = ip->protocol;

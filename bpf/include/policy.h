@@ -1,5 +1,5 @@
 /* Policy lookup: one LPM lookup for the exact peer identity and one for "any peer"; a deny from
- * either wins, an allow from either passes. The agent never leaves an allow entry narrower than
+ * either wins (also over allow-localhost), an allow from either passes. The agent never leaves an allow entry narrower than
  * a deny entry of the same identity, so the longest match inside one lookup cannot hide a deny. */
 #ifndef MEMBRANE_POLICY_H
 #define MEMBRANE_POLICY_H
@@ -40,8 +40,8 @@ static __always_inline struct policy_verdict policy_check(struct endpoint_info *
 	__u32 enforced = dir == MB_DIR_INGRESS ? MB_EP_F_INGRESS_ENFORCED : MB_EP_F_EGRESS_ENFORCED;
 	if (!(ep->flags & enforced))
 		return v;
-	if (dir == MB_DIR_INGRESS && remote_identity == MB_IDENTITY_HOST && (ep->flags & MB_EP_F_ALLOW_HOST_INGRESS))
-		return v;
+	/* allow-localhost is an allow like any other: a deny for the host still wins over it. */
+	int host_allowed = dir == MB_DIR_INGRESS && remote_identity == MB_IDENTITY_HOST && (ep->flags & MB_EP_F_ALLOW_HOST_INGRESS);
 
 	v.enforced = 1;
 	struct policy_value *l3 = policy_lookup(ep->ep_id, remote_identity, dir, proto, dport_be);
@@ -59,7 +59,11 @@ static __always_inline struct policy_verdict policy_check(struct endpoint_info *
 		hit = l4;
 		any_peer = 1;
 	}
-	if (!hit) {
+	if (!hit || (host_allowed && !(hit->flags & MB_POLICY_F_DENY))) {
+		if (host_allowed) {
+			struct policy_verdict allowed = {};
+			return allowed; /* the node reaches its endpoints: not a policy decision */
+		}
 		v.drop_reason = MB_DROP_POLICY;
 		return v;
 	}

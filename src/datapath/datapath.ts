@@ -113,14 +113,22 @@ export class MapMirror<K extends FieldList, V extends FieldList> {
     return want;
   }
 
+  /** Entries the last write changed in place or removed (not counting new keys). */
+  lastReplacedOrDeleted = 0;
+
   private write(want: Map<string, Buffer>, stale: string[]): SyncStats {
     const writes: [Buffer, Buffer][] = [];
     let unchanged = 0;
+    let replaced = 0;
     for (const [hex, value] of want) {
       const have = this.realized.get(hex);
       if (have && have.equals(value)) unchanged++;
-      else writes.push([Buffer.from(hex, 'hex'), value]);
+      else {
+        if (have) replaced++;
+        writes.push([Buffer.from(hex, 'hex'), value]);
+      }
     }
+    this.lastReplacedOrDeleted = replaced + stale.length;
     // Writes before deletes: an LPM entry being replaced by a broader one never leaves a gap.
     this.map.raw.updateMany(writes);
     this.map.raw.deleteMany(stale.map((hex) => Buffer.from(hex, 'hex')));
@@ -189,7 +197,12 @@ export class Datapath {
     this.lxcMirror = new MapMirror(this.lxc);
     this.linkDir = path.join(bpffsDir, 'links');
     fs.mkdirSync(this.linkDir, { recursive: true });
+    // Continue the revision an earlier agent left, so its connections stay judged.
+    const realized = this.config.get({ index: 0 });
+    this.settings = { aggregation: 3, report_interval: 5, fast_path: 1, ipcache_revision: realized?.ipcache_revision ?? 0 };
   }
+
+  private settings: StructValue<typeof datapathConfig>;
 
   static load(objectDir: string, bpffsDir: string): Datapath {
     const obj = BpfObject.load(path.join(objectDir, ENDPOINT_OBJECT), {
@@ -262,21 +275,42 @@ export class Datapath {
   /** Makes the maps equal to `desired` (after a restart: everything else is stale). */
   sync(desired: DesiredDatapath): SyncStats {
     // Endpoints first: a new endpoint's interface is known before its address resolves to it.
-    return addStats(
+    const stats = addStats(
       addStats(this.endpointsMirror.sync(desired.endpoints), this.lxcMirror.sync(desired.lxc)),
       this.ipcacheMirror.sync(desired.ipcache),
     );
+    this.noteIpcacheChange();
+    return stats;
   }
 
   /** Applies one change; cost depends on the size of the change, not of the state. */
   update(change: DatapathChange): SyncStats {
-    return addStats(
+    const stats = addStats(
       addStats(
         this.endpointsMirror.update(change.upsert.endpoints, change.remove.endpoints),
         this.lxcMirror.update(change.upsert.lxc, change.remove.lxc),
       ),
       this.ipcacheMirror.update(change.upsert.ipcache, change.remove.ipcache),
     );
+    this.noteIpcacheChange();
+    return stats;
+  }
+
+  /** Writes the settings the programs read on every packet (the ipcache revision is the datapath's own). */
+  configure(settings: Omit<StructValue<typeof datapathConfig>, 'ipcache_revision'>): void {
+    this.settings = { ...settings, ipcache_revision: this.settings.ipcache_revision };
+    this.config.set({ index: 0 }, this.settings);
+  }
+
+  /**
+   * An address that changed identity or left the ipcache makes tracked connections read their
+   * peer's identity again (and be judged again) — a relabelled peer loses what its old labels
+   * allowed, also on connections already open.
+   */
+  private noteIpcacheChange(): void {
+    if (this.ipcacheMirror.lastReplacedOrDeleted === 0) return;
+    this.settings.ipcache_revision = (this.settings.ipcache_revision + 1) >>> 0;
+    this.config.set({ index: 0 }, this.settings);
   }
 
   /** Events the programs could not put into the ring buffer, summed over CPUs. */

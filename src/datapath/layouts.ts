@@ -89,6 +89,8 @@ export const ctValue = defineStruct('ct_value', [
   ['nat_addr', 'ipv4'],
   ['nat_port', 'be16'],
   ['pad', 'u16'],
+  ['ipcache_revision', 'u32'],
+  ['pad2', 'u32'],
 ] as const);
 
 /** ct_value.flags: SERVICE entries are keyed by a client's tuple to a frontend (nat = the
@@ -101,6 +103,7 @@ export const datapathConfig = defineStruct('datapath_config', [
   ['aggregation', 'u32'],
   ['report_interval', 'u32'],
   ['fast_path', 'u32'],
+  ['ipcache_revision', 'u32'],
 ] as const);
 
 /** Monitor aggregation levels (Cilium's numbers). */
@@ -128,7 +131,7 @@ export const flowEvent = defineStruct('flow_event', [
   ['dport', 'be16'],
   ['icmp_type', 'u8'],
   ['icmp_code', 'u8'],
-  ['pad', 'u16'],
+  ['ethertype', 'be16'],
   ['orig_len', 'u32'],
   ['src_mac', 'mac'],
   ['dst_mac', 'mac'],
@@ -211,7 +214,10 @@ export const lbRevnatValue = defineStruct('lb_revnat_value', [
 ] as const);
 
 export const CT_STATE = { NEW: 0, ESTABLISHED: 1, REPLY: 2, RELATED: 3 } as const;
-export const TRACE_POINT = { TO_ENDPOINT: 101, FROM_ENDPOINT: 5 } as const;
+/** Trace observation points as Cilium's monitor numbers them (TraceToLxc, TraceFromLxc): Hubble's event_type.sub_type. */
+export const TRACE_POINT = { TO_ENDPOINT: 0, FROM_ENDPOINT: 5 } as const;
+
+export const ETHERTYPE_IPV4 = 0x0800;
 
 export const metricsKey = defineStruct('metrics_key', [
   ['ep_id', 'u32'],
@@ -268,6 +274,8 @@ export const REASON = {
   FORWARDED: 0,
   INVALID_SOURCE_IP: 132,
   POLICY_DENIED: 133,
+  INVALID_PACKET_DROPPED: 134,
+  UNSUPPORTED_L3_PROTOCOL: 139,
   ERROR_WRITING_TO_PACKET: 141,
   CT_MAP_INSERTION_FAILED: 155,
   SERVICE_BACKEND_NOT_FOUND: 158,

@@ -2,6 +2,7 @@
  * namespace, eth0 inside), its address, and routes both ways. Inside, the node's router address
  * is the gateway, resolved by a permanent neighbour entry so no ARP round trip delays the first
  * packet; outside, a /32 route per endpoint overrides the node's unreachable pod-CIDR route. */
+import fs from 'node:fs';
 import type { Netlink } from '../kernel/netlink.js';
 import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
 
@@ -48,6 +49,12 @@ export async function plumb(nl: Netlink, p: Plumbing, onHostInterface: (ifindex:
   );
   const ifindex = p.nodeNetns ? withNetns(netnsPath(p.nodeNetns), () => ifindexOf(p.interface)) : ifindexOf(p.interface);
   if (!ifindex) throw new Error(`interface ${p.interface} vanished right after it was created`);
+  // The datapath carries IPv4 only (and drops the rest): no IPv6 chatter on the host side, nor
+  // from a workload namespace the agent made.
+  const disableIpv6 = (conf: string) => fs.writeFileSync(`/proc/sys/net/ipv6/conf/${conf}/disable_ipv6`, '1');
+  if (p.nodeNetns) withNetns(netnsPath(p.nodeNetns), () => disableIpv6(p.interface));
+  else disableIpv6(p.interface);
+  if (p.netnsOwned) withNetns(netnsPath(p.netns), () => disableIpv6('all'));
   const inside = () =>
     nl.apply(
       [

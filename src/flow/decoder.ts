@@ -4,7 +4,7 @@
  * endpoint into default deny when a packet matched no allow. */
 import crypto from 'node:crypto';
 import type { Endpoint } from '../api/types.js';
-import { CT_STATE, DIRECTION, flowEvent, TRACE_POINT } from '../datapath/layouts.js';
+import { CT_STATE, DIRECTION, ETHERTYPE_IPV4, flowEvent, TRACE_POINT } from '../datapath/layouts.js';
 import { offsetsOf } from '../datapath/struct.js';
 import type { PolicyRef } from '../policy/types.js';
 import { DROP_REASONS, EVENT_TYPE, type Flow, type FlowEndpoint, type FlowPolicy, type Layer4, type TCPFlags } from './types.js';
@@ -52,6 +52,7 @@ export interface CapturedEvent {
   dport: number;
   icmpType: number;
   icmpCode: number;
+  ethertype: number;
   /** MAC addresses as their first two and last four bytes. */
   srcMacHi: number;
   srcMacLo: number;
@@ -88,6 +89,9 @@ const TCP_FLAG_BITS: [keyof TCPFlags, number][] = [
   ['ECE', 0x40],
   ['CWR', 0x80],
 ];
+
+/** What the datapath drops as an unsupported L3 protocol, as a summary names it. */
+const ETHERTYPE_NAMES: Record<number, string> = { 0x86dd: 'IPv6', 0x8100: 'VLAN', 0x88cc: 'LLDP' };
 
 const ICMP_NAMES: Record<number, string> = {
   0: 'EchoReply',
@@ -185,6 +189,7 @@ export class FlowDecoder {
       dport: b.readUInt16BE(o + O.dport),
       icmpType: b[o + O.icmp_type]!,
       icmpCode: b[o + O.icmp_code]!,
+      ethertype: b.readUInt16BE(o + O.ethertype),
       srcMacHi: b.readUInt16BE(o + O.src_mac),
       srcMacLo: b.readUInt32BE(o + O.src_mac + 2),
       dstMacHi: b.readUInt16BE(o + O.dst_mac),
@@ -214,14 +219,15 @@ export class FlowDecoder {
   materialize(ev: CapturedEvent): Flow {
     if (ev.flow) return ev.flow;
     const direction = ev.direction === DIRECTION.INGRESS ? 'ingress' : 'egress';
-    const { l4, summary } = layer4(ev);
+    const ipv4 = ev.ethertype === ETHERTYPE_IPV4;
+    const { l4, summary } = ipv4 ? layer4(ev) : { l4: undefined, summary: `${ETHERTYPE_NAMES[ev.ethertype] ?? `Ethertype 0x${ev.ethertype.toString(16).padStart(4, '0')}`}` };
     const seqHex = ev.seq.toString(16).padStart(12, '0');
     const flow: Flow = {
       time: rfc3339Nano(this.epochNs + ((BigInt(ev.tsHi) << 32n) | BigInt(ev.tsLo))),
       uuid: `${this.uuidPrefix}-${seqHex.slice(-12)}`,
       verdict: VERDICTS[ev.verdict] ?? 'VERDICT_UNKNOWN',
       ethernet: { source: macString(ev.srcMacHi, ev.srcMacLo), destination: macString(ev.dstMacHi, ev.dstMacLo) },
-      IP: { source: ipString(ev.saddr), destination: ipString(ev.daddr), ipVersion: 'IPv4' },
+      ...(ipv4 ? { IP: { source: ipString(ev.saddr), destination: ipString(ev.daddr), ipVersion: 'IPv4' as const } } : {}),
       ...(l4 ? { l4 } : {}),
       source: this.endpoint(ev.srcEp, ev.srcIdentity),
       destination: this.endpoint(ev.dstEp, ev.dstIdentity),

@@ -25,7 +25,7 @@ export class FlowMonitor {
 
   /** Writes the settings the programs read on every packet. */
   configure(level: AggregationLevel, fastPath: boolean, reportIntervalSeconds = 5): void {
-    this.datapath.config.set({ index: 0 }, { aggregation: AGGREGATION[level], report_interval: reportIntervalSeconds, fast_path: fastPath ? 1 : 0 });
+    this.datapath.configure({ aggregation: AGGREGATION[level], report_interval: reportIntervalSeconds, fast_path: fastPath ? 1 : 0 });
   }
 
   private onRecord(data: Buffer, offset: number, length: number): void {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Endpoint, MetricsRow } from '../../src/api/types.js';
-import { TestNode, eventually } from '../harness/node.js';
+import { TestNode, eventually, run } from '../harness/node.js';
 import { LINK_TYPE_TCX, openPinned, pinnedLinkInfo } from '../../src/kernel/bpf-link.js';
 import { BpfMap, TypedMap } from '../../src/kernel/bpf-map.js';
 import { closeFd } from '../../src/kernel/libbpf.js';
@@ -91,6 +91,30 @@ describe('connectivity between endpoints of one node', () => {
       assert.ok(dropped, 'the drop is counted as INVALID_SOURCE_IP on the sending endpoint');
     } finally {
       await node.exec(a.netns, ['ip', 'address', 'del', `${spoofed}/32`, 'dev', 'eth0']);
+    }
+  });
+
+  it('drops what is not IPv4, so IPv6 cannot go around policy or the source check', async () => {
+    // Turn IPv6 back on inside a (the agent disables it) with addresses on both ends of its link.
+    const ns = ['ip', 'netns', 'exec', a.netns];
+    await node.exec(a.netns, ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+    await node.execNode(['sysctl', '-qw', `net.ipv6.conf.${a.interface}.disable_ipv6=0`]);
+    await node.execNode(['ip', '-6', 'address', 'add', 'fd00:211::1/64', 'dev', a.interface, 'nodad']);
+    await node.exec(a.netns, ['ip', '-6', 'address', 'add', 'fd00:211::2/64', 'dev', 'eth0', 'nodad']);
+    try {
+      const r = await node.exec(a.netns, ['ping', '-6', '-c', '2', '-W', '1', 'fd00:211::1']);
+      assert.notEqual(r.code, 0, 'IPv6 from the workload gets nowhere');
+      const dropped = await eventually(async () => {
+        const rows = await node.api.listMetrics();
+        return rows.some((m) => m.endpoint === a.id && m.direction === 'EGRESS' && m.reason === 'UNSUPPORTED_L3_PROTOCOL');
+      });
+      assert.ok(dropped, 'counted as UNSUPPORTED_L3_PROTOCOL on the sending endpoint');
+      const flows = await node.cli('observe', '--all', '-o', 'json', '--verdict', 'DROPPED');
+      const ipv6 = flows.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { flow: { drop_reason_desc?: string; Summary?: string; IP?: unknown } });
+      assert.ok(ipv6.some((f) => f.flow.drop_reason_desc === 'UNSUPPORTED_L3_PROTOCOL' && f.flow.Summary === 'IPv6' && !f.flow.IP), 'a DROPPED flow says IPv6');
+    } finally {
+      await run(ns[0]!, [...ns.slice(1), 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1']);
+      await node.execNode(['sysctl', '-qw', `net.ipv6.conf.${a.interface}.disable_ipv6=1`]);
     }
   });
 

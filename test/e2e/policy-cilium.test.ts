@@ -148,8 +148,11 @@ ingress:
       const row = ipcache.find((r) => r.prefix === prefix);
       assert.ok(row && row.identity >= 1 << 24, `${prefix} has a local CIDR identity in the ipcache`);
     }
-    const selectors = await cluster.node.api.policySelectors();
-    assert.ok(selectors.length > 0);
+    // The selectors select CIDR identities: a prefix and everything inside it, minus the except.
+    const id = (prefix: string) => ipcache.find((r) => r.prefix === prefix)!.identity;
+    const selectors = new Map((await cluster.node.api.policySelectors()).map((sel) => [sel.selector, sel.identities]));
+    assert.deepEqual(selectors.get('cidr:10.222.0.0/16 except 10.222.1.0/24'), [id('10.222.0.0/16')]);
+    assert.deepEqual(selectors.get('cidr:10.0.0.0/8'), [id('10.0.0.0/8'), id('10.222.0.0/16'), id('10.222.1.0/24')].sort((x, y) => x - y));
   });
 
   it('matches traffic from outside the cluster by CIDR, with except', async () => {
@@ -158,6 +161,7 @@ ingress:
     const a = cluster.endpoint('x/a');
     await cluster.node.echoServer(near, 80);
     assert.ok(await cluster.node.probe(near, 'tcp', a.ipv4, 80), 'no policy: world reaches x/a');
+    assert.ok(await cluster.node.probe(far, 'tcp', a.ipv4, 80), 'no policy: the excepted host reaches x/a too');
     await importPolicy(
       cluster,
       cnp('from-world', 'x', `endpointSelector: {matchLabels: {pod: a}}
@@ -175,6 +179,32 @@ egress:
     assert.ok(await cluster.node.probe(a.netns, 'tcp', '198.51.100.7', 80), 'egress to the CIDR on TCP 80');
     assert.ok(!(await cluster.node.probe(a.netns, 'udp', '198.51.100.7', 80, 600)), 'but not UDP');
     assert.ok(!(await cluster.node.probe(cluster.endpoint('y/a').netns, 'tcp', a.ipv4, 80, 600)), 'pods are not in the CIDR');
+  });
+
+  it('admits the world entity from outside the cluster, and no pod', async () => {
+    const outside = await cluster.node.addExternalHost('world', '203.0.113.20');
+    await importPolicy(cluster, cnp('from-world', 'x', 'endpointSelector: {matchLabels: {pod: a}}\ningress:\n- fromEntities: [world]'));
+    const a = cluster.endpoint('x/a');
+    assert.ok(await cluster.node.probe(outside, 'tcp', a.ipv4, 80), 'a host outside the cluster is world');
+    await expectMatrix(cluster, 'no pod is world', { port: 80, proto: 'tcp', expected: allowedExcept((r) => r.expectAllIngress('x/a', false)) });
+  });
+
+  it('lets a deny for the host win over allow-localhost', async () => {
+    const a = cluster.endpoint('x/a');
+    const fromNode = async () => (await cluster.node.execNode(['ping', '-c', '1', '-W', '1', a.ipv4])).code === 0;
+    await importPolicy(cluster, cnp('closed', 'x', 'endpointSelector: {matchLabels: {pod: a}}\ningress: [{}]'));
+    assert.ok(await fromNode(), 'default deny: the node still reaches its endpoint (allow-localhost)');
+    await importPolicy(cluster, cnp('closed', 'x', 'endpointSelector: {matchLabels: {pod: a}}\ningressDeny:\n- fromEntities: [host]'));
+    assert.ok(!(await fromNode()), 'an explicit deny of the host is enforced');
+  });
+
+  it('judges ICMP by its type: TCP rules and other types do not cover echo', async () => {
+    const a = cluster.endpoint('x/a');
+    const from = cluster.endpoint('y/b').netns;
+    await importPolicy(cluster, cnp('icmp', 'x', 'endpointSelector: {matchLabels: {pod: a}}\ningress:\n- toPorts: [{ports: [{port: "80", protocol: TCP}]}]'));
+    assert.ok(!(await cluster.node.ping(from, a.ipv4)), 'a TCP-only allow does not admit ping');
+    await importPolicy(cluster, cnp('icmp', 'x', 'endpointSelector: {matchLabels: {pod: a}}\ningress:\n- icmps: [{fields: [{type: DestinationUnreachable}]}]'));
+    assert.ok(!(await cluster.node.ping(from, a.ipv4)), 'another ICMP type does not admit echo requests');
   });
 
   it('allows ICMP by type', async () => {
@@ -196,6 +226,35 @@ ingress:
     const expected = allowedExcept((r) => r.expectPeers({}, { namespace: 'x' }, false));
     // x's pods still reach everyone outside x: their replies come back in.
     await expectMatrix(cluster, 'x is closed to new connections but talks out', { port: 80, proto: 'tcp', expected }, { port: 80, proto: 'udp', expected });
+  });
+
+  it('lets replies pass under an explicit ingress deny of everything', async () => {
+    await importPolicy(cluster, cnp('deny-all-in', 'x', 'endpointSelector: {}\ningressDeny:\n- fromEntities: [all]'));
+    const expected = allowedExcept((r) => r.expectPeers({}, { namespace: 'x' }, false));
+    await expectMatrix(cluster, 'x denies every new connection in but its own come back', { port: 80, proto: 'tcp', expected }, { port: 80, proto: 'udp', expected });
+  });
+
+  it('stops an established connection when its peer is relabelled out of the allow', async () => {
+    await importPolicy(cluster, cnp('allow-b', 'x', 'endpointSelector: {matchLabels: {pod: a}}\ningress:\n- fromEndpoints:\n  - matchLabels: {pod: b}'));
+    const a = cluster.endpoint('x/a');
+    const conn = cluster.node.holdConnection(cluster.endpoint('x/b').netns, a.ipv4, 80);
+    try {
+      await waitForLine(conn, (l) => l === 'connected');
+      const roundTrip = async (word: string) => {
+        const echoed = waitForLine(conn, (l) => l === `echo ${word}`, 1500).then(
+          () => true,
+          () => false,
+        );
+        conn.stdin!.write(word + '\n');
+        return echoed;
+      };
+      assert.ok(await roundTrip('allowed'));
+      await cluster.node.api.updateEndpoint('x', 'b', ['pod=b-moved']);
+      assert.ok(!(await roundTrip('relabelled')), 'the live connection is judged with the peer\'s new identity');
+    } finally {
+      conn.kill('SIGKILL');
+      await cluster.node.api.updateEndpoint('x', 'b', ['pod=b']);
+    }
   });
 
   it('stops an established connection when its allow is withdrawn', async () => {

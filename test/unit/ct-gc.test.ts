@@ -19,6 +19,8 @@ const entry = (lastSeenS: number, flags: number) => ({
   nat_addr: '0.0.0.0',
   nat_port: 0,
   pad: 0,
+  ipcache_revision: 0,
+  pad2: 0,
 });
 
 describe('connection-tracking expiry (mirrors bpf/include/conntrack.h)', () => {
