@@ -45,6 +45,8 @@ export interface AgentOptions {
   bpfObjectDir: string;
   logLevel: string;
   enforcement: EnforcementMode;
+  /** Capacity of the policy map (all endpoints' entries together). */
+  policyMapMax: number;
   allowLocalhost: boolean;
   /** Report policy drops as AUDIT flows and let the traffic through. */
   auditMode: boolean;
@@ -150,7 +152,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const nodeAddresses = (await nl.addresses()).map((a) => a.address).filter((a) => a !== ipam.router);
 
   const store = new EmbeddedStore(opts.stateDir);
-  const datapath = Datapath.load(opts.bpfObjectDir, opts.bpffsDir);
+  const datapath = Datapath.load(opts.bpfObjectDir, opts.bpffsDir, { policyMapMax: opts.policyMapMax });
   log.info({ adoptedMaps: datapath.adoptedMaps }, 'datapath loaded');
   if (datapath.replacedMaps.length) {
     log.warn({ maps: datapath.replacedMaps }, 'pinned maps had another layout (an upgrade): created anew; their contents are rewritten from desired state');

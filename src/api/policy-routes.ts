@@ -69,8 +69,17 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
       const started = process.hrtime.bigint();
       const parsed = parseAll(files(body)); // everything validated before anything changes
       return d.serial(() => {
-        const revision = d.repo.import(parsed);
-        d.manager.policyChanged(`policy revision ${revision}`);
+        // Computed (and checked against the map's capacity) before anything is stored.
+        const plan = d.manager.planPolicy(d.repo.preview(parsed));
+        const { revision, undo } = d.repo.import(parsed);
+        try {
+          d.manager.policyChanged(`policy revision ${revision}`, plan);
+        } catch (err) {
+          // The kernel refused part of it: put the previous policies back, in the maps too.
+          d.repo.revert(undo);
+          d.manager.repairPolicy(`policy revision ${revision} rolled back`);
+          throw err;
+        }
         d.metrics.policyImport.observe(Number(process.hrtime.bigint() - started) / 1e9);
         return { revision, policies: parsed.map((p) => summary(p, revision)) };
       });

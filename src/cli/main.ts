@@ -60,10 +60,12 @@ program
   .option('--bpf-dir <dir>', 'directory holding the compiled BPF objects')
   .option('--log-level <level>', 'debug, info, warn or error', 'info')
   .addOption(
-    new Option('--policy-enforcement <mode>', 'default: enforce once a rule selects an endpoint; always; never')
+    new Option('--enforcement <mode>', 'policy enforcement: default (once a rule selects an endpoint), always, never')
       .choices(['default', 'always', 'never'])
       .default('default'),
   )
+  .addOption(new Option('--policy-enforcement <mode>', 'the same as --enforcement (Cilium\'s name)').choices(['default', 'always', 'never']))
+  .option('--policy-map-max <n>', 'entries of the policy map, all endpoints together', '1048576')
   .option('--no-allow-localhost', 'judge traffic from the node itself by policy too (by default the node always reaches its endpoints)')
   .option('--maglev-table-size <prime>', `entries of each Maglev table (one of ${MAGLEV_SIZES.join(', ')})`, String(MAGLEV_DEFAULT_SIZE))
   .option('--cgroup-root <dir>', 'cgroup v2 directory whose processes get socket-level service translation (default: the cgroup2 mount)')
@@ -82,10 +84,7 @@ program
     const { runAgent, DEFAULT_BPF_OBJECT_DIR } = await import('../agent.js');
     const { dirname, join } = await import('node:path');
     const socket = program.opts<{ socket?: string }>().socket ?? process.env.MEMBRANE_SOCKET ?? DEFAULT_SOCKET;
-    const capacity = Number(o.flowBufferCapacity);
-    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1_000_000) {
-      throw new UserError('invalid', `--flow-buffer-capacity ${o.flowBufferCapacity}: give a whole number from 1 to 1000000`);
-    }
+    const capacity = wholeNumber(o.flowBufferCapacity!, '--flow-buffer-capacity', 1, 1_000_000);
     const agent = await runAgent({
       nodeName: o.nodeName!,
       podCidr: o.podCidr!,
@@ -95,7 +94,8 @@ program
       cluster: o.clusterName!,
       bpfObjectDir: o.bpfDir ?? DEFAULT_BPF_OBJECT_DIR,
       logLevel: o.logLevel!,
-      enforcement: o.policyEnforcement as 'default' | 'always' | 'never',
+      enforcement: (o.policyEnforcement ?? o.enforcement) as 'default' | 'always' | 'never',
+      policyMapMax: wholeNumber(o.policyMapMax!, '--policy-map-max', 1024, 16_777_216),
       allowLocalhost: (o as unknown as { allowLocalhost: boolean }).allowLocalhost,
       auditMode: (o as unknown as { policyAuditMode?: boolean }).policyAuditMode ?? false,
       fastPath: (o as unknown as { fastPath: boolean }).fastPath,
@@ -111,6 +111,12 @@ program
     process.once('SIGTERM', shutdown);
     process.once('SIGINT', shutdown);
   });
+
+function wholeNumber(text: string, flag: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UserError('invalid', `${flag} ${text}: give a whole number from ${min} to ${max}`);
+  return n;
+}
 
 function maglevSize(text: string): number {
   const n = Number(text);

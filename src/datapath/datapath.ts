@@ -175,7 +175,7 @@ export class Datapath {
   private readonly ipcacheMirror;
   private readonly endpointsMirror;
   private readonly lxcMirror;
-  private readonly policyMirror;
+  private policyMirror;
   private readonly linkDir: string;
 
   private constructor(
@@ -204,9 +204,10 @@ export class Datapath {
 
   private settings: StructValue<typeof datapathConfig>;
 
-  static load(objectDir: string, bpffsDir: string): Datapath {
+  static load(objectDir: string, bpffsDir: string, sizes: { policyMapMax?: number } = {}): Datapath {
     const obj = BpfObject.load(path.join(objectDir, ENDPOINT_OBJECT), {
       pinDir: path.join(bpffsDir, 'maps'),
+      ...(sizes.policyMapMax ? { maxEntries: { [MAPS.policy]: sizes.policyMapMax } } : {}),
       // The service maps too: the tc programs translate what the socket hooks did not.
       maps: [...Object.values(MAPS), ...Object.values(LB_MAPS)],
       programs: Object.values(PROGRAMS),
@@ -324,6 +325,15 @@ export class Datapath {
   /** Makes endpoint `epId`'s policy entries exactly `entries`. */
   writePolicy(epId: number, entries: PolicyMapEntry[]): SyncStats {
     return this.policyMirror.replaceGroup(epId, entries);
+  }
+
+  get policyCapacity(): number {
+    return this.policy.raw.info.maxEntries;
+  }
+
+  /** After a failed write: the policy mirror reads back what the kernel really holds. */
+  reloadPolicyMirror(): void {
+    this.policyMirror = new MapMirror(this.policy, (key) => key.readUInt32LE(4));
   }
 
   /** Endpoints that have policy entries in the map. */

@@ -22,7 +22,8 @@ import { IDENTITY_HOST, IDENTITY_WORLD, RESERVED_IDENTITIES } from '../identity/
 import type { Netlink } from '../kernel/netlink.js';
 import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
 import type { Store } from '../store/store.js';
-import type { PolicyRealizer } from '../policy/realize.js';
+import type { PolicyPlan, PolicyRealizer } from '../policy/realize.js';
+import type { RuleSet } from '../policy/repository.js';
 import { Ipam, ipToInt } from './ipam.js';
 import { plumb, randomMac, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
 import { parseNamedPorts, validateEndpointName, validateNamespaceName } from './validate.js';
@@ -346,8 +347,8 @@ export class EndpointManager {
     };
   }
 
-  private regeneratePolicy(): Set<number> {
-    const r = this.policy.regenerate(this.listEndpoints(), this.allocator.list());
+  private regeneratePolicy(planned?: PolicyPlan): Set<number> {
+    const r = this.policy.regenerate(this.listEndpoints(), this.allocator.list(), planned);
     this.policyRegenerations++;
     return r.changed;
   }
@@ -377,8 +378,8 @@ export class EndpointManager {
    * and removes those of `removed` ones. Policy entries are written first, so an endpoint's
    * entry never points at policy that is not there yet.
    */
-  private updateDatapath(reason: string, changed: Endpoint[], removed: Endpoint[] = []): void {
-    const policyChanged = this.regeneratePolicy();
+  private updateDatapath(reason: string, changed: Endpoint[], removed: Endpoint[] = [], planned?: PolicyPlan): void {
+    const policyChanged = this.regeneratePolicy(planned);
     const touched = new Map(changed.map((e) => [e.id, e]));
     for (const id of policyChanged) {
       const ep = this.endpoints.get(id);
@@ -403,8 +404,19 @@ export class EndpointManager {
     this.recordSync(reason, this.datapath.update({ upsert, remove }));
   }
 
-  /** Recomputes policy for every endpoint after the policy repository changed. */
-  policyChanged(reason: string): void {
+  /** Computes policy for a prospective rule set against the current endpoints (nothing changes). */
+  planPolicy(ruleSet: RuleSet): PolicyPlan {
+    return this.policy.plan(this.listEndpoints(), this.allocator.list(), ruleSet, true);
+  }
+
+  /** Realizes policy after the repository changed (`planned`: computed for it beforehand). */
+  policyChanged(reason: string, planned?: PolicyPlan): void {
+    this.updateDatapath(reason, [], [], planned);
+  }
+
+  /** After a failed policy write: re-read the policy map and realize the repository again. */
+  repairPolicy(reason: string): void {
+    this.datapath.reloadPolicyMirror();
     this.updateDatapath(reason, []);
   }
 

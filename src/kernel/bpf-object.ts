@@ -10,6 +10,8 @@ export interface LoadOptions {
   pinDir: string;
   maps: readonly string[];
   programs: readonly string[];
+  /** Capacities that differ from the object's defaults, by map name. */
+  maxEntries?: Record<string, number>;
 }
 
 /** Whether the map pinned at `pin` has the type, key and value sizes and capacity of `m`. */
@@ -49,6 +51,8 @@ export class BpfObject {
       const replaced: string[] = [];
       for (const name of opts.maps) {
         const m = checkPtr(`map ${name} in ${file}`, c.findMapByName(obj, name));
+        const max = opts.maxEntries?.[name];
+        if (max !== undefined) check(`capacity of ${name}`, c.mapSetMaxEntries(m, max));
         const pin = path.join(opts.pinDir, name);
         if (fs.existsSync(pin)) {
           if (sameShape(pin, m)) adopted.push(name);

@@ -492,7 +492,9 @@ function parseEndPort(v: unknown, port: number | string | undefined, ctx: Ctx): 
 
 function parseProtocol(v: unknown, ctx: Ctx, allowed: readonly Protocol[], fallback: Protocol): Protocol {
   if (v === undefined) return fallback;
-  const p = asString(v, ctx).toUpperCase();
+  const text = asString(v, ctx);
+  const p = text.toUpperCase();
+  if (allowed.includes(p as Protocol) && p !== text) ctx.fail(`protocol ${show(v)}: protocols are case-sensitive, write it in upper case: ${p}`);
   if (!allowed.includes(p as Protocol)) {
     const icmp = p.startsWith('ICMP') && allowed.includes('ANY') ? '; for ICMP use icmps' : '';
     ctx.fail(`unknown protocol ${show(v)} (use ${allowed.join(', ')}${icmp})`);
@@ -639,6 +641,18 @@ function parseCiliumEntry(v: unknown, ctx: Ctx, dir: Direction, scope: Scope, bu
   const p = dir.peer;
   const peerFields = [`${p}Endpoints`, `${p}Entities`, `${p}CIDR`, `${p}CIDRSet`];
   checkFields(o, ctx, [...peerFields, 'toPorts', 'icmps'], ENTRY_UNSUPPORTED[p]);
+
+  // Cilium refuses several L3 kinds in one rule (they would read as an AND it does not implement).
+  const given = peerFields.filter((f) => {
+    const list = get(o, f);
+    return Array.isArray(list) && list.length > 0;
+  });
+  if (given.length > 1) ctx.fail(`combining ${given[0]} and ${given[1]} in one rule is not supported (as in Cilium): put each in its own rule`);
+  const icmpsGiven = get(o, 'icmps');
+  const toPortsGiven = get(o, 'toPorts');
+  if (Array.isArray(icmpsGiven) && icmpsGiven.length && Array.isArray(toPortsGiven) && toPortsGiven.length) {
+    ctx.fail('icmps may only be present without toPorts (as in Cilium): put the ports in a separate rule');
+  }
 
   const peers: Peer[] = [];
   const add = (peer: Peer, pctx: Ctx) => {

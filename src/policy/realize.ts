@@ -8,7 +8,13 @@ import type { Datapath, PolicyMapEntry } from '../datapath/datapath.js';
 import { EP_FLAGS, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import { DIRECTION_CODE, PolicyEngine, type EndpointPolicy, type EngineOutput, type EnforcementMode, type PolicyIdentity } from './engine.js';
-import type { PolicyRepository, RuleOrigin } from './repository.js';
+import { invalid } from '../errors.js';
+import type { PolicyRepository, RuleOrigin, RuleSet } from './repository.js';
+
+export interface PolicyPlan {
+  out: EngineOutput;
+  ruleTable: RuleOrigin[];
+}
 
 export interface EndpointPolicyState {
   flags: number;
@@ -44,17 +50,34 @@ export class PolicyRealizer {
     return this.states.get(epId) ?? { flags: 0, revision: 1 };
   }
 
-  /** Recomputes every endpoint's policy and writes what differs. */
-  regenerate(endpoints: Endpoint[], identities: PolicyIdentity[]): RegenerateResult {
-    const { rules, ruleTable } = this.repo.rules();
-    this.ruleTable = ruleTable;
+  /**
+   * Computes every endpoint's policy for a rule set (the repository's by default) without
+   * touching the kernel, and refuses one that would not fit the policy map: a policy is
+   * rejected whole, never half-applied.
+   */
+  plan(endpoints: Endpoint[], identities: PolicyIdentity[], ruleSet: RuleSet = this.repo.rules(), checkCapacity = false): PolicyPlan {
     const out = this.engine.compute({
-      rules,
+      rules: ruleSet.rules,
       endpoints: endpoints.map((e) => ({ id: e.id, identity: e.identity, identityLabels: e.identityLabels, ipv4: e.ipv4, ports: e.ports })),
       identities: [...RESERVED_IDENTITIES.map((r) => ({ id: r.id, labels: [`reserved:${r.name}`] })), ...identities],
       cluster: this.opts.cluster,
       enforcement: this.opts.enforcement,
     });
+    let entries = 0;
+    for (const p of out.endpoints.values()) entries += p.entries.length;
+    const capacity = this.datapath.policyCapacity;
+    if (checkCapacity && entries > capacity) {
+      throw invalid(
+        `these policies need ${entries.toLocaleString('en')} policy map entries, more than the ${capacity.toLocaleString('en')} the map holds: narrow their peers or port ranges`,
+      );
+    }
+    return { out, ruleTable: ruleSet.ruleTable };
+  }
+
+  /** Writes what differs from a plan (computed now from the repository when not given). */
+  regenerate(endpoints: Endpoint[], identities: PolicyIdentity[], planned?: PolicyPlan): RegenerateResult {
+    const { out, ruleTable } = planned ?? this.plan(endpoints, identities);
+    this.ruleTable = ruleTable;
     for (const w of out.warnings) this.log.warn(w);
     this.lastOutput = out;
 

@@ -36,16 +36,43 @@ export class PolicyRepository {
     return this.rev;
   }
 
-  /** Adds or replaces all the policies at once; returns the new revision. */
-  import(policies: { ref: PolicyRef; source: unknown; rules: Rule[] }[]): number {
+  /** Adds or replaces all the policies at once; returns the new revision and how to undo it. */
+  import(policies: NewPolicy[]): { revision: number; undo: PolicyUndo } {
     const revision = this.rev + 1;
     const stored = policies.map((p): StoredPolicy => ({ ...p, revision }));
+    const undo: PolicyUndo = new Map(stored.map((p) => [policyId(p.ref), this.policies.get(policyId(p.ref))]));
     this.store.commit({
       put: { ...Object.fromEntries(stored.map((p) => [PREFIX + policyId(p.ref), p])), [REVISION_KEY]: revision },
     });
     for (const p of stored) this.policies.set(policyId(p.ref), p);
     this.rev = revision;
+    return { revision, undo };
+  }
+
+  /** Puts back what an import replaced (after the datapath could not take it); a new revision. */
+  revert(undo: PolicyUndo): number {
+    const revision = this.rev + 1;
+    const put: Record<string, unknown> = { [REVISION_KEY]: revision };
+    const del: string[] = [];
+    for (const [id, before] of undo) {
+      if (before) put[PREFIX + id] = before;
+      else del.push(PREFIX + id);
+    }
+    this.store.commit({ put, delete: del });
+    for (const [id, before] of undo) {
+      if (before) this.policies.set(id, before);
+      else this.policies.delete(id);
+    }
+    this.rev = revision;
     return revision;
+  }
+
+  /** The rules as they will be once `policies` are imported (nothing changes). */
+  preview(policies: NewPolicy[]): RuleSet {
+    const revision = this.rev + 1;
+    const next = new Map(this.policies);
+    for (const p of policies) next.set(policyId(p.ref), { ...p, revision });
+    return ruleSet(next);
   }
 
   /** Deletes the named policies (all when `refs` is undefined); returns the new revision. */
@@ -62,7 +89,7 @@ export class PolicyRepository {
   }
 
   list(): StoredPolicy[] {
-    return [...this.policies.values()].sort((a, b) => (policyId(a.ref) < policyId(b.ref) ? -1 : 1));
+    return sorted(this.policies);
   }
 
   /** Policies matching `namespace/name` in any namespaced kind, or `name` among clusterwide ones. */
@@ -71,15 +98,31 @@ export class PolicyRepository {
   }
 
   /** Every rule with a stable id for this revision (ids index `ruleTable`). */
-  rules(): { rules: { rule: Rule; ruleId: number }[]; ruleTable: RuleOrigin[] } {
-    const rules: { rule: Rule; ruleId: number }[] = [];
-    const ruleTable: RuleOrigin[] = [];
-    for (const p of this.list()) {
-      p.rules.forEach((rule, index) => {
-        ruleTable.push({ ref: p.ref, index, revision: p.revision });
-        rules.push({ rule, ruleId: ruleTable.length });
-      });
-    }
-    return { rules, ruleTable };
+  rules(): RuleSet {
+    return ruleSet(this.policies);
   }
+}
+
+export type NewPolicy = { ref: PolicyRef; source: unknown; rules: Rule[] };
+/** What an import replaced, by policy id (undefined: the policy was new). */
+export type PolicyUndo = Map<string, StoredPolicy | undefined>;
+export interface RuleSet {
+  rules: { rule: Rule; ruleId: number }[];
+  ruleTable: RuleOrigin[];
+}
+
+function sorted(policies: Map<string, StoredPolicy>): StoredPolicy[] {
+  return [...policies.values()].sort((a, b) => (policyId(a.ref) < policyId(b.ref) ? -1 : 1));
+}
+
+function ruleSet(policies: Map<string, StoredPolicy>): RuleSet {
+  const rules: { rule: Rule; ruleId: number }[] = [];
+  const ruleTable: RuleOrigin[] = [];
+  for (const p of sorted(policies)) {
+    p.rules.forEach((rule, index) => {
+      ruleTable.push({ ref: p.ref, index, revision: p.revision });
+      rules.push({ rule, ruleId: ruleTable.length });
+    });
+  }
+  return { rules, ruleTable };
 }

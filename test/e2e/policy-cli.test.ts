@@ -150,7 +150,7 @@ describe('policy commands', () => {
 
 describe('enforcement modes', () => {
   it('isolates endpoints without any policy in mode always', async () => {
-    const node = await TestNode.create({ podCidr: '10.225.0.0/24', extraAgentArgs: ['--policy-enforcement', 'always'] });
+    const node = await TestNode.create({ podCidr: '10.225.0.0/24', extraAgentArgs: ['--enforcement', 'always'] });
     try {
       await node.api.setNamespace('default');
       const a = await node.api.addEndpoint({ namespace: 'default', name: 'a' });
@@ -173,6 +173,32 @@ describe('enforcement modes', () => {
       await node.echoServer(a.netns, 8080);
       await node.api.importPolicies([{ name: 'p.yaml', content: allowFromB }]);
       assert.ok(await node.probe(b.netns, 'tcp', a.ipv4, 8080));
+    } finally {
+      await node.cleanup();
+    }
+  });
+
+  it('refuses, whole, a policy set that would not fit the policy map', async () => {
+    const node = await TestNode.create({ podCidr: '10.227.0.0/24', extraAgentArgs: ['--policy-map-max', '1024'] });
+    try {
+      await node.api.setNamespace('default');
+      const a = await node.api.addEndpoint({ namespace: 'default', name: 'a', labels: ['app=a'] });
+      const b = await node.api.addEndpoint({ namespace: 'default', name: 'b', labels: ['app=b'] });
+      await node.echoServer(a.netns, 8080);
+      await node.api.importPolicies([{ name: 'p.yaml', content: allowFromB }]);
+      const before = { policies: await node.api.listPolicies(), map: await node.api.endpointPolicy('default', 'a') };
+      // 1,500 single ports from app=b: more entries than the 1,024 the map was given.
+      const ports = Array.from({ length: 1500 }, (_, i) => `{port: "${10000 + i * 2}", protocol: TCP}`).join(', ');
+      const big = allowFromB.replace('allow-b', 'too-big').replace('[{port: "8080", protocol: TCP}]', `[${ports}]`);
+      const dir = fs.mkdtempSync(path.join(node.dir, 'big-'));
+      fs.writeFileSync(path.join(dir, 'big.yaml'), big);
+      const r = await node.cli('policy', 'import', path.join(dir, 'big.yaml'));
+      assert.notEqual(r.code, 0);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, /need 1,50\d policy map entries, more than the 1,024 the map holds/);
+      assert.deepEqual(await node.api.listPolicies(), before.policies, 'nothing stored');
+      assert.deepEqual(await node.api.endpointPolicy('default', 'a'), before.map, 'nothing written');
+      assert.ok(await node.probe(b.netns, 'tcp', a.ipv4, 8080), 'enforcement as before');
     } finally {
       await node.cleanup();
     }

@@ -222,6 +222,46 @@ ingress:
     }
   });
 
+  it('follows namespace label changes made after the import', async () => {
+    await importPolicy(
+      cluster,
+      knp('from-blue', 'x', `podSelector: {matchLabels: {pod: a}}
+ingress:
+- from:
+  - namespaceSelector: {matchLabels: {team: blue}}`),
+    );
+    await expectMatrix(cluster, 'no namespace is blue yet', { port: 80, proto: 'tcp', expected: allowedExcept((r) => r.expectAllIngress('x/a', false)) });
+    await cluster.node.api.setNamespace('y', ['ns=y', 'team=blue']);
+    try {
+      const fromY = allowedExcept((r) => {
+        r.expectAllIngress('x/a', false);
+        r.expectPeers({ namespace: 'y' }, { pod: 'a', namespace: 'x' }, true);
+      });
+      await expectMatrix(cluster, 'y became blue: its pods reach x/a', { port: 80, proto: 'tcp', expected: fromY });
+    } finally {
+      await cluster.node.api.setNamespace('y', ['ns=y']);
+    }
+    await expectMatrix(cluster, 'y is not blue any more', { port: 80, proto: 'tcp', expected: allowedExcept((r) => r.expectAllIngress('x/a', false)) });
+  });
+
+  it('resolves egress named ports on the destination pods', async () => {
+    await importPolicy(
+      cluster,
+      knp('egress-named', 'x', `podSelector: {matchLabels: {pod: a}}
+policyTypes: [Egress]
+egress:
+- ports:
+  - port: serve-80-tcp`),
+    );
+    await expectMatrix(
+      cluster,
+      'x/a reaches every pod on the port they name serve-80-tcp, and nothing else',
+      { port: 80, proto: 'tcp', expected: allowedExcept(() => undefined) },
+      { port: 81, proto: 'tcp', expected: allowedExcept((r) => r.expectAllEgress('x/a', false)) },
+      { port: 80, proto: 'udp', expected: allowedExcept((r) => r.expectAllEgress('x/a', false)) },
+    );
+  });
+
   it('applies policy updates and restores traffic on delete', async () => {
     await importPolicy(cluster, knp('p', 'x', 'podSelector: {}\npolicyTypes: [Ingress]'));
     await expectMatrix(cluster, 'deny into x', { port: 80, proto: 'tcp', expected: allowedExcept((r) => r.expectPeers({}, { namespace: 'x' }, false)) });

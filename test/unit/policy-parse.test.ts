@@ -77,9 +77,11 @@ spec:
         - matchLabels: {"k8s:io.kubernetes.pod.namespace": monitoring}
         - matchExpressions: [{key: io.kubernetes.pod.namespace, operator: In, values: [a, b]}]
         - matchLabels: {"reserved:host": ""}
-      fromEntities: [host, world-ipv4]
       toPorts:
-        - ports: [{port: "80", protocol: tcp}, {port: 8443}]
+        - ports: [{port: "80", protocol: TCP}, {port: 8443}]
+    - fromEntities: [host, world-ipv4]
+      toPorts:
+        - ports: [{port: "80", protocol: TCP}, {port: 8443}]
   egressDeny:
     - toCIDR: [192.168.1.7]
 `;
@@ -97,6 +99,14 @@ spec:
               { type: 'endpoints', selector: sel({ [NS]: 'monitoring' }) },
               { type: 'endpoints', selector: sel({}, [{ key: 'any:io.kubernetes.pod.namespace', operator: 'In', values: ['a', 'b'] }]) },
               { type: 'endpoints', selector: sel({ 'reserved:host': '' }) },
+            ],
+            ports: [
+              { protocol: 'TCP', port: 80 },
+              { protocol: 'ANY', port: 8443 },
+            ],
+          },
+          {
+            peers: [
               { type: 'entity', entity: 'host' },
               { type: 'entity', entity: 'world' },
             ],
@@ -109,6 +119,29 @@ spec:
         egressDeny: [{ peers: [{ type: 'cidr', cidr: '192.168.1.7/32', except: [], matchEndpoints: false }], ports: undefined }],
       },
     ]);
+  });
+
+  it('refuses what Cilium refuses: several L3 kinds in one rule, icmps with toPorts, lower-case protocols', () => {
+    fails(
+      cnp({ endpointSelector: {}, ingress: [{ fromEndpoints: [{}], fromCIDR: ['10.0.0.0/8'] }] }),
+      `${CNP_AT}spec.ingress[0]: `,
+      'combining fromEndpoints and fromCIDR in one rule is not supported',
+    );
+    fails(
+      cnp({ endpointSelector: {}, egress: [{ toEntities: ['world'], toCIDRSet: [{ cidr: '10.0.0.0/8' }] }] }),
+      `${CNP_AT}spec.egress[0]: `,
+      'combining toEntities and toCIDRSet',
+    );
+    fails(
+      cnp({ endpointSelector: {}, ingress: [{ icmps: [{ fields: [{ type: 8 }] }], toPorts: [{ ports: [{ port: '80' }] }] }] }),
+      `${CNP_AT}spec.ingress[0]: `,
+      'icmps may only be present without toPorts',
+    );
+    fails(
+      cnp({ endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'tcp' }] }] }] }),
+      `${CNP_AT}spec.ingress[0].toPorts[0].ports[0].protocol: `,
+      'write it in upper case: TCP',
+    );
   });
 
   it('keeps a matching namespace in the endpointSelector and refuses another one', () => {
@@ -147,9 +180,9 @@ spec:
         egress: [
           {
             toEntities: ['cluster'],
-            toPorts: [{ ports: [{ port: 'http-alt' }, { port: '8000', endPort: 8080, protocol: 'TCP' }, { port: 0, protocol: 'sctp' }] }],
-            icmps: [{ fields: [{ type: 'EchoRequest' }, { type: 0, family: 'IPv4' }, { type: '11' }] }],
+            toPorts: [{ ports: [{ port: 'http-alt' }, { port: '8000', endPort: 8080, protocol: 'TCP' }, { port: 0, protocol: 'SCTP' }] }],
           },
+          { toEntities: ['cluster'], icmps: [{ fields: [{ type: 'EchoRequest' }, { type: 0, family: 'IPv4' }, { type: '11' }] }] },
         ],
       }),
     );
@@ -160,6 +193,11 @@ spec:
           { protocol: 'ANY', port: 'http-alt' },
           { protocol: 'TCP', port: 8000, endPort: 8080 },
           { protocol: 'SCTP' },
+        ],
+      },
+      {
+        peers: [{ type: 'entity', entity: 'cluster' }],
+        ports: [
           { protocol: 'ICMP', icmpType: 8 },
           { protocol: 'ICMP', icmpType: 0 },
           { protocol: 'ICMP', icmpType: 11 },
@@ -169,11 +207,9 @@ spec:
   });
 
   it('translates CIDR sets with except, normalized', () => {
-    const r = rule(cnp({ endpointSelector: {}, egress: [{ toCIDRSet: [{ cidr: '10.0.0.0/8', except: ['10.1.0.0/16', '10.2.3.4'] }], toCIDR: ['0.0.0.0/0'] }] }));
-    assert.deepEqual(r.egress?.[0]?.peers, [
-      { type: 'cidr', cidr: '0.0.0.0/0', except: [], matchEndpoints: false },
-      { type: 'cidr', cidr: '10.0.0.0/8', except: ['10.1.0.0/16', '10.2.3.4/32'], matchEndpoints: false },
-    ]);
+    const r = rule(cnp({ endpointSelector: {}, egress: [{ toCIDRSet: [{ cidr: '10.0.0.0/8', except: ['10.1.0.0/16', '10.2.3.4'] }] }, { toCIDR: ['0.0.0.0/0'] }] }));
+    assert.deepEqual(r.egress?.[0]?.peers, [{ type: 'cidr', cidr: '10.0.0.0/8', except: ['10.1.0.0/16', '10.2.3.4/32'], matchEndpoints: false }]);
+    assert.deepEqual(r.egress?.[1]?.peers, [{ type: 'cidr', cidr: '0.0.0.0/0', except: [], matchEndpoints: false }]);
   });
 
   it('turns every entry of specs into a rule, after spec', () => {
