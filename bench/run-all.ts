@@ -20,6 +20,7 @@ const BENCHES = {
   endpoints: args.quick ? ['--latency', '5', '--cli', '1', '--scale', '20', '--settle-seconds', '0'] : ['--latency', '200', '--cli', '20', '--scale', '1000'],
   flows: args.quick ? ['--rounds', '1', '--latency', '5'] : ['--rounds', '5', '--latency', '100'],
   services: args.quick ? ['--quick'] : ['--rounds', '5', '--seconds', '3', '--services', '10000'],
+  policy: args.quick ? ['--quick'] : ['--endpoints', '1000', '--policies', '1000', '--samples', '60'],
 } as const;
 
 function runBench(name: keyof typeof BENCHES): Promise<{ command: string; output: string }> {
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
   if (fl.followLatencyMs) {
     lines.push(`| packet → observe --follow line, ms (p50; p99) | | ${f(fl.followLatencyMs.p50)} | p99 ${f(fl.followLatencyMs.p99)} | ≤ 100 ms | ${fl.followLatencyMs.p99 <= 100 ? 'yes' : 'NO'} |`);
   }
-  lines.push(...read<{ lines: string[] }>('services').lines);
+  for (const name of ['services', 'policy'] as const) lines.push(...read<{ lines: string[] }>(name).lines);
   const table = lines.join('\n');
   console.log(table);
 

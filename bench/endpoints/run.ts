@@ -5,12 +5,11 @@
  *  2. the same through the CLI for a few endpoints (adds node start-up of the CLI process);
  *  3. agent RSS growth per endpoint at M endpoints.
  * Usage: node --import tsx bench/endpoints/run.ts [--latency N] [--cli N] [--scale M] [--settle-seconds S] [--json FILE] [--rcu-expedited] */
-import koffi from 'koffi';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { netnsPath, withNetns } from '../../src/kernel/netns.js';
 import { TestNode } from '../../test/harness/node.js';
+import { connectFrom } from '../probe.js';
 import { percentile } from '../stats.js';
 
 const { values: args } = parseArgs({
@@ -29,38 +28,6 @@ const { values: args } = parseArgs({
 const LATENCY_N = Number(args.latency);
 const CLI_N = Number(args.cli);
 const SCALE_N = Number(args.scale);
-
-const libc = koffi.load('libc.so.6');
-const socket = libc.func('int socket(int domain, int type, int protocol)');
-const connect = libc.func('int connect(int fd, void *addr, uint32_t len)');
-const setsockopt = libc.func('int setsockopt(int fd, int level, int name, void *val, uint32_t len)');
-const close = libc.func('int close(int fd)');
-const AF_INET = 2;
-const SOCK_STREAM = 1;
-const SOL_SOCKET = 1;
-const SO_SNDTIMEO = 21;
-
-function sockaddr(ip: string, port: number): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeUInt16LE(AF_INET, 0);
-  b.writeUInt16BE(port, 2);
-  Buffer.from(ip.split('.').map(Number)).copy(b, 4);
-  return b;
-}
-
-/** One blocking connect (bounded by SO_SNDTIMEO) from a socket living in `netns`. */
-function connectFrom(netns: string, ip: string, port: number): boolean {
-  const fd = withNetns(netnsPath(netns), () => socket(AF_INET, SOCK_STREAM, 0));
-  try {
-    const tv = Buffer.alloc(16);
-    tv.writeBigInt64LE(0n, 0);
-    tv.writeBigInt64LE(200_000n, 8); // 200 ms
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, tv, 16);
-    return connect(fd, sockaddr(ip, port), 16) === 0;
-  } finally {
-    close(fd);
-  }
-}
 
 /** RSS once the idle agent's heap has settled (V8's memory reducer runs a few seconds after activity). */
 async function settledRssKiB(pid: number, maxMs = 60_000): Promise<number> {

@@ -9,6 +9,7 @@ import { parsePolicyText, type ParsedPolicy } from '../policy/parse.js';
 import { describeL4 } from '../policy/ports.js';
 import type { PolicyRealizer } from '../policy/realize.js';
 import { describePolicy, type PolicyRepository } from '../policy/repository.js';
+import type { PolicyRef } from '../policy/types.js';
 import type { ApiServer } from './server.js';
 import type { Metrics } from '../flow/metrics.js';
 import type {
@@ -91,18 +92,18 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
     .route('DELETE', '/v1/policies', ({ body }) =>
       d.serial(() => {
         const b = (body ?? {}) as { all?: boolean; namespace?: string; name?: string };
-        let revision: number;
-        if (b.all) {
-          revision = d.repo.delete();
-        } else {
+        let refs: PolicyRef[] | undefined;
+        if (!b.all) {
           if (typeof b.name !== 'string') throw invalid('name the policy to delete (NAMESPACE/NAME, or NAME for a clusterwide one) or use --all');
           const found = d.repo.find(b.namespace, b.name);
           if (found.length === 0) {
             throw invalid(`no policy named ${b.namespace ? b.namespace + '/' : ''}${b.name} (see 'membrane policy get')`);
           }
-          revision = d.repo.delete(found.map((p) => p.ref));
+          refs = found.map((p) => p.ref);
         }
-        d.manager.policyChanged(`policy revision ${revision}`);
+        const plan = d.manager.planPolicy(d.repo.previewDelete(refs));
+        const revision = d.repo.delete(refs);
+        d.manager.policyChanged(`policy revision ${revision}`, plan);
         return { revision };
       }),
     )

@@ -82,7 +82,8 @@ const CLUSTER_RESERVED = [1, 3, 4, 5, 6, 7, 8];
 export class PolicyEngine {
   private readonly cidrIdentities = new CidrIdentities();
 
-  compute(input: EngineInput): EngineOutput {
+  /** Policy of every endpoint, or only of those in `only` (the output then holds just them). */
+  compute(input: EngineInput, only?: Set<number>): EngineOutput {
     const warnings: string[] = [];
     const cidrs = this.cidrIdentities.assign(collectPrefixes(input.rules.map((r) => r.rule)));
     const universe = [
@@ -107,9 +108,22 @@ export class PolicyEngine {
     };
 
     const result = new Map<number, EndpointPolicy>();
+    // Endpoints of one identity are selected by the same rules: match subjects once per identity.
+    const selectingByIdentity = new Map<number, EngineInput['rules']>();
+    const byIdentity = new Map<number, PolicyEndpoint[]>();
+    for (const e of input.endpoints) {
+      const list = byIdentity.get(e.identity);
+      if (list) list.push(e);
+      else byIdentity.set(e.identity, [e]);
+    }
     for (const ep of input.endpoints) {
-      const labels = new LabelSet(ep.identityLabels);
-      const selecting = input.rules.filter((r) => matches(r.rule.subject, labels));
+      if (only && !only.has(ep.id)) continue;
+      let selecting = selectingByIdentity.get(ep.identity);
+      if (!selecting) {
+        const labels = new LabelSet(ep.identityLabels);
+        selecting = input.rules.filter((r) => matches(r.rule.subject, labels));
+        selectingByIdentity.set(ep.identity, selecting);
+      }
       const policy: EndpointPolicy = {
         ingressEnforced: input.enforcement === 'always',
         egressEnforced: input.enforcement === 'always',
@@ -129,7 +143,7 @@ export class PolicyEngine {
               [deny, true],
             ] as const) {
               for (const pr of list ?? []) {
-                policy.entries.push(...this.entriesFor(pr, dir, isDeny, ruleId, ep, input.endpoints, peerIdentities));
+                policy.entries.push(...this.entriesFor(pr, dir, isDeny, ruleId, ep, input.endpoints, byIdentity, peerIdentities));
               }
             }
           }
@@ -148,14 +162,14 @@ export class PolicyEngine {
     ruleId: number,
     subject: PolicyEndpoint,
     endpoints: PolicyEndpoint[],
+    byIdentity: Map<number, PolicyEndpoint[]>,
     peerIdentities: (p: Peer) => number[],
   ): PolicyEntry[] {
     const identities = pr.peers === undefined ? [0] : unique(pr.peers.flatMap(peerIdentities));
     const out: PolicyEntry[] = [];
     for (const identity of identities) {
       // Named ports resolve on the destination: the subject for ingress, the peer for egress.
-      const destinations =
-        dir === 'ingress' ? [subject] : identity === 0 ? endpoints : endpoints.filter((e) => e.identity === identity);
+      const destinations = dir === 'ingress' ? [subject] : identity === 0 ? endpoints : (byIdentity.get(identity) ?? []);
       const l4s = pr.ports === undefined ? [ANY_L4] : pr.ports.flatMap((pm) => l4KeysFor(pm, destinations));
       for (const l4 of l4s) out.push({ identity, direction: dir, l4, deny, ruleId });
     }
@@ -282,7 +296,8 @@ function l4KeysFor(pm: PortMatch, destinations: PolicyEndpoint[]): L4Key[] {
   return keys;
 }
 
-function collectPrefixes(rules: Rule[]): string[] {
+/** Every prefix the rules name (each gets a CIDR identity). */
+export function collectPrefixes(rules: Rule[]): string[] {
   const out: string[] = [];
   for (const r of rules) {
     for (const list of [r.ingress, r.egress, r.ingressDeny, r.egressDeny]) {

@@ -7,13 +7,30 @@ import type { Endpoint } from '../api/types.js';
 import type { Datapath, PolicyMapEntry } from '../datapath/datapath.js';
 import { EP_FLAGS, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
-import { DIRECTION_CODE, PolicyEngine, type EndpointPolicy, type EngineOutput, type EnforcementMode, type PolicyIdentity } from './engine.js';
+import { collectPrefixes, DIRECTION_CODE, PolicyEngine, type EndpointPolicy, type EngineInput, type EngineOutput, type EnforcementMode, type PolicyIdentity } from './engine.js';
+import { LabelSet, matches } from './selector.js';
+import type { Rule } from './types.js';
 import { invalid } from '../errors.js';
 import type { PolicyRepository, RuleOrigin, RuleSet } from './repository.js';
 
 export interface PolicyPlan {
   out: EngineOutput;
-  ruleTable: RuleOrigin[];
+  ruleTable: Map<number, RuleOrigin>;
+  /** The endpoints computed anew (undefined: all). */
+  affected?: Set<number>;
+  input: EngineInput;
+  prefixes: string;
+  endpointsKey: string;
+}
+
+/** The CIDR prefixes rules name, as one comparable string. */
+function prefixKey(rules: Rule[]): string {
+  return [...new Set(collectPrefixes(rules))].sort().join(',');
+}
+
+/** What of the endpoints policy depends on, as one comparable string. */
+function endpointKey(endpoints: Endpoint[]): string {
+  return endpoints.map((e) => `${e.id}:${e.identity}:${e.ipv4}:${e.ports.map((p) => `${p.name}=${p.port}/${p.protocol}`).join('+')}`).join(',');
 }
 
 export interface EndpointPolicyState {
@@ -31,8 +48,9 @@ export interface RegenerateResult {
 export class PolicyRealizer {
   private readonly engine = new PolicyEngine();
   private readonly states = new Map<number, EndpointPolicyState>();
-  private lastOutput?: EngineOutput;
-  private ruleTable: RuleOrigin[] = [];
+  /** What the last realized plan computed, and from what. */
+  private last?: { output: EngineOutput; prefixes: string; endpointsKey: string; input: EngineInput; selectorsFresh: boolean };
+  private ruleTable = new Map<number, RuleOrigin>();
 
   constructor(
     private readonly repo: PolicyRepository,
@@ -51,18 +69,33 @@ export class PolicyRealizer {
   }
 
   /**
-   * Computes every endpoint's policy for a rule set (the repository's by default) without
-   * touching the kernel, and refuses one that would not fit the policy map: a policy is
-   * rejected whole, never half-applied.
+   * Computes endpoints' policy for a rule set (the repository's by default) without touching
+   * the kernel, and refuses one that would not fit the policy map (`checkCapacity`): a policy
+   * is rejected whole, never half-applied. A change of some policies recomputes only the
+   * endpoints their rules select (old or new) — unless it names new CIDR prefixes, which every
+   * world and CIDR peer depends on, or the endpoints changed since the last plan.
    */
   plan(endpoints: Endpoint[], identities: PolicyIdentity[], ruleSet: RuleSet = this.repo.rules(), checkCapacity = false): PolicyPlan {
-    const out = this.engine.compute({
+    const input: EngineInput = {
       rules: ruleSet.rules,
       endpoints: endpoints.map((e) => ({ id: e.id, identity: e.identity, identityLabels: e.identityLabels, ipv4: e.ipv4, ports: e.ports })),
       identities: [...RESERVED_IDENTITIES.map((r) => ({ id: r.id, labels: [`reserved:${r.name}`] })), ...identities],
       cluster: this.opts.cluster,
       enforcement: this.opts.enforcement,
-    });
+    };
+    const prefixes = prefixKey(ruleSet.rules.map((r) => r.rule));
+    const endpointsKey = endpointKey(endpoints);
+    let affected: Set<number> | undefined;
+    const last = this.last;
+    if (ruleSet.changed && last && last.prefixes === prefixes && last.endpointsKey === endpointsKey) {
+      const subjects = [...ruleSet.changed.before, ...ruleSet.changed.after].map((r) => r.subject);
+      affected = new Set(endpoints.filter((e) => subjects.some((sel) => matches(sel, new LabelSet(e.identityLabels)))).map((e) => e.id));
+    }
+    const out = this.engine.compute(input, affected);
+    if (affected && last) {
+      // The others keep what they have.
+      for (const [id, p] of last.output.endpoints) if (!affected.has(id)) out.endpoints.set(id, p);
+    }
     let entries = 0;
     for (const p of out.endpoints.values()) entries += p.entries.length;
     const capacity = this.datapath.policyCapacity;
@@ -71,18 +104,20 @@ export class PolicyRealizer {
         `these policies need ${entries.toLocaleString('en')} policy map entries, more than the ${capacity.toLocaleString('en')} the map holds: narrow their peers or port ranges`,
       );
     }
-    return { out, ruleTable: ruleSet.ruleTable };
+    return { out, ruleTable: ruleSet.ruleTable, affected, input, prefixes, endpointsKey };
   }
 
   /** Writes what differs from a plan (computed now from the repository when not given). */
   regenerate(endpoints: Endpoint[], identities: PolicyIdentity[], planned?: PolicyPlan): RegenerateResult {
-    const { out, ruleTable } = planned ?? this.plan(endpoints, identities);
+    const plan = planned ?? this.plan(endpoints, identities);
+    const { out, ruleTable, affected } = plan;
     this.ruleTable = ruleTable;
     for (const w of out.warnings) this.log.warn(w);
-    this.lastOutput = out;
+    this.last = { output: out, prefixes: plan.prefixes, endpointsKey: plan.endpointsKey, input: plan.input, selectorsFresh: !affected };
 
     const result: RegenerateResult = { changed: new Set(), entriesWritten: 0, entriesDeleted: 0 };
     for (const ep of endpoints) {
+      if (affected && !affected.has(ep.id)) continue; // its entries and flags did not change
       const policy = out.endpoints.get(ep.id)!;
       const stats = this.datapath.writePolicy(ep.id, toMapEntries(ep.id, policy));
       result.entriesWritten += stats.written;
@@ -106,19 +141,26 @@ export class PolicyRealizer {
 
   /** CIDR prefixes named by policies, with their identities (for the ipcache). */
   cidrs(): Map<string, number> {
-    return this.lastOutput?.cidrs ?? new Map();
+    return this.last?.output.cidrs ?? new Map();
   }
 
   policyOf(epId: number): EndpointPolicy | undefined {
-    return this.lastOutput?.endpoints.get(epId);
+    return this.last?.output.endpoints.get(epId);
   }
 
+  /** Each peer selector with the identities it selects (a partial plan recounts them all once). */
   selectors() {
-    return this.lastOutput?.selectors ?? [];
+    const last = this.last;
+    if (!last) return [];
+    if (!last.selectorsFresh) {
+      last.output = { ...last.output, selectors: this.engine.compute(last.input).selectors };
+      last.selectorsFresh = true;
+    }
+    return last.output.selectors;
   }
 
   ruleRef(ruleId: number): RuleOrigin | undefined {
-    return this.ruleTable[ruleId - 1];
+    return this.ruleTable.get(ruleId);
   }
 
   /** The policies (once each) whose rules select the endpoint in a direction. */

@@ -1,12 +1,15 @@
 /* The policy repository: imported policies by kind/namespace/name, persisted in the store, with
  * a revision that moves on every change. Importing a policy with the name of an existing one
- * replaces it, like `kubectl apply`. */
+ * replaces it, like `kubectl apply`. Every rule has a stable id (what map entries carry for
+ * flow attribution): replacing a policy keeps the ids of its rules, so unrelated map entries
+ * never need rewriting. */
 import { notFound } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { PolicyRef, Rule, StoredPolicy } from './types.js';
 
 const PREFIX = 'policies/';
 const REVISION_KEY = 'meta/policy-revision';
+const NEXT_RULE_ID_KEY = 'meta/next-rule-id';
 
 export function policyId(ref: PolicyRef): string {
   return `${ref.kind}/${ref.namespace ?? ''}/${ref.name}`;
@@ -23,13 +26,37 @@ export interface RuleOrigin {
   revision: number;
 }
 
+export type NewPolicy = { ref: PolicyRef; source: unknown; rules: Rule[] };
+/** What an import replaced, by policy id (undefined: the policy was new). */
+export type PolicyUndo = Map<string, StoredPolicy | undefined>;
+
+export interface RuleSet {
+  rules: { rule: Rule; ruleId: number }[];
+  ruleTable: Map<number, RuleOrigin>;
+  /** For a change of some policies: their rules before and after (what the change can affect). */
+  changed?: { before: Rule[]; after: Rule[] };
+}
+
 export class PolicyRepository {
   private readonly policies = new Map<string, StoredPolicy>();
   private rev: number;
+  private nextRuleId: number;
 
   constructor(private readonly store: Store) {
     for (const [, p] of store.list<StoredPolicy>(PREFIX)) this.policies.set(policyId(p.ref), p);
     this.rev = store.get<number>(REVISION_KEY) ?? 1;
+    this.nextRuleId = store.get<number>(NEXT_RULE_ID_KEY) ?? 1;
+    // Policies stored before rule ids were: number their rules in order, as the datapath has them.
+    if (sorted(this.policies).some((p) => !p.ruleIds)) {
+      let id = 1;
+      const put: Record<string, unknown> = {};
+      for (const p of sorted(this.policies)) {
+        p.ruleIds = p.rules.map(() => id++);
+        put[PREFIX + policyId(p.ref)] = p;
+      }
+      this.nextRuleId = Math.max(this.nextRuleId, id);
+      store.commit({ put: { ...put, [NEXT_RULE_ID_KEY]: this.nextRuleId } });
+    }
   }
 
   get revision(): number {
@@ -38,13 +65,14 @@ export class PolicyRepository {
 
   /** Adds or replaces all the policies at once; returns the new revision and how to undo it. */
   import(policies: NewPolicy[]): { revision: number; undo: PolicyUndo } {
-    const revision = this.rev + 1;
-    const stored = policies.map((p): StoredPolicy => ({ ...p, revision }));
+    const { next, stored, nextRuleId } = this.withImported(policies);
     const undo: PolicyUndo = new Map(stored.map((p) => [policyId(p.ref), this.policies.get(policyId(p.ref))]));
+    const revision = this.rev + 1;
     this.store.commit({
-      put: { ...Object.fromEntries(stored.map((p) => [PREFIX + policyId(p.ref), p])), [REVISION_KEY]: revision },
+      put: { ...Object.fromEntries(stored.map((p) => [PREFIX + policyId(p.ref), p])), [REVISION_KEY]: revision, [NEXT_RULE_ID_KEY]: nextRuleId },
     });
-    for (const p of stored) this.policies.set(policyId(p.ref), p);
+    this.replaceAll(next);
+    this.nextRuleId = nextRuleId;
     this.rev = revision;
     return { revision, undo };
   }
@@ -69,18 +97,22 @@ export class PolicyRepository {
 
   /** The rules as they will be once `policies` are imported (nothing changes). */
   preview(policies: NewPolicy[]): RuleSet {
-    const revision = this.rev + 1;
+    const { next, stored } = this.withImported(policies);
+    const before = stored.flatMap((p) => this.policies.get(policyId(p.ref))?.rules ?? []);
+    return { ...ruleSet(next), changed: { before, after: stored.flatMap((p) => p.rules) } };
+  }
+
+  /** The rules as they will be once `refs` (all when undefined) are deleted (nothing changes). */
+  previewDelete(refs?: PolicyRef[]): RuleSet {
+    const ids = this.idsToDelete(refs);
     const next = new Map(this.policies);
-    for (const p of policies) next.set(policyId(p.ref), { ...p, revision });
-    return ruleSet(next);
+    for (const id of ids) next.delete(id);
+    return { ...ruleSet(next), changed: { before: ids.flatMap((id) => this.policies.get(id)!.rules), after: [] } };
   }
 
   /** Deletes the named policies (all when `refs` is undefined); returns the new revision. */
   delete(refs?: PolicyRef[]): number {
-    const ids = refs ? refs.map(policyId) : [...this.policies.keys()];
-    for (const [i, id] of ids.entries()) {
-      if (!this.policies.has(id)) throw notFound(`${describePolicy(refs![i]!)} does not exist (see 'membrane policy get')`);
-    }
+    const ids = this.idsToDelete(refs);
     const revision = this.rev + 1;
     this.store.commit({ put: { [REVISION_KEY]: revision }, delete: ids.map((id) => PREFIX + id) });
     for (const id of ids) this.policies.delete(id);
@@ -97,18 +129,38 @@ export class PolicyRepository {
     return this.list().filter((p) => p.ref.name === name && (p.ref.namespace ?? '') === (namespace ?? ''));
   }
 
-  /** Every rule with a stable id for this revision (ids index `ruleTable`). */
+  /** Every rule with its stable id. */
   rules(): RuleSet {
     return ruleSet(this.policies);
   }
-}
 
-export type NewPolicy = { ref: PolicyRef; source: unknown; rules: Rule[] };
-/** What an import replaced, by policy id (undefined: the policy was new). */
-export type PolicyUndo = Map<string, StoredPolicy | undefined>;
-export interface RuleSet {
-  rules: { rule: Rule; ruleId: number }[];
-  ruleTable: RuleOrigin[];
+  private idsToDelete(refs?: PolicyRef[]): string[] {
+    const ids = refs ? refs.map(policyId) : [...this.policies.keys()];
+    for (const [i, id] of ids.entries()) {
+      if (!this.policies.has(id)) throw notFound(`${describePolicy(refs![i]!)} does not exist (see 'membrane policy get')`);
+    }
+    return ids;
+  }
+
+  /** The policy set with `policies` imported: a replaced policy keeps its rules' ids, in order. */
+  private withImported(policies: NewPolicy[]): { next: Map<string, StoredPolicy>; stored: StoredPolicy[]; nextRuleId: number } {
+    const revision = this.rev + 1;
+    let nextRuleId = this.nextRuleId;
+    const next = new Map(this.policies);
+    const stored = policies.map((p): StoredPolicy => {
+      const old = this.policies.get(policyId(p.ref))?.ruleIds ?? [];
+      const ruleIds = p.rules.map((_, i) => old[i] ?? nextRuleId++);
+      const s = { ...p, revision, ruleIds };
+      next.set(policyId(p.ref), s);
+      return s;
+    });
+    return { next, stored, nextRuleId };
+  }
+
+  private replaceAll(next: Map<string, StoredPolicy>): void {
+    this.policies.clear();
+    for (const [id, p] of next) this.policies.set(id, p);
+  }
 }
 
 function sorted(policies: Map<string, StoredPolicy>): StoredPolicy[] {
@@ -117,11 +169,12 @@ function sorted(policies: Map<string, StoredPolicy>): StoredPolicy[] {
 
 function ruleSet(policies: Map<string, StoredPolicy>): RuleSet {
   const rules: { rule: Rule; ruleId: number }[] = [];
-  const ruleTable: RuleOrigin[] = [];
+  const ruleTable = new Map<number, RuleOrigin>();
   for (const p of sorted(policies)) {
     p.rules.forEach((rule, index) => {
-      ruleTable.push({ ref: p.ref, index, revision: p.revision });
-      rules.push({ rule, ruleId: ruleTable.length });
+      const ruleId = p.ruleIds![index]!;
+      ruleTable.set(ruleId, { ref: p.ref, index, revision: p.revision });
+      rules.push({ rule, ruleId });
     });
   }
   return { rules, ruleTable };

@@ -85,4 +85,6 @@ export interface StoredPolicy {
   source: unknown;
   rules: Rule[];
   revision: number;
+  /** The stable id of each rule (written into map entries; kept while the rule's policy stays). */
+  ruleIds?: number[];
 }
