@@ -20,6 +20,38 @@
 #include "include/events.h"
 #include "include/nat.h"
 
+/* Counts a drop (ev.subtype is the reason) and emits its event. */
+static __always_inline void report_drop(struct __sk_buff *skb, struct endpoint_info *ep, const struct packet *p, struct event_info *ev,
+					__u32 remote_identity, __u64 now)
+{
+	metrics_count(ep->ep_id, remote_identity, ev->direction, ev->subtype, p->len);
+	ev->type = MB_EVENT_DROP;
+	ev->verdict = MB_VERDICT_DROPPED;
+	emit_event(skb, ep, p, ev, now);
+}
+
+/* Whether the node has no route for a new connection a workload starts (an unused pod address
+ * hits the pod CIDR's unreachable route): the stack will drop it and answer with ICMP
+ * unreachable; the datapath reports the drop (FIB_LOOKUP_FAILED) so a flow says why. */
+static __always_inline int unroutable(struct __sk_buff *skb, const struct packet *p)
+{
+	__u32 daddr = p->t.daddr;
+	if (bpf_map_lookup_elem(&mb_lxc, &daddr))
+		return 0; /* a local endpoint */
+	/* Set field by field: with a designated initializer the family reached the helper as 0. */
+	struct bpf_fib_lookup fib;
+	__builtin_memset(&fib, 0, sizeof(fib));
+	fib.family = 2; /* AF_INET */
+	fib.l4_protocol = p->t.protocol;
+	fib.sport = p->t.sport;
+	fib.dport = p->t.dport;
+	fib.ifindex = skb->ifindex;
+	fib.ipv4_src = p->t.saddr;
+	fib.ipv4_dst = daddr;
+	int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	return rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE || rc == BPF_FIB_LKUP_RET_PROHIBIT;
+}
+
 /* Connection tracking, policy, counters and events for one endpoint direction. Returns
  * TC_ACT_OK to let the packet go on, TC_ACT_SHOT when it was dropped (and reported). */
 static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep, __u8 dir, struct packet *p,
@@ -91,13 +123,19 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 				emit_event(skb, ep, p, &ev, now);
 				ev.subtype = 0;
 			}
+			if (dir == MB_DIR_EGRESS && !p->icmp_error && unroutable(skb, p)) {
+				ev.subtype = MB_DROP_NO_ROUTE;
+				report_drop(skb, ep, p, &ev, remote_identity, now);
+				return TC_ACT_OK; /* the stack drops it, and tells the sender */
+			}
 		}
 	}
 	/* Forwarded traffic is counted in its connection's CT entry (the agent sums those); the
 	 * counters map holds drops only: one map update less on every forwarded packet. */
-	if (trace_wanted(cfg, ct, is_reply, p->tcp_flags, now)) {
+	__u8 point = dir == MB_DIR_EGRESS ? MB_TRACE_FROM_ENDPOINT : MB_TRACE_TO_ENDPOINT;
+	if (trace_wanted(cfg, ct, is_reply, p->tcp_flags, point, now)) {
 		ev.type = MB_EVENT_TRACE;
-		ev.subtype = dir == MB_DIR_EGRESS ? MB_TRACE_FROM_ENDPOINT : MB_TRACE_TO_ENDPOINT;
+		ev.subtype = point;
 		ev.verdict = MB_VERDICT_FORWARDED;
 		emit_event(skb, ep, p, &ev, now);
 	}
@@ -113,10 +151,7 @@ drop:
 		ev.src_identity = dir == MB_DIR_EGRESS ? ep->identity : remote_identity;
 		ev.dst_identity = dir == MB_DIR_EGRESS ? remote_identity : ep->identity;
 	}
-	metrics_count(ep->ep_id, remote_identity, dir, ev.subtype, p->len);
-	ev.type = MB_EVENT_DROP;
-	ev.verdict = MB_VERDICT_DROPPED;
-	emit_event(skb, ep, p, &ev, now);
+	report_drop(skb, ep, p, &ev, remote_identity, now);
 	if (ev.subtype == MB_DROP_NO_SERVICE)
 		return lb_reject(skb, p);
 	return TC_ACT_SHOT;

@@ -1,6 +1,8 @@
 /* Datapath notifications into the mb_events ring buffer, throttled like Cilium's monitor
- * aggregation: drops and policy verdicts always; traces per connection direction at medium
- * (a new connection, TCP flags not seen before in that direction, or once per report interval). */
+ * aggregation: drops and policy verdicts always; traces of every packet at none; from low up
+ * only where packets are delivered (to-endpoint, not from-endpoint); at medium once per
+ * connection direction (a new connection, TCP flags not seen before in that direction, or once
+ * per report interval); at maximum only new connections and closing flags. */
 #ifndef MEMBRANE_EVENTS_H
 #define MEMBRANE_EVENTS_H
 
@@ -74,9 +76,12 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct endpo
 /* Whether a forwarded packet deserves a trace at the configured aggregation level; updates the
  * connection's report state when it does. `ct` is NULL for a connection just created. */
 static __always_inline int trace_wanted(struct datapath_config *cfg, struct ct_value *ct, int is_reply, __u8 tcp_flags,
-					__u64 now)
+					__u8 point, __u64 now)
 {
 	__u32 level = cfg ? cfg->aggregation : MB_AGG_MEDIUM;
+	/* From low up, as in Cilium, only the delivery side traces: a local packet is seen twice. */
+	if (level >= MB_AGG_LOW && point == MB_TRACE_FROM_ENDPOINT)
+		return 0;
 	if (level < MB_AGG_MEDIUM || !ct)
 		return 1;
 	__u8 *seen = is_reply ? &ct->rx_flags_seen : &ct->tx_flags_seen;

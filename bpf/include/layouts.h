@@ -284,6 +284,7 @@ struct metrics_value {
 #define MB_DROP_WRITE_ERROR 141
 #define MB_DROP_CT_INSERT 155
 #define MB_DROP_NO_SERVICE 158 /* SERVICE_BACKEND_NOT_FOUND: a service without backends */
+#define MB_DROP_NO_ROUTE 169 /* FIB_LOOKUP_FAILED: the node has no route to the destination */
 #define MB_DROP_POLICY_DENY 181
 
 #define MB_IDENTITY_HOST 1

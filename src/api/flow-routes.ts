@@ -18,7 +18,8 @@ export function registerFlowRoutes(api: ApiServer, ring: FlowRing, metrics: Metr
       const req = (body ?? {}) as GetFlowsRequest;
       if (typeof req !== 'object' || Array.isArray(req)) throw invalid('the request must be a GetFlowsRequest object');
       checkRequest(req);
-      const history = ring.query(req);
+      // Like Hubble, following with neither a number nor a start time begins at the ring's end.
+      const history = req.follow && req.number === undefined && req.since === undefined ? [] : ring.query(req);
       return new RawResponse((res, httpReq) => {
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         for (const f of history) res.write(formatJson(f) + '\n');
@@ -26,21 +27,26 @@ export function registerFlowRoutes(api: ApiServer, ring: FlowRing, metrics: Metr
           res.end();
           return;
         }
+        // Flows this reader missed because it fell behind, told as soon as it catches up.
         let dropped = 0;
-        const unsubscribe = ring.subscribe((f) => {
-          if (!matchesRequest(f, req)) return;
-          if (res.writableLength > MAX_BUFFERED_BYTES) {
-            dropped++;
-            return;
-          }
-          res.write(formatJson(f) + '\n');
-        });
-        const stop = () => {
-          unsubscribe();
-          if (dropped) res.write(JSON.stringify({ lost_events: { source: 'OBSERVER_EVENTS_QUEUE', num_events_lost: dropped } }) + '\n');
-        };
-        httpReq.once('close', stop);
-        res.once('close', stop);
+        const lost = (source: string, n: number) => res.write(JSON.stringify({ lost_events: { source, num_events_lost: n } }) + '\n');
+        const unsubscribe = ring.subscribe(
+          (f) => {
+            if (!matchesRequest(f, req)) return;
+            if (res.writableLength > MAX_BUFFERED_BYTES) {
+              dropped++;
+              return;
+            }
+            if (dropped) {
+              lost('OBSERVER_EVENTS_QUEUE', dropped);
+              dropped = 0;
+            }
+            res.write(formatJson(f) + '\n');
+          },
+          (n) => lost('PERF_EVENT_RING_BUFFER', n),
+        );
+        httpReq.once('close', unsubscribe);
+        res.once('close', unsubscribe);
       });
     })
     .route('GET', '/v1/flows/status', () => ring.status())

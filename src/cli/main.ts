@@ -415,9 +415,10 @@ registerObserveOptions(
     client().socketPath,
     req,
     (line) => {
-      const msg = JSON.parse(line) as { flow?: Flow; lost_events?: { num_events_lost: number } };
+      const msg = JSON.parse(line) as { flow?: Flow; lost_events?: { source: string; num_events_lost: number } };
       if (msg.lost_events) {
-        process.stderr.write(`EVENTS LOST: ${msg.lost_events.num_events_lost} flows were not delivered (the reader was too slow)\n`);
+        const why = msg.lost_events.source === 'PERF_EVENT_RING_BUFFER' ? 'the datapath ring buffer was full' : 'this reader fell behind';
+        process.stderr.write(`EVENTS LOST: ${msg.lost_events.source} ${msg.lost_events.num_events_lost} (${why})\n`);
         return;
       }
       if (!msg.flow) return;

@@ -279,6 +279,7 @@ export const REASON = {
   ERROR_WRITING_TO_PACKET: 141,
   CT_MAP_INSERTION_FAILED: 155,
   SERVICE_BACKEND_NOT_FOUND: 158,
+  FIB_LOOKUP_FAILED: 169,
   POLICY_DENY: 181,
 } as const;
 export const reasonNames: Record<number, string> = Object.fromEntries(Object.entries(REASON).map(([name, code]) => [code, name]));

@@ -214,11 +214,15 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     };
 
     if (req.follow) {
-      unsubscribe = source.subscribe((flow) => {
-        if (live) follow(flow);
-        else if (pending.length < maxQueued) pending.push(flow);
-        else lost++;
-      });
+      unsubscribe = source.subscribe(
+        (flow) => {
+          if (live) follow(flow);
+          else if (pending.length < maxQueued) pending.push(flow);
+          else lost++;
+        },
+        // Events the kernel could not queue never become flows: the follower hears how many.
+        (n) => send({ lost_events: { source: 'PERF_EVENT_RING_BUFFER', num_events_lost: n } }),
+      );
     }
 
     // Hubble: follow with neither number nor since starts at the ring's end (no history).

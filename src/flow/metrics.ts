@@ -60,7 +60,18 @@ export class Metrics {
     gauge('membrane_endpoints', 'Endpoints managed by this agent', gauges.endpoints);
     gauge('membrane_identities', 'Allocated security identities', gauges.identities);
     gauge('membrane_policy_revision', 'Current policy revision', gauges.policyRevision);
-    gauge('hubble_lost_events_total', 'Datapath events lost because the ring buffer was full', gauges.lostEvents);
+    let lostCounted = 0;
+    new Counter({
+      name: 'hubble_lost_events_total',
+      help: 'Number of lost events',
+      labelNames: ['source'],
+      registers: [this.registry],
+      collect() {
+        const total = gauges.lostEvents();
+        if (total > lostCounted) this.inc({ source: 'perf_event_ring_buffer' }, total - lostCounted);
+        lostCounted = Math.max(lostCounted, total);
+      },
+    });
     new Gauge({
       name: 'membrane_bpf_map_pressure',
       help: 'Fill level of each BPF map (entries / max entries)',

@@ -44,7 +44,7 @@ export class FlowMonitor {
 
   start(): void {
     this.reader.start();
-    this.lostTimer = setInterval(() => (this.ring.lostEvents = this.datapath.eventsLost()), 1000);
+    this.lostTimer = setInterval(() => this.ring.noteLost(this.datapath.eventsLost()), 1000);
     this.lostTimer.unref();
   }
 

@@ -85,6 +85,7 @@ export interface ProtoGetFlowsRequest {
   whitelist?: ProtoFlowFilter[];
   since?: ProtoTimestamp;
   until?: ProtoTimestamp;
+  field_mask?: unknown;
   experimental?: unknown;
 }
 
@@ -293,6 +294,6 @@ export function getFlowsRequestFromProto(req: ProtoGetFlowsRequest): GetFlowsReq
   if (req.until) out.until = rfc3339FromTimestamp(req.until);
   if (req.whitelist?.length) out.whitelist = req.whitelist.map((f, i) => flowFilterFromProto(f, `whitelist[${i}]`));
   if (req.blacklist?.length) out.blacklist = req.blacklist.map((f, i) => flowFilterFromProto(f, `blacklist[${i}]`));
-  // experimental.field_mask is optional for servers to honour: whole flows are returned.
+  // field_mask (and experimental.field_mask) is optional for servers to honour: whole flows are returned.
   return out;
 }

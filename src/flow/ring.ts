@@ -11,7 +11,9 @@ export class FlowRing implements FlowSource {
   private next = 0;
   private seen = 0;
   private readonly subscribers = new Set<(f: Flow) => void>();
+  private readonly lossListeners = new Set<(lost: number) => void>();
   private readonly started = process.hrtime.bigint();
+  /** Events the kernel could not put into its ring buffer (never seen here). */
   lostEvents = 0;
 
   constructor(
@@ -45,9 +47,21 @@ export class FlowRing implements FlowSource {
     return selectFromRing(this.flows(), req);
   }
 
-  subscribe(onFlow: (flow: Flow) => void): () => void {
+  /** New flows, and (`onLost`) how many datapath events were lost since the last report. */
+  subscribe(onFlow: (flow: Flow) => void, onLost?: (lost: number) => void): () => void {
     this.subscribers.add(onFlow);
-    return () => this.subscribers.delete(onFlow);
+    if (onLost) this.lossListeners.add(onLost);
+    return () => {
+      this.subscribers.delete(onFlow);
+      if (onLost) this.lossListeners.delete(onLost);
+    };
+  }
+
+  /** The kernel's running count of lost events; followers hear of any increase. */
+  noteLost(total: number): void {
+    const lost = total - this.lostEvents;
+    this.lostEvents = total;
+    if (lost > 0) for (const l of this.lossListeners) l(lost);
   }
 
   status() {

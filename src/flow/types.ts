@@ -207,8 +207,8 @@ export interface LostEvents {
 export interface FlowSource {
   /** Flows in the ring matching the request (without follow). */
   query(req: GetFlowsRequest): Flow[];
-  /** Calls `onFlow` for every new flow until the returned function is called. */
-  subscribe(onFlow: (flow: Flow) => void): () => void;
+  /** Calls `onFlow` for every new flow (and `onLost` with events the datapath lost) until the returned function is called. */
+  subscribe(onFlow: (flow: Flow) => void, onLost?: (lost: number) => void): () => void;
   status(): { num_flows: number; max_flows: number; seen_flows: number; uptime_ns: number; lost_events: number };
   nodeName: string;
 }

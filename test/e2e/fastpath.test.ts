@@ -65,11 +65,11 @@ for (const fastPath of [true, false]) {
 
     it('still reports flows on both endpoints', async () => {
       assert.ok(await node.probe(client.netns, 'tcp', server.ipv4, 80));
-      const r = await node.cli('observe', '--all', '-o', 'json', '--to-pod', 'fp/server', '--type', 'trace');
+      const r = await node.cli('observe', '--all', '-o', 'json', '--pod', 'fp/server', '--type', 'trace');
       const flows = r.stdout.trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { flow: Flow }).flow);
-      const points = new Set(flows.map((f) => `${f.trace_observation_point} ${f.interface?.name}`));
-      assert.ok(points.has(`FROM_ENDPOINT ${client.interface}`), [...points].join(', '));
-      assert.ok(points.has(`TO_ENDPOINT ${server.interface}`), [...points].join(', '));
+      const points = new Set(flows.map((f) => `${f.trace_observation_point} ${f.interface?.name} reply=${f.is_reply}`));
+      assert.ok(points.has(`TO_ENDPOINT ${server.interface} reply=false`), [...points].join(', '));
+      assert.ok(points.has(`TO_ENDPOINT ${client.interface} reply=true`), [...points].join(', '));
       const drops = await node.cli('observe', '--all', '-o', 'json', '--verdict', 'DROPPED', '--from-pod', 'fp/other');
       assert.ok(drops.stdout.includes('POLICY_DENIED'));
     });

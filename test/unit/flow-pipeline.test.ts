@@ -1,0 +1,147 @@
+/* The flow pipeline without the kernel: flow_event records (encoded with the shared layout) are
+ * decoded into Hubble flows with the agent's context, kept in the ring, and counted in the
+ * Prometheus metrics. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Endpoint } from '../../src/api/types.js';
+import { flowEvent } from '../../src/datapath/layouts.js';
+import { ipToInt } from '../../src/endpoint/ipam.js';
+import { FlowDecoder, type FlowContext } from '../../src/flow/decoder.js';
+import { Metrics } from '../../src/flow/metrics.js';
+import { FlowRing } from '../../src/flow/ring.js';
+import type { Flow } from '../../src/flow/types.js';
+
+const ep = (id: number, name: string, ip: string, identity: number): Endpoint =>
+  ({ id, name, namespace: 'app', ipv4: ip, identity, labels: [`k8s:app=${name}`], interface: `lxc${id}` }) as Endpoint;
+const web = ep(1, 'web', '10.0.0.2', 256);
+const client = ep(2, 'client', '10.0.0.3', 257);
+const policy = { ref: { kind: 'CiliumNetworkPolicy' as const, namespace: 'app', name: 'web-policy' }, revision: 7 };
+
+const ctx: FlowContext = {
+  nodeName: 'node1',
+  endpointByIp: (ip) => [web, client].find((e) => ipToInt(e.ipv4) === ip),
+  identityLabels: (id) => (id === 2 ? ['reserved:world'] : []),
+  rulePolicy: (ruleId) => (ruleId === 3 ? policy : undefined),
+  defaultDenyPolicies: (epId, dir) => (epId === web.id && dir === 'ingress' ? [policy] : []),
+  serviceOfBackend: (ip, port) => (ip === ipToInt(web.ipv4) && port === 80 ? 'web-svc' : undefined),
+};
+
+const base = {
+  timestamp_ns: 5_000_000_000n,
+  protocol: 6,
+  ep_id: web.id,
+  ifindex: 11,
+  src_identity: client.identity,
+  dst_identity: web.identity,
+  saddr: client.ipv4,
+  daddr: web.ipv4,
+  sport: 40000,
+  dport: 80,
+  ethertype: 0x0800,
+  orig_len: 74,
+  src_mac: '02:00:00:00:00:01',
+  dst_mac: '02:00:00:00:00:02',
+};
+const decode = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>): Flow => {
+  const decoder = new FlowDecoder(ctx);
+  return decoder.materialize(decoder.capture(flowEvent.encode({ ...base, ...fields }), 0));
+};
+
+describe('flow decoding', () => {
+  it('turns a default-deny drop into a DROPPED flow naming the policies behind the default deny', () => {
+    const f = decode({ type: 1, subtype: 133, direction: 1, verdict: 2, tcp_flags: 0x02 });
+    assert.equal(f.verdict, 'DROPPED');
+    assert.equal(f.drop_reason_desc, 'POLICY_DENIED');
+    assert.deepEqual(f.event_type, { type: 1, sub_type: 133 });
+    assert.equal(f.traffic_direction, 'INGRESS');
+    assert.deepEqual(f.IP, { source: client.ipv4, destination: web.ipv4, ipVersion: 'IPv4' });
+    assert.deepEqual(f.l4, { TCP: { source_port: 40000, destination_port: 80, flags: { SYN: true } } });
+    assert.deepEqual([f.source?.pod_name, f.source?.identity, f.destination?.ID], ['client', 257, 1]);
+    assert.deepEqual(f.default_deny_by?.map((p) => p.name), ['web-policy']);
+    assert.equal(f.destination_service?.name, 'web-svc');
+    assert.equal(f.is_reply, undefined, 'drops are not classified by connection tracking');
+    assert.equal(f.node_name, 'node1');
+    assert.deepEqual(f.ethernet, { source: '02:00:00:00:00:01', destination: '02:00:00:00:00:02' });
+  });
+
+  it('names the allowing policy of a policy verdict, with its match type', () => {
+    const f = decode({ type: 5, subtype: 0, direction: 1, verdict: 1, rule_id: 3, match_type: 2 });
+    assert.equal(f.verdict, 'FORWARDED');
+    assert.deepEqual(f.ingress_allowed_by?.map((p) => `${p.namespace}/${p.name} rev ${p.revision}`), ['app/web-policy rev 7']);
+    assert.equal(f.policy_match_type, 2);
+  });
+
+  it("uses Cilium's trace sub-types: to-endpoint is 0, from-endpoint 5", () => {
+    const to = decode({ type: 4, subtype: 0, direction: 2, verdict: 1, ct_state: 2 });
+    assert.deepEqual(to.event_type, { type: 4, sub_type: 0 });
+    assert.equal(to.trace_observation_point, 'TO_ENDPOINT');
+    assert.equal(to.is_reply, true);
+    const from = decode({ type: 4, subtype: 5, direction: 2, verdict: 1, ct_state: 0 });
+    assert.equal(from.trace_observation_point, 'FROM_ENDPOINT');
+    assert.equal(from.is_reply, false);
+  });
+
+  it('leaves the IP out of a drop of something that is not IPv4', () => {
+    const f = decode({ type: 1, subtype: 139, direction: 2, verdict: 2, ethertype: 0x86dd, saddr: '0.0.0.0', daddr: '0.0.0.0' });
+    assert.equal(f.drop_reason_desc, 'UNSUPPORTED_L3_PROTOCOL');
+    assert.equal(f.IP, undefined);
+    assert.equal(f.l4, undefined);
+    assert.equal(f.Summary, 'IPv6');
+  });
+});
+
+describe('flow ring', () => {
+  const decoder = new FlowDecoder(ctx);
+  const event = (dport: number) => decoder.capture(flowEvent.encode({ ...base, type: 4, verdict: 1, dport }), 0);
+
+  it('keeps the last N flows, oldest first, and counts every one seen', () => {
+    const ring = new FlowRing(3, 'node1', (ev) => decoder.materialize(ev));
+    for (let port = 1; port <= 5; port++) ring.push(event(port));
+    assert.deepEqual(ring.flows().map((f) => f.l4?.TCP?.destination_port), [3, 4, 5]);
+    assert.deepEqual([ring.status().num_flows, ring.status().seen_flows], [3, 5]);
+    assert.deepEqual(ring.query({ number: 2 }).map((f) => f.l4?.TCP?.destination_port), [4, 5]);
+    assert.deepEqual(ring.query({ number: 1, first: true }).map((f) => f.l4?.TCP?.destination_port), [3]);
+  });
+
+  it('hands new flows and lost-event counts to followers until they leave', () => {
+    const ring = new FlowRing(8, 'node1', (ev) => decoder.materialize(ev));
+    const got: number[] = [];
+    const lost: number[] = [];
+    const stop = ring.subscribe((f) => got.push(f.l4?.TCP?.destination_port ?? -1), (n) => lost.push(n));
+    ring.push(event(80));
+    ring.noteLost(4);
+    ring.noteLost(4); // no new loss
+    ring.noteLost(10);
+    stop();
+    ring.push(event(81));
+    ring.noteLost(12);
+    assert.deepEqual(got, [80]);
+    assert.deepEqual(lost, [4, 6]);
+    assert.equal(ring.status().lost_events, 12);
+  });
+});
+
+describe('flow metrics', () => {
+  it("counts flows, drops and verdicts with Hubble's names and labels, and lost events by source", async () => {
+    let lost = 0;
+    const metrics = new Metrics({ endpoints: () => 2, identities: () => 5, policyRevision: () => 9, mapPressure: () => [{ map: 'mb_ct', pressure: 0.25 }], lostEvents: () => lost });
+    const decoder = new FlowDecoder(ctx);
+    const capture = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>) => decoder.capture(flowEvent.encode({ ...base, ...fields }), 0);
+    metrics.count(capture({ type: 1, subtype: 133, direction: 1, verdict: 2 }));
+    metrics.count(capture({ type: 1, subtype: 133, direction: 1, verdict: 2 }));
+    metrics.count(capture({ type: 5, direction: 1, verdict: 1, match_type: 2 }));
+    metrics.count(capture({ type: 4, subtype: 0, direction: 1, verdict: 1 }));
+    lost = 3;
+    const text = await metrics.text();
+    assert.match(text, /hubble_drop_total\{reason="POLICY_DENIED",protocol="TCP"\} 2/);
+    assert.match(text, /hubble_flows_processed_total\{protocol="TCP",type="Trace",subtype="to-endpoint",verdict="FORWARDED"\} 1/);
+    assert.match(text, /hubble_policy_verdicts_total\{direction="ingress",match="l3-l4",action="forwarded"\} 1/);
+    assert.match(text, /hubble_policy_verdicts_total\{direction="ingress",match="none",action="dropped"\} 2/);
+    assert.match(text, /hubble_lost_events_total\{source="perf_event_ring_buffer"\} 3/);
+    assert.match(text, /membrane_identities 5/);
+    assert.match(text, /membrane_policy_revision 9/);
+    assert.match(text, /membrane_bpf_map_pressure\{map_name="mb_ct"\} 0.25/);
+    lost = 5;
+    assert.match(await metrics.text(), /hubble_lost_events_total\{source="perf_event_ring_buffer"\} 5/);
+  });
+});
