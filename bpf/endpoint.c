@@ -219,7 +219,7 @@ int from_endpoint(struct __sk_buff *skb)
 	if (!ep)
 		return TC_ACT_OK; /* not ours yet (being set up or torn down) */
 	struct packet p = {};
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns(); /* connection lifetimes need no more; events stamp finely */
 	int parsed = parse_packet(skb, &p);
 	if (parsed < 0)
 		return not_ipv4(skb, ep, MB_DIR_EGRESS, &p, parsed, now);
@@ -237,7 +237,7 @@ int to_endpoint(struct __sk_buff *skb)
 	if (!ep)
 		return TC_ACT_OK;
 	struct packet p = {};
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns();
 	int parsed = parse_packet(skb, &p);
 	if (parsed < 0)
 		return not_ipv4(skb, ep, MB_DIR_INGRESS, &p, parsed, now);

@@ -66,7 +66,10 @@ export class BpfObject {
         check(`pin path of ${name}`, c.mapSetPinPath(m, pin));
         handles.set(name, m);
       }
-      check(`loading ${file} (the verifier log is above)`, c.objectLoad(obj));
+      // The verifier gives up with EAGAIN when a signal arrives mid-verification: try again.
+      let loaded = c.objectLoad(obj);
+      for (let attempt = 0; loaded === -11 && attempt < 5; attempt++) loaded = c.objectLoad(obj);
+      check(`loading ${file} (the verifier log is above)`, loaded);
       const maps = new Map<string, BpfMap>();
       for (const [name, m] of handles) maps.set(name, new BpfMap(check(`fd of ${name}`, c.mapFd(m))));
       const progs = new Map<string, number>();

@@ -30,7 +30,13 @@ function prefixKey(rules: Rule[]): string {
 
 /** What of the endpoints policy depends on, as one comparable string. */
 function endpointKey(endpoints: Endpoint[]): string {
-  return endpoints.map((e) => `${e.id}:${e.identity}:${e.ipv4}:${e.ports.map((p) => `${p.name}=${p.port}/${p.protocol}`).join('+')}`).join(',');
+  let key = '';
+  for (const e of endpoints) {
+    key += `${e.id}:${e.identity}:${e.ipv4}`;
+    for (const p of e.ports) key += `:${p.name}=${p.port}/${p.protocol}`;
+    key += ',';
+  }
+  return key;
 }
 
 export interface EndpointPolicyState {
@@ -83,13 +89,27 @@ export class PolicyRealizer {
       cluster: this.opts.cluster,
       enforcement: this.opts.enforcement,
     };
-    const prefixes = prefixKey(ruleSet.rules.map((r) => r.rule));
+    const last = this.last;
+    const changed = ruleSet.changed;
+    // The prefix set cannot move when the changed policies name the same prefixes as before.
+    const prefixes =
+      changed && last && prefixKey(changed.before) === prefixKey(changed.after) ? last.prefixes : prefixKey(ruleSet.rules.map((r) => r.rule));
     const endpointsKey = endpointKey(endpoints);
     let affected: Set<number> | undefined;
-    const last = this.last;
-    if (ruleSet.changed && last && last.prefixes === prefixes && last.endpointsKey === endpointsKey) {
-      const subjects = [...ruleSet.changed.before, ...ruleSet.changed.after].map((r) => r.subject);
-      affected = new Set(endpoints.filter((e) => subjects.some((sel) => matches(sel, new LabelSet(e.identityLabels)))).map((e) => e.id));
+    if (changed && last && last.prefixes === prefixes && last.endpointsKey === endpointsKey) {
+      const subjects = [...changed.before, ...changed.after].map((r) => r.subject);
+      // Endpoints of one identity share their labels: match once per identity.
+      const selected = new Map<number, boolean>();
+      affected = new Set();
+      for (const e of endpoints) {
+        let hit = selected.get(e.identity);
+        if (hit === undefined) {
+          const labels = new LabelSet(e.identityLabels);
+          hit = subjects.some((sel) => matches(sel, labels));
+          selected.set(e.identity, hit);
+        }
+        if (hit) affected.add(e.id);
+      }
     }
     const out = this.engine.compute(input, affected);
     if (affected && last) {
