@@ -104,6 +104,7 @@ export class AgentClient {
   updateService = (req: ServiceRequest) => this.request<ServiceView>('PUT', `/v1/services/${encodeURIComponent(req.name)}`, req);
   deleteService = (name: string) => this.request<void>('DELETE', `/v1/services/${encodeURIComponent(name)}`);
   listServices = () => this.request<ServiceView[]>('GET', '/v1/services');
+  collectGarbage = () => this.request<{ collected: boolean; memory: { rssBytes: number; heapUsedBytes: number } }>('POST', '/v1/debug/gc', {});
   getService = (name: string) => this.request<ServiceView>('GET', `/v1/services/${encodeURIComponent(name)}`);
   listLb = () => this.request<LbRow[]>('GET', '/v1/bpf/lb');
 

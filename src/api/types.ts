@@ -90,6 +90,8 @@ export interface Status {
   uptimeSeconds: number;
   kernel: { release: string; features: Record<string, boolean> };
   counts: { endpoints: number; endpointsNotReady: number; identities: number; namespaces: number };
+  /** Interfaces prepared ahead of endpoint adds. */
+  interfacePool: { ready: number; size: number };
   ipam: { allocated: number; capacity: number };
   maps: MapPressure[];
   lastSync: { written: number; deleted: number; unchanged: number; at: string; reason: string };

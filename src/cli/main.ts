@@ -66,6 +66,7 @@ program
   )
   .addOption(new Option('--policy-enforcement <mode>', 'the same as --enforcement (Cilium\'s name)').choices(['default', 'always', 'never']))
   .option('--policy-map-max <n>', 'entries of the policy map, all endpoints together', '1048576')
+  .option('--interface-pool <n>', 'veth pairs kept ready with the programs attached, so adding an endpoint skips the attach (0 disables)', '2')
   .option('--no-allow-localhost', 'judge traffic from the node itself by policy too (by default the node always reaches its endpoints)')
   .option('--maglev-table-size <prime>', `entries of each Maglev table (one of ${MAGLEV_SIZES.join(', ')})`, String(MAGLEV_DEFAULT_SIZE))
   .option('--cgroup-root <dir>', 'cgroup v2 directory whose processes get socket-level service translation (default: the cgroup2 mount)')
@@ -96,6 +97,7 @@ program
       logLevel: o.logLevel!,
       enforcement: (o.policyEnforcement ?? o.enforcement) as 'default' | 'always' | 'never',
       policyMapMax: wholeNumber(o.policyMapMax!, '--policy-map-max', 1024, 16_777_216),
+      interfacePool: wholeNumber(o.interfacePool!, '--interface-pool', 0, 64),
       allowLocalhost: (o as unknown as { allowLocalhost: boolean }).allowLocalhost,
       auditMode: (o as unknown as { policyAuditMode?: boolean }).policyAuditMode ?? false,
       fastPath: (o as unknown as { fastPath: boolean }).fastPath,
@@ -222,6 +224,7 @@ program
         ['Identities', `${s.counts.identities} allocated (range 256-65535)`],
         ['Namespaces', String(s.counts.namespaces)],
         ['IPAM', `${s.ipam.allocated}/${s.ipam.capacity} addresses allocated`],
+        ['Interface pool', `${s.interfacePool.ready}/${s.interfacePool.size} ready`],
         ['Memory', `RSS ${mib(s.memory.rssBytes)}, heap ${mib(s.memory.heapUsedBytes)} used of ${mib(s.memory.heapTotalBytes)}`],
         ['Last sync', `${s.lastSync.reason}: ${s.lastSync.written} written, ${s.lastSync.deleted} deleted, ${s.lastSync.unchanged} unchanged`],
         ...s.maps.map((m): [string, string] => [`Map ${m.map}`, `${m.entries}/${m.maxEntries} (${(m.pressure * 100).toFixed(2)}%)`]),

@@ -42,7 +42,9 @@ export interface SyncStats {
 export type Entry<K extends FieldList, V extends FieldList> = [Partial<Decoded<K>>, Partial<Decoded<V>>];
 
 export class MapMirror<K extends FieldList, V extends FieldList> {
-  private realized = new Map<string, Buffer>();
+  /** Realized values by hex key, as latin1 strings: one compact string per entry instead of a
+   * Buffer whose slab of native memory would stay alive with it. */
+  private realized = new Map<string, string>();
   /** Keys per group (e.g. per endpoint), when the mirror is grouped. */
   private readonly groups = new Map<number, Set<string>>();
 
@@ -54,7 +56,7 @@ export class MapMirror<K extends FieldList, V extends FieldList> {
   }
 
   private remember(hex: string, key: Buffer, value: Buffer): void {
-    this.realized.set(hex, value);
+    this.realized.set(hex, value.toString('latin1'));
     if (this.groupOf) {
       const g = this.groupOf(key);
       let set = this.groups.get(g);
@@ -75,7 +77,7 @@ export class MapMirror<K extends FieldList, V extends FieldList> {
 
   /** Realized values, decoded (e.g. to recover state written by an earlier agent). */
   *values(): Generator<[Decoded<K>, Decoded<V>]> {
-    for (const [hex, v] of this.realized) yield [this.map.key.decode(Buffer.from(hex, 'hex')), this.map.value.decode(v)];
+    for (const [hex, v] of this.realized) yield [this.map.key.decode(Buffer.from(hex, 'hex')), this.map.value.decode(Buffer.from(v, 'latin1'))];
   }
 
   /** Makes group `g` hold exactly `entries`. */
@@ -122,9 +124,9 @@ export class MapMirror<K extends FieldList, V extends FieldList> {
     let replaced = 0;
     for (const [hex, value] of want) {
       const have = this.realized.get(hex);
-      if (have && have.equals(value)) unchanged++;
+      if (have !== undefined && have === value.toString('latin1')) unchanged++;
       else {
-        if (have) replaced++;
+        if (have !== undefined) replaced++;
         writes.push([Buffer.from(hex, 'hex'), value]);
       }
     }
@@ -245,6 +247,31 @@ export class Datapath {
     await createTcxLinkAsync(pins.egress, this.obj.programFd(PROGRAMS.toEndpoint), ifindex, 'egress');
   }
 
+  private poolPaths(slot: number): { ingress: string; egress: string } {
+    return { ingress: path.join(this.linkDir, `pool${slot}-from-endpoint`), egress: path.join(this.linkDir, `pool${slot}-to-endpoint`) };
+  }
+
+  /** Attaches both programs to an interface kept ready for a future endpoint. */
+  async attachPooled(slot: number, ifindex: number): Promise<void> {
+    const pins = this.poolPaths(slot);
+    await createTcxLinkAsync(pins.ingress, this.obj.programFd(PROGRAMS.fromEndpoint), ifindex, 'ingress');
+    await createTcxLinkAsync(pins.egress, this.obj.programFd(PROGRAMS.toEndpoint), ifindex, 'egress');
+  }
+
+  removePooledLinks(slot: number): void {
+    const pins = this.poolPaths(slot);
+    removePinnedLink(pins.ingress);
+    removePinnedLink(pins.egress);
+  }
+
+  /** A pooled interface becomes endpoint `epId`'s: its link pins take the endpoint's names. */
+  claimPooled(slot: number, epId: number): void {
+    const from = this.poolPaths(slot);
+    const to = this.linkPaths(epId);
+    fs.renameSync(from.ingress, to.ingress);
+    fs.renameSync(from.egress, to.egress);
+  }
+
   detachEndpoint(epId: number): void {
     const pins = this.linkPaths(epId);
     removePinnedLink(pins.ingress);
@@ -264,8 +291,10 @@ export class Datapath {
   removeStaleLinks(liveIds: Set<number>): string[] {
     const removed: string[] = [];
     for (const f of fs.readdirSync(this.linkDir)) {
-      const m = /^ep(\d+)-/.exec(f);
-      if (!m || !liveIds.has(Number(m[1]))) {
+      // Endpoint links of endpoints that are gone, and links of pooled interfaces (the pool is
+      // made anew); other pins (the socket hooks' cgroup links) are not the endpoints' business.
+      const m = /^(ep|pool)(\d+)-/.exec(f);
+      if (m && (m[1] === 'pool' || !liveIds.has(Number(m[2])))) {
         fs.rmSync(path.join(this.linkDir, f), { force: true });
         removed.push(f);
       }

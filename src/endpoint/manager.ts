@@ -2,6 +2,7 @@
  * to the kernel, then committed to the store in one write; a failure part-way undoes what was
  * done, so the agent's accepted state never half-exists. After each change the desired
  * datapath state is recomputed from scratch and the datapath writer applies only differences. */
+import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Endpoint, EndpointAddRequest, Namespace } from '../api/types.js';
@@ -23,9 +24,10 @@ import type { Netlink } from '../kernel/netlink.js';
 import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
 import type { Store } from '../store/store.js';
 import type { PolicyPlan, PolicyRealizer } from '../policy/realize.js';
+import { poolNetnsPattern, type InterfacePool } from './pool.js';
 import type { RuleSet } from '../policy/repository.js';
 import { Ipam, ipToInt } from './ipam.js';
-import { plumb, randomMac, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
+import { plumb, plumbPrewired, randomMac, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
 import { parseNamedPorts, validateEndpointName, validateNamespaceName } from './validate.js';
 
 const MAX_ENDPOINT_ID = 65535;
@@ -117,11 +119,18 @@ export class EndpointManager {
     this.syncDatapath('restore');
   }
 
-  /** lxc* interfaces in the node namespace that no endpoint owns (a crash between plumbing and commit). */
+  /** Interfaces prepared ahead of endpoint adds (set once the pool exists, after restore). */
+  pool?: InterfacePool;
+
+  /** lxc* interfaces in the node namespace that no endpoint owns (a crash between plumbing and commit, or a pool). */
   private async removeStrayInterfaces(): Promise<void> {
+    const pooled = poolNetnsPattern(this.cfg.nodeName);
+    for (const name of fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : []) {
+      if (pooled.test(name)) await this.nl.deleteNetns(name); // a pool made by an earlier agent
+    }
     const mine = new Set([...this.endpoints.values()].map((e) => e.interface));
     for (const link of await this.nl.links()) {
-      if (/^lxc\d+$/.test(link.name) && !mine.has(link.name)) {
+      if (/^lxcp?\d+$/.test(link.name) && !mine.has(link.name)) {
         this.log.info({ interface: link.name }, 'removing interface left by an interrupted endpoint add');
         await this.nl.apply([{ op: 'delete-link', name: link.name }]);
       }
@@ -218,11 +227,17 @@ export class EndpointManager {
     const t0 = performance.now();
     const phases: Record<string, number> = {};
     const lap = (name: string) => (phases[name] = Math.round((performance.now() - t0) * 100) / 100);
+    // A namespace of its own can come from the pool, already wired with the programs attached.
+    const prewired = ep.netnsOwned ? this.pool?.take() : undefined;
+    if (prewired) Object.assign(ep, { mac: prewired.mac, hostMac: prewired.hostMac });
     try {
-      ep.ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, (ifindex) =>
-        this.datapath.attachNewEndpoint(id, ifindex),
-      );
-      lap('plumbed');
+      if (prewired) {
+        this.datapath.claimPooled(prewired.slot, id);
+        ep.ifindex = await plumbPrewired(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, prewired);
+      } else {
+        ep.ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, (ifindex) => this.datapath.attachNewEndpoint(id, ifindex));
+      }
+      lap(prewired ? 'plumbed (prepared)' : 'plumbed');
       ep.state = 'ready';
       this.endpoints.set(id, ep);
       this.store.commit({
@@ -238,6 +253,7 @@ export class EndpointManager {
       this.endpoints.delete(id);
       this.datapath.detachEndpoint(id);
       await unplumb(this.nl, ep).catch((e: Error) => this.log.error({ err: e.message }, 'rollback of endpoint plumbing failed'));
+      if (prewired) await unplumb(this.nl, { interface: prewired.hostName, netns: prewired.netns, netnsOwned: true }).catch(() => undefined);
       this.cfg.ipam.release(ipv4);
       this.allocator.release(identity.id);
       throw err;

@@ -4,7 +4,7 @@
  * packet; outside, a /32 route per endpoint overrides the node's unreachable pod-CIDR route. */
 import fs from 'node:fs';
 import type { Netlink } from '../kernel/netlink.js';
-import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
+import { ifindexOf, netnsPath, renameNetns, withNetns } from '../kernel/netns.js';
 
 export const WORKLOAD_IFNAME = 'eth0';
 
@@ -74,6 +74,28 @@ export async function plumb(nl: Netlink, p: Plumbing, onHostInterface: (ifindex:
     await inside();
   }
   return ifindex;
+}
+
+/**
+ * Finishes a prepared set (see pool.ts) for an endpoint: its namespace takes the endpoint's name,
+ * its host side the endpoint's interface name; the address and the host route are all that is
+ * left. Returns the ifindex of the host-side interface.
+ */
+export async function plumbPrewired(nl: Netlink, p: Plumbing, prewired: { netns: string; hostName: string; ifindex: number }): Promise<number> {
+  renameNetns(prewired.netns, p.netns);
+  await Promise.all([
+    nl.apply(
+      [
+        { op: 'rename-link', name: prewired.hostName, newName: p.interface },
+        { op: 'up', name: p.interface },
+        { op: 'route', dst: `${p.ipv4}/32`, dev: p.interface, scope: 'link' },
+        { op: 'neighbour', ip: p.ipv4, mac: p.mac, dev: p.interface },
+      ],
+      p.nodeNetns,
+    ),
+    nl.apply([{ op: 'address', dev: WORKLOAD_IFNAME, cidr: `${p.ipv4}/32` }], p.netns),
+  ]);
+  return prewired.ifindex;
 }
 
 /** Removes the veth pair (both ends go together) and the namespace when the agent owns it. */

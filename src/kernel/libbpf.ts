@@ -56,6 +56,8 @@ export const c = {
   setPrint: libbpf.func('void *libbpf_set_print(void *fn)'),
 
   setns: libc.func('int setns(int fd, int nstype)'),
+  mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
+  umount2: libc.func('int umount2(const char *target, int flags)'),
   ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
   close: libc.func('int close(int fd)'),
   geteuid: libc.func('uint32_t geteuid(void)'),

@@ -9,7 +9,8 @@ const execFileP = promisify(execFile);
 
 export type NetOp =
   | { op: 'add-netns'; name: string }
-  | { op: 'veth'; name: string; mac: string; peer: string; peerMac: string; peerNetns: string }
+  | { op: 'veth'; name: string; mac: string; peer: string; peerMac: string; peerNetns?: string }
+  | { op: 'rename-link'; name: string; newName: string }
   | { op: 'up'; name: string }
   | { op: 'delete-link'; name: string }
   | { op: 'address'; dev: string; cidr: string }
@@ -40,7 +41,9 @@ function render(op: NetOp): string {
     case 'add-netns':
       return `netns add ${op.name}`;
     case 'veth':
-      return `link add ${op.name} address ${op.mac} type veth peer name ${op.peer} address ${op.peerMac} netns ${op.peerNetns}`;
+      return `link add ${op.name} address ${op.mac} type veth peer name ${op.peer} address ${op.peerMac}${op.peerNetns ? ` netns ${op.peerNetns}` : ''}`;
+    case 'rename-link':
+      return `link set dev ${op.name} name ${op.newName}`;
     case 'up':
       return `link set ${op.name} up`;
     case 'delete-link':

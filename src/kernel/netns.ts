@@ -32,3 +32,23 @@ export function ifindexOf(name: string): number {
 }
 
 export { closeFd };
+
+const MS_BIND = 4096;
+const MNT_DETACH = 2;
+
+/**
+ * Gives the network namespace named `from` the name `to` instead (a name is a bind mount of the
+ * namespace under /run/netns, as `ip netns` makes them): the namespace and everything in it stay.
+ */
+export function renameNetns(from: string, to: string): void {
+  const target = netnsPath(to);
+  fs.writeFileSync(target, '', { flag: 'wx', mode: 0o444 });
+  try {
+    if (c.mount(netnsPath(from), target, null, MS_BIND, null) !== 0) throw new Error(`cannot bind ${netnsPath(from)} to ${target}`);
+  } catch (err) {
+    fs.rmSync(target, { force: true });
+    throw err;
+  }
+  c.umount2(netnsPath(from), MNT_DETACH);
+  fs.rmSync(netnsPath(from), { force: true });
+}

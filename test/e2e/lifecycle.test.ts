@@ -35,6 +35,35 @@ describe('endpoint lifecycle and bad input', () => {
     assert.equal(e.state, 'ready');
   });
 
+  it('keeps prepared plumbing ready and hands it to new endpoints', async () => {
+    const pooled = async () => (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(`${node.name}.pool`));
+    const ready = async () => {
+      for (let i = 0; i < 200; i++) {
+        const s = await node.api.status();
+        if (s.interfacePool.ready === s.interfacePool.size) return s.interfacePool;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error('the pool never refilled');
+    };
+    assert.deepEqual(await ready(), { ready: 2, size: 2 });
+    assert.equal((await pooled()).length, 2, 'two prepared namespaces wait');
+    const e = await node.api.addEndpoint({ namespace: 'default', name: 'pooled' });
+    assert.equal(e.netns, `${node.name}-default-pooled`);
+    assert.ok((await nodeLinks()).some((l) => l.ifname === e.interface), `host side renamed ${e.interface}`);
+    assert.ok(pins().includes(`ep${e.id}-from-endpoint`) && pins().includes(`ep${e.id}-to-endpoint`), 'its pins are the endpoint\'s');
+    const r = await node.exec(e.netns, ['ip', '-j', '-4', 'address', 'show', 'dev', 'eth0']);
+    assert.match(r.stdout, new RegExp(e.ipv4.replace(/\./g, '\\.')));
+    assert.ok(await node.ping(e.netns, (await node.api.status()).node.routerIP), 'it reaches the node');
+    await ready();
+    // A restarted agent removes the sets an earlier one prepared and prepares its own.
+    await node.killAgent('SIGKILL');
+    await node.startAgent();
+    await ready();
+    assert.equal((await pooled()).length, 2);
+    assert.equal((await nodeLinks()).filter((l) => l.ifname.startsWith('lxcp')).length, 2);
+    await node.api.deleteEndpoint('default', 'pooled');
+  });
+
   it('honours a requested address', async () => {
     const e = await node.cliJson<Endpoint>('endpoint', 'add', 'default/fixed', '--ipv4', '10.213.0.77');
     assert.equal(e.ipv4, '10.213.0.77');
