@@ -39,7 +39,8 @@ export const TABLE_HEADER = ['| measure | reference | Membrane / candidate | rat
 export function ratioLine(r: RatioRow): string {
   const rs = ratiosOf(r);
   const m = median(rs);
-  const met = r.goal ? (m >= r.goal.ratio ? 'yes' : 'NO') : '';
+  // A goal of ratio 0 marks a reference row (e.g. nftables against no program): nothing to meet.
+  const met = r.goal && r.goal.ratio > 0 ? (m >= r.goal.ratio ? 'yes' : 'NO') : '';
   const f = (x: number) => formatNumber(x);
   return `| ${r.measure} | ${f(median(r.baseline))} ${r.unit} | ${f(median(r.value))} ${r.unit} | ${m.toFixed(2)}× (${Math.min(...rs).toFixed(2)}–${Math.max(...rs).toFixed(2)}) | ${r.goal?.text ?? ''} | ${met} |`;
 }

@@ -9,6 +9,9 @@
 #include "maps.h"
 #include "parse.h"
 
+/* Unread events that make the datapath wake the reader (a 16th of the 8 MiB ring). */
+#define MB_EVENTS_WAKEUP_BYTES (512 * 1024)
+
 static __always_inline struct datapath_config *datapath_config(void)
 {
 	__u32 zero = 0;
@@ -70,7 +73,10 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct endpo
 		__builtin_memset(ev->dst_mac, 0, 6);
 		__builtin_memset(ev->src_mac, 0, 6);
 	}
-	bpf_ringbuf_submit(ev, 0);
+	/* Waking the reader for every event would cost the agent a thread wakeup per event when
+	 * events trickle in; it polls every few milliseconds anyway, so only a filling ring wakes it. */
+	__u64 pending = bpf_ringbuf_query(&mb_events, BPF_RB_AVAIL_DATA);
+	bpf_ringbuf_submit(ev, pending >= MB_EVENTS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /* Whether a forwarded packet deserves a trace at the configured aggregation level; updates the

@@ -43,8 +43,10 @@ struct {
 	__type(value, struct policy_value);
 } mb_policy SEC(".maps");
 
+/* Per-CPU LRU lists: a new connection takes a free entry without the global list's lock. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 262144);
 	__type(key, struct ct_key);
 	__type(value, struct ct_value);

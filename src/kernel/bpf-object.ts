@@ -14,7 +14,7 @@ export interface LoadOptions {
   maxEntries?: Record<string, number>;
 }
 
-/** Whether the map pinned at `pin` has the type, key and value sizes and capacity of `m`. */
+/** Whether the map pinned at `pin` has the type, key and value sizes, capacity and flags of `m`. */
 function sameShape(pin: string, m: Ptr): boolean {
   const fd = c.objGet(pin);
   if (fd < 0) return false;
@@ -24,7 +24,8 @@ function sameShape(pin: string, m: Ptr): boolean {
       info.type === c.mapType(m) &&
       info.keySize === c.mapKeySize(m) &&
       info.valueSize === c.mapValueSize(m) &&
-      info.maxEntries === c.mapMaxEntries(m)
+      info.maxEntries === c.mapMaxEntries(m) &&
+      info.flags === c.mapFlags(m)
     );
   } finally {
     closeFd(fd);

@@ -33,6 +33,7 @@ export const c = {
   mapKeySize: libbpf.func('uint32_t bpf_map__key_size(uint64_t map)'),
   mapValueSize: libbpf.func('uint32_t bpf_map__value_size(uint64_t map)'),
   mapMaxEntries: libbpf.func('uint32_t bpf_map__max_entries(uint64_t map)'),
+  mapFlags: libbpf.func('uint32_t bpf_map__map_flags(uint64_t map)'),
   mapIsPinned: libbpf.func('bool bpf_map__is_pinned(uint64_t map)'),
   programFd: libbpf.func('int bpf_program__fd(uint64_t prog)'),
 

@@ -27,6 +27,9 @@ const HEADER = 8;
 
 export type RecordHandler = (data: Buffer, offset: number, length: number) => void;
 
+/** How long the reader waits between looks at the ring when the datapath does not wake it. */
+const POLL_INTERVAL_MS = 10;
+
 export class RingBufferReader {
   private readonly pageSize = Number(sysconf(SC_PAGESIZE));
   private readonly size: number;
@@ -100,7 +103,8 @@ export class RingBufferReader {
         setImmediate(loop); // more waiting: yield to the event loop, then go on
         return;
       }
-      poll.async(this.pollFds, 1, 100, () => setImmediate(loop));
+      // The datapath wakes us only when the ring fills; otherwise a look every few milliseconds.
+      poll.async(this.pollFds, 1, POLL_INTERVAL_MS, () => setImmediate(loop));
     };
     loop();
   }
