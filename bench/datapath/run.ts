@@ -268,14 +268,16 @@ async function main(): Promise<void> {
       await loadNftRules(nft, 1);
       await membrane.setIdentities(1);
 
-      const rrBase = await requestResponse(plain);
-      const rrValue = await requestResponse(membrane);
+      const rrs = new Map([[first, await requestResponse(first)], [second, await requestResponse(second)]]);
+      const rrBase = rrs.get(plain)!;
+      const rrValue = rrs.get(membrane)!;
       rr.baseline.push(rrBase);
       rr.value.push(rrValue);
       tps.baseline.push(1e6 / (2 * rrBase));
       tps.value.push(1e6 / (2 * rrValue));
-      crr.baseline.push(await connectionRate(plain));
-      crr.value.push(await connectionRate(membrane));
+      const crrs = new Map([[first, await connectionRate(first)], [second, await connectionRate(second)]]);
+      crr.baseline.push(crrs.get(plain)!);
+      crr.value.push(crrs.get(membrane)!);
 
       // Per-packet program cost: 64-byte UDP through from_endpoint (the sender's program, which
       // also judges the receiver on the fast path), through to_endpoint (delivery routed by the
