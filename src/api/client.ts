@@ -161,8 +161,20 @@ export function streamFlows(
             if (line) onLine(line);
           }
         });
-        res.on('end', () => resolve());
-        res.on('error', (err) => (signal?.aborted ? resolve() : reject(err)));
+        let ended = false;
+        res.on('end', () => {
+          ended = true;
+          resolve();
+        });
+        // The agent going away mid-stream (stopped, restarted) ends a follow with one line.
+        const gone = () => {
+          if (ended) return;
+          ended = true;
+          if (signal?.aborted) resolve();
+          else reject(new AgentUnreachable(`the agent at ${socketPath} closed the stream (it stopped or restarted): run the command again`));
+        };
+        res.on('error', gone);
+        res.on('close', gone);
       },
     );
     httpReq.on('error', (err: NodeJS.ErrnoException) => {

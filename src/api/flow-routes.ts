@@ -22,6 +22,7 @@ export function registerFlowRoutes(api: ApiServer, ring: FlowRing, metrics: Metr
       const history = req.follow && req.number === undefined && req.since === undefined ? [] : ring.query(req);
       return new RawResponse((res, httpReq) => {
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        res.flushHeaders(); // a follower with no history yet knows at once that it is connected
         for (const f of history) res.write(formatJson(f) + '\n');
         if (!req.follow) {
           res.end();

@@ -440,24 +440,41 @@ const FLOW: Schema = {
 const isDefault = (v: unknown) =>
   v === undefined || v === null || v === '' || v === 0 || v === false || (Array.isArray(v) && v.length === 0);
 
+/** What encodeMessage looks up per field, built once per schema (it runs for every followed flow). */
+interface CompiledSchema {
+  known: Set<string>;
+  wrappers: Set<string>;
+  uint64: Set<string>;
+}
+const compiled = new WeakMap<Schema, CompiledSchema>();
+function compile(schema: Schema): CompiledSchema {
+  let c = compiled.get(schema);
+  if (!c) {
+    c = { known: new Set(schema.keys), wrappers: new Set(schema.wrappers ?? []), uint64: new Set(schema.uint64 ?? []) };
+    compiled.set(schema, c);
+  }
+  return c;
+}
+
+function encodeField(out: Record<string, unknown>, key: string, v: unknown, schema: Schema, c: CompiledSchema): void {
+  if (c.wrappers.has(key)) {
+    if (v !== undefined && v !== null) out[key] = v;
+    return;
+  }
+  if (isDefault(v) || schema.enums?.[key] === v) return;
+  const sub = schema.messages?.[key];
+  if (sub && Array.isArray(v)) out[key] = v.map((item) => encodeMessage(item as Record<string, unknown>, sub));
+  else if (sub && typeof v === 'object') out[key] = encodeMessage(v as Record<string, unknown>, sub);
+  else if (c.uint64.has(key) && typeof v === 'number') out[key] = String(v);
+  else out[key] = v;
+}
+
 function encodeMessage(value: Record<string, unknown>, schema: Schema): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const known = new Set(schema.keys);
-  const order = [...schema.keys, ...Object.keys(value).filter((k) => !known.has(k))];
-  for (const key of order) {
-    if (!(key in value)) continue;
-    const v = value[key];
-    if (schema.wrappers?.includes(key)) {
-      if (v !== undefined && v !== null) out[key] = v;
-      continue;
-    }
-    if (isDefault(v) || schema.enums?.[key] === v) continue;
-    const sub = schema.messages?.[key];
-    if (sub && Array.isArray(v)) out[key] = v.map((item) => encodeMessage(item as Record<string, unknown>, sub));
-    else if (sub && typeof v === 'object') out[key] = encodeMessage(v as Record<string, unknown>, sub);
-    else if (schema.uint64?.includes(key) && typeof v === 'number') out[key] = String(v);
-    else out[key] = v;
-  }
+  const c = compile(schema);
+  for (const key of schema.keys) if (key in value) encodeField(out, key, value[key], schema, c);
+  // Fields the schema does not know (extensions) come after, in their own order.
+  for (const key in value) if (!c.known.has(key)) encodeField(out, key, value[key], schema, c);
   return out;
 }
 
@@ -482,9 +499,10 @@ export function flowResponse(flow: Flow): GetFlowsResponse {
  */
 export function formatJson(flow: Flow): string {
   const body = encodeMessage(flow as unknown as Record<string, unknown>, FLOW);
-  if (typeof body.time === 'string') body.time = protoTimestamp(body.time);
+  const time = flow.time ? protoTimestamp(flow.time) : undefined;
+  if (typeof body.time === 'string') body.time = time;
   const res: Record<string, unknown> = { flow: body };
   if (flow.node_name) res.node_name = flow.node_name;
-  if (flow.time) res.time = protoTimestamp(flow.time);
+  if (time) res.time = time;
   return JSON.stringify(res);
 }

@@ -223,6 +223,29 @@ describe('flows', () => {
     ]);
     assert.match(r.stdout, /hubble_drop_total\{reason="POLICY_DENIED"/);
   });
+  // Last: it restarts the agent, which starts with an empty flow ring.
+  it('ends a follower with one line when the agent goes away, and serves again after a restart', async () => {
+    const follower = spawn(path.join(repoRoot, 'bin/membrane'), ['observe', '--follow'], { env: node.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    follower.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number>((r) => follower.once('exit', (code) => r(code ?? -1)));
+    await new Promise((r) => setTimeout(r, 500));
+    await node.killAgent('SIGKILL');
+    let code: number;
+    try {
+      code = await Promise.race([exited, new Promise<number>((r) => setTimeout(() => r(-99), 5000))]);
+      if (code === -99) follower.kill('SIGKILL');
+    } finally {
+      await node.startAgent();
+    }
+    assert.notEqual(code, -99, 'the follower exits when the agent dies');
+    assert.notEqual(code, 0);
+    assert.match(stderr.trim(), /^Error: the agent at .* closed the stream/);
+    assert.ok(await node.probe(client.netns, 'tcp', web.ipv4, 80));
+    const again = await node.cli('observe', '--last', '1', '-o', 'json');
+    assert.equal(again.stdout.trim().split('\n').length, 1, 'flows are served again (pinned maps kept the programs running)');
+  });
+
 });
 
 describe('flow stress', () => {
