@@ -167,5 +167,13 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
 function identityLabeller(manager: EndpointManager, realizer: PolicyRealizer): (id: number) => string[] {
   const known = new Map(manager.listIdentities().map((i) => [i.id, i.labels]));
   for (const [prefix, id] of realizer.cidrs()) known.set(id, [`cidr:${prefix}`, 'reserved:world']);
-  return (id) => (id === 0 ? ['ANY'] : (known.get(id) ?? [`unknown identity ${id}`]));
+  return (id) => {
+    if (id === 0) return ['ANY'];
+    const labels = known.get(id);
+    if (labels) return labels;
+    const base = realizer.baseIdentity(id);
+    // An address identity: the pods of identity `base` that ipBlocks select by address.
+    if (base !== id) return [...(known.get(base) ?? []), `address identity of ${base} (pods an ipBlock selects)`];
+    return [`unknown identity ${id}`];
+  };
 }

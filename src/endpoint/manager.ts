@@ -354,10 +354,12 @@ export class EndpointManager {
   /** The map entries one endpoint owns. */
   private entriesOf(ep: Endpoint): DesiredDatapath {
     const { flags, revision } = this.policy.state(ep.id);
-    const info = { ep_id: ep.id, identity: ep.identity, ipv4: ep.ipv4, flags, mac: ep.mac, node_mac: ep.hostMac, policy_revision: revision, ifindex: ep.ifindex };
+    // The datapath judges peers by the identity policy sees them by (see AddressIdentities).
+    const identity = this.policy.policyIdentityOf(ep);
+    const info = { ep_id: ep.id, identity, ipv4: ep.ipv4, flags, mac: ep.mac, node_mac: ep.hostMac, policy_revision: revision, ifindex: ep.ifindex };
     const ready = ep.ifindex > 0;
     return {
-      ipcache: [[ipcacheKeyFor(`${ep.ipv4}/32`), { identity: ep.identity }]],
+      ipcache: [[ipcacheKeyFor(`${ep.ipv4}/32`), { identity }]],
       endpoints: ready ? [[{ ifindex: ep.ifindex }, info]] : [],
       lxc: ready ? [[{ ipv4: ep.ipv4 }, info]] : [],
     };
@@ -443,6 +445,7 @@ export class EndpointManager {
 
   /** Labels of any identity: reserved, allocated or a policy's CIDR identity. */
   identityLabels(id: number): string[] {
+    id = this.policy.baseIdentity(id); // an address identity carries its identity's labels
     const reserved = RESERVED_IDENTITIES.find((r) => r.id === id);
     if (reserved) return [`reserved:${reserved.name}`];
     const allocated = this.allocator.get(id);

@@ -211,7 +211,8 @@ export class FlowDecoder {
   }
 
   private endpoint(ep: Endpoint | undefined, identity: number): FlowEndpoint {
-    if (ep) return { ID: ep.id, identity, namespace: ep.namespace, labels: ep.labels, pod_name: ep.name };
+    // An endpoint shows its own identity, also where policy saw it by an address identity.
+    if (ep) return { ID: ep.id, identity: ep.identity, namespace: ep.namespace, labels: ep.labels, pod_name: ep.name };
     return { identity, labels: this.ctx.identityLabels(identity) };
   }
 

@@ -38,3 +38,59 @@ export function normalizeCidr(text: string): string {
   const c = parseCidr(text.includes('/') ? text : `${text}/32`);
   return `${intToIp(c.base)}/${c.prefixlen}`;
 }
+
+/** Address identities (see AddressIdentities) live above the CIDR identities in the local scope. */
+export const ADDRESS_IDENTITY_BASE = LOCAL_IDENTITY_SCOPE | (1 << 23);
+
+export interface EndpointBlock {
+  /** Identifies the block and its excepts. */
+  key: string;
+  cidr: Cidr;
+  except: Cidr[];
+}
+
+/**
+ * A Kubernetes ipBlock selects pods by address, while policy speaks in identities. When the
+ * ipBlocks split the endpoints of one identity (some inside, some not), each group of them with
+ * the same blocks around it gets an address identity: a node-local number that policy sees
+ * instead (in the ipcache and the endpoint's entry), with the labels of the identity, so every
+ * other rule treats it as that identity. Numbers stay while their group exists.
+ */
+export class AddressIdentities {
+  private readonly byKey = new Map<string, number>();
+  private next = 1;
+
+  assign(
+    endpoints: { id: number; identity: number; ipv4: string }[],
+    blocks: EndpointBlock[],
+  ): { byEndpoint: Map<number, number>; base: Map<number, number> } {
+    const byEndpoint = new Map<number, number>();
+    const base = new Map<number, number>();
+    const signature = (ip: string) =>
+      blocks
+        .filter((b) => ipInside(ip, b.cidr) && !b.except.some((x) => ipInside(ip, x)))
+        .map((b) => b.key)
+        .join('|');
+    const groups = new Map<number, { id: number; sig: string }[]>();
+    for (const e of endpoints) {
+      const list = groups.get(e.identity) ?? [];
+      list.push({ id: e.id, sig: blocks.length ? signature(e.ipv4) : '' });
+      groups.set(e.identity, list);
+    }
+    const used = new Set<string>();
+    for (const [identity, list] of groups) {
+      if (new Set(list.map((x) => x.sig)).size < 2) continue; // not split: the identity says it all
+      for (const { id, sig } of list) {
+        if (sig === '') continue; // outside every block: keeps its identity
+        const key = `${identity}#${sig}`;
+        let n = this.byKey.get(key);
+        if (n === undefined) this.byKey.set(key, (n = ADDRESS_IDENTITY_BASE | this.next++));
+        used.add(key);
+        byEndpoint.set(id, n);
+        base.set(n, identity);
+      }
+    }
+    for (const key of [...this.byKey.keys()]) if (!used.has(key)) this.byKey.delete(key);
+    return { byEndpoint, base };
+  }
+}

@@ -5,7 +5,7 @@
  * destination endpoint. */
 import type { NamedPort } from '../api/types.js';
 import { parseCidr, type Cidr } from '../endpoint/ipam.js';
-import { CidrIdentities, WORLD_PREFIX, cidrInside, ipInside } from './cidr.js';
+import { AddressIdentities, CidrIdentities, WORLD_PREFIX, cidrInside, ipInside, type EndpointBlock } from './cidr.js';
 import { ANY_L4, PROTO, covers, protocolOnly, rangeToPrefixes, type L4Key } from './ports.js';
 import { LabelSet, matches, selectorString } from './selector.js';
 import type { Entity, Peer, PeerRule, PortMatch, Rule } from './types.js';
@@ -61,6 +61,10 @@ export interface EngineInput {
 
 export interface EngineOutput {
   endpoints: Map<number, EndpointPolicy>;
+  /** Endpoints that policy sees by an address identity (ipBlocks split their identity), and its number. */
+  policyIdentities: Map<number, number>;
+  /** Address identity -> the identity whose labels it carries. */
+  addressIdentities: Map<number, number>;
   /** Prefix -> CIDR identity, for the ipcache. */
   cidrs: Map<string, number>;
   selectors: SelectorUse[];
@@ -81,11 +85,24 @@ const CLUSTER_RESERVED = [1, 3, 4, 5, 6, 7, 8];
 
 export class PolicyEngine {
   private readonly cidrIdentities = new CidrIdentities();
+  private readonly addressIdentities = new AddressIdentities();
 
   /** Policy of every endpoint, or only of those in `only` (the output then holds just them). */
-  compute(input: EngineInput, only?: Set<number>): EngineOutput {
+  compute(original: EngineInput, only?: Set<number>): EngineOutput {
     const warnings: string[] = [];
-    const cidrs = this.cidrIdentities.assign(collectPrefixes(input.rules.map((r) => r.rule)));
+    const cidrs = this.cidrIdentities.assign(collectPrefixes(original.rules.map((r) => r.rule)));
+    // Peers are seen by their policy identity: an address identity where ipBlocks split theirs.
+    const addressed = this.addressIdentities.assign(original.endpoints, endpointBlocks(original.rules.map((r) => r.rule)));
+    const input: EngineInput = addressed.byEndpoint.size
+      ? {
+          ...original,
+          endpoints: original.endpoints.map((e) => (addressed.byEndpoint.has(e.id) ? { ...e, identity: addressed.byEndpoint.get(e.id)! } : e)),
+          identities: [
+            ...original.identities,
+            ...[...addressed.base].map(([id, baseId]) => ({ id, labels: original.identities.find((i) => i.id === baseId)?.labels ?? [] })),
+          ],
+        }
+      : original;
     const universe = [
       ...input.identities.map((i) => ({ id: i.id, labels: new LabelSet(i.labels) })),
       ...[...cidrs].map(([prefix, id]) => ({ id, labels: new LabelSet([`cidr:${prefix}`, 'reserved:world']) })),
@@ -152,7 +169,7 @@ export class PolicyEngine {
       policy.entries = normalize(policy.entries);
       result.set(ep.id, policy);
     }
-    return { endpoints: result, cidrs, selectors: [...selectorUses.values()], warnings };
+    return { endpoints: result, policyIdentities: addressed.byEndpoint, addressIdentities: addressed.base, cidrs, selectors: [...selectorUses.values()], warnings };
   }
 
   private entriesFor(
@@ -294,6 +311,23 @@ function l4KeysFor(pm: PortMatch, destinations: PolicyEndpoint[]): L4Key[] {
     }
   }
   return keys;
+}
+
+/** The ipBlocks that also select endpoints by address (Kubernetes peers), once each. */
+export function endpointBlocks(rules: Rule[]): EndpointBlock[] {
+  const blocks = new Map<string, EndpointBlock>();
+  for (const r of rules) {
+    for (const list of [r.ingress, r.egress, r.ingressDeny, r.egressDeny]) {
+      for (const pr of list ?? []) {
+        for (const p of pr.peers ?? []) {
+          if (p.type !== 'cidr' || !p.matchEndpoints) continue;
+          const key = `${p.cidr}${p.except.length ? ` except ${p.except.join(',')}` : ''}`;
+          if (!blocks.has(key)) blocks.set(key, { key, cidr: parseCidr(p.cidr), except: p.except.map((x) => parseCidr(x)) });
+        }
+      }
+    }
+  }
+  return [...blocks.values()];
 }
 
 /** Every prefix the rules name (each gets a CIDR identity). */

@@ -7,7 +7,7 @@ import type { Endpoint } from '../api/types.js';
 import type { Datapath, PolicyMapEntry } from '../datapath/datapath.js';
 import { EP_FLAGS, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
-import { collectPrefixes, DIRECTION_CODE, PolicyEngine, type EndpointPolicy, type EngineInput, type EngineOutput, type EnforcementMode, type PolicyIdentity } from './engine.js';
+import { collectPrefixes, DIRECTION_CODE, endpointBlocks, PolicyEngine, type EndpointPolicy, type EngineInput, type EngineOutput, type EnforcementMode, type PolicyIdentity } from './engine.js';
 import { LabelSet, matches } from './selector.js';
 import type { Rule } from './types.js';
 import { invalid } from '../errors.js';
@@ -23,9 +23,9 @@ export interface PolicyPlan {
   endpointsKey: string;
 }
 
-/** The CIDR prefixes rules name, as one comparable string. */
+/** The CIDR prefixes rules name, and the ipBlocks that select endpoints, as one comparable string. */
 function prefixKey(rules: Rule[]): string {
-  return [...new Set(collectPrefixes(rules))].sort().join(',');
+  return [...new Set([...collectPrefixes(rules), ...endpointBlocks(rules).map((b) => `endpoints in ${b.key}`)])].sort().join(',');
 }
 
 /** What of the endpoints policy depends on, as one comparable string. */
@@ -133,9 +133,12 @@ export class PolicyRealizer {
     const { out, ruleTable, affected } = plan;
     this.ruleTable = ruleTable;
     for (const w of out.warnings) this.log.warn(w);
+    const before = this.last?.output.policyIdentities ?? new Map<number, number>();
     this.last = { output: out, prefixes: plan.prefixes, endpointsKey: plan.endpointsKey, input: plan.input, selectorsFresh: !affected };
 
     const result: RegenerateResult = { changed: new Set(), entriesWritten: 0, entriesDeleted: 0 };
+    // An endpoint seen by another identity now: its ipcache and endpoint entries change.
+    for (const ep of endpoints) if (before.get(ep.id) !== out.policyIdentities.get(ep.id)) result.changed.add(ep.id);
     for (const ep of endpoints) {
       if (affected && !affected.has(ep.id)) continue; // its entries and flags did not change
       const policy = out.endpoints.get(ep.id)!;
@@ -157,6 +160,16 @@ export class PolicyRealizer {
     }
     for (const epId of [...this.states.keys()]) if (!live.has(epId)) this.states.delete(epId);
     return result;
+  }
+
+  /** The identity policy sees an endpoint by: an address identity where ipBlocks split its own. */
+  policyIdentityOf(ep: { id: number; identity: number }): number {
+    return this.last?.output.policyIdentities.get(ep.id) ?? ep.identity;
+  }
+
+  /** The identity an address identity stands for (itself for any other). */
+  baseIdentity(id: number): number {
+    return this.last?.output.addressIdentities.get(id) ?? id;
   }
 
   /** CIDR prefixes named by policies, with their identities (for the ipcache). */

@@ -1,5 +1,6 @@
 /* Kubernetes NetworkPolicy through the real datapath, checked as full reachability matrices
  * over namespaces x, y, z and pods a, b, c (the Kubernetes network policy e2e model). */
+import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Cluster } from '../harness/matrix.js';
 import { allowedExcept, deleteAllPolicies, expectMatrix, importPolicy } from '../harness/policy.js';
@@ -149,6 +150,37 @@ ingress:
     );
     const expected = allowedExcept((r) => r.expect('y/b', 'x/a', false));
     await expectMatrix(cluster, 'everyone but y/b reaches x/a', { port: 80, proto: 'tcp', expected });
+  });
+
+  it('selects by address within one identity: twins with the same labels, one excepted', async () => {
+    // Two pods with the same labels share an identity; the ipBlock lets one in and not the other.
+    const twin1 = await cluster.node.api.addEndpoint({ namespace: 'z', name: 'twin1', labels: ['pod=twin'] });
+    const twin2 = await cluster.node.api.addEndpoint({ namespace: 'z', name: 'twin2', labels: ['pod=twin'] });
+    try {
+      assert.equal(twin1.identity, twin2.identity);
+      const a = cluster.endpoint('x/a');
+      assert.ok(await cluster.node.probe(twin2.netns, 'tcp', a.ipv4, 80), 'before the policy both reach x/a');
+      await importPolicy(
+        cluster,
+        knp('ipblock-twins', 'x', `podSelector: {matchLabels: {pod: a}}
+ingress:
+- from:
+  - ipBlock:
+      cidr: 10.221.0.0/24
+      except: [${twin2.ipv4}/32]`),
+      );
+      assert.ok(await cluster.node.probe(twin1.netns, 'tcp', a.ipv4, 80), 'twin1 is inside the block');
+      assert.ok(!(await cluster.node.probe(twin2.netns, 'tcp', a.ipv4, 80, 500)), 'twin2 is excepted, although its identity is twin1\'s');
+      const expected = allowedExcept(() => undefined);
+      await expectMatrix(cluster, 'every matrix pod is inside the block', { port: 80, proto: 'tcp', expected });
+      // Flows still show the twins' own identity.
+      const drops = await cluster.node.cli('observe', '--all', '-o', 'json', '--from-pod', 'z/twin2', '--verdict', 'DROPPED');
+      const flow = (JSON.parse(drops.stdout.trim().split('\n').at(-1)!) as { flow: { source: { identity: number } } }).flow;
+      assert.equal(flow.source.identity, twin2.identity);
+    } finally {
+      await cluster.node.api.deleteEndpoint('z', 'twin1');
+      await cluster.node.api.deleteEndpoint('z', 'twin2');
+    }
   });
 
   it('combines several policies as a union', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { NamedPort } from '../../src/api/types.js';
-import { LOCAL_IDENTITY_SCOPE } from '../../src/policy/cidr.js';
+import { ADDRESS_IDENTITY_BASE, LOCAL_IDENTITY_SCOPE } from '../../src/policy/cidr.js';
 import {
   PolicyEngine,
   type EndpointPolicy,
@@ -868,7 +868,7 @@ describe('CIDR peers', () => {
     assert.deepEqual(out.warnings, []);
   });
 
-  it('an ipBlock does not select an identity whose endpoints are split by an except, and warns', () => {
+  it('an ipBlock selects, by an address identity, the endpoints of an identity it splits (an except)', () => {
     const out = run(`
       apiVersion: networking.k8s.io/v1
       kind: NetworkPolicy
@@ -878,9 +878,31 @@ describe('CIDR peers', () => {
         ingress:
           - from: [{ipBlock: {cidr: 10.200.0.0/24, except: [10.200.0.4/32]}}]
     `);
-    assert.deepEqual(peers(out, C, 'ingress'), nums([256, cidrId(out, '10.200.0.0/24')]));
-    assert.equal(out.warnings.length, 1);
-    assert.match(out.warnings[0]!, /ipBlock 10\.200\.0\.0\/24: identity 257 has endpoints inside and outside the block/);
+    // b's 10.200.0.2 is inside, its 10.200.0.4 excepted: the first is seen by an address
+    // identity (selected), the second keeps 257 (not selected).
+    const inside = out.policyIdentities.get(B.id)!;
+    assert.ok(inside >= ADDRESS_IDENTITY_BASE);
+    assert.equal(out.policyIdentities.get(B2.id), undefined);
+    assert.equal(out.addressIdentities.get(inside), 257);
+    assert.deepEqual(peers(out, C, 'ingress'), nums([256, cidrId(out, '10.200.0.0/24'), inside]));
+    assert.deepEqual(out.warnings, []);
+  });
+
+  it('an address identity is the identity for every other rule', () => {
+    const out = run(`
+      apiVersion: networking.k8s.io/v1
+      kind: NetworkPolicy
+      metadata: {name: p, namespace: y}
+      spec:
+        podSelector: {}
+        ingress:
+          - from: [{ipBlock: {cidr: 10.200.0.0/24, except: [10.200.0.4/32]}}]
+          - from: [{namespaceSelector: {}, podSelector: {matchLabels: {pod: b}}}]
+            ports: [{port: 80}]
+    `);
+    const inside = out.policyIdentities.get(B.id)!;
+    // The pod-selector rule reaches both of b's endpoints, whatever identity policy sees them by.
+    assert.ok(entries(out, C).includes(`in ${inside} 80/TCP`) && entries(out, C).includes('in 257 80/TCP'), entries(out, C).join(', '));
   });
 
   it('an ipBlock does not select, and does not warn about, an identity entirely outside it', () => {
@@ -897,7 +919,7 @@ describe('CIDR peers', () => {
     assert.deepEqual(out.warnings, []);
   });
 
-  it('an ipBlock with a block split across the endpoints of one identity warns', () => {
+  it('an ipBlock that covers part of an identity selects just that part', () => {
     const out = run(`
       apiVersion: networking.k8s.io/v1
       kind: NetworkPolicy
@@ -908,9 +930,8 @@ describe('CIDR peers', () => {
           - to: [{ipBlock: {cidr: 10.200.0.0/30}}]
     `);
     // 10.200.0.0/30 holds a (.1) and b's .2, not b's .4.
-    assert.deepEqual(peers(out, C, 'egress'), nums([256, cidrId(out, '10.200.0.0/30')]));
-    assert.equal(out.warnings.length, 1);
-    assert.match(out.warnings[0]!, /identity 257/);
+    assert.deepEqual(peers(out, C, 'egress'), nums([256, cidrId(out, '10.200.0.0/30'), out.policyIdentities.get(B.id)!]));
+    assert.deepEqual(out.warnings, []);
   });
 
   it('CIDR identity numbers stay the same while their prefix is still used', () => {
