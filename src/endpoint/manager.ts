@@ -131,8 +131,11 @@ export class EndpointManager {
     const mine = new Set([...this.endpoints.values()].map((e) => e.interface));
     for (const link of await this.nl.links()) {
       if (/^lxcp?\d+$/.test(link.name) && !mine.has(link.name)) {
-        this.log.info({ interface: link.name }, 'removing interface left by an interrupted endpoint add');
-        await this.nl.apply([{ op: 'delete-link', name: link.name }]);
+        this.log.info({ interface: link.name }, 'removing interface left by an interrupted endpoint add or a pool');
+        // Its peer's namespace may be going away right now, taking the pair with it.
+        await this.nl.apply([{ op: 'delete-link', name: link.name }]).catch((err: Error) => {
+          if (ifindexOf(link.name)) this.log.warn({ interface: link.name, err: err.message }, 'could not remove a stray interface');
+        });
       }
     }
   }
