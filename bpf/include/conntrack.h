@@ -81,8 +81,15 @@ static __always_inline enum ct_state ct_lookup(const struct packet *p, __u8 dir,
 	}
 	ct_key_of(&k, &p->t, dir, 0);
 	*entry = ct_find(&k, now);
-	if (*entry)
+	if (*entry) {
+		/* A SYN on a connection that has closed starts a new one (a source port reused). */
+		if (p->t.protocol == IPPROTO_TCP_ && (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN &&
+		    ((*entry)->tcp_flags_seen & (TCP_FLAG_FIN | TCP_FLAG_RST))) {
+			*entry = NULL;
+			return CT_NEW;
+		}
 		return CT_ESTABLISHED;
+	}
 	ct_key_of(&k, &p->t, ct_opposite(dir), 1);
 	*entry = ct_find(&k, now);
 	if (*entry)

@@ -20,7 +20,7 @@ function tcpOnce(i) {
   return new Promise((resolve) => {
     let got = '';
     const s = net.connect(base ? { port, host, localPort: base + i } : { port, host });
-    const timer = setTimeout(() => (bump(errors, 'timeout'), s.destroy(), resolve()), 2000);
+    const timer = setTimeout(() => (bump(errors, 'timeout'), s.destroy(), resolve()), 3000);
     s.on('data', (d) => (got += d));
     s.on('end', () => {
       clearTimeout(timer);
