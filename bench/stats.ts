@@ -29,6 +29,9 @@ export interface RatioRow {
   goal?: { ratio: number; text: string };
 }
 
+/** The goal of a row that only gives context (a baseline against another): nothing to meet. */
+export const REFERENCE = { ratio: 0, text: '(reference)' };
+
 export function ratiosOf(r: RatioRow): number[] {
   return r.value.map((v, i) => (r.higherIsBetter ? v / r.baseline[i]! : r.baseline[i]! / v));
 }

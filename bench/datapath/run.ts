@@ -15,7 +15,7 @@ import { ensureTcxLink, pinnedLinkInfo, removePinnedLink } from '../../src/kerne
 import { ensureBpffs } from '../../src/kernel/bpffs.js';
 import { ifindexOf, netnsPath, withNetns } from '../../src/kernel/netns.js';
 import { TestNode, repoRoot, run, waitForLine } from '../../test/harness/node.js';
-import { median, ratioLine, TABLE_HEADER, valueLine, type RatioRow } from '../stats.js';
+import { median, ratioLine, REFERENCE, TABLE_HEADER, valueLine, type RatioRow } from '../stats.js';
 import { background, connectionRate as measureConnectionRate, deleteNamespacesOnExit, echoServer, execIn, plainPair, stop, type Pair } from '../topology.js';
 
 const { values: args } = parseArgs({
@@ -223,11 +223,10 @@ async function main(): Promise<void> {
       return r;
     };
     const atLeast = (ratio: number) => ({ ratio, text: `≥ ${ratio.toFixed(2)}×` });
-    const reference = { ratio: 0, text: '(reference)' };
     const stream = row('TCP stream, Membrane (policy, fast path) vs no program', 'Gbit/s', true, atLeast(1.05));
-    const streamNft = row('TCP stream, nftables (same policy) vs no program', 'Gbit/s', true, reference);
+    const streamNft = row('TCP stream, nftables (same policy) vs no program', 'Gbit/s', true, REFERENCE);
     const pps = new Map(IDENTITY_COUNTS.map((n) => [n, row(`64-byte UDP, Membrane with ${n} identities/rules vs no program`, 'pps', true, atLeast(0.97))]));
-    const ppsNft = new Map(NFT_COUNTS.map((n) => [n, row(`64-byte UDP, nftables ${n} rules vs no program`, 'pps', true, reference)]));
+    const ppsNft = new Map(NFT_COUNTS.map((n) => [n, row(`64-byte UDP, nftables ${n} rules vs no program`, 'pps', true, REFERENCE)]));
     const vsNft = row(`64-byte UDP, Membrane ${Math.max(...IDENTITY_COUNTS)} identities vs nftables ${Math.max(...NFT_COUNTS)} rules`, 'pps', true, atLeast(4));
     const rr = row('TCP request/response latency, Membrane vs no program', 'µs one-way', false, atLeast(0.97));
     const tps = row('TCP request/response transactions/s (1 / round trip), Membrane vs no program', 'trans/s', true, atLeast(0.97));

@@ -26,14 +26,15 @@ export interface Prewired {
 
 /** Quiet time after an endpoint add before the pool prepares more (an add burst runs undisturbed). */
 const REFILL_AFTER_MS = 25;
+const MAX_FAILURES = 3;
 
 export const poolNetnsPattern = (nodeName: string) => new RegExp(`^${nodeName.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.pool\\d+$`);
 
 export class InterfacePool {
   private readonly ready: Prewired[] = [];
   private filling = false;
-  /** After a failure the pool stops trying: endpoints are then plumbed directly. */
-  private stopped = false;
+  /** Failures in a row; after a few the pool stops trying and endpoints are plumbed directly. */
+  private failures = 0;
   private nextSlot = 1;
 
   constructor(
@@ -62,13 +63,17 @@ export class InterfacePool {
 
   /** Prepares sets until the pool is full; one at a time, in the background. */
   fill(): void {
-    if (this.filling || this.stopped || this.ready.length >= this.size) return;
+    if (this.filling || this.failures >= MAX_FAILURES || this.ready.length >= this.size) return;
     this.filling = true;
     void this.prepare()
-      .then((p) => void this.ready.push(p))
+      .then((p) => {
+        this.ready.push(p);
+        this.failures = 0;
+      })
       .catch((err: Error) => {
-        this.log.warn({ err: err.message }, 'could not prepare pooled endpoint plumbing; endpoints are plumbed directly');
-        this.stopped = true;
+        // e.g. a name an earlier agent's set still holds while the kernel tears it down: the
+        // next try uses the next slot.
+        if (++this.failures >= MAX_FAILURES) this.log.warn({ err: err.message }, 'could not prepare pooled endpoint plumbing; endpoints are plumbed directly');
       })
       .finally(() => {
         this.filling = false;

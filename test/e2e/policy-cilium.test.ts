@@ -2,6 +2,7 @@
  * default deny, entities, CIDR rules, empty rules, clusterwide scoping, ICMP, and connection
  * tracking (replies pass; a withdrawn allow stops live connections). */
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Cluster } from '../harness/matrix.js';
 import { allowedExcept, blockedExcept, deleteAllPolicies, expectMatrix, importPolicy } from '../harness/policy.js';
@@ -28,6 +29,16 @@ function indent(spec: string): string {
     .split('\n')
     .map((l) => '  ' + l)
     .join('\n');
+}
+
+/** Whether a line sent on a held connection (hold-conn.mjs) comes back within 1.5 s. */
+function echoes(conn: ChildProcess, word: string): Promise<boolean> {
+  const echoed = waitForLine(conn, (l) => l === `echo ${word}`, 1500).then(
+    () => true,
+    () => false,
+  );
+  conn.stdin!.write(word + '\n');
+  return echoed;
 }
 
 describe('Cilium policy semantics', () => {
@@ -240,14 +251,7 @@ ingress:
     const conn = cluster.node.holdConnection(cluster.endpoint('x/b').netns, a.ipv4, 80);
     try {
       await waitForLine(conn, (l) => l === 'connected');
-      const roundTrip = async (word: string) => {
-        const echoed = waitForLine(conn, (l) => l === `echo ${word}`, 1500).then(
-          () => true,
-          () => false,
-        );
-        conn.stdin!.write(word + '\n');
-        return echoed;
-      };
+      const roundTrip = (word: string) => echoes(conn, word);
       assert.ok(await roundTrip('allowed'));
       await cluster.node.api.updateEndpoint('x', 'b', ['pod=b-moved']);
       assert.ok(!(await roundTrip('relabelled')), 'the live connection is judged with the peer\'s new identity');
@@ -268,14 +272,7 @@ ingress:
     const a = cluster.endpoint('x/a');
     const conn = cluster.node.holdConnection(cluster.endpoint('x/b').netns, a.ipv4, 80);
     await waitForLine(conn, (l) => l === 'connected');
-    const roundTrip = async (word: string) => {
-      const echoed = waitForLine(conn, (l) => l === `echo ${word}`, 1500).then(
-        () => true,
-        () => false,
-      );
-      conn.stdin!.write(word + '\n');
-      return echoed;
-    };
+    const roundTrip = (word: string) => echoes(conn, word);
     assert.ok(await roundTrip('allowed'), 'allowed connection works');
     await importPolicy(
       cluster,
