@@ -47,7 +47,11 @@ describe('embedded store', () => {
     const s = new EmbeddedStore(dir);
     s.commit({ put: { a: 1 } });
     s.close();
-    fs.appendFileSync(path.join(dir, 'state.log'), '{"seq":2,"put":{"b":');
+    // The log is preallocated with zeros: the torn record sits where the records end.
+    const log = path.join(dir, 'state.log');
+    const fd = fs.openSync(log, 'r+');
+    fs.writeSync(fd, '{"seq":2,"put":{"b":', fs.readFileSync(log).indexOf(0));
+    fs.closeSync(fd);
     const again = new EmbeddedStore(dir);
     assert.deepEqual(again.list(''), [['a', 1]]);
     again.commit({ put: { c: 3 } });
@@ -58,16 +62,29 @@ describe('embedded store', () => {
     ]);
   });
 
+  it('grows the preallocated log in whole chunks as records fill it', () => {
+    const s = new EmbeddedStore(dir);
+    const big = 'x'.repeat(600_000);
+    for (let i = 0; i < 10; i++) s.commit({ put: { [`big/${i}`]: big } }); // past one 4 MiB chunk
+    s.close();
+    const log = path.join(dir, 'state.log');
+    assert.equal(fs.statSync(log).size % (4 << 20), 0, 'whole chunks');
+    const again = new EmbeddedStore(dir);
+    assert.equal(again.list('big/').length, 10);
+    again.close();
+  });
+
   it('compacts into a snapshot and replays nothing twice after a crash between rename and truncate', () => {
     const s = new EmbeddedStore(dir);
     for (let i = 0; i < 50; i++) s.commit({ put: { [`k/${i}`]: i } });
-    const logBefore = fs.readFileSync(path.join(dir, 'state.log'), 'utf8');
+    const records = () => fs.readFileSync(path.join(dir, 'state.log'), 'utf8').replace(/\0+$/, '');
+    const logBefore = records();
     s.compact();
     s.commit({ delete: ['k/0'] });
     s.close();
-    assert.equal(fs.readFileSync(path.join(dir, 'state.log'), 'utf8').split('\n').filter(Boolean).length, 1);
+    assert.equal(records().split('\n').filter(Boolean).length, 1);
     // Simulate the crash: the old log reappears next to the new snapshot.
-    fs.writeFileSync(path.join(dir, 'state.log'), logBefore + fs.readFileSync(path.join(dir, 'state.log'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'state.log'), logBefore + records());
     const again = new EmbeddedStore(dir);
     assert.equal(again.list('k/').length, 49);
     assert.equal(again.get('k/0'), undefined, 'the delete after the snapshot still applies');
