@@ -223,6 +223,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     policyRevision: () => repo.revision,
     mapPressure: () => datapath.pressure(),
     lostEvents: () => ring.lostEvents,
+    flowFollowers: () => ring.status().followers,
   });
   const monitor = new FlowMonitor(datapath, ring, metrics, decoder, log);
   monitor.configure(opts.aggregation, opts.fastPath);

@@ -74,13 +74,10 @@ async function main(): Promise<void> {
     const flood = async (follow: boolean) => {
       let followed = 0;
       let told = 0;
-      const follower = follow
-        ? spawn(path.join(repoRoot, 'bin/membrane'), ['observe', '--follow', '-o', 'json', '--from-pod', 'bench/b', '--type', 'trace'], { env: node.env, stdio: ['ignore', 'pipe', 'pipe'] })
-        : undefined;
+      const follower = follow ? await node.follow(['-o', 'json', '--from-pod', 'bench/b', '--type', 'trace']) : undefined;
       if (follower) {
         readline.createInterface({ input: follower.stdout! }).on('line', () => followed++);
         readline.createInterface({ input: follower.stderr! }).on('line', (l) => (told += Number(/EVENTS LOST: \S+ (\d+)/.exec(l)?.[1] ?? 0)));
-        await sleep(800);
       }
       const before = await node.api.status();
       const cpu0 = cpuSeconds(pid);
@@ -108,10 +105,7 @@ async function main(): Promise<void> {
     const followed = await flood(true);
 
     // Latency: TCP connects observed by a follower.
-    const follower = spawn(path.join(repoRoot, 'bin/membrane'), ['observe', '--follow', '-o', 'json', '--from-pod', 'bench/b', '--to-port', '80', '--type', 'trace'], {
-      env: node.env,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const follower = await node.follow(['-o', 'json', '--from-pod', 'bench/b', '--to-port', '80', '--type', 'trace'], 'inherit');
     const lines = readline.createInterface({ input: follower.stdout! });
     const waiting = new Map<number, (t: number) => void>();
     lines.on('line', (l) => {
@@ -122,7 +116,6 @@ async function main(): Promise<void> {
         resolve(performance.now());
       }
     });
-    await sleep(800);
     const latencies: number[] = [];
     const prober = spawn('ip', ['netns', 'exec', b.netns, 'node', '-e', PROBER], { stdio: ['pipe', 'pipe', 'inherit'] });
     const probeLines = readline.createInterface({ input: prober.stdout! });

@@ -102,6 +102,8 @@ export interface Status {
     seen_flows: number;
     uptime_ns: number;
     lost_events: number;
+    /** Clients following new flows (CLI and Observer API). */
+    followers: number;
     aggregation: string;
     eventsRead: number;
     backlogBytes: number;

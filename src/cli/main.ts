@@ -225,6 +225,7 @@ program
         ['Namespaces', String(s.counts.namespaces)],
         ['IPAM', `${s.ipam.allocated}/${s.ipam.capacity} addresses allocated`],
         ['Interface pool', `${s.interfacePool.ready}/${s.interfacePool.size} ready`],
+        ['Flows', `${s.flows.num_flows}/${s.flows.max_flows} in the ring, ${s.flows.seen_flows} seen, ${s.flows.lost_events} lost, ${s.flows.followers} following (aggregation ${s.flows.aggregation})`],
         ['Memory', `RSS ${mib(s.memory.rssBytes)}, heap ${mib(s.memory.heapUsedBytes)} used of ${mib(s.memory.heapTotalBytes)}`],
         ['Last sync', `${s.lastSync.reason}: ${s.lastSync.written} written, ${s.lastSync.deleted} deleted, ${s.lastSync.unchanged} unchanged`],
         ...s.maps.map((m): [string, string] => [`Map ${m.map}`, `${m.entries}/${m.maxEntries} (${(m.pressure * 100).toFixed(2)}%)`]),

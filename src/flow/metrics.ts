@@ -14,6 +14,7 @@ export interface AgentGauges {
   policyRevision(): number;
   mapPressure(): { map: string; pressure: number }[];
   lostEvents(): number;
+  flowFollowers(): number;
 }
 
 const PROTO_NAMES = ['Unknown', 'TCP', 'UDP', 'SCTP', 'ICMPv4'];
@@ -60,6 +61,7 @@ export class Metrics {
     gauge('membrane_endpoints', 'Endpoints managed by this agent', gauges.endpoints);
     gauge('membrane_identities', 'Allocated security identities', gauges.identities);
     gauge('membrane_policy_revision', 'Current policy revision', gauges.policyRevision);
+    gauge('membrane_flow_followers', 'Clients following new flows (CLI and Observer API)', gauges.flowFollowers);
     let lostCounted = 0;
     new Counter({
       name: 'hubble_lost_events_total',

@@ -71,6 +71,7 @@ export class FlowRing implements FlowSource {
       seen_flows: this.seen,
       uptime_ns: Number(process.hrtime.bigint() - this.started),
       lost_events: this.lostEvents,
+      followers: this.subscribers.size,
     };
   }
 }

@@ -209,6 +209,6 @@ export interface FlowSource {
   query(req: GetFlowsRequest): Flow[];
   /** Calls `onFlow` for every new flow (and `onLost` with events the datapath lost) until the returned function is called. */
   subscribe(onFlow: (flow: Flow) => void, onLost?: (lost: number) => void): () => void;
-  status(): { num_flows: number; max_flows: number; seen_flows: number; uptime_ns: number; lost_events: number };
+  status(): { num_flows: number; max_flows: number; seen_flows: number; uptime_ns: number; lost_events: number; followers: number };
   nodeName: string;
 }

@@ -3,7 +3,6 @@
  * is_reply right; filters select what they say; --follow streams; the gRPC Observer returns the
  * same flows; Prometheus counters move; a flood keeps memory bounded and counts what was lost. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -137,14 +136,11 @@ describe('flows', () => {
   it('streams new flows with --follow, starting from now like Hubble', async () => {
     // The ring already holds client -> web:80 flows: a follower must not replay them.
     assert.ok((await observe('--from-pod', 'app/client', '--to-port', '80')).length > 0);
-    const follower = spawn(path.join(repoRoot, 'bin/membrane'), ['observe', '--follow', '-o', 'json', '--from-pod', 'app/client', '--to-port', '80'], {
-      env: node.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const follower = await node.follow(['-o', 'json', '--from-pod', 'app/client', '--to-port', '80']);
     try {
       const lines: string[] = [];
-      follower.stdout.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
-      await new Promise((r) => setTimeout(r, 800)); // connected
+      follower.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+      await new Promise((r) => setTimeout(r, 300)); // anything the agent would replay arrives by now
       assert.deepEqual(lines, [], 'no history without --last');
       const sent = new Date().toISOString();
       assert.ok(await node.probe(client.netns, 'tcp', web.ipv4, 80));
@@ -225,11 +221,11 @@ describe('flows', () => {
   });
   // Last: it restarts the agent, which starts with an empty flow ring.
   it('ends a follower with one line when the agent goes away, and serves again after a restart', async () => {
-    const follower = spawn(path.join(repoRoot, 'bin/membrane'), ['observe', '--follow'], { env: node.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const follower = await node.follow([]);
     let stderr = '';
-    follower.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    follower.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    follower.stdout!.resume();
     const exited = new Promise<number>((r) => follower.once('exit', (code) => r(code ?? -1)));
-    await new Promise((r) => setTimeout(r, 500));
     await node.killAgent('SIGKILL');
     let code: number;
     try {

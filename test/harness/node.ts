@@ -83,6 +83,8 @@ export class TestNode {
   readonly api = new AgentClient(this.socket);
   agent?: ChildProcess;
   private readonly children = new Set<ChildProcess>();
+  /** Followers started by `follow` that have not exited. */
+  private readonly followers = new Set<ChildProcess>();
 
   private constructor(private readonly opts: NodeOptions) {
     this.podCidr = opts.podCidr ?? '10.210.0.0/24';
@@ -149,6 +151,30 @@ export class TestNode {
     agent.kill(signal);
     await exited;
     this.agent = undefined;
+  }
+
+  /**
+   * Starts `membrane observe ARGS` (with --follow) and resolves once the agent counts it as a
+   * follower, so nothing sent afterwards can be missed; a loaded machine may take seconds to start the CLI.
+   */
+  async follow(args: string[], stdio: 'pipe' | 'inherit' = 'pipe'): Promise<ChildProcess> {
+    // Followers told to stop must be gone, and no longer counted by the agent, before we count anew.
+    await Promise.all([...this.followers].filter((c) => c.killed).map((c) => new Promise((r) => c.once('exit', r))));
+    await eventually(async () => (await this.api.status()).flows.followers <= this.followers.size, 10_000);
+    const before = (await this.api.status()).flows.followers;
+    const child = spawn(bin, ['observe', '--follow', ...args], { env: this.env, stdio: ['ignore', 'pipe', stdio] });
+    this.children.add(child);
+    this.followers.add(child);
+    child.once('exit', () => {
+      this.children.delete(child);
+      this.followers.delete(child);
+    });
+    const connected = await eventually(async () => child.exitCode === null && (await this.api.status()).flows.followers > before, 30_000);
+    if (!connected) {
+      child.kill('SIGKILL');
+      throw new Error(`membrane observe --follow ${args.join(' ')} did not connect within 30 s`);
+    }
+    return child;
   }
 
   agentLog(): string {

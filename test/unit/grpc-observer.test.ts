@@ -74,7 +74,7 @@ class FakeSource implements FlowSource {
   }
 
   status() {
-    return { num_flows: this.flows.length, max_flows: 4096, seen_flows: 1000 + this.seen, uptime_ns: 5_000_000_123, lost_events: 0 };
+    return { num_flows: this.flows.length, max_flows: 4096, seen_flows: 1000 + this.seen, uptime_ns: 5_000_000_123, lost_events: 0, followers: this.subscribers.size };
   }
 }
 
