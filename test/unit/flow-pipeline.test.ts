@@ -124,7 +124,7 @@ describe('flow ring', () => {
 describe('flow metrics', () => {
   it("counts flows, drops and verdicts with Hubble's names and labels, and lost events by source", async () => {
     let lost = 0;
-    const metrics = new Metrics({ endpoints: () => 2, identities: () => 5, policyRevision: () => 9, mapPressure: () => [{ map: 'mb_ct', pressure: 0.25 }], lostEvents: () => lost, flowFollowers: () => 0 });
+    const metrics = new Metrics({ endpoints: () => 2, identities: () => 5, policyRevision: () => 9, mapPressure: () => [{ map: 'mb_ct', pressure: 0.25 }], lostEvents: () => lost, flowFollowers: () => 2 });
     const decoder = new FlowDecoder(ctx);
     const capture = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>) => decoder.capture(flowEvent.encode({ ...base, ...fields }), 0);
     metrics.count(capture({ type: 1, subtype: 133, direction: 1, verdict: 2 }));
@@ -140,6 +140,7 @@ describe('flow metrics', () => {
     assert.match(text, /hubble_lost_events_total\{source="perf_event_ring_buffer"\} 3/);
     assert.match(text, /membrane_identities 5/);
     assert.match(text, /membrane_policy_revision 9/);
+    assert.match(text, /membrane_flow_followers 2/);
     assert.match(text, /membrane_bpf_map_pressure\{map_name="mb_ct"\} 0.25/);
     lost = 5;
     assert.match(await metrics.text(), /hubble_lost_events_total\{source="perf_event_ring_buffer"\} 5/);
