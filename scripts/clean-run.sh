@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # `make clean-run`: removes what `make run` and the quickstart left on this machine: the
-# agent (if running), its namespaces, pinned objects and state.
+# agent (if running), its namespaces (the endpoints' and the prepared pool's), pinned objects and state.
 set -uo pipefail
 NODE_NETNS=${MEMBRANE_NODE_NETNS:-membrane-node}
 NODE_NAME=${MEMBRANE_NODE_NAME:-membrane}
 STATE_DIR=${MEMBRANE_STATE_DIR:-/var/lib/membrane}
 BPFFS_DIR=${MEMBRANE_BPFFS_DIR:-/sys/fs/bpf/membrane}
 SOCKET=${MEMBRANE_SOCKET:-/run/membrane/membrane.sock}
-for pid in $(pgrep -f -- "--node-name $NODE_NAME --pod-cidr" || true); do kill "$pid"; done
-sleep 0.5
-for ns in $(ip netns list | awk '{print $1}' | grep -E "^(${NODE_NAME}-|${NODE_NETNS}$)" || true); do ip netns delete "$ns"; done
+pids=$(pgrep -f -- "--node-name $NODE_NAME --pod-cidr" || true)
+for pid in $pids; do kill "$pid"; done
+# Wait for it to go (up to 5 s), so it cannot prepare a namespace after the sweep below.
+for _ in $(seq 50); do
+  alive=0
+  for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+  [ "$alive" = 0 ] && break
+  sleep 0.1
+done
+for ns in $(ip netns list | awk '{print $1}' | grep -E "^(${NODE_NAME}-|${NODE_NAME}\.pool[0-9]+$|${NODE_NETNS}$)" || true); do ip netns delete "$ns"; done
 rm -rf "$BPFFS_DIR" "$STATE_DIR" "$SOCKET"
 echo "membrane: removed namespaces, pins and state"
