@@ -109,16 +109,25 @@ async function main(): Promise<void> {
     };
     for (let round = 0; round < ROUNDS; round++) {
       process.stderr.write(`round ${round + 1}/${ROUNDS}\n`);
-      const measures: [number[], () => Promise<number>][] = [
-        [rate.direct, () => connectionRate(execIn(iptFew.client.netns), iptFew.server.ip, SERVER_PORT, SECONDS)],
-        [rate.few, () => connectionRate((argv) => few.node.exec(few.client, argv, 120_000), few.vip, VIP_PORT, SECONDS)],
-        [rate.many, () => connectionRate((argv) => many.node.exec(many.client, argv, 120_000), many.vip, VIP_PORT, SECONDS)],
-        [rate.iptFew, () => connectionRate(execIn(iptFew.client.netns), iptFew.vip, VIP_PORT, SECONDS)],
-        [rate.iptMany, () => connectionRate(execIn(iptMany.client.netns), iptMany.vip, VIP_PORT, SECONDS)],
+      const viaVip = (m: typeof few) => connectionRate((argv) => m.node.exec(m.client, argv, 120_000), m.vip, VIP_PORT, SECONDS);
+      // The goal's pair is measured A-B-B-A: a drift of the machine within the round cancels out.
+      const fewThenMany = async () => {
+        const few1 = await viaVip(few);
+        const many1 = await viaVip(many);
+        const many2 = await viaVip(many);
+        const few2 = await viaVip(few);
+        rate.few.push((few1 + few2) / 2);
+        rate.many.push((many1 + many2) / 2);
+      };
+      const steps: (() => Promise<unknown>)[] = [
+        async () => rate.direct.push(await connectionRate(execIn(iptFew.client.netns), iptFew.server.ip, SERVER_PORT, SECONDS)),
+        fewThenMany,
+        async () => rate.iptFew.push(await connectionRate(execIn(iptFew.client.netns), iptFew.vip, VIP_PORT, SECONDS)),
+        async () => rate.iptMany.push(await connectionRate(execIn(iptMany.client.netns), iptMany.vip, VIP_PORT, SECONDS)),
       ];
       // Every other round runs backwards, so a slow drift of the machine favours no side.
-      if (round % 2) measures.reverse();
-      for (const [samples, measure] of measures) samples.push(await measure());
+      if (round % 2) steps.reverse();
+      for (const step of steps) await step();
     }
     const n = MANY.toLocaleString('en');
     const rows: RatioRow[] = [
