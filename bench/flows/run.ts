@@ -67,6 +67,10 @@ async function main(): Promise<void> {
       process.stderr.write(`round ${round + 1}: ${events} events in ${seconds.toFixed(3)} s, ${cpu.toFixed(2)} CPU s, lost so far ${s.flows.lost_events}\n`);
     }
 
+    // The agent reads the kernel's lost-event counter once a second: the losses the stalled
+    // rounds above caused must be counted before the sustained floods take their baseline.
+    await sleep(1200);
+
     // Sustained: the agent reads while a flood runs: the rate the kernel delivered events into
     // the flow ring, what was lost (the goal: nothing) and the agent's CPU for it. Then once more
     // with a follower (`observe --follow -o json`) that makes the agent build every Flow and
