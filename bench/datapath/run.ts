@@ -244,11 +244,16 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       process.stderr.write(`round ${round + 1}/${ROUNDS}\n`);
       // Every other round measures the candidate first, so a drift of the machine favours no side.
-      const [first, second] = round % 2 ? [membrane, plain] : [plain, membrane];
-      const streams = new Map([[first, await tcpStream(first)], [second, await tcpStream(second)]]);
-      stream.baseline.push(streams.get(plain)!);
-      streamNft.baseline.push(streams.get(plain)!);
-      stream.value.push(streams.get(membrane)!);
+      const order: Pair[] = round % 2 ? [membrane, plain] : [plain, membrane];
+      const bothInOrder = async (measure: (p: Pair) => Promise<number>) => {
+        const got = new Map<Pair, number>();
+        for (const p of order) got.set(p, await measure(p));
+        return { plain: got.get(plain)!, membrane: got.get(membrane)! };
+      };
+      const streams = await bothInOrder(tcpStream);
+      stream.baseline.push(streams.plain);
+      streamNft.baseline.push(streams.plain);
+      stream.value.push(streams.membrane);
       streamNft.value.push(await tcpStream(nft));
 
       const basePps = await udpPps(plain);
@@ -267,16 +272,14 @@ async function main(): Promise<void> {
       await loadNftRules(nft, 1);
       await membrane.setIdentities(1);
 
-      const rrs = new Map([[first, await requestResponse(first)], [second, await requestResponse(second)]]);
-      const rrBase = rrs.get(plain)!;
-      const rrValue = rrs.get(membrane)!;
-      rr.baseline.push(rrBase);
-      rr.value.push(rrValue);
-      tps.baseline.push(1e6 / (2 * rrBase));
-      tps.value.push(1e6 / (2 * rrValue));
-      const crrs = new Map([[first, await connectionRate(first)], [second, await connectionRate(second)]]);
-      crr.baseline.push(crrs.get(plain)!);
-      crr.value.push(crrs.get(membrane)!);
+      const rrs = await bothInOrder(requestResponse);
+      rr.baseline.push(rrs.plain);
+      rr.value.push(rrs.membrane);
+      tps.baseline.push(1e6 / (2 * rrs.plain));
+      tps.value.push(1e6 / (2 * rrs.membrane));
+      const crrs = await bothInOrder(connectionRate);
+      crr.baseline.push(crrs.plain);
+      crr.value.push(crrs.membrane);
 
       // Per-packet program cost: 64-byte UDP through from_endpoint (the sender's program, which
       // also judges the receiver on the fast path), through to_endpoint (delivery routed by the

@@ -225,57 +225,58 @@ export class Datapath {
     return this.obj.replacedMaps;
   }
 
-  private linkPaths(epId: number): { ingress: string; egress: string } {
+  /** Pins of the two links of an endpoint (`ep<ID>`) or of a pooled interface (`pool<slot>`). */
+  private linkPaths(owner: string): { ingress: string; egress: string } {
     return {
-      ingress: path.join(this.linkDir, `ep${epId}-from-endpoint`),
-      egress: path.join(this.linkDir, `ep${epId}-to-endpoint`),
+      ingress: path.join(this.linkDir, `${owner}-from-endpoint`),
+      egress: path.join(this.linkDir, `${owner}-to-endpoint`),
     };
   }
 
   /** Attaches (or re-adopts) both endpoint programs; returns true when both links existed. */
   attachEndpoint(epId: number, ifindex: number): boolean {
-    const pins = this.linkPaths(epId);
+    const pins = this.linkPaths(`ep${epId}`);
     const a = ensureTcxLink(pins.ingress, this.obj.programFd(PROGRAMS.fromEndpoint), ifindex, 'ingress');
     const b = ensureTcxLink(pins.egress, this.obj.programFd(PROGRAMS.toEndpoint), ifindex, 'egress');
     return a && b;
   }
 
   /** Attaches both programs to a new interface, off the main thread. */
-  async attachNewEndpoint(epId: number, ifindex: number): Promise<void> {
-    const pins = this.linkPaths(epId);
+  private async attachNew(owner: string, ifindex: number): Promise<void> {
+    const pins = this.linkPaths(owner);
     await createTcxLinkAsync(pins.ingress, this.obj.programFd(PROGRAMS.fromEndpoint), ifindex, 'ingress');
     await createTcxLinkAsync(pins.egress, this.obj.programFd(PROGRAMS.toEndpoint), ifindex, 'egress');
   }
 
-  private poolPaths(slot: number): { ingress: string; egress: string } {
-    return { ingress: path.join(this.linkDir, `pool${slot}-from-endpoint`), egress: path.join(this.linkDir, `pool${slot}-to-endpoint`) };
-  }
-
-  /** Attaches both programs to an interface kept ready for a future endpoint. */
-  async attachPooled(slot: number, ifindex: number): Promise<void> {
-    const pins = this.poolPaths(slot);
-    await createTcxLinkAsync(pins.ingress, this.obj.programFd(PROGRAMS.fromEndpoint), ifindex, 'ingress');
-    await createTcxLinkAsync(pins.egress, this.obj.programFd(PROGRAMS.toEndpoint), ifindex, 'egress');
-  }
-
-  removePooledLinks(slot: number): void {
-    const pins = this.poolPaths(slot);
+  private removeLinks(owner: string): void {
+    const pins = this.linkPaths(owner);
     removePinnedLink(pins.ingress);
     removePinnedLink(pins.egress);
   }
 
+  attachNewEndpoint(epId: number, ifindex: number): Promise<void> {
+    return this.attachNew(`ep${epId}`, ifindex);
+  }
+
+  /** Attaches both programs to an interface kept ready for a future endpoint. */
+  attachPooled(slot: number, ifindex: number): Promise<void> {
+    return this.attachNew(`pool${slot}`, ifindex);
+  }
+
+  removePooledLinks(slot: number): void {
+    this.removeLinks(`pool${slot}`);
+  }
+
   /** A pooled interface becomes endpoint `epId`'s: its link pins take the endpoint's names. */
   claimPooled(slot: number, epId: number): void {
-    const from = this.poolPaths(slot);
-    const to = this.linkPaths(epId);
+    const from = this.linkPaths(`pool${slot}`);
+    const to = this.linkPaths(`ep${epId}`);
     fs.renameSync(from.ingress, to.ingress);
     fs.renameSync(from.egress, to.egress);
   }
 
   detachEndpoint(epId: number): void {
-    const pins = this.linkPaths(epId);
-    removePinnedLink(pins.ingress);
-    removePinnedLink(pins.egress);
+    this.removeLinks(`ep${epId}`);
   }
 
   /** Removes what the programs wrote about a deleted endpoint: its connections and drop counters. */

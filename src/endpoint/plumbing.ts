@@ -3,10 +3,26 @@
  * is the gateway, resolved by a permanent neighbour entry so no ARP round trip delays the first
  * packet; outside, a /32 route per endpoint overrides the node's unreachable pod-CIDR route. */
 import fs from 'node:fs';
-import type { Netlink } from '../kernel/netlink.js';
+import type { Netlink, NetOp } from '../kernel/netlink.js';
 import { ifindexOf, netnsPath, renameNetns, withNetns } from '../kernel/netns.js';
 
 export const WORKLOAD_IFNAME = 'eth0';
+
+/** The datapath carries IPv4 only (and drops the rest): no IPv6 chatter on an interface (or `all`). */
+export function disableIpv6(conf: string): void {
+  fs.writeFileSync(`/proc/sys/net/ipv6/conf/${conf}/disable_ipv6`, '1');
+}
+
+/** Inside a workload namespace: loopback and eth0 up, the router as the gateway, resolved by a permanent neighbour entry. */
+export function gatewayOps(routerIP: string, hostMac: string): NetOp[] {
+  return [
+    { op: 'up', name: 'lo' },
+    { op: 'up', name: WORKLOAD_IFNAME },
+    { op: 'route', dst: `${routerIP}/32`, dev: WORKLOAD_IFNAME, scope: 'link' },
+    { op: 'route', dst: 'default', via: routerIP, dev: WORKLOAD_IFNAME },
+    { op: 'neighbour', ip: routerIP, mac: hostMac, dev: WORKLOAD_IFNAME },
+  ];
+}
 
 export interface Plumbing {
   /** The namespace playing the node; the caller's own when absent (the agent's case). */
@@ -49,22 +65,13 @@ export async function plumb(nl: Netlink, p: Plumbing, onHostInterface: (ifindex:
   );
   const ifindex = p.nodeNetns ? withNetns(netnsPath(p.nodeNetns), () => ifindexOf(p.interface)) : ifindexOf(p.interface);
   if (!ifindex) throw new Error(`interface ${p.interface} vanished right after it was created`);
-  // The datapath carries IPv4 only (and drops the rest): no IPv6 chatter on the host side, nor
-  // from a workload namespace the agent made.
-  const disableIpv6 = (conf: string) => fs.writeFileSync(`/proc/sys/net/ipv6/conf/${conf}/disable_ipv6`, '1');
+  // No IPv6 on the host side, nor from a workload namespace the agent made.
   if (p.nodeNetns) withNetns(netnsPath(p.nodeNetns), () => disableIpv6(p.interface));
   else disableIpv6(p.interface);
   if (p.netnsOwned) withNetns(netnsPath(p.netns), () => disableIpv6('all'));
   const inside = () =>
     nl.apply(
-      [
-        { op: 'up', name: 'lo' },
-        { op: 'address', dev: WORKLOAD_IFNAME, cidr: `${p.ipv4}/32` },
-        { op: 'up', name: WORKLOAD_IFNAME },
-        { op: 'route', dst: `${p.routerIP}/32`, dev: WORKLOAD_IFNAME, scope: 'link' },
-        { op: 'route', dst: 'default', via: p.routerIP, dev: WORKLOAD_IFNAME },
-        { op: 'neighbour', ip: p.routerIP, mac: p.hostMac, dev: WORKLOAD_IFNAME },
-      ],
+      [{ op: 'address', dev: WORKLOAD_IFNAME, cidr: `${p.ipv4}/32` }, ...gatewayOps(p.routerIP, p.hostMac)],
       p.netns,
     );
   if (p.netnsOwned) {

@@ -11,8 +11,7 @@ import type { Logger } from 'pino';
 import type { Datapath } from '../datapath/datapath.js';
 import type { Netlink } from '../kernel/netlink.js';
 import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
-import fs from 'node:fs';
-import { randomMac, WORKLOAD_IFNAME } from './plumbing.js';
+import { disableIpv6, gatewayOps, randomMac, WORKLOAD_IFNAME } from './plumbing.js';
 
 export interface Prewired {
   slot: number;
@@ -89,21 +88,9 @@ export class InterfacePool {
       await this.nl.apply([{ op: 'veth', name: p.hostName, mac: p.hostMac, peer: WORKLOAD_IFNAME, peerMac: p.mac, peerNetns: p.netns }]);
       p.ifindex = ifindexOf(p.hostName);
       if (!p.ifindex) throw new Error(`${p.hostName} vanished right after it was created`);
-      fs.writeFileSync(`/proc/sys/net/ipv6/conf/${p.hostName}/disable_ipv6`, '1');
-      withNetns(netnsPath(p.netns), () => fs.writeFileSync('/proc/sys/net/ipv6/conf/all/disable_ipv6', '1'));
-      await Promise.all([
-        this.datapath.attachPooled(slot, p.ifindex),
-        this.nl.apply(
-          [
-            { op: 'up', name: 'lo' },
-            { op: 'up', name: WORKLOAD_IFNAME },
-            { op: 'route', dst: `${this.routerIP}/32`, dev: WORKLOAD_IFNAME, scope: 'link' },
-            { op: 'route', dst: 'default', via: this.routerIP, dev: WORKLOAD_IFNAME },
-            { op: 'neighbour', ip: this.routerIP, mac: p.hostMac, dev: WORKLOAD_IFNAME },
-          ],
-          p.netns,
-        ),
-      ]);
+      disableIpv6(p.hostName);
+      withNetns(netnsPath(p.netns), () => disableIpv6('all'));
+      await Promise.all([this.datapath.attachPooled(slot, p.ifindex), this.nl.apply(gatewayOps(this.routerIP, p.hostMac), p.netns)]);
       return p;
     } catch (err) {
       await this.discard(p);
