@@ -3,8 +3,9 @@
  *   from_endpoint: tcx ingress, sees what the workload sends (its egress);
  *   to_endpoint:   tcx egress, sees what is delivered to the workload (its ingress).
  * One object serves every endpoint; what differs per endpoint lives in mb_endpoints.
- * Per packet: one CT lookup (two for replies); the ipcache and policy lookups only for new
- * connections or after the endpoint's policy changed. A workload's connection to a service
+ * Per packet: one CT lookup, in either direction and also when the fast path judges both
+ * endpoints of a local connection; the ipcache and policy lookups only for new connections or
+ * after the endpoint's policy or the ipcache changed. A workload's connection to a service
  * frontend that the socket hooks did not translate is translated here (include/nat.h). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -52,15 +53,16 @@ static __always_inline int unroutable(struct __sk_buff *skb, const struct packet
 	return rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE || rc == BPF_FIB_LKUP_RET_PROHIBIT;
 }
 
-/* Connection tracking, policy, counters and events for one endpoint direction. Returns
- * TC_ACT_OK to let the packet go on, TC_ACT_SHOT when it was dropped (and reported). */
+/* Connection tracking, policy, counters and events for one endpoint direction. `c` is the
+ * packet's connection: looked up here unless `looked_up` (the fast path judges the receiving
+ * endpoint on the entry the sender's judgement found or made, and counted the packet there).
+ * Returns TC_ACT_OK to let the packet go on, TC_ACT_SHOT when it was dropped (and reported). */
 static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep, __u8 dir, struct packet *p,
-				 __u32 known_remote_identity, __u64 now)
+				 __u32 known_remote_identity, __u64 now, struct ct_conn *c, int looked_up)
 {
 	struct event_info ev = { .direction = dir };
 	__u32 remote_ip;
 	__u32 remote_identity = known_remote_identity;
-	struct ct_value *ct = NULL;
 	enum ct_state state = CT_NEW;
 	struct datapath_config *cfg = datapath_config();
 	__u32 ipcache_rev = cfg ? cfg->ipcache_revision : 0;
@@ -69,33 +71,39 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 		goto drop;
 	}
 
-	state = ct_lookup(p, dir, now, &ct);
+	if (!looked_up)
+		ct_lookup(p, now, c);
 	if (dir == MB_DIR_EGRESS) {
 		/* Only from_endpoint judges the egress direction: what the workload sends. */
-		int reason = lb_egress(skb, ep, p, now, &state, &ct);
+		int reason = lb_egress(skb, ep, p, now, c);
 		if (reason) {
 			ev.subtype = reason;
 			goto drop;
 		}
 	}
+	struct ct_value *ct = c->entry;
+	state = ct_state_for(c, p, dir, ep->ep_id);
 	ev.ct_state = state;
 	remote_ip = dir == MB_DIR_EGRESS ? p->t.daddr : p->t.saddr; /* after any translation */
 	/* A tracked connection remembers its peer's identity: the ipcache is consulted only for
 	 * new connections, ICMP errors, and after some address changed identity. */
-	int identity_fresh = ct && state != CT_RELATED && ct->ipcache_revision == ipcache_rev;
+	struct ct_side *side = ct && state != CT_NEW && state != CT_RELATED ? ct_side_of(ct, dir, c->forward) : NULL;
+	int identity_fresh = side && side->ipcache_revision == ipcache_rev;
 	if (!remote_identity)
-		remote_identity = identity_fresh ? ct->remote_identity : ipcache_identity4(remote_ip);
+		remote_identity = identity_fresh ? ct_peer_identity(ct, dir, c->forward) : ipcache_identity4(remote_ip);
 	ev.src_identity = dir == MB_DIR_EGRESS ? ep->identity : remote_identity;
 	ev.dst_identity = dir == MB_DIR_EGRESS ? remote_identity : ep->identity;
 	int is_reply = state == CT_REPLY || state == CT_RELATED;
 	if (is_reply)
 		ev.direction = ct_opposite(dir); /* the connection's direction, as Hubble reports it */
+	/* Each packet is counted once: by the sender's program when the sender is an endpoint here. */
+	int count = !looked_up && (dir == MB_DIR_EGRESS || !ct || !ct_side_of(ct, MB_DIR_EGRESS, c->forward)->ep_id);
 
-	if (is_reply || (state == CT_ESTABLISHED && identity_fresh && ct->policy_revision == ep->policy_revision)) {
+	if (is_reply || (state == CT_ESTABLISHED && identity_fresh && side->policy_revision == ep->policy_revision)) {
 		if (ct)
-			ct_touch(ct, p, now);
+			ct_touch(ct, p, now, count);
 	} else {
-		/* New, or established but the endpoint's policy changed since it was judged. */
+		/* New to this endpoint, or established but its policy or the ipcache changed since. */
 		struct policy_verdict v = policy_check(ep, remote_identity, dir, p->t.protocol, p->policy_port);
 		ev.rule_id = v.rule_id;
 		ev.match_type = v.match_type;
@@ -106,16 +114,21 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 				goto drop;
 			audited = 1; /* audit mode: report what would have been dropped, and pass */
 		}
-		if (state == CT_ESTABLISHED && ct) {
-			ct->policy_revision = ep->policy_revision;
-			ct->remote_identity = remote_identity;
-			ct->ipcache_revision = ipcache_rev;
-			ct_touch(ct, p, now);
+		if (ct && c->forward && !p->icmp_error) {
+			/* Judged again, or an entry this endpoint joins (its peer here judged it first). */
+			ct_record_side(ct, dir, c->forward, ep, remote_identity, ipcache_rev);
+			ct_touch(ct, p, now, count);
 		} else {
-			if (ct_create(p, dir, now, ep->ep_id, remote_identity, ep->policy_revision, ipcache_rev) < 0) {
+			/* Untracked, or a packet against a tracked connection's grain that no endpoint's
+			 * side of it covers: it starts a connection of its own, in its direction. */
+			c->entry = ct_create(p, dir, now, ep, remote_identity, ipcache_rev);
+			c->forward = 1;
+			if (!c->entry) {
 				ev.subtype = MB_DROP_CT_INSERT;
 				goto drop;
 			}
+		}
+		if (state == CT_NEW) {
 			ct = NULL; /* a new connection: always traced */
 			if (v.enforced) {
 				ev.type = MB_EVENT_POLICY_VERDICT;
@@ -139,7 +152,8 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 		ev.verdict = MB_VERDICT_FORWARDED;
 		emit_event(skb, ep, p, &ev, now);
 	}
-	if (state == CT_REPLY && ct && (ct->flags & MB_CT_F_REVNAT) && lb_reverse(skb, p, ct) < 0) {
+	/* A reply of a translated connection is rewritten once, where it reaches the client. */
+	if (state == CT_REPLY && dir == MB_DIR_INGRESS && ct && (ct->flags & MB_CT_F_REVNAT) && lb_reverse(skb, p, ct) < 0) {
 		ev.subtype = MB_DROP_WRITE_ERROR;
 		goto drop;
 	}
@@ -182,7 +196,8 @@ static __always_inline int not_ipv4(struct __sk_buff *skb, struct endpoint_info 
  * see the packet), then the packet is routed by hand — TTL, MACs — and handed straight to the
  * workload's interface with bpf_redirect_peer, skipping the node's routing stack. Anything that
  * does not fit (TTL about to expire, no such endpoint) takes the routed path. */
-static __always_inline int deliver_local(struct __sk_buff *skb, struct endpoint_info *src, struct packet *p, __u64 now)
+static __always_inline int deliver_local(struct __sk_buff *skb, struct endpoint_info *src, struct packet *p, __u64 now,
+					 struct ct_conn *c)
 {
 	struct datapath_config *cfg = datapath_config();
 	if (!cfg || !cfg->fast_path || p->icmp_error)
@@ -191,7 +206,7 @@ static __always_inline int deliver_local(struct __sk_buff *skb, struct endpoint_
 	struct endpoint_info *dst = bpf_map_lookup_elem(&mb_lxc, &daddr);
 	if (!dst || p->ttl <= 1)
 		return TC_ACT_OK; /* no such endpoint, or the stack must send the ICMP time exceeded */
-	int rc = judge(skb, dst, MB_DIR_INGRESS, p, src->identity, now);
+	int rc = judge(skb, dst, MB_DIR_INGRESS, p, src->identity, now, c, 1);
 	if (rc != TC_ACT_OK)
 		return rc;
 	/* Route by hand, in place: decrement the TTL (with the incremental checksum update the
@@ -223,10 +238,11 @@ int from_endpoint(struct __sk_buff *skb)
 	int parsed = parse_packet(skb, &p);
 	if (parsed < 0)
 		return not_ipv4(skb, ep, MB_DIR_EGRESS, &p, parsed, now);
-	int rc = judge(skb, ep, MB_DIR_EGRESS, &p, 0, now);
+	struct ct_conn c;
+	int rc = judge(skb, ep, MB_DIR_EGRESS, &p, 0, now, &c, 0);
 	if (rc != TC_ACT_OK)
 		return rc;
-	return deliver_local(skb, ep, &p, now);
+	return deliver_local(skb, ep, &p, now, &c);
 }
 
 SEC("tc")
@@ -241,7 +257,8 @@ int to_endpoint(struct __sk_buff *skb)
 	int parsed = parse_packet(skb, &p);
 	if (parsed < 0)
 		return not_ipv4(skb, ep, MB_DIR_INGRESS, &p, parsed, now);
-	return judge(skb, ep, MB_DIR_INGRESS, &p, 0, now);
+	struct ct_conn c;
+	return judge(skb, ep, MB_DIR_INGRESS, &p, 0, now, &c, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -71,37 +71,46 @@ struct policy_value {
 
 #define MB_POLICY_F_DENY (1 << 0)
 
-/* Connection tracking: one entry per connection and per endpoint direction that saw it first,
- * keyed by the tuple of its first packet. For ICMP echo the identifier is the source port of
- * requests and the destination port of replies, so a reply's reversed tuple finds its request. */
+/* Connection tracking: one entry per connection on this node, whichever endpoints see it, so
+ * every packet costs one lookup in either direction. The key is the tuple in a canonical order
+ * (a = the lower address, then the lower port), so a packet and its reply find the same entry;
+ * MB_CT_F_ORIG_B says the connection's first packet came from side b. For ICMP echo the
+ * identifier is the source port of requests and the destination port of replies, so both
+ * directions share a key too. */
 struct ct_key {
-	__u32 saddr;
-	__u32 daddr;
-	__u16 sport;
-	__u16 dport;
+	__u32 addr_a;
+	__u32 addr_b;
+	__u16 port_a; /* network order */
+	__u16 port_b;
 	__u8 protocol;
-	__u8 direction; /* MB_DIR_* of the endpoint that created the entry */
-	__u16 pad;
+	__u8 pad[3];
+};
+
+/* What one local endpoint decided about the connection: the originating endpoint's egress or
+ * the accepting endpoint's ingress. ep_id 0: no local endpoint judged this side. */
+struct ct_side {
+	__u32 ep_id;
+	__u32 policy_revision;  /* the endpoint's revision when it judged the connection */
+	__u32 ipcache_revision; /* datapath_config.ipcache_revision when the peer's identity was read */
 };
 
 struct ct_value {
 	__u64 last_seen_ns;
-	__u64 packets;
+	__u64 packets; /* both directions, each packet once */
 	__u64 bytes;
-	__u32 ep_id;
-	__u32 remote_identity;
-	__u32 policy_revision; /* the endpoint's revision when the forward direction was last judged */
-	__u8 tcp_flags_seen;   /* both directions: drives the lifetime */
-	__u8 tx_flags_seen;    /* forward direction: monitor aggregation */
-	__u8 rx_flags_seen;    /* reply direction */
-	__u8 flags;            /* MB_CT_F_* */
-	__u32 last_tx_report;  /* seconds of the monotonic clock */
+	__u32 src_identity; /* the originator */
+	__u32 dst_identity; /* the acceptor */
+	struct ct_side egress;  /* the originator, when it is a local endpoint */
+	struct ct_side ingress; /* the acceptor, when it is a local endpoint */
+	__u8 tcp_flags_seen;    /* both directions: drives the lifetime */
+	__u8 tx_flags_seen;     /* original direction: monitor aggregation */
+	__u8 rx_flags_seen;     /* reply direction */
+	__u8 flags;             /* MB_CT_F_* */
+	__u32 last_tx_report;   /* seconds of the monotonic clock */
 	__u32 last_rx_report;
-	__u32 nat_addr;        /* tc-level service translation (see MB_CT_F_*), network order */
+	__u32 nat_addr;         /* tc-level service translation (see MB_CT_F_*), network order */
 	__u16 nat_port;
 	__u16 pad;
-	__u32 ipcache_revision; /* datapath_config.ipcache_revision when remote_identity was read */
-	__u32 pad2;
 };
 
 /* The entry is keyed by a client's tuple towards a service frontend; nat_* is the backend its
@@ -109,6 +118,8 @@ struct ct_value {
 #define MB_CT_F_SERVICE (1 << 0)
 /* The entry belongs to a translated connection; nat_* is the frontend its replies come from. */
 #define MB_CT_F_REVNAT (1 << 1)
+/* The connection's first packet came from the key's side b. */
+#define MB_CT_F_ORIG_B (1 << 2)
 
 /* Datapath settings written by the agent (one entry). */
 struct datapath_config {

@@ -88,23 +88,22 @@ static __always_inline int lb_reject(struct __sk_buff *skb, const struct packet 
 	return bpf_redirect_peer(skb->ifindex, 0);
 }
 
-/* Service translation of a packet the endpoint sends, after its CT lookup (`*state`, `*ct`).
- * On a translation `p` and the CT lookup describe the packet as it now is. Returns 0, or the
- * reason to drop the packet (MB_DROP_NO_SERVICE: answer it with lb_reject). */
-static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info *ep, struct packet *p, __u64 now,
-				     enum ct_state *state, struct ct_value **ct)
+/* Service translation of a packet the endpoint sends, after its CT lookup (`c`). On a
+ * translation `p` and `c` describe the packet as it now is. Returns 0, or the reason to drop the
+ * packet (MB_DROP_NO_SERVICE: answer it with lb_reject). */
+static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info *ep, struct packet *p, __u64 now, struct ct_conn *c)
 {
 	struct lb_backend_value be;
 	__u32 vip = p->t.daddr;
 	__u16 vport = p->t.dport;
-	if (*state == CT_ESTABLISHED) {
-		if (!(*ct) || !((*ct)->flags & MB_CT_F_SERVICE))
+	if (c->entry) {
+		if (!(c->entry->flags & MB_CT_F_SERVICE) || !c->forward || p->icmp_error)
 			return 0; /* the common case: an ordinary connection */
-		be.ip = (*ct)->nat_addr;
-		be.port = (*ct)->nat_port;
-		ct_touch_service(*ct, p, now);
+		be.ip = c->entry->nat_addr;
+		be.port = c->entry->nat_port;
+		ct_touch_service(c->entry, p, now);
 	} else {
-		if (*state != CT_NEW || !p->has_ports || (p->t.protocol != IPPROTO_TCP_ && p->t.protocol != IPPROTO_UDP_))
+		if (p->icmp_error || !p->has_ports || (p->t.protocol != IPPROTO_TCP_ && p->t.protocol != IPPROTO_UDP_))
 			return 0;
 		struct lb_service_value *svc = lb_service(vip, vport, p->t.protocol);
 		if (!svc)
@@ -112,7 +111,7 @@ static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info
 		if (!svc->count ||
 		    lb_pick(svc, lb_flow_hash(p->t.saddr, p->t.sport, vip, vport, p->t.protocol), p->t.saddr, MB_LB_CLIENT_IP, now, &be) < 0)
 			return MB_DROP_NO_SERVICE;
-		if (ct_create_service(p, MB_DIR_EGRESS, now, ep->ep_id, be.ip, be.port) < 0)
+		if (ct_create_service(p, now, ep->ep_id, be.ip, be.port) < 0)
 			return MB_DROP_CT_INSERT;
 	}
 	if (nat_rewrite(skb, p, 0, vip, be.ip, vport, be.port) < 0)
@@ -122,7 +121,7 @@ static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info
 	p->policy_port = be.port;
 	p->frontend_addr = vip;
 	p->frontend_port = vport;
-	*state = ct_lookup(p, MB_DIR_EGRESS, now, ct);
+	ct_lookup(p, now, c);
 	return 0;
 }
 

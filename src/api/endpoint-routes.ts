@@ -1,6 +1,7 @@
 /* Agent API routes for namespaces, endpoints, identities and the raw ipcache and counters. */
 import { invalid } from '../errors.js';
 import type { Datapath } from '../datapath/datapath.js';
+import { connectionOf } from '../datapath/conntrack.js';
 import { ipcachePrefixOf } from '../datapath/ipcache.js';
 import { CT_FLAGS, DIRECTION, reasonNames } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
@@ -83,18 +84,21 @@ export function registerEndpointRoutes(api: ApiServer, { manager, datapath, seri
       const forwarded = new Map<string, MetricsRow>();
       for (const [k, v] of datapath.ct.entries()) {
         if (v.flags & CT_FLAGS.SERVICE) continue; // the translated connection's own entry counts its traffic
-        const key = `${v.ep_id}/${k.direction}/${v.remote_identity}`;
-        const row = forwarded.get(key) ?? {
-          endpoint: v.ep_id,
-          direction: direction(k.direction),
-          remoteIdentity: v.remote_identity,
-          reason: 'FORWARDED',
-          packets: 0,
-          bytes: 0,
-        };
-        row.packets += Number(v.packets);
-        row.bytes += Number(v.bytes);
-        forwarded.set(key, row);
+        // A connection between two endpoints of this node is one entry: each side reports it.
+        for (const side of connectionOf(k, v).sides) {
+          const key = `${side.endpoint}/${side.direction}/${side.remoteIdentity}`;
+          const row = forwarded.get(key) ?? {
+            endpoint: side.endpoint,
+            direction: direction(side.direction),
+            remoteIdentity: side.remoteIdentity,
+            reason: 'FORWARDED',
+            packets: 0,
+            bytes: 0,
+          };
+          row.packets += Number(v.packets);
+          row.bytes += Number(v.bytes);
+          forwarded.set(key, row);
+        }
       }
       return [...rows, ...forwarded.values()];
     });

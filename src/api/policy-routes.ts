@@ -2,6 +2,7 @@
  * returns after the datapath enforces the new revision), validate, get, delete, selectors, and
  * the realized map entries of an endpoint. */
 import { invalid } from '../errors.js';
+import { connectionOf } from '../datapath/conntrack.js';
 import type { Datapath } from '../datapath/datapath.js';
 import { CT_FLAGS, DIRECTION, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
@@ -146,20 +147,24 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
     .route('GET', '/v1/bpf/ct', (): CtRow[] => {
       const now = process.hrtime.bigint(); // same clock as bpf_ktime_get_ns (CLOCK_MONOTONIC)
       const protoName: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
-      return d.datapath.ct.entries().map(([k, v]) => ({
+      return d.datapath.ct.entries().map(([k, v]) => {
+        const conn = connectionOf(k, v);
+        return {
         protocol: protoName[k.protocol] ?? String(k.protocol),
-        direction: k.direction === DIRECTION.INGRESS ? 'INGRESS' : 'EGRESS',
-        source: `${k.saddr}:${k.sport}`,
-        destination: `${k.daddr}:${k.dport}`,
-        endpoint: v.ep_id,
-        remoteIdentity: v.remote_identity,
+        source: conn.source,
+        destination: conn.destination,
+        endpoints: conn.sides.map((s) => ({ endpoint: s.endpoint, direction: s.direction === DIRECTION.INGRESS ? ('INGRESS' as const) : ('EGRESS' as const), remoteIdentity: s.remoteIdentity })),
+        ...(v.flags & CT_FLAGS.SERVICE ? { serviceOf: v.egress_ep_id } : {}),
+        sourceIdentity: v.src_identity,
+        destinationIdentity: v.dst_identity,
         packets: Number(v.packets),
         bytes: Number(v.bytes),
         idleSeconds: Number((now - v.last_seen_ns) / 1_000_000_000n),
         tcpFlags: v.tcp_flags_seen,
         ...(v.flags & CT_FLAGS.SERVICE ? { nat: { backend: `${v.nat_addr}:${v.nat_port}` } } : {}),
         ...(v.flags & CT_FLAGS.REVNAT ? { nat: { frontend: `${v.nat_addr}:${v.nat_port}` } } : {}),
-      }));
+        };
+      });
     });
 }
 

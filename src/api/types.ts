@@ -165,13 +165,17 @@ export interface EndpointPolicyView {
   entries: PolicyEntryRow[];
 }
 
+/** One tracked connection: `source` sent its first packet. */
 export interface CtRow {
   protocol: string;
-  direction: 'INGRESS' | 'EGRESS';
   source: string;
   destination: string;
-  endpoint: number;
-  remoteIdentity: number;
+  /** The endpoints of this node that judged it: the originator (EGRESS), the acceptor (INGRESS). */
+  endpoints: { endpoint: number; direction: 'INGRESS' | 'EGRESS'; remoteIdentity: number }[];
+  /** A service entry (tc-level translation): the client endpoint it belongs to. */
+  serviceOf?: number;
+  sourceIdentity: number;
+  destinationIdentity: number;
   packets: number;
   bytes: number;
   idleSeconds: number;

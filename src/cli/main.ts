@@ -477,11 +477,10 @@ bpf
   .action(async (o: { output: string }) =>
     print(await client().listCt(), parseFormat(o.output), [
       { header: 'PROTO', value: (c: CtRow) => c.protocol },
-      { header: 'DIR', value: (c: CtRow) => c.direction },
       { header: 'SOURCE', value: (c: CtRow) => c.source },
       { header: 'DESTINATION', value: (c: CtRow) => c.destination },
-      { header: 'ENDPOINT', value: (c: CtRow) => c.endpoint },
-      { header: 'REMOTE ID', value: (c: CtRow) => c.remoteIdentity },
+      { header: 'ENDPOINTS', value: (c: CtRow) => c.endpoints.map((e) => `${e.endpoint} ${e.direction.toLowerCase()}`).join(', ') || (c.serviceOf ? `${c.serviceOf} service` : '') },
+      { header: 'IDENTITIES', value: (c: CtRow) => (c.serviceOf ? '' : `${c.sourceIdentity} -> ${c.destinationIdentity}`) },
       { header: 'PACKETS', value: (c: CtRow) => c.packets },
       { header: 'IDLE', value: (c: CtRow) => `${c.idleSeconds}s` },
       { header: 'NAT', value: (c: CtRow) => (c.nat?.backend ? `to backend ${c.nat.backend}` : c.nat?.frontend ? `replies from ${c.nat.frontend}` : '') },

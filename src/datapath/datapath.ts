@@ -25,6 +25,7 @@ import {
   policyValue,
 } from './layouts.js';
 import type { Decoded, FieldList, StructValue } from './struct.js';
+import { involvesEndpoint } from './conntrack.js';
 
 export const ENDPOINT_OBJECT = 'endpoint.o';
 const PROGRAMS = { fromEndpoint: 'from_endpoint', toEndpoint: 'to_endpoint' } as const;
@@ -281,7 +282,7 @@ export class Datapath {
 
   /** Removes what the programs wrote about a deleted endpoint: its connections and drop counters. */
   forgetEndpoint(epId: number): number {
-    const ct = this.ct.raw.entries().filter(([, v]) => this.ct.value.decode(v).ep_id === epId);
+    const ct = this.ct.raw.entries().filter(([, v]) => involvesEndpoint(this.ct.value.decode(v), epId));
     const counters = this.metrics.raw.entries().filter(([k]) => this.metrics.key.decode(k).ep_id === epId);
     this.ct.raw.deleteMany(ct.map(([k]) => k));
     this.metrics.raw.deleteMany(counters.map(([k]) => k));

@@ -63,23 +63,29 @@ export const policyValue = defineStruct('policy_value', [
 /** policy_value.flags */
 export const POLICY_FLAGS = { DENY: 1 << 0 } as const;
 
+/** Canonical order: side a is the lower address (then port); CT_FLAGS.ORIG_B says who started it. */
 export const ctKey = defineStruct('ct_key', [
-  ['saddr', 'ipv4'],
-  ['daddr', 'ipv4'],
-  ['sport', 'be16'],
-  ['dport', 'be16'],
+  ['addr_a', 'ipv4'],
+  ['addr_b', 'ipv4'],
+  ['port_a', 'be16'],
+  ['port_b', 'be16'],
   ['protocol', 'u8'],
-  ['direction', 'u8'],
-  ['pad', 'u16'],
+  ['pad', { bytes: 3 }],
 ] as const);
 
+/** One entry per connection; `egress_*` is the originating local endpoint's judgement, `ingress_*` the accepting one's (ep_id 0: none here). */
 export const ctValue = defineStruct('ct_value', [
   ['last_seen_ns', 'u64'],
   ['packets', 'u64'],
   ['bytes', 'u64'],
-  ['ep_id', 'u32'],
-  ['remote_identity', 'u32'],
-  ['policy_revision', 'u32'],
+  ['src_identity', 'u32'],
+  ['dst_identity', 'u32'],
+  ['egress_ep_id', 'u32'],
+  ['egress_policy_revision', 'u32'],
+  ['egress_ipcache_revision', 'u32'],
+  ['ingress_ep_id', 'u32'],
+  ['ingress_policy_revision', 'u32'],
+  ['ingress_ipcache_revision', 'u32'],
   ['tcp_flags_seen', 'u8'],
   ['tx_flags_seen', 'u8'],
   ['rx_flags_seen', 'u8'],
@@ -89,13 +95,11 @@ export const ctValue = defineStruct('ct_value', [
   ['nat_addr', 'ipv4'],
   ['nat_port', 'be16'],
   ['pad', 'u16'],
-  ['ipcache_revision', 'u32'],
-  ['pad2', 'u32'],
 ] as const);
 
 /** ct_value.flags: SERVICE entries are keyed by a client's tuple to a frontend (nat = the
  * backend); REVNAT entries are translated connections (nat = the frontend replies come from). */
-export const CT_FLAGS = { SERVICE: 1 << 0, REVNAT: 1 << 1 } as const;
+export const CT_FLAGS = { SERVICE: 1 << 0, REVNAT: 1 << 1, ORIG_B: 1 << 2 } as const;
 
 export const configKey = defineStruct('config_key', [['index', 'u32']] as const);
 

@@ -3,7 +3,7 @@
  * flows appear either way; only the fast path skips the host-side interfaces' transmit path. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Endpoint } from '../../src/api/types.js';
+import type { CtRow, Endpoint } from '../../src/api/types.js';
 import type { Flow } from '../../src/flow/types.js';
 import path from 'node:path';
 import { TestNode, repoRoot } from '../harness/node.js';
@@ -61,6 +61,19 @@ for (const fastPath of [true, false]) {
       const sent = (await txPackets(server.interface)) - before;
       if (fastPath) assert.ok(sent < 10, `${sent} packets went through ${server.interface}'s transmit path`);
       else assert.ok(sent >= 150, `only ${sent} of 200 packets went through ${server.interface}`);
+    });
+
+    it('tracks a connection between two endpoints as one entry, judged for both ends, each packet counted once', async () => {
+      const r = await node.exec(server.netns, ['ping', '-c', '3', '-i', '0.2', '-W', '1', client.ipv4]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const ct = await node.cliJson<CtRow[]>('bpf', 'ct', 'list');
+      const echo = ct.filter((c) => c.protocol === 'ICMP' && c.source.startsWith(`${server.ipv4}:`) && c.destination === `${client.ipv4}:0`);
+      assert.equal(echo.length, 1, JSON.stringify(echo));
+      assert.deepEqual(echo[0]!.endpoints, [
+        { endpoint: server.id, direction: 'EGRESS', remoteIdentity: client.identity },
+        { endpoint: client.id, direction: 'INGRESS', remoteIdentity: server.identity },
+      ]);
+      assert.equal(echo[0]!.packets, 6, 'three requests and three replies, each counted once');
     });
 
     it('still reports flows on both endpoints', async () => {

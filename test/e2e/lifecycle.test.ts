@@ -101,12 +101,14 @@ describe('endpoint lifecycle and bad input', () => {
     assert.notEqual(get.code, 0);
   });
 
-  /** ep_id of every entry of a pinned map that names one, read back from the kernel with bpftool. */
+  /** Every ep_id an entry of a pinned map names (also in nested structs, like a CT entry's two sides), read back from the kernel with bpftool. */
   const mapEndpointIds = async (map: string, where: 'key' | 'value'): Promise<number[]> => {
     const r = await run('bpftool', ['-j', 'map', 'dump', 'pinned', path.join(node.bpffsDir, 'maps', map)]);
     assert.equal(r.code, 0, r.stderr);
-    const entries = JSON.parse(r.stdout) as { formatted: { key: { ep_id?: number }; value?: { ep_id?: number } } }[];
-    return entries.map((e) => (where === 'key' ? e.formatted.key.ep_id : e.formatted.value?.ep_id) ?? -1);
+    const entries = JSON.parse(r.stdout) as { formatted: { key: unknown; value?: unknown } }[];
+    const idsIn = (x: unknown): number[] =>
+      x && typeof x === 'object' ? Object.entries(x).flatMap(([k, v]) => (k === 'ep_id' && typeof v === 'number' ? [v] : idsIn(v))) : [];
+    return entries.flatMap((e) => idsIn(where === 'key' ? e.formatted.key : e.formatted.value));
   };
 
   it('removes the map entries of a deleted endpoint: endpoint, address, policy, connections, counters', async () => {

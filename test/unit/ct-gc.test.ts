@@ -1,15 +1,22 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ctExpired } from '../../src/datapath/ct-gc.js';
+import { connectionOf, involvesEndpoint } from '../../src/datapath/conntrack.js';
+import { CT_FLAGS, DIRECTION } from '../../src/datapath/layouts.js';
 
 const S = 1_000_000_000n;
 const entry = (lastSeenS: number, flags: number) => ({
   last_seen_ns: BigInt(lastSeenS) * S,
   packets: 1n,
   bytes: 60n,
-  ep_id: 1,
-  remote_identity: 256,
-  policy_revision: 1,
+  src_identity: 256,
+  dst_identity: 300,
+  egress_ep_id: 1,
+  egress_policy_revision: 1,
+  egress_ipcache_revision: 0,
+  ingress_ep_id: 0,
+  ingress_policy_revision: 0,
+  ingress_ipcache_revision: 0,
   tcp_flags_seen: flags,
   tx_flags_seen: flags,
   rx_flags_seen: 0,
@@ -19,8 +26,6 @@ const entry = (lastSeenS: number, flags: number) => ({
   nat_addr: '0.0.0.0',
   nat_port: 0,
   pad: 0,
-  ipcache_revision: 0,
-  pad2: 0,
 });
 
 describe('connection-tracking expiry (mirrors bpf/include/conntrack.h)', () => {
@@ -38,5 +43,23 @@ describe('connection-tracking expiry (mirrors bpf/include/conntrack.h)', () => {
   it('gives UDP and ICMP a minute', () => {
     assert.equal(ctExpired(entry(100_000 - 59, 0), 17, now), false);
     assert.equal(ctExpired(entry(100_000 - 61, 0), 1, now), true);
+  });
+});
+
+describe('connection-tracking entries as connections', () => {
+  const key = { addr_a: '10.0.0.2', addr_b: '10.0.0.3', port_a: 40000, port_b: 80, protocol: 6, pad: Buffer.alloc(3) };
+  it('orients the canonical key by who sent the first packet', () => {
+    assert.equal(connectionOf(key, entry(1, 0x12)).source, '10.0.0.2:40000');
+    const fromB = { ...entry(1, 0x12), flags: CT_FLAGS.ORIG_B };
+    assert.deepEqual([connectionOf(key, fromB).source, connectionOf(key, fromB).destination], ['10.0.0.3:80', '10.0.0.2:40000']);
+  });
+  it('names each local endpoint that judged it, with its peer', () => {
+    const both = { ...entry(1, 0x12), ingress_ep_id: 7 };
+    assert.deepEqual(connectionOf(key, both).sides, [
+      { endpoint: 1, direction: DIRECTION.EGRESS, remoteIdentity: 300 },
+      { endpoint: 7, direction: DIRECTION.INGRESS, remoteIdentity: 256 },
+    ]);
+    assert.ok(involvesEndpoint(both, 7) && involvesEndpoint(both, 1) && !involvesEndpoint(both, 2));
+    assert.deepEqual(connectionOf(key, { ...both, flags: CT_FLAGS.SERVICE }).sides, [], 'a service entry is no connection of its own');
   });
 });

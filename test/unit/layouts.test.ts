@@ -37,6 +37,17 @@ function sizeOf(types: Map<number, BtfType>, id: number): number {
   }
 }
 
+/** The struct's members, a nested struct's flattened into `outer_inner` names (as the TypeScript mirror spells them). */
+function flatMembers(types: Map<number, BtfType>, struct: BtfType, prefix = '', base = 0): { name: string; offset: number; size: number }[] {
+  return struct.members!.flatMap((m) => {
+    let t = types.get(m.type_id)!;
+    while (t.kind === 'TYPEDEF' || t.kind === 'VOLATILE' || t.kind === 'CONST') t = types.get(t.type_id!)!;
+    const offset = base + m.bits_offset / 8;
+    if (t.kind === 'STRUCT') return flatMembers(types, t, `${prefix}${m.name}_`, offset);
+    return [{ name: `${prefix}${m.name}`, offset, size: sizeOf(types, m.type_id) }];
+  });
+}
+
 const objects = fs.readdirSync(path.join(repoRoot, 'build')).filter((f) => f.endsWith('.o'));
 
 describe('shared struct layouts match the BTF of the BPF objects', () => {
@@ -49,7 +60,7 @@ describe('shared struct layouts match the BTF of the BPF objects', () => {
       if (!btf) continue; // this object does not use the struct
       it(`${object}: struct ${struct.name}`, () => {
         assert.equal(struct.size, btf.size, 'struct size');
-        const members = btf.members!.map((m) => ({ name: m.name, offset: m.bits_offset / 8, size: sizeOf(types, m.type_id) }));
+        const members = flatMembers(types, btf);
         assert.deepEqual(struct.fields.map((f) => ({ name: f.name, offset: f.offset, size: f.size })), members);
       });
     }
