@@ -34,10 +34,10 @@ static __always_inline void report_drop(struct __sk_buff *skb, struct endpoint_i
 /* Whether the node has no route for a new connection a workload starts (an unused pod address
  * hits the pod CIDR's unreachable route): the stack will drop it and answer with ICMP
  * unreachable; the datapath reports the drop (FIB_LOOKUP_FAILED) so a flow says why. */
-static __always_inline int unroutable(struct __sk_buff *skb, const struct packet *p)
+static __always_inline int unroutable(struct __sk_buff *skb, const struct packet *p, const struct endpoint_info *local_dst)
 {
 	__u32 daddr = p->t.daddr;
-	if (bpf_map_lookup_elem(&mb_lxc, &daddr))
+	if (local_dst)
 		return 0; /* a local endpoint */
 	/* Set field by field: with a designated initializer the family reached the helper as 0. */
 	struct bpf_fib_lookup fib;
@@ -56,9 +56,12 @@ static __always_inline int unroutable(struct __sk_buff *skb, const struct packet
 /* Connection tracking, policy, counters and events for one endpoint direction. `c` is the
  * packet's connection: looked up here unless `looked_up` (the fast path judges the receiving
  * endpoint on the entry the sender's judgement found or made, and counted the packet there).
+ * For the egress direction `*local_dst` is the local endpoint the packet is addressed to (NULL:
+ * none), kept true across a service translation.
  * Returns TC_ACT_OK to let the packet go on, TC_ACT_SHOT when it was dropped (and reported). */
 static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep, __u8 dir, struct packet *p,
-				 __u32 known_remote_identity, __u64 now, struct ct_conn *c, int looked_up)
+				 __u32 known_remote_identity, __u64 now, struct ct_conn *c, int looked_up,
+				 struct endpoint_info **local_dst)
 {
 	struct event_info ev = { .direction = dir };
 	__u32 remote_ip;
@@ -75,7 +78,7 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 		ct_lookup(p, now, c);
 	if (dir == MB_DIR_EGRESS) {
 		/* Only from_endpoint judges the egress direction: what the workload sends. */
-		int reason = lb_egress(skb, ep, p, now, c);
+		int reason = local_dst ? lb_egress(skb, ep, p, now, c, local_dst) : 0;
 		if (reason) {
 			ev.subtype = reason;
 			goto drop;
@@ -136,7 +139,7 @@ static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep
 				emit_event(skb, ep, p, &ev, now);
 				ev.subtype = 0;
 			}
-			if (dir == MB_DIR_EGRESS && !p->icmp_error && unroutable(skb, p)) {
+			if (dir == MB_DIR_EGRESS && !p->icmp_error && local_dst && unroutable(skb, p, *local_dst)) {
 				ev.subtype = MB_DROP_NO_ROUTE;
 				report_drop(skb, ep, p, &ev, remote_identity, now);
 				return TC_ACT_OK; /* the stack drops it, and tells the sender */
@@ -197,16 +200,14 @@ static __always_inline int not_ipv4(struct __sk_buff *skb, struct endpoint_info 
  * workload's interface with bpf_redirect_peer, skipping the node's routing stack. Anything that
  * does not fit (TTL about to expire, no such endpoint) takes the routed path. */
 static __always_inline int deliver_local(struct __sk_buff *skb, struct endpoint_info *src, struct packet *p, __u64 now,
-					 struct ct_conn *c)
+					 struct ct_conn *c, struct endpoint_info *dst)
 {
 	struct datapath_config *cfg = datapath_config();
 	if (!cfg || !cfg->fast_path || p->icmp_error)
 		return TC_ACT_OK;
-	__u32 daddr = p->t.daddr;
-	struct endpoint_info *dst = bpf_map_lookup_elem(&mb_lxc, &daddr);
 	if (!dst || p->ttl <= 1)
 		return TC_ACT_OK; /* no such endpoint, or the stack must send the ICMP time exceeded */
-	int rc = judge(skb, dst, MB_DIR_INGRESS, p, src->identity, now, c, 1);
+	int rc = judge(skb, dst, MB_DIR_INGRESS, p, src->identity, now, c, 1, NULL);
 	if (rc != TC_ACT_OK)
 		return rc;
 	/* Route by hand, in place: decrement the TTL (with the incremental checksum update the
@@ -239,10 +240,12 @@ int from_endpoint(struct __sk_buff *skb)
 	if (parsed < 0)
 		return not_ipv4(skb, ep, MB_DIR_EGRESS, &p, parsed, now);
 	struct ct_conn c;
-	int rc = judge(skb, ep, MB_DIR_EGRESS, &p, 0, now, &c, 0);
+	__u32 daddr = p.t.daddr;
+	struct endpoint_info *dst = bpf_map_lookup_elem(&mb_lxc, &daddr);
+	int rc = judge(skb, ep, MB_DIR_EGRESS, &p, 0, now, &c, 0, &dst);
 	if (rc != TC_ACT_OK)
 		return rc;
-	return deliver_local(skb, ep, &p, now, &c);
+	return deliver_local(skb, ep, &p, now, &c, dst);
 }
 
 SEC("tc")
@@ -258,7 +261,7 @@ int to_endpoint(struct __sk_buff *skb)
 	if (parsed < 0)
 		return not_ipv4(skb, ep, MB_DIR_INGRESS, &p, parsed, now);
 	struct ct_conn c;
-	return judge(skb, ep, MB_DIR_INGRESS, &p, 0, now, &c, 0);
+	return judge(skb, ep, MB_DIR_INGRESS, &p, 0, now, &c, 0, NULL);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -9,11 +9,6 @@
 #include "maps.h"
 #include "parse.h"
 
-/* Unread events that make the datapath wake the reader (a 16th of the 8 MiB ring). */
-#define MB_EVENTS_WAKEUP_BYTES (512 * 1024)
-/* Ring space one event takes: the record header (8 bytes) and the event, rounded up to 8. */
-#define MB_EVENTS_RECORD_BYTES ((sizeof(struct flow_event) + 8 + 7) / 8 * 8)
-
 static __always_inline struct datapath_config *datapath_config(void)
 {
 	__u32 zero = 0;
@@ -75,14 +70,9 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct endpo
 		__builtin_memset(ev->dst_mac, 0, 6);
 		__builtin_memset(ev->src_mac, 0, 6);
 	}
-	/* Waking the reader for every event would cost the agent a thread wakeup per event when
-	 * events trickle in; it polls every few milliseconds anyway, so only a filling ring wakes it,
-	 * once, by the record that crosses the mark. A wakeup is an interrupt (a VM exit here):
-	 * waking on every event past the mark would slow the datapath exactly while the agent is
-	 * behind. A missed crossing costs at most one poll interval. */
-	__u64 pending = bpf_ringbuf_query(&mb_events, BPF_RB_AVAIL_DATA);
-	int crossing = pending >= MB_EVENTS_WAKEUP_BYTES && pending < MB_EVENTS_WAKEUP_BYTES + MB_EVENTS_RECORD_BYTES;
-	bpf_ringbuf_submit(ev, crossing ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	/* Never a wakeup: the agent looks at the ring on a timer (src/kernel/ringbuf.ts), and a
+	 * wakeup is an interrupt (a VM exit here), dearer than the event itself. */
+	bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
 }
 
 /* Whether a forwarded packet deserves a trace at the configured aggregation level; updates the

@@ -89,9 +89,11 @@ static __always_inline int lb_reject(struct __sk_buff *skb, const struct packet 
 }
 
 /* Service translation of a packet the endpoint sends, after its CT lookup (`c`). On a
- * translation `p` and `c` describe the packet as it now is. Returns 0, or the reason to drop the
+ * translation `p`, `c` and `*local_dst` (the local endpoint it is addressed to, if any: never a
+ * frontend) describe the packet as it now is. Returns 0, or the reason to drop the
  * packet (MB_DROP_NO_SERVICE: answer it with lb_reject). */
-static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info *ep, struct packet *p, __u64 now, struct ct_conn *c)
+static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info *ep, struct packet *p, __u64 now, struct ct_conn *c,
+				     struct endpoint_info **local_dst)
 {
 	struct lb_backend_value be;
 	__u32 vip = p->t.daddr;
@@ -103,7 +105,7 @@ static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info
 		be.port = c->entry->nat_port;
 		ct_touch_service(c->entry, p, now);
 	} else {
-		if (p->icmp_error || !p->has_ports || (p->t.protocol != IPPROTO_TCP_ && p->t.protocol != IPPROTO_UDP_))
+		if (*local_dst || p->icmp_error || !p->has_ports || (p->t.protocol != IPPROTO_TCP_ && p->t.protocol != IPPROTO_UDP_))
 			return 0;
 		struct lb_service_value *svc = lb_service(vip, vport, p->t.protocol);
 		if (!svc)
@@ -121,6 +123,8 @@ static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info
 	p->policy_port = be.port;
 	p->frontend_addr = vip;
 	p->frontend_port = vport;
+	__u32 backend = be.ip;
+	*local_dst = bpf_map_lookup_elem(&mb_lxc, &backend);
 	ct_lookup(p, now, c);
 	return 0;
 }
