@@ -21,6 +21,16 @@
 #include "include/events.h"
 #include "include/nat.h"
 
+/* Connection tracking's clock (src/kernel/jiffies.ts): the tick counter, one inlined load,
+ * scaled to nanoseconds; lifetimes need no more. Events stamp finely on their own. */
+static __always_inline __u64 datapath_now(void)
+{
+	struct datapath_config *cfg = datapath_config();
+	if (cfg && cfg->ns_per_jiffy)
+		return bpf_jiffies64() * cfg->ns_per_jiffy;
+	return bpf_ktime_get_coarse_ns();
+}
+
 /* Counts a drop (ev.subtype is the reason) and emits its event. */
 static __always_inline void report_drop(struct __sk_buff *skb, struct endpoint_info *ep, const struct packet *p, struct event_info *ev,
 					__u32 remote_identity, __u64 now)
@@ -235,7 +245,7 @@ int from_endpoint(struct __sk_buff *skb)
 	if (!ep)
 		return TC_ACT_OK; /* not ours yet (being set up or torn down) */
 	struct packet p = {};
-	__u64 now = bpf_ktime_get_coarse_ns(); /* connection lifetimes need no more; events stamp finely */
+	__u64 now = datapath_now();
 	int parsed = parse_packet(skb, &p);
 	if (parsed < 0)
 		return not_ipv4(skb, ep, MB_DIR_EGRESS, &p, parsed, now);
@@ -256,7 +266,7 @@ int to_endpoint(struct __sk_buff *skb)
 	if (!ep)
 		return TC_ACT_OK;
 	struct packet p = {};
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = datapath_now();
 	int parsed = parse_packet(skb, &p);
 	if (parsed < 0)
 		return not_ipv4(skb, ep, MB_DIR_INGRESS, &p, parsed, now);

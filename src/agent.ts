@@ -238,7 +238,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   });
   const metricsServer = opts.metricsAddress ? await metrics.serve(opts.metricsAddress) : undefined;
   const ctGc = setInterval(() => {
-    const removed = sweepConntrack(datapath.ct);
+    const removed = sweepConntrack(datapath.ct, datapath.clock.nowNs());
     if (removed) log.debug({ removed }, 'expired connection-tracking entries removed');
   }, CT_GC_INTERVAL_MS);
   ctGc.unref();

@@ -43,7 +43,7 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct endpo
 		count_lost();
 		return;
 	}
-	ev->timestamp_ns = bpf_ktime_get_ns(); /* `now` is the coarse clock of connection tracking */
+	ev->timestamp_ns = bpf_ktime_get_ns(); /* `now` is connection tracking's tick clock */
 	ev->type = info->type;
 	ev->subtype = info->subtype;
 	ev->direction = info->direction;

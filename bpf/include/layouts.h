@@ -95,7 +95,7 @@ struct ct_side {
 };
 
 struct ct_value {
-	__u64 last_seen_ns;
+	__u64 last_seen_ns; /* the datapath clock (datapath_config.ns_per_jiffy) */
 	__u64 packets; /* both directions, each packet once */
 	__u64 bytes;
 	__u32 src_identity; /* the originator */
@@ -129,6 +129,8 @@ struct datapath_config {
 	/* Moves whenever an address changes identity or leaves the ipcache: tracked connections
 	 * then read their peer's identity again and are judged again. */
 	__u32 ipcache_revision;
+	/* Connection tracking's clock: bpf_jiffies64() times this (0: the coarse monotonic clock). */
+	__u32 ns_per_jiffy;
 };
 
 #define MB_AGG_NONE 0

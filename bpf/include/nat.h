@@ -111,7 +111,8 @@ static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info
 		if (!svc)
 			return 0;
 		if (!svc->count ||
-		    lb_pick(svc, lb_flow_hash(p->t.saddr, p->t.sport, vip, vport, p->t.protocol), p->t.saddr, MB_LB_CLIENT_IP, now, &be) < 0)
+		    lb_pick(svc, lb_flow_hash(p->t.saddr, p->t.sport, vip, vport, p->t.protocol), p->t.saddr, MB_LB_CLIENT_IP,
+			    bpf_ktime_get_coarse_ns() /* affinity: the socket hooks' clock */, &be) < 0)
 			return MB_DROP_NO_SERVICE;
 		if (ct_create_service(p, now, ep->ep_id, be.ip, be.port) < 0)
 			return MB_DROP_CT_INSERT;

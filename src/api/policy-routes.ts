@@ -145,7 +145,7 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
       };
     })
     .route('GET', '/v1/bpf/ct', (): CtRow[] => {
-      const now = process.hrtime.bigint(); // same clock as bpf_ktime_get_ns (CLOCK_MONOTONIC)
+      const now = d.datapath.clock.nowNs(); // connection tracking's clock
       const protoName: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
       return d.datapath.ct.entries().map(([k, v]) => {
         const conn = connectionOf(k, v);

@@ -24,8 +24,8 @@ export function ctExpired(v: StructValue<typeof ctValue>, protocol: number, nowN
   return nowNs - v.last_seen_ns > lifetime;
 }
 
-/** Deletes expired entries; returns how many. `nowNs` is CLOCK_MONOTONIC, bpf_ktime_get_ns's clock. */
-export function sweepConntrack(ct: CtMap, nowNs = process.hrtime.bigint()): number {
+/** Deletes expired entries; returns how many. `nowNs` is the datapath clock (Datapath.clock). */
+export function sweepConntrack(ct: CtMap, nowNs: bigint): number {
   const expired: Buffer[] = [];
   for (const [k, v] of ct.raw.entries()) {
     if (ctExpired(ct.value.decode(v), ct.key.decode(k).protocol, nowNs)) expired.push(k);

@@ -26,6 +26,7 @@ import {
 } from './layouts.js';
 import type { Decoded, FieldList, StructValue } from './struct.js';
 import { involvesEndpoint } from './conntrack.js';
+import { probeDatapathClock, type DatapathClock } from '../kernel/jiffies.js';
 
 export const ENDPOINT_OBJECT = 'endpoint.o';
 const PROGRAMS = { fromEndpoint: 'from_endpoint', toEndpoint: 'to_endpoint' } as const;
@@ -202,10 +203,12 @@ export class Datapath {
     fs.mkdirSync(this.linkDir, { recursive: true });
     // Continue the revision an earlier agent left, so its connections stay judged.
     const realized = this.config.get({ index: 0 });
-    this.settings = { aggregation: 3, report_interval: 5, fast_path: 1, ipcache_revision: realized?.ipcache_revision ?? 0 };
+    this.settings = { aggregation: 3, report_interval: 5, fast_path: 1, ipcache_revision: realized?.ipcache_revision ?? 0, ns_per_jiffy: this.clock.nsPerJiffy };
   }
 
   private settings: StructValue<typeof datapathConfig>;
+  /** Connection tracking's clock: what CT timestamps are compared with. */
+  readonly clock: DatapathClock = probeDatapathClock();
 
   static load(objectDir: string, bpffsDir: string, sizes: { policyMapMax?: number } = {}): Datapath {
     const obj = BpfObject.load(path.join(objectDir, ENDPOINT_OBJECT), {
@@ -329,8 +332,8 @@ export class Datapath {
   }
 
   /** Writes the settings the programs read on every packet (the ipcache revision is the datapath's own). */
-  configure(settings: Omit<StructValue<typeof datapathConfig>, 'ipcache_revision'>): void {
-    this.settings = { ...settings, ipcache_revision: this.settings.ipcache_revision };
+  configure(settings: Omit<StructValue<typeof datapathConfig>, 'ipcache_revision' | 'ns_per_jiffy'>): void {
+    this.settings = { ...settings, ipcache_revision: this.settings.ipcache_revision, ns_per_jiffy: this.clock.nsPerJiffy };
     this.config.set({ index: 0 }, this.settings);
   }
 

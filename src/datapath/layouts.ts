@@ -108,6 +108,7 @@ export const datapathConfig = defineStruct('datapath_config', [
   ['report_interval', 'u32'],
   ['fast_path', 'u32'],
   ['ipcache_revision', 'u32'],
+  ['ns_per_jiffy', 'u32'],
 ] as const);
 
 /** Monitor aggregation levels (Cilium's numbers). */

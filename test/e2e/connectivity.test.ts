@@ -9,6 +9,7 @@ import { BpfMap, TypedMap } from '../../src/kernel/bpf-map.js';
 import { closeFd } from '../../src/kernel/libbpf.js';
 import { ctKey, ctValue } from '../../src/datapath/layouts.js';
 import { sweepConntrack } from '../../src/datapath/ct-gc.js';
+import { probeDatapathClock } from '../../src/kernel/jiffies.js';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -122,8 +123,9 @@ describe('connectivity between endpoints of one node', () => {
     assert.ok(await node.probe(a.netns, 'udp', b.ipv4, 8080));
     const ct = new TypedMap(new BpfMap(openPinned(path.join(node.bpffsDir, 'maps', 'mb_ct'))), ctKey, ctValue);
     try {
-      assert.equal(sweepConntrack(ct), 0, 'nothing is idle yet');
-      const dayLater = process.hrtime.bigint() + 86_400n * 1_000_000_000n;
+      const clock = probeDatapathClock();
+      assert.equal(sweepConntrack(ct, clock.nowNs()), 0, 'nothing is idle yet');
+      const dayLater = clock.nowNs() + 86_400n * 1_000_000_000n;
       assert.ok(sweepConntrack(ct, dayLater) > 0, 'a day later every entry is expired');
       assert.equal(ct.entries().length, 0);
     } finally {

@@ -74,6 +74,8 @@ for (const fastPath of [true, false]) {
         { endpoint: client.id, direction: 'INGRESS', remoteIdentity: server.identity },
       ]);
       assert.equal(echo[0]!.packets, 6, 'three requests and three replies, each counted once');
+      // The programs stamp entries with the tick clock the agent reads back (src/kernel/jiffies.ts).
+      assert.ok(echo[0]!.idleSeconds >= 0 && echo[0]!.idleSeconds <= 2, `idle ${echo[0]!.idleSeconds}s right after the ping`);
     });
 
     it('still reports flows on both endpoints', async () => {
