@@ -17,9 +17,9 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mbbench-'));
 
 const BENCHES = {
   datapath: args.quick ? ['--quick'] : ['--rounds', '3', '--seconds', '3'],
-  endpoints: args.quick ? ['--latency', '5', '--cli', '1', '--scale', '20', '--settle-seconds', '0'] : ['--latency', '200', '--cli', '20', '--scale', '1000', '--settle-seconds', '10'],
-  flows: args.quick ? ['--rounds', '1', '--latency', '5'] : ['--rounds', '5', '--latency', '100'],
-  services: args.quick ? ['--quick'] : ['--rounds', '6', '--seconds', '1.5', '--services', '10000'],
+  endpoints: args.quick ? ['--latency', '5', '--cli', '1', '--scale', '20', '--settle-seconds', '0'] : ['--latency', '200', '--cli', '20', '--scale', '1000', '--settle-seconds', '6'],
+  flows: args.quick ? ['--rounds', '1', '--latency', '5'] : ['--rounds', '4', '--latency', '100'],
+  services: args.quick ? ['--quick'] : ['--rounds', '5', '--seconds', '1.5', '--services', '10000'],
   policy: args.quick ? ['--quick'] : ['--endpoints', '1000', '--policies', '1000', '--samples', '60'],
 } as const;
 
@@ -28,11 +28,17 @@ function runBench(name: keyof typeof BENCHES): Promise<{ command: string; output
   const argv = ['--import', 'tsx', `bench/${name}/run.ts`, ...BENCHES[name], '--json', json];
   const command = `node ${argv.join(' ').replace(json, '<out>.json')}`;
   process.stderr.write(`== ${command}\n`);
+  const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn('node', argv, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('close', (code) => (code === 0 ? resolve({ command, output }) : reject(new Error(`bench/${name} failed (${code})`))));
+    child.on('close', (code) => {
+      const seconds = Math.round((performance.now() - t0) / 1000);
+      process.stderr.write(`== bench/${name}: ${seconds} s\n`);
+      if (code === 0) resolve({ command: `${command} (${seconds} s)`, output });
+      else reject(new Error(`bench/${name} failed (${code})`));
+    });
   });
 }
 
@@ -88,7 +94,7 @@ async function main(): Promise<void> {
       '<!-- make-bench:start -->',
       `## Latest \`make bench\` — ${started.toISOString()}`,
       '',
-      `Kernel ${os.release()}, ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB. Commands:`,
+      `Kernel ${os.release()}, ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${Math.round((Date.now() - started.getTime()) / 1000)} s in all. Commands:`,
       '',
       ...commands.map((c) => `- \`${c}\``),
       '',

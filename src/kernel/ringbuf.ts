@@ -30,6 +30,8 @@ export type RecordHandler = (data: Buffer, offset: number, length: number) => vo
 
 /** How long the reader waits between looks at the ring once it has drained it. */
 const POLL_INTERVAL_MS = 10;
+/** Unread bytes past which the reader goes on at once rather than after the interval. */
+const CATCH_UP_BYTES = 64 * 1024;
 
 export class RingBufferReader {
   private readonly pageSize = Number(sysconf(SC_PAGESIZE));
@@ -98,7 +100,9 @@ export class RingBufferReader {
     this.running = true;
     const loop = () => {
       if (!this.running) return;
-      if (this.drain() === this.batch) setImmediate(loop); // more waiting: yield to the event loop, then go on
+      // Behind (a full batch, or much still unread: a record being written stops a drain short):
+      // yield to the event loop, then go on. Caught up: look again after the interval.
+      if (this.drain() === this.batch || this.backlog >= CATCH_UP_BYTES) setImmediate(loop);
       else this.timer = setTimeout(loop, POLL_INTERVAL_MS);
     };
     loop();
