@@ -16,8 +16,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mbbench-'));
 
 const BENCHES = {
-  datapath: args.quick ? ['--quick'] : ['--rounds', '3', '--seconds', '3'],
-  endpoints: args.quick ? ['--latency', '5', '--cli', '1', '--scale', '20', '--settle-seconds', '0'] : ['--latency', '200', '--cli', '20', '--scale', '1000', '--settle-seconds', '6'],
+  datapath: args.quick ? ['--quick'] : ['--rounds', '3', '--seconds', '2'],
+  endpoints: args.quick ? ['--latency', '5', '--cli', '1', '--scale', '20', '--settle-seconds', '0'] : ['--latency', '200', '--cli', '20', '--scale', '1000', '--settle-seconds', '10'],
   flows: args.quick ? ['--rounds', '1', '--latency', '5'] : ['--rounds', '4', '--latency', '100'],
   services: args.quick ? ['--quick'] : ['--rounds', '5', '--seconds', '1.5', '--services', '10000'],
   policy: args.quick ? ['--quick'] : ['--endpoints', '1000', '--policies', '1000', '--samples', '60'],
