@@ -150,19 +150,19 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
       return d.datapath.ct.entries().map(([k, v]) => {
         const conn = connectionOf(k, v);
         return {
-        protocol: protoName[k.protocol] ?? String(k.protocol),
-        source: conn.source,
-        destination: conn.destination,
-        endpoints: conn.sides.map((s) => ({ endpoint: s.endpoint, direction: s.direction === DIRECTION.INGRESS ? ('INGRESS' as const) : ('EGRESS' as const), remoteIdentity: s.remoteIdentity })),
-        ...(v.flags & CT_FLAGS.SERVICE ? { serviceOf: v.egress_ep_id } : {}),
-        sourceIdentity: v.src_identity,
-        destinationIdentity: v.dst_identity,
-        packets: Number(v.packets),
-        bytes: Number(v.bytes),
-        idleSeconds: Number((now - v.last_seen_ns) / 1_000_000_000n),
-        tcpFlags: v.tcp_flags_seen,
-        ...(v.flags & CT_FLAGS.SERVICE ? { nat: { backend: `${v.nat_addr}:${v.nat_port}` } } : {}),
-        ...(v.flags & CT_FLAGS.REVNAT ? { nat: { frontend: `${v.nat_addr}:${v.nat_port}` } } : {}),
+          protocol: protoName[k.protocol] ?? String(k.protocol),
+          source: conn.source,
+          destination: conn.destination,
+          endpoints: conn.sides.map((s) => ({ endpoint: s.endpoint, direction: s.direction === DIRECTION.INGRESS ? ('INGRESS' as const) : ('EGRESS' as const), remoteIdentity: s.remoteIdentity })),
+          ...(v.flags & CT_FLAGS.SERVICE ? { serviceOf: v.egress_ep_id } : {}),
+          sourceIdentity: v.src_identity,
+          destinationIdentity: v.dst_identity,
+          packets: Number(v.packets),
+          bytes: Number(v.bytes),
+          idleSeconds: Number((now - v.last_seen_ns) / 1_000_000_000n),
+          tcpFlags: v.tcp_flags_seen,
+          ...(v.flags & CT_FLAGS.SERVICE ? { nat: { backend: `${v.nat_addr}:${v.nat_port}` } } : {}),
+          ...(v.flags & CT_FLAGS.REVNAT ? { nat: { frontend: `${v.nat_addr}:${v.nat_port}` } } : {}),
         };
       });
     });
