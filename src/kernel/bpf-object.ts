@@ -2,8 +2,12 @@
  * restarted agent (or a second object) shares the same maps. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { c, check, checkPtr, closeFd, type Ptr } from './libbpf.js';
+import os from 'node:os';
+import { c, check, checkPtr, closeFd, KernelError, withSignalsBlocked, type Ptr } from './libbpf.js';
 import { BpfMap, mapInfo } from './bpf-map.js';
+
+const EAGAIN = os.constants.errno.EAGAIN;
+const LOAD_ATTEMPTS = 5;
 
 export interface LoadOptions {
   /** Directory where every named map is pinned (and reused from, if already there). */
@@ -43,8 +47,24 @@ export class BpfObject {
     readonly replacedMaps: readonly string[],
   ) {}
 
+  /**
+   * Opens and loads `file`, with signals held back while the verifier works (it gives up with
+   * EAGAIN when one arrives). Should one still get through (another thread's signal directed at
+   * this one), the load is tried again: libbpf cannot load an object twice, so each attempt opens
+   * it afresh (a failed load unpins the maps it had pinned).
+   */
   static load(file: string, opts: LoadOptions): BpfObject {
     fs.mkdirSync(opts.pinDir, { recursive: true });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return BpfObject.loadOnce(file, opts);
+      } catch (err) {
+        if (!(err instanceof KernelError && err.errnoValue === EAGAIN) || attempt >= LOAD_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  private static loadOnce(file: string, opts: LoadOptions): BpfObject {
     const obj = checkPtr(`opening ${file}`, c.objectOpenFile(file, null));
     try {
       const handles = new Map<string, Ptr>();
@@ -67,10 +87,7 @@ export class BpfObject {
         check(`pin path of ${name}`, c.mapSetPinPath(m, pin));
         handles.set(name, m);
       }
-      // The verifier gives up with EAGAIN when a signal arrives mid-verification: try again.
-      let loaded = c.objectLoad(obj);
-      for (let attempt = 0; loaded === -11 && attempt < 5; attempt++) loaded = c.objectLoad(obj);
-      check(`loading ${file} (the verifier log is above)`, loaded);
+      check(`loading ${file} (the verifier log is above)`, withSignalsBlocked(() => c.objectLoad(obj)));
       const maps = new Map<string, BpfMap>();
       for (const [name, m] of handles) maps.set(name, new BpfMap(check(`fd of ${name}`, c.mapFd(m))));
       const progs = new Map<string, number>();

@@ -62,7 +62,28 @@ export const c = {
   ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
   close: libc.func('int close(int fd)'),
   geteuid: libc.func('uint32_t geteuid(void)'),
+  pthreadSigmask: libc.func('int pthread_sigmask(int how, const void *set, void *oldset)'),
 };
+
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+/** A sigset_t with every signal (glibc's is 128 bytes); the kernel ignores SIGKILL and SIGSTOP in it. */
+const ALL_SIGNALS = Buffer.alloc(128, 0xff);
+
+/**
+ * Runs `fn` with this thread's signals held back (they are delivered when it returns). The
+ * verifier abandons a program with EAGAIN when a signal arrives while it works, and a large
+ * program takes long enough for a profiler's or a timer's signals to land every time.
+ */
+export function withSignalsBlocked<T>(fn: () => T): T {
+  const saved = Buffer.alloc(128);
+  if (c.pthreadSigmask(SIG_BLOCK, ALL_SIGNALS, saved) !== 0) return fn();
+  try {
+    return fn();
+  } finally {
+    c.pthreadSigmask(SIG_SETMASK, saved, null);
+  }
+}
 
 export function errno(): number {
   return koffi.errno();
