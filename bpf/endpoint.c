@@ -23,9 +23,8 @@
 
 /* Connection tracking's clock (src/kernel/jiffies.ts): the tick counter, one inlined load,
  * scaled to nanoseconds; lifetimes need no more. Events stamp finely on their own. */
-static __always_inline __u64 datapath_now(void)
+static __always_inline __u64 datapath_now(const struct datapath_config *cfg)
 {
-	struct datapath_config *cfg = datapath_config();
 	if (cfg && cfg->ns_per_jiffy)
 		return bpf_jiffies64() * cfg->ns_per_jiffy;
 	return bpf_ktime_get_coarse_ns();
@@ -67,17 +66,17 @@ static __always_inline int unroutable(struct __sk_buff *skb, const struct packet
  * packet's connection: looked up here unless `looked_up` (the fast path judges the receiving
  * endpoint on the entry the sender's judgement found or made, and counted the packet there).
  * For the egress direction `*local_dst` is the local endpoint the packet is addressed to (NULL:
- * none), kept true across a service translation.
+ * none, or not looked up because the fast path is off), kept true across a service translation.
+ * `cfg` is the datapath config, looked up once per program run.
  * Returns TC_ACT_OK to let the packet go on, TC_ACT_SHOT when it was dropped (and reported). */
-static __always_inline int judge(struct __sk_buff *skb, struct endpoint_info *ep, __u8 dir, struct packet *p,
-				 __u32 known_remote_identity, __u64 now, struct ct_conn *c, int looked_up,
+static __always_inline int judge(struct __sk_buff *skb, const struct datapath_config *cfg, struct endpoint_info *ep, __u8 dir,
+				 struct packet *p, __u32 known_remote_identity, __u64 now, struct ct_conn *c, int looked_up,
 				 struct endpoint_info **local_dst)
 {
 	struct event_info ev = { .direction = dir };
 	__u32 remote_ip;
 	__u32 remote_identity = known_remote_identity;
 	enum ct_state state = CT_NEW;
-	struct datapath_config *cfg = datapath_config();
 	__u32 ipcache_rev = cfg ? cfg->ipcache_revision : 0;
 	if (dir == MB_DIR_EGRESS && p->t.saddr != ep->ipv4) {
 		ev.subtype = MB_DROP_INVALID_SOURCE_IP;
@@ -209,15 +208,14 @@ static __always_inline int not_ipv4(struct __sk_buff *skb, struct endpoint_info 
  * see the packet), then the packet is routed by hand — TTL, MACs — and handed straight to the
  * workload's interface with bpf_redirect_peer, skipping the node's routing stack. Anything that
  * does not fit (TTL about to expire, no such endpoint) takes the routed path. */
-static __always_inline int deliver_local(struct __sk_buff *skb, struct endpoint_info *src, struct packet *p, __u64 now,
-					 struct ct_conn *c, struct endpoint_info *dst)
+static __always_inline int deliver_local(struct __sk_buff *skb, const struct datapath_config *cfg, struct endpoint_info *src,
+					 struct packet *p, __u64 now, struct ct_conn *c, struct endpoint_info *dst)
 {
-	struct datapath_config *cfg = datapath_config();
 	if (!cfg || !cfg->fast_path || p->icmp_error)
 		return TC_ACT_OK;
 	if (!dst || p->ttl <= 1)
 		return TC_ACT_OK; /* no such endpoint, or the stack must send the ICMP time exceeded */
-	int rc = judge(skb, dst, MB_DIR_INGRESS, p, src->identity, now, c, 1, NULL);
+	int rc = judge(skb, cfg, dst, MB_DIR_INGRESS, p, src->identity, now, c, 1, NULL);
 	if (rc != TC_ACT_OK)
 		return rc;
 	/* Route by hand, in place: decrement the TTL (with the incremental checksum update the
@@ -245,17 +243,20 @@ int from_endpoint(struct __sk_buff *skb)
 	if (!ep)
 		return TC_ACT_OK; /* not ours yet (being set up or torn down) */
 	struct packet p = {};
-	__u64 now = datapath_now();
+	struct datapath_config *cfg = datapath_config();
+	__u64 now = datapath_now(cfg);
 	int parsed = parse_packet(skb, &p);
 	if (parsed < 0)
 		return not_ipv4(skb, ep, MB_DIR_EGRESS, &p, parsed, now);
 	struct ct_conn c;
 	__u32 daddr = p.t.daddr;
-	struct endpoint_info *dst = bpf_map_lookup_elem(&mb_lxc, &daddr);
-	int rc = judge(skb, ep, MB_DIR_EGRESS, &p, 0, now, &c, 0, &dst);
+	/* Only the fast path needs the destination on every packet; without it, the service and
+	 * route checks of a new connection find their own way. */
+	struct endpoint_info *dst = cfg && cfg->fast_path ? bpf_map_lookup_elem(&mb_lxc, &daddr) : NULL;
+	int rc = judge(skb, cfg, ep, MB_DIR_EGRESS, &p, 0, now, &c, 0, &dst);
 	if (rc != TC_ACT_OK)
 		return rc;
-	return deliver_local(skb, ep, &p, now, &c, dst);
+	return deliver_local(skb, cfg, ep, &p, now, &c, dst);
 }
 
 SEC("tc")
@@ -266,12 +267,13 @@ int to_endpoint(struct __sk_buff *skb)
 	if (!ep)
 		return TC_ACT_OK;
 	struct packet p = {};
-	__u64 now = datapath_now();
+	struct datapath_config *cfg = datapath_config();
+	__u64 now = datapath_now(cfg);
 	int parsed = parse_packet(skb, &p);
 	if (parsed < 0)
 		return not_ipv4(skb, ep, MB_DIR_INGRESS, &p, parsed, now);
 	struct ct_conn c;
-	return judge(skb, ep, MB_DIR_INGRESS, &p, 0, now, &c, 0, NULL);
+	return judge(skb, cfg, ep, MB_DIR_INGRESS, &p, 0, now, &c, 0, NULL);
 }
 
 char LICENSE[] SEC("license") = "GPL";

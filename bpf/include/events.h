@@ -77,7 +77,7 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct endpo
 
 /* Whether a forwarded packet deserves a trace at the configured aggregation level; updates the
  * connection's report state when it does. `ct` is NULL for a connection just created. */
-static __always_inline int trace_wanted(struct datapath_config *cfg, struct ct_value *ct, int is_reply, __u8 tcp_flags,
+static __always_inline int trace_wanted(const struct datapath_config *cfg, struct ct_value *ct, int is_reply, __u8 tcp_flags,
 					__u8 point, __u64 now)
 {
 	__u32 level = cfg ? cfg->aggregation : MB_AGG_MEDIUM;

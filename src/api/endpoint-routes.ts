@@ -3,7 +3,7 @@ import { invalid } from '../errors.js';
 import type { Datapath } from '../datapath/datapath.js';
 import { connectionOf } from '../datapath/conntrack.js';
 import { ipcachePrefixOf } from '../datapath/ipcache.js';
-import { CT_FLAGS, DIRECTION, reasonNames } from '../datapath/layouts.js';
+import { CT_FLAGS, directionName, reasonNames } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { parseEndpointRef } from '../endpoint/validate.js';
 import type { ApiServer } from './server.js';
@@ -71,11 +71,10 @@ export function registerEndpointRoutes(api: ApiServer, { manager, datapath, seri
         .sort((a, b) => a.prefix.localeCompare(b.prefix, 'en', { numeric: true })),
     )
     .route('GET', '/v1/bpf/metrics', (): MetricsRow[] => {
-      const direction = (d: number) => (d === DIRECTION.INGRESS ? 'INGRESS' : 'EGRESS') as MetricsRow['direction'];
       // Drops come from the counters map; forwarded traffic from the connections that carried it.
       const rows: MetricsRow[] = datapath.metrics.entriesPerCpu().map(([k, perCpu]) => ({
         endpoint: k.ep_id,
-        direction: direction(k.direction),
+        direction: directionName(k.direction),
         remoteIdentity: k.remote_identity,
         reason: reasonNames[k.reason] ?? String(k.reason),
         packets: Number(perCpu.reduce((sum, v) => sum + v.packets, 0n)),
@@ -89,7 +88,7 @@ export function registerEndpointRoutes(api: ApiServer, { manager, datapath, seri
           const key = `${side.endpoint}/${side.direction}/${side.remoteIdentity}`;
           const row = forwarded.get(key) ?? {
             endpoint: side.endpoint,
-            direction: direction(side.direction),
+            direction: directionName(side.direction),
             remoteIdentity: side.remoteIdentity,
             reason: 'FORWARDED',
             packets: 0,

@@ -4,7 +4,7 @@
 import { invalid } from '../errors.js';
 import { connectionOf } from '../datapath/conntrack.js';
 import type { Datapath } from '../datapath/datapath.js';
-import { CT_FLAGS, DIRECTION, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
+import { CT_FLAGS, directionName, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { parsePolicyText, type ParsedPolicy } from '../policy/parse.js';
 import { describeL4 } from '../policy/ports.js';
@@ -125,7 +125,7 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
           const rule = d.realizer.ruleRef(v.rule_id);
           return {
             policy: v.flags & POLICY_FLAGS.DENY ? ('Deny' as const) : ('Allow' as const),
-            direction: k.direction === DIRECTION.INGRESS ? ('INGRESS' as const) : ('EGRESS' as const),
+            direction: directionName(k.direction),
             identity: k.identity,
             labels: labelsOf(k.identity),
             port: describeL4({ protocol: k.protocol, port: k.dport, bits }),
@@ -153,7 +153,7 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
           protocol: protoName[k.protocol] ?? String(k.protocol),
           source: conn.source,
           destination: conn.destination,
-          endpoints: conn.sides.map((s) => ({ endpoint: s.endpoint, direction: s.direction === DIRECTION.INGRESS ? ('INGRESS' as const) : ('EGRESS' as const), remoteIdentity: s.remoteIdentity })),
+          endpoints: conn.sides.map((s) => ({ endpoint: s.endpoint, direction: directionName(s.direction), remoteIdentity: s.remoteIdentity })),
           ...(v.flags & CT_FLAGS.SERVICE ? { serviceOf: v.egress_ep_id } : {}),
           sourceIdentity: v.src_identity,
           destinationIdentity: v.dst_identity,

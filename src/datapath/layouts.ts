@@ -274,6 +274,11 @@ export const LB_MAPS = {
 
 export const DIRECTION = { INGRESS: 1, EGRESS: 2 } as const;
 
+/** A direction as the API and CLI spell it. */
+export function directionName(d: number): 'INGRESS' | 'EGRESS' {
+  return d === DIRECTION.INGRESS ? 'INGRESS' : 'EGRESS';
+}
+
 /** Datapath outcome codes (0 = forwarded; drops use Cilium's drop reason numbers). */
 export const REASON = {
   FORWARDED: 0,
