@@ -19,7 +19,7 @@ const BENCHES = {
   datapath: args.quick ? ['--quick'] : ['--rounds', '3', '--seconds', '2'],
   endpoints: args.quick ? ['--latency', '5', '--cli', '1', '--scale', '20', '--settle-seconds', '0'] : ['--latency', '200', '--cli', '20', '--scale', '1000', '--settle-seconds', '10'],
   flows: args.quick ? ['--rounds', '1', '--latency', '5'] : ['--rounds', '4', '--latency', '100'],
-  services: args.quick ? ['--quick'] : ['--rounds', '5', '--seconds', '1.5', '--services', '10000'],
+  services: args.quick ? ['--quick'] : ['--rounds', '4', '--seconds', '1.5', '--services', '10000'],
   policy: args.quick ? ['--quick'] : ['--endpoints', '1000', '--policies', '1000', '--samples', '60'],
 } as const;
 

@@ -10,6 +10,10 @@ export function median(samples: number[]): number {
   return percentile(samples, 50);
 }
 
+export function mean(samples: number[]): number {
+  return samples.reduce((a, b) => a + b, 0) / samples.length;
+}
+
 /** Large numbers with thousands separators, small ones with two decimals. */
 export function formatNumber(x: number, digits = 2): string {
   return Math.abs(x) >= 1000 ? Math.round(x).toLocaleString('en') : x.toFixed(digits);

@@ -61,9 +61,14 @@ export async function stop(child: ChildProcess): Promise<void> {
   await done;
 }
 
+/** The command line of the echo server connectionRate talks to, on `port`. */
+export function echoServerArgv(port: number): string[] {
+  return ['node', path.join(tools, 'echo-server.mjs'), String(port)];
+}
+
 /** The echo server connectionRate talks to, started in `netns` on `port`. */
 export function echoServer(netns: string, port: number): ChildProcess {
-  return background(netns, ['node', path.join(tools, 'echo-server.mjs'), String(port)]);
+  return background(netns, echoServerArgv(port));
 }
 
 /**

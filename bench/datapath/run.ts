@@ -3,7 +3,9 @@
  * written as nftables rules, measured in the same run: TCP stream (iperf3), 64-byte UDP
  * packets/s with 1, 1,000 and 10,000 identities/rules (sockperf), request/response latency
  * (sockperf ping-pong over TCP), connection rate, and the per-packet run time of each program
- * (kernel.bpf_stats_enabled). Every topology lives in namespaces this run creates.
+ * (kernel.bpf_stats_enabled). Each ratio is the median over pairs of back-to-back runs, the order
+ * alternating; the servers stay up for the whole run. Every topology lives in namespaces this run
+ * creates.
  * Usage: node --import tsx bench/datapath/run.ts [--rounds N] [--seconds S] [--quick] [--json FILE] */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -14,9 +16,10 @@ import { BpfObject } from '../../src/kernel/bpf-object.js';
 import { ensureTcxLink, pinnedLinkInfo, removePinnedLink } from '../../src/kernel/bpf-link.js';
 import { ensureBpffs } from '../../src/kernel/bpffs.js';
 import { ifindexOf, netnsPath, withNetns } from '../../src/kernel/netns.js';
-import { TestNode, repoRoot, run, waitForLine } from '../../test/harness/node.js';
-import { median, ratioLine, REFERENCE, TABLE_HEADER, valueLine, type RatioRow } from '../stats.js';
-import { background, connectionRate as measureConnectionRate, deleteNamespacesOnExit, echoServer, execIn, plainPair, stop, type Pair } from '../topology.js';
+import type { ChildProcess } from 'node:child_process';
+import { TestNode, repoRoot, run } from '../../test/harness/node.js';
+import { mean, median, ratioLine, REFERENCE, TABLE_HEADER, valueLine, type RatioRow } from '../stats.js';
+import { background, connectionRate as measureConnectionRate, deleteNamespacesOnExit, echoServerArgv, execIn, plainPair, stop, type Pair } from '../topology.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -31,6 +34,11 @@ const ROUNDS = QUICK ? 1 : Number(args.rounds);
 const SECONDS = QUICK ? 1 : Number(args.seconds);
 const IDENTITY_COUNTS = QUICK ? [1] : [1, 1000, 10000];
 const NFT_COUNTS = QUICK ? [1] : [1, 100, 1000];
+/** Back-to-back pairs a round for the two rows that swing most from run to run. */
+const STREAM_PAIRS = QUICK ? 1 : 3;
+const CRR_PAIRS = QUICK ? 1 : 3;
+/** The per-packet cost needs many runs of the program, not a long one. */
+const COST_SECONDS = Math.min(SECONDS, 1);
 
 const PORT = { iperf: 5201, udp: 9000, rr: 9001, crr: 9002 } as const;
 
@@ -88,16 +96,49 @@ async function membranePair(): Promise<Pair & { node: TestNode; programs(role: '
   };
 }
 
-async function tcpStream(pair: Pair): Promise<number> {
-  const server = background(pair.server.netns, ['iperf3', '-s', '-1', '--forceflush', '-p', String(PORT.iperf)]);
-  try {
-    await waitForLine(server, (l) => l.includes('Server listening'));
-    const r = await run('ip', ['netns', 'exec', pair.client.netns, 'iperf3', '-c', pair.server.ip, '-p', String(PORT.iperf), '-t', String(SECONDS), '-J'], { timeoutMs: 60_000 });
-    const report = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
-    return report.end.sum_received.bits_per_second / 1e9;
-  } finally {
-    await stop(server);
+/** Resolves once something in `netns` listens on `port` (TCP) or is bound to it (UDP). */
+async function waitForListener(netns: string, proto: 'tcp' | 'udp', port: number): Promise<void> {
+  for (let tries = 0; tries < 200; tries++) {
+    const r = await run('ip', ['netns', 'exec', netns, 'ss', proto === 'tcp' ? '-Hltn' : '-Hlun', `sport = :${port}`]);
+    if (r.stdout.trim()) return;
+    await new Promise((res) => setTimeout(res, 25));
   }
+  throw new Error(`nothing listens on ${proto} port ${port} in ${netns}`);
+}
+
+/** Servers that stay up for the whole run, one per pair and workload, so a measurement pays no server start. */
+class Servers {
+  private readonly running = new Map<string, ChildProcess>();
+
+  async ensure(pair: Pair, proto: 'tcp' | 'udp', port: number, argv: string[]): Promise<void> {
+    const key = `${pair.server.netns}/${proto}/${port}`;
+    if (this.running.has(key)) return;
+    const child = background(pair.server.netns, argv);
+    // Nobody reads what the servers print: drain it so a full pipe never blocks them.
+    child.stdout?.resume();
+    child.stderr?.resume();
+    this.running.set(key, child);
+    await waitForListener(pair.server.netns, proto, port);
+  }
+
+  async stopAll(): Promise<void> {
+    for (const c of this.running.values()) await stop(c);
+    this.running.clear();
+  }
+}
+const servers = new Servers();
+
+/**
+ * One iperf3 stream for SECONDS, in Gbit/s. The congestion control is named (cubic, Linux's
+ * default) so the result does not hang on the machine's sysctl: BBR paces by timer, and on a
+ * link with no queue that alone swung runs between 9 and 22 Gbit/s here.
+ */
+async function tcpStream(pair: Pair): Promise<number> {
+  await servers.ensure(pair, 'tcp', PORT.iperf, ['iperf3', '-s', '-p', String(PORT.iperf)]);
+  const r = await run('ip', ['netns', 'exec', pair.client.netns, 'iperf3', '-c', pair.server.ip, '-p', String(PORT.iperf), '-t', String(SECONDS), '-C', 'cubic', '-J'], { timeoutMs: 60_000 });
+  const report = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second: number } }; error?: string };
+  if (!report.end?.sum_received) throw new Error(`iperf3 to ${pair.server.ip}: ${report.error ?? r.stderr}`);
+  return report.end.sum_received.bits_per_second / 1e9;
 }
 
 async function udpDatagrams(netns: string): Promise<number> {
@@ -107,43 +148,28 @@ async function udpDatagrams(netns: string): Promise<number> {
   return Number(values[head.indexOf('InDatagrams')]);
 }
 
-async function udpPps(pair: Pair): Promise<number> {
-  const server = background(pair.server.netns, ['sockperf', 'sr', '-i', pair.server.ip, '-p', String(PORT.udp)]);
-  try {
-    await new Promise((r) => setTimeout(r, 300));
-    const before = await udpDatagrams(pair.server.netns);
-    const t0 = performance.now();
-    await run('ip', ['netns', 'exec', pair.client.netns, 'sockperf', 'tp', '-i', pair.server.ip, '-p', String(PORT.udp), '-m', '64', '-t', String(SECONDS)], { timeoutMs: 60_000 });
-    const seconds = (performance.now() - t0) / 1000;
-    return ((await udpDatagrams(pair.server.netns)) - before) / seconds;
-  } finally {
-    await stop(server);
-  }
+async function udpPps(pair: Pair, seconds = SECONDS): Promise<number> {
+  await servers.ensure(pair, 'udp', PORT.udp, ['sockperf', 'sr', '-i', pair.server.ip, '-p', String(PORT.udp)]);
+  const before = await udpDatagrams(pair.server.netns);
+  const t0 = performance.now();
+  await run('ip', ['netns', 'exec', pair.client.netns, 'sockperf', 'tp', '-i', pair.server.ip, '-p', String(PORT.udp), '-m', '64', '-t', String(seconds)], { timeoutMs: 60_000 });
+  const elapsed = (performance.now() - t0) / 1000;
+  return ((await udpDatagrams(pair.server.netns)) - before) / elapsed;
 }
 
 /** One-way latency in microseconds as sockperf reports it (half the round trip). */
 async function requestResponse(pair: Pair): Promise<number> {
-  const server = background(pair.server.netns, ['sockperf', 'sr', '--tcp', '-i', pair.server.ip, '-p', String(PORT.rr)]);
-  try {
-    await new Promise((r) => setTimeout(r, 300));
-    const r = await run('ip', ['netns', 'exec', pair.client.netns, 'sockperf', 'pp', '--tcp', '-i', pair.server.ip, '-p', String(PORT.rr), '-t', String(SECONDS)], { timeoutMs: 60_000 });
-    const m = /avg-latency=([\d.]+)/.exec(r.stdout + r.stderr) ?? /Latency is ([\d.]+) usec/.exec(r.stdout + r.stderr);
-    if (!m) throw new Error(`sockperf pp printed no latency: ${r.stdout}${r.stderr}`);
-    return Number(m[1]);
-  } finally {
-    await stop(server);
-  }
+  await servers.ensure(pair, 'tcp', PORT.rr, ['sockperf', 'sr', '--tcp', '-i', pair.server.ip, '-p', String(PORT.rr)]);
+  const r = await run('ip', ['netns', 'exec', pair.client.netns, 'sockperf', 'pp', '--tcp', '-i', pair.server.ip, '-p', String(PORT.rr), '-t', String(SECONDS)], { timeoutMs: 60_000 });
+  const m = /avg-latency=([\d.]+)/.exec(r.stdout + r.stderr) ?? /Latency is ([\d.]+) usec/.exec(r.stdout + r.stderr);
+  if (!m) throw new Error(`sockperf pp printed no latency: ${r.stdout}${r.stderr}`);
+  return Number(m[1]);
 }
 
 /** New TCP connections per second, each carrying one request and its reply (TCP_CRR style). */
 async function connectionRate(pair: Pair): Promise<number> {
-  const server = echoServer(pair.server.netns, PORT.crr);
-  try {
-    await waitForLine(server, (l) => l === 'ready');
-    return await measureConnectionRate(execIn(pair.client.netns), pair.server.ip, PORT.crr, SECONDS);
-  } finally {
-    await stop(server);
-  }
+  await servers.ensure(pair, 'tcp', PORT.crr, echoServerArgv(PORT.crr));
+  return await measureConnectionRate(execIn(pair.client.netns), pair.server.ip, PORT.crr, SECONDS);
 }
 
 interface ProgStats {
@@ -241,32 +267,36 @@ async function main(): Promise<void> {
       fs.rmSync(emptyDir, { recursive: true, force: true });
       await emptyPair.cleanup();
     });
+    // Each ratio pairs a candidate's run with a baseline run right next to it, the order
+    // alternating from pair to pair, so the machine's drift (it swings by ±15 % within seconds
+    // here) favours neither side; a row's ratio is the median over its pairs.
+    let flip = false;
+    const pairOf = async (measure: (p: Pair) => Promise<number>, base: Pair, candidate: Pair, r: Row) => {
+      flip = !flip;
+      const [first, second] = flip ? [base, candidate] : [candidate, base];
+      const got = new Map([[first, await measure(first)]]);
+      got.set(second, await measure(second));
+      r.baseline.push(got.get(base)!);
+      r.value.push(got.get(candidate)!);
+      return got.get(base)!;
+    };
     for (let round = 0; round < ROUNDS; round++) {
       process.stderr.write(`round ${round + 1}/${ROUNDS}\n`);
-      // Every other round measures the candidate first, so a drift of the machine favours no side.
-      const order: Pair[] = round % 2 ? [membrane, plain] : [plain, membrane];
-      const bothInOrder = async (measure: (p: Pair) => Promise<number>, reversed = false) => {
-        const got = new Map<Pair, number>();
-        for (const p of reversed ? [...order].reverse() : order) got.set(p, await measure(p));
-        return { plain: got.get(plain)!, membrane: got.get(membrane)! };
-      };
-      // A single stream's rate swings most from run to run: two runs a side, A-B-B-A, averaged.
-      const [s1, s2] = [await bothInOrder(tcpStream), await bothInOrder(tcpStream, true)];
-      const streams = { plain: (s1.plain + s2.plain) / 2, membrane: (s1.membrane + s2.membrane) / 2 };
-      stream.baseline.push(streams.plain);
-      streamNft.baseline.push(streams.plain);
-      stream.value.push(streams.membrane);
+      const baseStream: number[] = [];
+      for (let i = 0; i < STREAM_PAIRS; i++) baseStream.push(await pairOf(tcpStream, plain, membrane, stream));
+      // The nftables row is a reference: measured once, against this round's baseline runs.
+      streamNft.baseline.push(mean(baseStream));
       streamNft.value.push(await tcpStream(nft));
 
-      const basePps = await udpPps(plain);
+      const basePps: number[] = [];
       for (const [n, r] of pps) {
         await membrane.setIdentities(n);
-        r.baseline.push(basePps);
-        r.value.push(await udpPps(membrane));
+        basePps.push(await pairOf(udpPps, plain, membrane, r));
       }
+      // nftables rows are references too: measured against this round's baseline runs.
       for (const [n, r] of ppsNft) {
         await loadNftRules(nft, n);
-        r.baseline.push(basePps);
+        r.baseline.push(mean(basePps));
         r.value.push(await udpPps(nft));
       }
       vsNft.value.push(pps.get(Math.max(...IDENTITY_COUNTS))!.value.at(-1)!);
@@ -274,22 +304,18 @@ async function main(): Promise<void> {
       await loadNftRules(nft, 1);
       await membrane.setIdentities(1);
 
-      const rrs = await bothInOrder(requestResponse);
-      rr.baseline.push(rrs.plain);
-      rr.value.push(rrs.membrane);
-      tps.baseline.push(1e6 / (2 * rrs.plain));
-      tps.value.push(1e6 / (2 * rrs.membrane));
-      const crrs = await bothInOrder(connectionRate);
-      crr.baseline.push(crrs.plain);
-      crr.value.push(crrs.membrane);
+      await pairOf(requestResponse, plain, membrane, rr);
+      tps.baseline.push(1e6 / (2 * rr.baseline.at(-1)!));
+      tps.value.push(1e6 / (2 * rr.value.at(-1)!));
+      for (let i = 0; i < CRR_PAIRS; i++) await pairOf(connectionRate, plain, membrane, crr);
 
       // Per-packet program cost: 64-byte UDP through from_endpoint (the sender's program, which
       // also judges the receiver on the fast path), through to_endpoint (delivery routed by the
       // node: the node sends), and through an empty program where from_endpoint runs.
-      cost.from.push((await perPacketNs([membrane.programs('client', 'from')], () => udpPps(membrane))).ns);
+      cost.from.push((await perPacketNs([membrane.programs('client', 'from')], () => udpPps(membrane, COST_SECONDS))).ns);
       const fromNode = { ...membrane, client: { netns: membrane.nodeNetns, ip: '' } };
-      cost.to.push((await perPacketNs([membrane.programs('server', 'to')], () => udpPps(fromNode))).ns);
-      cost.empty.push((await perPacketNs([empty.id], () => udpPps(emptyPair))).ns);
+      cost.to.push((await perPacketNs([membrane.programs('server', 'to')], () => udpPps(fromNode, COST_SECONDS))).ns);
+      cost.empty.push((await perPacketNs([empty.id], () => udpPps(emptyPair, COST_SECONDS))).ns);
     }
 
     const costLine = (what: string, xs: number[], goal: string, met: boolean | undefined) =>
@@ -305,6 +331,7 @@ async function main(): Promise<void> {
     if (args.json) fs.writeFileSync(args.json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, seconds: SECONDS, rows, cost, costLines }, null, 2));
   } finally {
     fs.writeFileSync(STATS_KNOB, stats0);
+    await servers.stopAll();
     for (const c of cleanups.reverse()) await c().catch((err: unknown) => console.error(err));
     await plain.cleanup();
     await nft.cleanup();
