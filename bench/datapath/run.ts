@@ -184,10 +184,10 @@ async function programStats(): Promise<Map<number, ProgStats>> {
 }
 
 /**
- * Mean run time per packet of the programs `ids` while `workload` runs, from the kernel's own
+ * Mean run time per packet of each program in `ids` while `workload` runs, from the kernel's own
  * statistics (kernel.bpf_stats_enabled, switched on for the measurement only).
  */
-async function perPacketNs(ids: number[], workload: () => Promise<unknown>): Promise<{ ns: number; runs: number }> {
+async function perPacketNs(ids: number[], workload: () => Promise<unknown>): Promise<number[]> {
   const before = await programStats();
   fs.writeFileSync(STATS_KNOB, '1');
   try {
@@ -196,38 +196,43 @@ async function perPacketNs(ids: number[], workload: () => Promise<unknown>): Pro
     fs.writeFileSync(STATS_KNOB, '0');
   }
   const after = await programStats();
-  let time = 0;
-  let runs = 0;
-  for (const id of ids) {
-    time += (after.get(id)?.run_time_ns ?? 0) - (before.get(id)?.run_time_ns ?? 0);
-    runs += (after.get(id)?.run_cnt ?? 0) - (before.get(id)?.run_cnt ?? 0);
-  }
-  if (runs < 1000) throw new Error(`programs ${ids.join(', ')} ran only ${runs} times`);
-  return { ns: time / runs, runs };
+  return ids.map((id) => {
+    const time = (after.get(id)?.run_time_ns ?? 0) - (before.get(id)?.run_time_ns ?? 0);
+    const runs = (after.get(id)?.run_cnt ?? 0) - (before.get(id)?.run_cnt ?? 0);
+    if (runs < 1000) throw new Error(`program ${id} ran only ${runs} times`);
+    return time / runs;
+  });
 }
 
 const STATS_KNOB = '/proc/sys/kernel/bpf_stats_enabled';
 
-/** The empty program (bench/datapath/empty.c), compiled here and attached with tcx on `ifname`'s ingress in `netns`. */
-async function attachEmptyProgram(netns: string, ifname: string, dir: string, pinDir: string): Promise<{ id: number; close(): void }> {
+/**
+ * The reference programs (bench/datapath/empty.c), compiled here and attached with tcx on
+ * `ifname`'s ingress in `netns`, the empty one first: its ids, and the one-lookup program's map
+ * filled with `serverIp` among 1,000 addresses.
+ */
+async function attachReferencePrograms(netns: string, ifname: string, serverIp: string, dir: string, pinDir: string): Promise<{ empty: number; oneLookup: number; close(): void }> {
   const obj = path.join(dir, 'empty.o');
   const cc = await run('clang-19', ['-target', 'bpf', '-O2', '-g', '-I/usr/include/x86_64-linux-gnu', '-c', path.join(repoRoot, 'bench/datapath/empty.c'), '-o', obj]);
   if (cc.code !== 0) throw new Error(`compiling empty.c: ${cc.stderr}`);
   ensureBpffs(pinDir);
-  const loaded = BpfObject.load(obj, { pinDir, maps: [], programs: ['bench_empty'] });
-  const pin = path.join(pinDir, 'empty-link');
+  const programs = ['bench_empty', 'bench_one_lookup'] as const;
+  const loaded = BpfObject.load(obj, { pinDir, maps: ['bench_by_daddr'], programs });
+  const addresses = [serverIp, ...Array.from({ length: 999 }, (_, i) => `172.16.${(i >> 8) & 255}.${i & 255}`)];
+  loaded.map('bench_by_daddr').updateMany(addresses.map((ip) => [Buffer.from(ip.split('.').map(Number)), Buffer.alloc(8)]));
+  const pins = programs.map((name) => path.join(pinDir, `${name}-link`));
   // The attach resolves the ifindex in the calling thread's namespace: do it all in there.
-  withNetns(netnsPath(netns), () => ensureTcxLink(pin, loaded.programFd('bench_empty'), ifindexOf(ifname), 'ingress'));
+  withNetns(netnsPath(netns), () => programs.forEach((name, i) => ensureTcxLink(pins[i]!, loaded.programFd(name), ifindexOf(ifname), 'ingress')));
   return {
-    id: pinnedLinkInfo(pin).progId,
+    empty: pinnedLinkInfo(pins[0]!).progId,
+    oneLookup: pinnedLinkInfo(pins[1]!).progId,
     close: () => {
-      removePinnedLink(pin);
+      for (const pin of pins) removePinnedLink(pin);
       loaded.close();
       fs.rmSync(pinDir, { recursive: true, force: true });
     },
   };
 }
-
 
 type Row = RatioRow;
 
@@ -257,13 +262,13 @@ async function main(): Promise<void> {
     const rr = row('TCP request/response latency, Membrane vs no program', 'µs one-way', false, atLeast(0.97));
     const tps = row('TCP request/response transactions/s (1 / round trip), Membrane vs no program', 'trans/s', true, atLeast(0.97));
     const crr = row('TCP connections/s (connect, request, reply, close), Membrane vs no program', 'conn/s', true, atLeast(0.97));
-    const cost = { from: [] as number[], to: [] as number[], empty: [] as number[] };
+    const cost = { from: [] as number[], to: [] as number[], empty: [] as number[], oneLookup: [] as number[] };
 
     const emptyPair = await plainPair(`${prefix}e`, '10.239.0');
     const emptyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mbbench-empty-'));
-    const empty = await attachEmptyProgram(emptyPair.nodeNetns, 'vethc', emptyDir, `/sys/fs/bpf/${prefix}-empty`);
+    const references = await attachReferencePrograms(emptyPair.nodeNetns, 'vethc', emptyPair.server.ip, emptyDir, `/sys/fs/bpf/${prefix}-empty`);
     cleanups.push(async () => {
-      empty.close();
+      references.close();
       fs.rmSync(emptyDir, { recursive: true, force: true });
       await emptyPair.cleanup();
     });
@@ -311,11 +316,13 @@ async function main(): Promise<void> {
 
       // Per-packet program cost: 64-byte UDP through from_endpoint (the sender's program, which
       // also judges the receiver on the fast path), through to_endpoint (delivery routed by the
-      // node: the node sends), and through an empty program where from_endpoint runs.
-      cost.from.push((await perPacketNs([membrane.programs('client', 'from')], () => udpPps(membrane, COST_SECONDS))).ns);
+      // node: the node sends), and through the reference programs where from_endpoint runs.
+      cost.from.push(...(await perPacketNs([membrane.programs('client', 'from')], () => udpPps(membrane, COST_SECONDS))));
       const fromNode = { ...membrane, client: { netns: membrane.nodeNetns, ip: '' } };
-      cost.to.push((await perPacketNs([membrane.programs('server', 'to')], () => udpPps(fromNode, COST_SECONDS))).ns);
-      cost.empty.push((await perPacketNs([empty.id], () => udpPps(emptyPair, COST_SECONDS))).ns);
+      cost.to.push(...(await perPacketNs([membrane.programs('server', 'to')], () => udpPps(fromNode, COST_SECONDS))));
+      const [emptyNs, oneLookupNs] = await perPacketNs([references.empty, references.oneLookup], () => udpPps(emptyPair, COST_SECONDS));
+      cost.empty.push(emptyNs!);
+      cost.oneLookup.push(oneLookupNs!);
     }
 
     const costLine = (what: string, xs: number[], goal: string, met: boolean | undefined) =>
@@ -324,6 +331,7 @@ async function main(): Promise<void> {
       costLine('from_endpoint (policy, fast path: judges both ends)', cost.from, '≤ 100 ns', median(cost.from) <= 100),
       costLine('to_endpoint (policy, routed delivery)', cost.to, '≤ 100 ns', median(cost.to) <= 100),
       costLine("an empty tc program at the same hook (this machine's floor)", cost.empty, '(reference)', undefined),
+      costLine('a tc program that parses IPv4 and does one hash lookup, at the same hook', cost.oneLookup, '(reference)', undefined),
     ];
     console.log(TABLE_HEADER.join('\n'));
     for (const r of rows) console.log(ratioLine(r));
