@@ -34,7 +34,7 @@ export class FlowMonitor {
       return;
     }
     try {
-      const ev = this.decoder.capture(data, offset);
+      const ev = this.decoder.capture(data, offset, this.ring.oldest());
       this.metrics.count(ev);
       this.ring.push(ev);
     } catch (err) {

@@ -24,6 +24,11 @@ export class FlowRing implements FlowSource {
     this.slots = new Array<CapturedEvent | undefined>(capacity);
   }
 
+  /** The event the next push overwrites (undefined until the ring is full), for the decoder to refill in place. */
+  oldest(): CapturedEvent | undefined {
+    return this.slots[this.next];
+  }
+
   push(ev: CapturedEvent): void {
     this.slots[this.next] = ev;
     this.next = this.next + 1 === this.capacity ? 0 : this.next + 1;

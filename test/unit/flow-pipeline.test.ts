@@ -103,6 +103,28 @@ describe('flow ring', () => {
     assert.deepEqual(ring.query({ number: 1, first: true }).map((f) => f.l4?.TCP?.destination_port), [3]);
   });
 
+  it('refills a full ring in place, and flows handed out before keep what they said', () => {
+    const ring = new FlowRing(2, 'node1', (ev) => decoder.materialize(ev));
+    const handedOut: Flow[] = [];
+    ring.subscribe((f) => handedOut.push(f));
+    const encode = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>) => flowEvent.encode({ ...base, ...fields });
+    assert.equal(ring.oldest(), undefined, 'nothing to refill before the ring is full');
+    ring.push(decoder.capture(encode({ type: 5, verdict: 1, direction: 1, rule_id: 3, dport: 1 }), 0, ring.oldest())); // names its policy
+    ring.push(decoder.capture(encode({ type: 4, verdict: 1, dport: 2 }), 0, ring.oldest()));
+    const verdictSlot = ring.oldest();
+    assert.ok(verdictSlot, 'a full ring offers its oldest slot');
+    // A verdict that names no rule, in the slot of one that did.
+    const next = decoder.capture(encode({ type: 5, verdict: 1, direction: 1, rule_id: 0, dport: 3 }), 0, verdictSlot);
+    assert.equal(next, verdictSlot, 'filled in place');
+    ring.push(next);
+    assert.deepEqual(ring.flows().map((f) => f.l4?.TCP?.destination_port), [2, 3]);
+    const refilled = ring.flows()[1]!;
+    assert.equal(refilled.event_type.type, 5);
+    assert.equal(refilled.ingress_allowed_by, undefined, 'no policy left over from the slot before');
+    assert.deepEqual(handedOut.map((f) => f.l4?.TCP?.destination_port), [1, 2, 3]);
+    assert.deepEqual(handedOut[0]!.ingress_allowed_by?.map((p) => p.name), ['web-policy'], 'the verdict handed out still names its policy');
+  });
+
   it('hands new flows and lost-event counts to followers until they leave', () => {
     const ring = new FlowRing(8, 'node1', (ev) => decoder.materialize(ev));
     const got: number[] = [];
