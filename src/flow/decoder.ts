@@ -201,7 +201,7 @@ export class FlowDecoder {
    * The hot path: fixed offsets from the shared layout, no per-field dispatch. `into` is the flow
    * ring's oldest event, about to be overwritten: refilling it means a steady stream of events
    * allocates nothing. A new object per event lived a trip round the ring, and the major
-   * collections that caused were over half the agent's CPU under a connection-rate load.
+   * collections that caused were about half the agent's CPU under a connection-rate load.
    */
   capture(b: Buffer, o: number, into?: CapturedEvent): CapturedEvent {
     const type = b[o + O.type]!;
