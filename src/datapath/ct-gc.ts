@@ -3,8 +3,8 @@
  * then so that `bpf ct list` and map pressure show live connections only. The lifetimes mirror
  * bpf/include/conntrack.h (CT_LIFETIME_*). */
 import type { Datapath } from './datapath.js';
-import type { ctValue } from './layouts.js';
-import type { StructValue } from './struct.js';
+import { ctKey, ctValue } from './layouts.js';
+import { offsetsOf, type StructValue } from './struct.js';
 
 type CtMap = Datapath['ct'];
 
@@ -14,7 +14,7 @@ const TCP = 6;
 const FIN_OR_RST = 0x01 | 0x04;
 const ACK = 0x10;
 
-export function ctExpired(v: StructValue<typeof ctValue>, protocol: number, nowNs: bigint): boolean {
+export function ctExpired(v: Pick<StructValue<typeof ctValue>, 'last_seen_ns' | 'tcp_flags_seen'>, protocol: number, nowNs: bigint): boolean {
   let lifetime = LIFETIME.other;
   if (protocol === TCP) {
     if (v.tcp_flags_seen & FIN_OR_RST) lifetime = LIFETIME.tcpClosing;
@@ -24,12 +24,20 @@ export function ctExpired(v: StructValue<typeof ctValue>, protocol: number, nowN
   return nowNs - v.last_seen_ns > lifetime;
 }
 
-/** Deletes expired entries; returns how many. `nowNs` is the datapath clock (Datapath.clock). */
+const KEY = offsetsOf(ctKey);
+const VALUE = offsetsOf(ctValue);
+
+/**
+ * Deletes expired entries; returns how many. `nowNs` is the datapath clock (Datapath.clock). It
+ * reads the two fields it needs straight from the map's batch buffers: decoding every entry of a
+ * busy table made a burst of objects each sweep, big enough to be promoted and cost a major GC.
+ */
 export function sweepConntrack(ct: CtMap, nowNs: bigint): number {
   const expired: Buffer[] = [];
-  for (const [k, v] of ct.raw.entries()) {
-    if (ctExpired(ct.value.decode(v), ct.key.decode(k).protocol, nowNs)) expired.push(k);
-  }
+  ct.raw.forEach((key, value) => {
+    const entry = { last_seen_ns: value.readBigUInt64LE(VALUE.last_seen_ns), tcp_flags_seen: value[VALUE.tcp_flags_seen]! };
+    if (ctExpired(entry, key[KEY.protocol]!, nowNs)) expired.push(Buffer.from(key));
+  });
   ct.raw.deleteMany(expired);
   return expired.length;
 }

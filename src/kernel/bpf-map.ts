@@ -108,15 +108,22 @@ export class BpfMap {
     }
   }
 
-  /** Every entry; entries deleted concurrently are skipped. */
-  entries(): [Buffer, Buffer][] {
-    const batched = this.lookupAllBatched();
-    if (batched) return batched;
-    const out: [Buffer, Buffer][] = [];
+  /**
+   * Visits every entry; entries deleted concurrently are skipped. `key` and `value` are views
+   * valid only during the call (copy what you keep), so a walk of a large map allocates little.
+   */
+  forEach(visit: (key: Buffer, value: Buffer) => void): void {
+    if (this.forEachBatched(visit)) return;
     for (const key of this.keys()) {
       const value = this.lookup(key);
-      if (value) out.push([key, value]);
+      if (value) visit(key, value);
     }
+  }
+
+  /** Every entry; entries deleted concurrently are skipped. */
+  entries(): [Buffer, Buffer][] {
+    const out: [Buffer, Buffer][] = [];
+    this.forEach((key, value) => out.push([Buffer.from(key), Buffer.from(value)]));
     return out;
   }
 
@@ -161,10 +168,10 @@ export class BpfMap {
     return false;
   }
 
-  private lookupAllBatched(): [Buffer, Buffer][] | undefined {
-    if (this.batchUnsupported) return undefined;
+  /** Visits every entry in batches of 256 lookups a syscall; false where the map type has no batch lookup. */
+  private forEachBatched(visit: (key: Buffer, value: Buffer) => void): boolean {
+    if (this.batchUnsupported) return false;
     const chunk = 256;
-    const out: [Buffer, Buffer][] = [];
     const keys = Buffer.alloc(this.info.keySize * chunk);
     const values = Buffer.alloc(this.valueBytes * chunk);
     // Hash maps use a u32 bucket cursor; 8 bytes leaves room for any map type.
@@ -175,16 +182,13 @@ export class BpfMap {
       const ret = c.mapLookupBatch(this.fd, inBatch, outBatch, keys, values, count, null);
       const n = count[0] as number;
       if (ret < 0 && ret !== -2) {
-        if (this.markBatchUnsupported(ret)) return undefined;
+        if (this.markBatchUnsupported(ret)) return false;
         throw new KernelError(`batch lookup in ${this.name}`, -ret);
       }
       for (let i = 0; i < n; i++) {
-        out.push([
-          Buffer.from(keys.subarray(i * this.info.keySize, (i + 1) * this.info.keySize)),
-          Buffer.from(values.subarray(i * this.valueBytes, (i + 1) * this.valueBytes)),
-        ]);
+        visit(keys.subarray(i * this.info.keySize, (i + 1) * this.info.keySize), values.subarray(i * this.valueBytes, (i + 1) * this.valueBytes));
       }
-      if (ret === -2) return out; // ENOENT: no more buckets
+      if (ret === -2) return true; // ENOENT: no more buckets
       inBatch = Buffer.from(outBatch);
     }
   }
