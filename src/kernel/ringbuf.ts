@@ -42,6 +42,8 @@ export class RingBufferReader {
   private readonly consumer: DataView;
   private readonly producer: DataView;
   private readonly data: Buffer;
+  /** The same bytes, for the record headers: a DataView read is one load, Buffer's readUInt32LE is a checked call. */
+  private readonly headers: DataView;
   private running = false;
   private timer?: NodeJS.Timeout;
   /** Records read since creation. */
@@ -59,6 +61,7 @@ export class RingBufferReader {
     this.consumer = new DataView(koffi.view(this.consumerPtr, this.pageSize));
     this.producer = new DataView(koffi.view(this.producerPtr, this.pageSize));
     this.data = Buffer.from(koffi.view(this.producerPtr + BigInt(this.pageSize), 2 * this.size));
+    this.headers = new DataView(this.data.buffer, this.data.byteOffset, this.data.byteLength);
   }
 
   private map(len: number, prot: number, offset: number): bigint {
@@ -80,7 +83,7 @@ export class RingBufferReader {
     let n = 0;
     while (pos < prod && n < max) {
       const off = pos & this.mask;
-      const word = this.data.readUInt32LE(off);
+      const word = this.headers.getUint32(off, true);
       if (word & BUSY) break; // the producer has not committed it yet
       const len = word & ~(BUSY | DISCARD);
       if (!(word & DISCARD)) {
