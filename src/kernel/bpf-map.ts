@@ -182,7 +182,8 @@ export class BpfMap {
       const ret = c.mapLookupBatch(this.fd, inBatch, outBatch, keys, values, count, null);
       const n = count[0] as number;
       if (ret < 0 && ret !== -2) {
-        if (this.markBatchUnsupported(ret)) return false;
+        // Unsupported shows on the first call; later, falling back would visit entries twice.
+        if (inBatch === null && this.markBatchUnsupported(ret)) return false;
         throw new KernelError(`batch lookup in ${this.name}`, -ret);
       }
       for (let i = 0; i < n; i++) {
