@@ -28,7 +28,7 @@ export class FlowMonitor {
     this.datapath.configure({ aggregation: AGGREGATION[level], report_interval: reportIntervalSeconds, fast_path: fastPath ? 1 : 0 });
   }
 
-  private onRecord(data: Buffer, offset: number, length: number): void {
+  private onRecord(data: DataView, offset: number, length: number): void {
     if (length < flowEvent.size) {
       this.decodeErrors++;
       return;

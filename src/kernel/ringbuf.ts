@@ -26,7 +26,8 @@ const BUSY = 0x80000000;
 const DISCARD = 0x40000000;
 const HEADER = 8;
 
-export type RecordHandler = (data: Buffer, offset: number, length: number) => void;
+/** A record's bytes, at `offset` in a view of the whole data area (valid only during the call). */
+export type RecordHandler = (data: DataView, offset: number, length: number) => void;
 
 /** How long the reader waits between looks at the ring once it has drained it. */
 const POLL_INTERVAL_MS = 10;
@@ -41,9 +42,8 @@ export class RingBufferReader {
   private readonly producerPtr: bigint;
   private readonly consumer: DataView;
   private readonly producer: DataView;
-  private readonly data: Buffer;
-  /** The same bytes, for the record headers: a DataView read is one load, Buffer's readUInt32LE is a checked call. */
-  private readonly headers: DataView;
+  /** The data area. A DataView read is one load; Buffer's readUInt32LE and friends are checked calls. */
+  private readonly data: DataView;
   private running = false;
   private timer?: NodeJS.Timeout;
   /** Records read since creation. */
@@ -60,8 +60,7 @@ export class RingBufferReader {
     this.producerPtr = this.map(this.pageSize + 2 * this.size, PROT_READ, this.pageSize);
     this.consumer = new DataView(koffi.view(this.consumerPtr, this.pageSize));
     this.producer = new DataView(koffi.view(this.producerPtr, this.pageSize));
-    this.data = Buffer.from(koffi.view(this.producerPtr + BigInt(this.pageSize), 2 * this.size));
-    this.headers = new DataView(this.data.buffer, this.data.byteOffset, this.data.byteLength);
+    this.data = new DataView(koffi.view(this.producerPtr + BigInt(this.pageSize), 2 * this.size));
   }
 
   private map(len: number, prot: number, offset: number): bigint {
@@ -83,7 +82,7 @@ export class RingBufferReader {
     let n = 0;
     while (pos < prod && n < max) {
       const off = pos & this.mask;
-      const word = this.headers.getUint32(off, true);
+      const word = this.data.getUint32(off, true);
       if (word & BUSY) break; // the producer has not committed it yet
       const len = word & ~(BUSY | DISCARD);
       if (!(word & DISCARD)) {

@@ -26,6 +26,9 @@ const ctx: FlowContext = {
   serviceOfBackend: (ip, port) => (ip === ipToInt(web.ipv4) && port === 80 ? 'web-svc' : undefined),
 };
 
+/** The decoder reads records through a view, as the ring reader hands them over. */
+const viewOf = (b: Buffer) => new DataView(b.buffer, b.byteOffset, b.byteLength);
+
 const base = {
   timestamp_ns: 5_000_000_000n,
   protocol: 6,
@@ -44,7 +47,7 @@ const base = {
 };
 const decode = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>): Flow => {
   const decoder = new FlowDecoder(ctx);
-  return decoder.materialize(decoder.capture(flowEvent.encode({ ...base, ...fields }), 0));
+  return decoder.materialize(decoder.capture(viewOf(flowEvent.encode({ ...base, ...fields })), 0));
 };
 
 describe('flow decoding', () => {
@@ -92,7 +95,7 @@ describe('flow decoding', () => {
 
 describe('flow ring', () => {
   const decoder = new FlowDecoder(ctx);
-  const event = (dport: number) => decoder.capture(flowEvent.encode({ ...base, type: 4, verdict: 1, dport }), 0);
+  const event = (dport: number) => decoder.capture(viewOf(flowEvent.encode({ ...base, type: 4, verdict: 1, dport })), 0);
 
   it('keeps the last N flows, oldest first, and counts every one seen', () => {
     const ring = new FlowRing(3, 'node1', (ev) => decoder.materialize(ev));
@@ -107,7 +110,7 @@ describe('flow ring', () => {
     const ring = new FlowRing(2, 'node1', (ev) => decoder.materialize(ev));
     const handedOut: Flow[] = [];
     ring.subscribe((f) => handedOut.push(f));
-    const encode = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>) => flowEvent.encode({ ...base, ...fields });
+    const encode = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>) => viewOf(flowEvent.encode({ ...base, ...fields }));
     assert.equal(ring.oldest(), undefined, 'nothing to refill before the ring is full');
     ring.push(decoder.capture(encode({ type: 5, verdict: 1, direction: 1, rule_id: 3, dport: 1 }), 0, ring.oldest())); // names its policy
     ring.push(decoder.capture(encode({ type: 4, verdict: 1, dport: 2 }), 0, ring.oldest()));
@@ -148,7 +151,7 @@ describe('flow metrics', () => {
     let lost = 0;
     const metrics = new Metrics({ endpoints: () => 2, identities: () => 5, policyRevision: () => 9, mapPressure: () => [{ map: 'mb_ct', pressure: 0.25 }], lostEvents: () => lost, flowFollowers: () => 2 });
     const decoder = new FlowDecoder(ctx);
-    const capture = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>) => decoder.capture(flowEvent.encode({ ...base, ...fields }), 0);
+    const capture = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>) => decoder.capture(viewOf(flowEvent.encode({ ...base, ...fields })), 0);
     metrics.count(capture({ type: 1, subtype: 133, direction: 1, verdict: 2 }));
     metrics.count(capture({ type: 1, subtype: 133, direction: 1, verdict: 2 }));
     metrics.count(capture({ type: 5, direction: 1, verdict: 1, match_type: 2 }));
