@@ -15,6 +15,14 @@ export const MAP_TYPE = {
   RINGBUF: 27,
 } as const;
 
+const ENOENT = 2;
+const EINTR = 4;
+const ENOSPC = 28;
+/** Entries a batch syscall returns: large enough that a syscall's cost is spread, small enough to stay in cache. */
+const BATCH_CHUNK = 256;
+const MAX_BATCH_CHUNK = 65536;
+const MAX_INTERRUPTED = 100;
+
 const PERCPU_TYPES = new Set<number>([MAP_TYPE.PERCPU_HASH, MAP_TYPE.PERCPU_ARRAY, MAP_TYPE.LRU_PERCPU_HASH]);
 
 let possibleCpusCache: number | undefined;
@@ -59,6 +67,19 @@ export function mapInfo(fd: number): MapInfo {
   };
 }
 
+/** struct bpf_map_create_opts of libbpf 1.1: sz, then map_flags at offset 28. */
+const CREATE_OPTS_SIZE = 48;
+const CREATE_OPTS_FLAGS = 28;
+export const BPF_F_NO_PREALLOC = 1;
+
+/** A new unpinned map (tests, scratch maps); closing its fd frees it. */
+export function createMap(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, flags = 0): BpfMap {
+  const opts = Buffer.alloc(CREATE_OPTS_SIZE);
+  opts.writeBigUInt64LE(BigInt(CREATE_OPTS_SIZE), 0);
+  opts.writeUInt32LE(flags, CREATE_OPTS_FLAGS);
+  return new BpfMap(check(`creating map ${name}`, c.mapCreate(type, name, keySize, valueSize, maxEntries, opts)));
+}
+
 export class BpfMap {
   readonly info: MapInfo;
   /** Bytes of one value as the syscalls see it (all CPUs for per-CPU maps). */
@@ -76,10 +97,14 @@ export class BpfMap {
     return this.info.name;
   }
 
+  close(): void {
+    c.close(this.fd);
+  }
+
   lookup(key: Buffer): Buffer | undefined {
     const value = Buffer.alloc(this.valueBytes);
     const ret = c.mapLookupElem(this.fd, key, value);
-    if (ret === -2) return undefined; // ENOENT
+    if (ret === -ENOENT) return undefined;
     check(`lookup in ${this.name}`, ret);
     return value;
   }
@@ -91,7 +116,7 @@ export class BpfMap {
   /** Returns false when the key was not there. */
   delete(key: Buffer): boolean {
     const ret = c.mapDeleteElem(this.fd, key);
-    if (ret === -2) return false;
+    if (ret === -ENOENT) return false;
     check(`delete from ${this.name}`, ret);
     return true;
   }
@@ -101,7 +126,7 @@ export class BpfMap {
     for (;;) {
       const next = Buffer.alloc(this.info.keySize);
       const ret = c.mapGetNextKey(this.fd, prev, next);
-      if (ret === -2) return;
+      if (ret === -ENOENT) return;
       check(`iteration of ${this.name}`, ret);
       yield next;
       prev = next;
@@ -129,7 +154,7 @@ export class BpfMap {
 
   count(): number {
     let n = 0;
-    for (const _ of this.keys()) n++;
+    this.forEach(() => n++);
     return n;
   }
 
@@ -154,7 +179,7 @@ export class BpfMap {
       const count = new Uint32Array([keys.length]);
       const ret = c.mapDeleteBatch(this.fd, Buffer.concat(keys), count, null);
       if (ret === 0) return;
-      if (!this.markBatchUnsupported(ret) && ret !== -2) check(`batch delete from ${this.name}`, ret);
+      if (!this.markBatchUnsupported(ret) && ret !== -ENOENT) check(`batch delete from ${this.name}`, ret);
     }
     for (const k of keys) this.delete(k);
   }
@@ -168,29 +193,47 @@ export class BpfMap {
     return false;
   }
 
-  /** Visits every entry in batches of 256 lookups a syscall; false where the map type has no batch lookup. */
+  /**
+   * Visits every entry in batches of lookups a syscall; false where the map type has no batch
+   * lookup. The kernel writes its cursor into `out_batch`: hash maps a u32 bucket index, every
+   * other type (arrays, LPM tries: the generic batch code) the last key it copied, key_size
+   * bytes. A cursor buffer smaller than the key let the kernel write past it into the agent's
+   * heap, and the walk never ended: size it for both.
+   */
   private forEachBatched(visit: (key: Buffer, value: Buffer) => void): boolean {
     if (this.batchUnsupported) return false;
-    const chunk = 256;
-    const keys = Buffer.alloc(this.info.keySize * chunk);
-    const values = Buffer.alloc(this.valueBytes * chunk);
-    // Hash maps use a u32 bucket cursor; 8 bytes leaves room for any map type.
+    const { keySize } = this.info;
+    let chunk = BATCH_CHUNK;
+    let keys = Buffer.alloc(keySize * chunk);
+    let values = Buffer.alloc(this.valueBytes * chunk);
+    const cursorBytes = Math.max(keySize, 4);
     let inBatch: Buffer | null = null;
-    const outBatch = Buffer.alloc(8);
+    const outBatch = Buffer.alloc(cursorBytes);
+    const count = new Uint32Array(1);
+    let interrupted = 0;
     for (;;) {
-      const count = new Uint32Array([chunk]);
+      count[0] = chunk;
       const ret = c.mapLookupBatch(this.fd, inBatch, outBatch, keys, values, count, null);
-      const n = count[0] as number;
-      if (ret < 0 && ret !== -2) {
+      const n = ret === 0 || ret === -ENOENT || ret === -EINTR ? (count[0] as number) : 0;
+      if (ret < 0 && ret !== -ENOENT) {
         // Unsupported shows on the first call; later, falling back would visit entries twice.
         if (inBatch === null && this.markBatchUnsupported(ret)) return false;
-        throw new KernelError(`batch lookup in ${this.name}`, -ret);
+        if (ret === -ENOSPC && chunk < MAX_BATCH_CHUNK) {
+          // A hash bucket holds more entries than the batch: take it whole in a bigger one.
+          chunk *= 4;
+          keys = Buffer.alloc(keySize * chunk);
+          values = Buffer.alloc(this.valueBytes * chunk);
+          continue;
+        }
+        // The generic walk gives up after an entry vanished under it a few times; go on from
+        // the last entry it copied.
+        if (ret !== -EINTR || ++interrupted > MAX_INTERRUPTED) throw new KernelError(`batch lookup in ${this.name}`, -ret);
       }
       for (let i = 0; i < n; i++) {
-        visit(keys.subarray(i * this.info.keySize, (i + 1) * this.info.keySize), values.subarray(i * this.valueBytes, (i + 1) * this.valueBytes));
+        visit(keys.subarray(i * keySize, (i + 1) * keySize), values.subarray(i * this.valueBytes, (i + 1) * this.valueBytes));
       }
-      if (ret === -2) return true; // ENOENT: no more buckets
-      inBatch = Buffer.from(outBatch);
+      if (ret === -ENOENT) return true; // the walk is complete
+      if (n > 0) inBatch = Buffer.from(outBatch);
     }
   }
 }

@@ -37,6 +37,7 @@ export const c = {
   mapIsPinned: libbpf.func('bool bpf_map__is_pinned(uint64_t map)'),
   programFd: libbpf.func('int bpf_program__fd(uint64_t prog)'),
 
+  mapCreate: libbpf.func('int bpf_map_create(int type, const char *name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, void *opts)'),
   mapUpdateElem: libbpf.func('int bpf_map_update_elem(int fd, void *key, void *value, uint64_t flags)'),
   mapLookupElem: libbpf.func('int bpf_map_lookup_elem(int fd, void *key, void *value)'),
   mapDeleteElem: libbpf.func('int bpf_map_delete_elem(int fd, void *key)'),
