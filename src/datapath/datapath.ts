@@ -24,129 +24,13 @@ import {
   policyKey,
   policyValue,
 } from './layouts.js';
-import type { Decoded, FieldList, StructValue } from './struct.js';
+import type { StructValue } from './struct.js';
+import { addStats, MapMirror, type StructEntry, type SyncStats } from './mirror.js';
 import { involvesEndpoint } from './conntrack.js';
 import { probeDatapathClock, type DatapathClock } from '../kernel/jiffies.js';
 
 export const ENDPOINT_OBJECT = 'endpoint.o';
 const PROGRAMS = { fromEndpoint: 'from_endpoint', toEndpoint: 'to_endpoint' } as const;
-
-export interface SyncStats {
-  written: number;
-  deleted: number;
-  unchanged: number;
-}
-
-/**
- * Desired contents of one map as encoded key/value bytes, keyed by the hex of the key. The
- * writer compares bytes, so any field change (or padding mistake) shows up as a difference.
- */
-export type Entry<K extends FieldList, V extends FieldList> = [Partial<Decoded<K>>, Partial<Decoded<V>>];
-
-export class MapMirror<K extends FieldList, V extends FieldList> {
-  /** Realized values by hex key, as latin1 strings: one compact string per entry instead of a
-   * Buffer whose slab of native memory would stay alive with it. */
-  private realized = new Map<string, string>();
-  /** Keys per group (e.g. per endpoint), when the mirror is grouped. */
-  private readonly groups = new Map<number, Set<string>>();
-
-  constructor(
-    readonly map: TypedMap<K, V>,
-    private readonly groupOf?: (key: Buffer) => number,
-  ) {
-    for (const [k, v] of map.raw.entries()) this.remember(k.toString('hex'), k, v);
-  }
-
-  private remember(hex: string, key: Buffer, value: Buffer): void {
-    this.realized.set(hex, value.toString('latin1'));
-    if (this.groupOf) {
-      const g = this.groupOf(key);
-      let set = this.groups.get(g);
-      if (!set) this.groups.set(g, (set = new Set()));
-      set.add(hex);
-    }
-  }
-
-  private forget(hex: string): void {
-    this.realized.delete(hex);
-    if (this.groupOf) {
-      const g = this.groupOf(Buffer.from(hex, 'hex'));
-      const set = this.groups.get(g);
-      set?.delete(hex);
-      if (set?.size === 0) this.groups.delete(g);
-    }
-  }
-
-  /** Realized values, decoded (e.g. to recover state written by an earlier agent). */
-  *values(): Generator<[Decoded<K>, Decoded<V>]> {
-    for (const [hex, v] of this.realized) yield [this.map.key.decode(Buffer.from(hex, 'hex')), this.map.value.decode(Buffer.from(v, 'latin1'))];
-  }
-
-  /** Makes group `g` hold exactly `entries`. */
-  replaceGroup(g: number, entries: Entry<K, V>[]): SyncStats {
-    const want = this.encode(entries);
-    const stale = [...(this.groups.get(g) ?? [])].filter((hex) => !want.has(hex));
-    return this.write(want, stale);
-  }
-
-  groupIds(): number[] {
-    return [...this.groups.keys()];
-  }
-
-  get size(): number {
-    return this.realized.size;
-  }
-
-  /** Makes the whole map equal to `desired`. */
-  sync(desired: Entry<K, V>[]): SyncStats {
-    const want = this.encode(desired);
-    const stale = [...this.realized.keys()].filter((hex) => !want.has(hex));
-    return this.write(want, stale);
-  }
-
-  /** Makes the given keys equal to `upsert` and removes `remove`; other keys are left alone. */
-  update(upsert: Entry<K, V>[], remove: Partial<Decoded<K>>[]): SyncStats {
-    const want = this.encode(upsert);
-    const stale = remove.map((k) => this.map.key.encode(k).toString('hex')).filter((hex) => this.realized.has(hex) && !want.has(hex));
-    return this.write(want, stale);
-  }
-
-  private encode(entries: Entry<K, V>[]): Map<string, Buffer> {
-    const want = new Map<string, Buffer>();
-    for (const [k, v] of entries) want.set(this.map.key.encode(k).toString('hex'), this.map.value.encode(v));
-    return want;
-  }
-
-  /** Entries the last write changed in place or removed (not counting new keys). */
-  lastReplacedOrDeleted = 0;
-
-  private write(want: Map<string, Buffer>, stale: string[]): SyncStats {
-    const writes: [Buffer, Buffer][] = [];
-    let unchanged = 0;
-    let replaced = 0;
-    for (const [hex, value] of want) {
-      const have = this.realized.get(hex);
-      if (have !== undefined && have === value.toString('latin1')) unchanged++;
-      else {
-        if (have !== undefined) replaced++;
-        writes.push([Buffer.from(hex, 'hex'), value]);
-      }
-    }
-    this.lastReplacedOrDeleted = replaced + stale.length;
-    // Writes before deletes: an LPM entry being replaced by a broader one never leaves a gap.
-    this.map.raw.updateMany(writes);
-    this.map.raw.deleteMany(stale.map((hex) => Buffer.from(hex, 'hex')));
-    for (const [k, v] of writes) this.remember(k.toString('hex'), k, v);
-    for (const hex of stale) this.forget(hex);
-    return { written: writes.length, deleted: stale.length, unchanged };
-  }
-}
-
-export function addStats(a: SyncStats, b: SyncStats): SyncStats {
-  return { written: a.written + b.written, deleted: a.deleted + b.deleted, unchanged: a.unchanged + b.unchanged };
-}
-
-export type StructEntry<K, V> = [Partial<StructValue<K>>, Partial<StructValue<V>>];
 
 /** Desired contents of the maps the agent owns (whole, or the part that changed). */
 export interface DesiredDatapath {
@@ -213,6 +97,7 @@ export class Datapath {
   static load(objectDir: string, bpffsDir: string, sizes: { policyMapMax?: number } = {}): Datapath {
     const obj = BpfObject.load(path.join(objectDir, ENDPOINT_OBJECT), {
       pinDir: path.join(bpffsDir, 'maps'),
+      progPinDir: path.join(bpffsDir, 'progs'),
       ...(sizes.policyMapMax ? { maxEntries: { [MAPS.policy]: sizes.policyMapMax } } : {}),
       // The service maps too: the tc programs translate what the socket hooks did not.
       maps: [...Object.values(MAPS), ...Object.values(LB_MAPS)],
@@ -227,6 +112,11 @@ export class Datapath {
 
   get replacedMaps(): readonly string[] {
     return this.obj.replacedMaps;
+  }
+
+  /** True when the programs an earlier agent verified (same object file) were adopted, not loaded again. */
+  get programsAdopted(): boolean {
+    return this.obj.programsAdopted;
   }
 
   /** Pins of the two links of an endpoint (`ep<ID>`) or of a pooled interface (`pool<slot>`). */

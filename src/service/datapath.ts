@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LbRow } from '../api/types.js';
-import { addStats, MapMirror, type StructEntry, type SyncStats } from '../datapath/datapath.js';
+import { addStats, MapMirror, type StructEntry, type SyncStats } from '../datapath/mirror.js';
 import {
   LB_ALGORITHM,
   LB_MAPS,
@@ -76,6 +76,7 @@ export class LbDatapath {
     return new LbDatapath(
       BpfObject.load(path.join(objectDir, SOCK_OBJECT), {
         pinDir: path.join(bpffsDir, 'maps'),
+        progPinDir: path.join(bpffsDir, 'progs'),
         maps: Object.values(LB_MAPS),
         programs: Object.values(PROGRAMS),
       }),

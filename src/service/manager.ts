@@ -4,7 +4,7 @@
  * sockets keep the backend they were given. */
 import type { Logger } from 'pino';
 import type { Endpoint, Service, ServiceBackend, ServiceRequest, ServiceView } from '../api/types.js';
-import type { SyncStats } from '../datapath/datapath.js';
+import type { SyncStats } from '../datapath/mirror.js';
 import { LB_ALGORITHM } from '../datapath/layouts.js';
 import { conflict, notFound } from '../errors.js';
 import type { Store } from '../store/store.js';
