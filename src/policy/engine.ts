@@ -110,6 +110,13 @@ export class PolicyEngine {
     const selectorUses = new Map<string, SelectorUse>();
     const selectCache = new Map<string, number[]>();
 
+    /** Selectors the policy being computed used, once per use. */
+    let used: string[] = [];
+    const countUse = (key: string, ids: number[]) => {
+      const use = selectorUses.get(key) ?? { selector: key, users: 0, identities: ids };
+      use.users++;
+      selectorUses.set(key, use);
+    };
     /** Every peer is resolved once per computation and listed with its users (`policy selectors`). */
     const peerIdentities = (peer: Peer): number[] => {
       const key = peerString(peer);
@@ -118,9 +125,8 @@ export class PolicyEngine {
         ids = this.resolvePeer(peer, universe, cidrs, input, warnings);
         selectCache.set(key, ids);
       }
-      const use = selectorUses.get(key) ?? { selector: key, users: 0, identities: ids };
-      use.users++;
-      selectorUses.set(key, use);
+      countUse(key, ids);
+      used.push(key);
       return ids;
     };
 
@@ -133,8 +139,19 @@ export class PolicyEngine {
       if (list) list.push(e);
       else byIdentity.set(e.identity, [e]);
     }
+    // Endpoints with the same identity and the same named ports have the same policy (named
+    // ports of peers resolve the same for every subject): computed once, shared by all of them.
+    const byShape = new Map<string, { policy: EndpointPolicy; used: string[] }>();
     for (const ep of input.endpoints) {
       if (only && !only.has(ep.id)) continue;
+      const shape = ep.ports.length ? `${ep.identity} ${JSON.stringify(ep.ports)}` : String(ep.identity);
+      const same = byShape.get(shape);
+      if (same) {
+        result.set(ep.id, same.policy);
+        for (const key of same.used) countUse(key, selectCache.get(key)!);
+        continue;
+      }
+      used = [];
       let selecting = selectingByIdentity.get(ep.identity);
       if (!selecting) {
         const labels = new LabelSet(ep.identityLabels);
@@ -168,6 +185,7 @@ export class PolicyEngine {
       }
       policy.entries = normalize(policy.entries);
       result.set(ep.id, policy);
+      byShape.set(shape, { policy, used });
     }
     return { endpoints: result, policyIdentities: addressed.byEndpoint, addressIdentities: addressed.base, cidrs, selectors: [...selectorUses.values()], warnings };
   }
