@@ -156,7 +156,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
 
   const store = new EmbeddedStore(opts.stateDir);
   const datapath = Datapath.load(opts.bpfObjectDir, opts.bpffsDir, { policyMapMax: opts.policyMapMax });
-  log.info({ adoptedMaps: datapath.adoptedMaps }, 'datapath loaded');
+  log.info({ adoptedMaps: datapath.adoptedMaps, programsAdopted: datapath.programsAdopted }, 'datapath loaded');
   if (datapath.replacedMaps.length) {
     log.warn({ maps: datapath.replacedMaps }, 'pinned maps had another layout (an upgrade): created anew; their contents are rewritten from desired state');
   }
@@ -172,7 +172,6 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   );
   await manager.restore();
   manager.pool = new InterfacePool(nl, datapath, opts.nodeName, ipam.router, opts.interfacePool, log);
-  manager.pool.fill();
   const lb = LbDatapath.load(opts.bpfObjectDir, opts.bpffsDir);
   lb.attach(opts.cgroupRoot, opts.bpffsDir);
   const services = new ServiceManager(store, lb, () => manager.listEndpoints(), log, opts.maglevSize);
@@ -248,6 +247,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   fs.mkdirSync(path.dirname(opts.socket), { recursive: true, mode: 0o700 });
   await api.listen(opts.socket);
   log.info({ socket: opts.socket, podCidr: formatCidr(ipam.cidr) }, 'agent ready');
+  // Prepared interfaces only speed up later endpoint adds: made once the agent is ready.
+  manager.pool.fill();
 
   return {
     stop: async () => {

@@ -1,5 +1,5 @@
 /* tcx attachment through BPF links. Links are pinned so they outlive the agent: traffic keeps
- * flowing through a restart, and the restarted agent swaps in its freshly loaded program with
+ * flowing through a restart, and a restarted agent that loaded new programs swaps them in with
  * bpf_link_update instead of detaching anything. */
 import fs from 'node:fs';
 import { c, check, closeFd, KernelError } from './libbpf.js';
@@ -37,12 +37,24 @@ export function linkInfo(fd: number): LinkInfo {
   };
 }
 
+/** The kernel's id of a loaded program. */
+export function programId(progFd: number): number {
+  const info = Buffer.alloc(128);
+  check('program info', c.objGetInfoByFd(progFd, info, new Uint32Array([info.length])));
+  return info.readUInt32LE(4); // struct bpf_prog_info: type, id, ...
+}
+
+/** Puts `progFd` into the link unless it already runs it (a restart that adopted the same programs). */
+function swapProgram(linkFd: number, currentProgId: number, progFd: number, pinPath: string): void {
+  if (currentProgId !== programId(progFd)) check(`updating link ${pinPath}`, c.linkUpdate(linkFd, progFd, null));
+}
+
 /** A pinned tcx link that still belongs to `ifindex` and `dir`, or undefined (stale pins are removed). */
-function reusablePin(pinPath: string, ifindex: number, dir: TcxDirection): number | undefined {
+function reusablePin(pinPath: string, ifindex: number, dir: TcxDirection): { fd: number; progId: number } | undefined {
   if (!fs.existsSync(pinPath)) return undefined;
   const fd = openPinned(pinPath);
   const info = linkInfo(fd);
-  if (info.ifindex === ifindex && info.attachType === ATTACH_TYPE[dir]) return fd;
+  if (info.ifindex === ifindex && info.attachType === ATTACH_TYPE[dir]) return { fd, progId: info.progId };
   closeFd(fd);
   fs.unlinkSync(pinPath); // stale: its interface is gone or was recreated
   return undefined;
@@ -67,9 +79,9 @@ export function ensureTcxLink(pinPath: string, progFd: number, ifindex: number, 
   const existing = reusablePin(pinPath, ifindex, dir);
   if (existing !== undefined) {
     try {
-      check(`updating link ${pinPath}`, c.linkUpdate(existing, progFd, null));
+      swapProgram(existing.fd, existing.progId, progFd, pinPath);
     } finally {
-      closeFd(existing);
+      closeFd(existing.fd);
     }
     return true;
   }
@@ -105,7 +117,7 @@ export function ensureCgroupLink(pinPath: string, progFd: number, cgroupDir: str
       check('link info', c.objGetInfoByFd(fd, info, new Uint32Array([info.length])));
       // struct bpf_link_info: the cgroup member of the union is {cgroup_id u64, attach_type u32}.
       if (info.readBigUInt64LE(16) === cgroupId && info.readUInt32LE(24) === CGROUP_ATTACH[hook]) {
-        check(`updating link ${pinPath}`, c.linkUpdate(fd, progFd, null));
+        swapProgram(fd, info.readUInt32LE(8), progFd, pinPath);
         return true;
       }
     } finally {

@@ -2,12 +2,13 @@
  * restarted agent adopts the pinned maps and links, swaps in its programs, writes only the
  * differences, and keeps every endpoint and identity number. */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ChildProcess } from 'node:child_process';
 import type { Endpoint } from '../../src/api/types.js';
 import { pinnedLinkInfo } from '../../src/kernel/bpf-link.js';
-import { TestNode, run, waitForLine } from '../harness/node.js';
+import { repoRoot, TestNode, run, waitForLine } from '../harness/node.js';
 
 async function roundTrip(conn: ChildProcess, word: string): Promise<void> {
   const echoed = waitForLine(conn, (l) => l === `echo ${word}` || l.startsWith('error'), 5000);
@@ -58,7 +59,7 @@ describe('agent restart', () => {
     assert.match(r.stderr, /^Error: cannot reach the agent at .*agent\.sock/);
   });
 
-  it('adopts the pinned state on restart: same numbers, programs swapped in place, nothing rewritten', async () => {
+  it('adopts the pinned state on restart: same numbers, the same verified programs, nothing rewritten', async () => {
     const progBefore = pinnedLinkInfo(linkPin(a)).progId;
     await node.startAgent();
     const status = await node.api.status();
@@ -67,7 +68,8 @@ describe('agent restart', () => {
     assert.equal(status.lastSync.deleted, 0);
     assert.ok(status.lastSync.unchanged >= 4);
     const after = pinnedLinkInfo(linkPin(a));
-    assert.notEqual(after.progId, progBefore, 'the new program replaced the old one in the same link');
+    assert.equal(after.progId, progBefore, 'the same object file: its pinned programs are adopted, not loaded again');
+    assert.match(node.agentLog(), /"programsAdopted":true/);
     assert.equal(after.ifindex, a.ifindex);
     const eps = await node.api.listEndpoints();
     assert.deepEqual(
@@ -78,6 +80,29 @@ describe('agent restart', () => {
       ],
     );
     await roundTrip(conn, 'after-restart');
+  });
+
+  it('swaps the programs of a changed object file into the same links (an upgrade)', async () => {
+    const progBefore = pinnedLinkInfo(linkPin(a)).progId;
+    await node.killAgent('SIGKILL');
+    // Another build of the objects: the same programs, one byte more in the file.
+    const dir = path.join(node.dir, 'bpf-upgrade');
+    fs.mkdirSync(dir);
+    for (const f of fs.readdirSync(path.join(repoRoot, 'build')).filter((f) => f.endsWith('.o'))) {
+      fs.copyFileSync(path.join(repoRoot, 'build', f), path.join(dir, f));
+    }
+    fs.appendFileSync(path.join(dir, 'endpoint.o'), '\0');
+    await node.startAgent(['--bpf-dir', dir]);
+    const after = pinnedLinkInfo(linkPin(a));
+    assert.notEqual(after.progId, progBefore, 'the new program replaced the old one in the same link');
+    assert.equal(after.ifindex, a.ifindex);
+    assert.equal((await node.api.status()).lastSync.written, 0);
+    await roundTrip(conn, 'after-upgrade');
+    // Back to the usual objects: a downgrade swaps again.
+    await node.killAgent('SIGKILL');
+    await node.startAgent();
+    assert.notEqual(pinnedLinkInfo(linkPin(a)).progId, after.progId);
+    await roundTrip(conn, 'after-downgrade');
   });
 
   it('adds endpoints after the restart without reusing numbers', async () => {

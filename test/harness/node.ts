@@ -109,8 +109,8 @@ export class TestNode {
     return { ...process.env, MEMBRANE_SOCKET: this.socket };
   }
 
-  /** Starts the agent and waits until its API answers. */
-  async startAgent(): Promise<void> {
+  /** Starts the agent (with `extraArgs` after the node's own) and waits until its API answers. */
+  async startAgent(extraArgs: string[] = []): Promise<void> {
     const log = fs.openSync(this.logFile, 'a');
     this.agent = spawn(
       'nsenter',
@@ -125,6 +125,7 @@ export class TestNode {
         '--log-level', 'debug',
         '--cgroup-root', this.cgroupDir,
         ...(this.opts.extraAgentArgs ?? []),
+        ...extraArgs,
       ],
       { env: this.env, stdio: ['ignore', log, log] },
     );
