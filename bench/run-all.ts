@@ -21,6 +21,7 @@ const BENCHES = {
   flows: args.quick ? ['--rounds', '1', '--latency', '5'] : ['--rounds', '4', '--latency', '100'],
   services: args.quick ? ['--quick'] : ['--rounds', '4', '--seconds', '1.5', '--services', '10000'],
   policy: args.quick ? ['--quick'] : ['--endpoints', '1000', '--policies', '1000', '--samples', '60'],
+  reliability: args.quick ? ['--quick'] : ['--endpoints', '1000', '--rounds', '3'],
 } as const;
 
 function runBench(name: keyof typeof BENCHES): Promise<{ command: string; output: string }> {
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
   if (fl.followLatencyMs) {
     lines.push(`| packet → observe --follow line, ms (p50; p99) | | ${f(fl.followLatencyMs.p50)} | p99 ${f(fl.followLatencyMs.p99)} | ≤ 100 ms | ${fl.followLatencyMs.p99 <= 100 ? 'yes' : 'NO'} |`);
   }
-  for (const name of ['services', 'policy'] as const) lines.push(...read<{ lines: string[] }>(name).lines);
+  for (const name of ['services', 'policy', 'reliability'] as const) lines.push(...read<{ lines: string[] }>(name).lines);
   const table = lines.join('\n');
   console.log(table);
 
