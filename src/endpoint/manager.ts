@@ -17,7 +17,9 @@ import {
   formatLabel,
   namespaceLabels,
   parseLabel,
+  parseEndpointLabels,
   parseUserLabels,
+  isDerivedKey,
   type Label,
 } from '../identity/labels.js';
 import { IDENTITY_HOST, IDENTITY_WORLD, RESERVED_IDENTITIES } from '../identity/reserved.js';
@@ -192,7 +194,7 @@ export class EndpointManager {
     if (this.find(req.namespace, req.name)) {
       throw conflict(`endpoint ${req.namespace}/${req.name} already exists: names are unique per namespace`);
     }
-    const userLabels = parseUserLabels(req.labels);
+    const userLabels = parseEndpointLabels(req.labels);
     const ports = parseNamedPorts(req.ports);
     if (req.netns !== undefined) {
       if (!/^[A-Za-z0-9][-A-Za-z0-9_.]*$/.test(req.netns)) throw invalid(`--netns "${req.netns}" is not a valid namespace name`);
@@ -285,7 +287,7 @@ export class EndpointManager {
 
   updateEndpoint(namespace: string, name: string, labelsText: string[]): Endpoint {
     const ep = this.mustFind(namespace, name);
-    const userLabels = parseUserLabels(labelsText);
+    const userLabels = parseEndpointLabels(labelsText);
     const nsLabels = this.namespaces.get(namespace) ?? {};
     const r = this.relabel(ep, userLabels, { name: namespace, labels: nsLabels });
     const changes = this.identityChanges([r]);
@@ -486,8 +488,7 @@ export class EndpointManager {
   }
 
   private userLabels(ep: Endpoint): Label[] {
-    const derived = /^k8s:(io\.kubernetes\.pod\.namespace|io\.cilium\.k8s\.policy\.cluster|io\.cilium\.k8s\.namespace\.labels\.)/;
-    return ep.labels.filter((l) => !derived.test(l)).map((l) => parseLabel(l));
+    return ep.labels.map((l) => parseLabel(l)).filter((l) => !isDerivedKey(l.key));
   }
 
   /** Recomputes an endpoint's labels and identity in memory; returns the identities touched. */

@@ -91,6 +91,31 @@ export function parseUserLabels(text: string | string[] | undefined): Label[] {
   return labels;
 }
 
+/**
+ * Label keys the agent derives for every endpoint from its namespace, cluster and policy
+ * context (Cilium's pod labels of the same names). An endpoint claiming one could pass for a
+ * pod of another namespace: a NetworkPolicy's namespaceSelector matches these keys.
+ */
+const DERIVED_KEY_PREFIXES = [POD_NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, 'io.cilium.k8s.policy.'];
+
+export function isDerivedKey(key: string): boolean {
+  return DERIVED_KEY_PREFIXES.some((p) => key === p || key.startsWith(p.endsWith('.') ? p : `${p}.`));
+}
+
+/** Labels a user gives an endpoint: user labels, none of them a key the agent derives. */
+export function parseEndpointLabels(text: string | string[] | undefined): Label[] {
+  const labels = parseUserLabels(text);
+  for (const l of labels) {
+    if (!isDerivedKey(l.key)) continue;
+    const nsKey = l.key.startsWith(NAMESPACE_LABEL_PREFIX) ? l.key.slice(NAMESPACE_LABEL_PREFIX.length) : '';
+    const fix = nsKey
+      ? `label the namespace instead (membrane namespace set NAMESPACE --labels ${nsKey}${l.value ? `=${l.value}` : ''})`
+      : 'the agent sets it from the endpoint\'s namespace and cluster';
+    throw invalid(`label "${formatLabel(l)}": ${l.key} is derived by the agent, an endpoint cannot set it: ${fix}`);
+  }
+  return labels;
+}
+
 export function sortLabels(labels: Label[]): Label[] {
   return [...labels].sort((a, b) => (formatLabel(a) < formatLabel(b) ? -1 : formatLabel(a) > formatLabel(b) ? 1 : 0));
 }

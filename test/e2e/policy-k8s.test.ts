@@ -284,6 +284,29 @@ ingress:
     await expectMatrix(cluster, 'y is not blue any more', { port: 80, proto: 'tcp', expected: allowedExcept((r) => r.expectAllIngress('x/a', false)) });
   });
 
+  it('refuses an endpoint that claims a namespace label, so a namespaceSelector cannot be fooled', async () => {
+    await importPolicy(
+      cluster,
+      knp('from-team-b', 'x', `podSelector: {matchLabels: {pod: a}}
+ingress:
+- from:
+  - namespaceSelector: {matchLabels: {team: b}}`),
+    );
+    const node = cluster.node;
+    for (const forged of ['io.cilium.k8s.namespace.labels.team=b', 'io.kubernetes.pod.namespace=x', 'io.cilium.k8s.policy.cluster=other']) {
+      const add = await node.cli('endpoint', 'add', 'y/evil', '--labels', `pod=evil,${forged}`);
+      assert.notEqual(add.code, 0, `endpoint add with ${forged} was accepted`);
+      assert.match(add.stderr, /is derived by the agent, an endpoint cannot set it/);
+      assert.equal(add.stderr.trim().split('\n').length, 1, add.stderr);
+      const update = await node.cli('endpoint', 'update', 'y/b', '--labels', `pod=b,${forged}`);
+      assert.notEqual(update.code, 0, `endpoint update with ${forged} was accepted`);
+    }
+    assert.match((await node.cli('endpoint', 'add', 'y/evil', '--labels', 'io.cilium.k8s.namespace.labels.team=b')).stderr, /label the namespace instead/);
+    assert.equal((await node.api.listEndpoints()).filter((e) => e.name === 'evil').length, 0);
+    const expected = allowedExcept((r) => r.expectAllIngress('x/a', false));
+    await expectMatrix(cluster, 'no namespace is team b: nobody reaches x/a', { port: 80, proto: 'tcp', expected });
+  });
+
   it('resolves egress named ports on the destination pods', async () => {
     await importPolicy(
       cluster,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UserError } from '../../src/errors.js';
 import { isIdentityRelevant, identityLabels } from '../../src/identity/filter.js';
-import { endpointLabels, formatLabel, namespaceLabels, parseLabel, parseLabelList } from '../../src/identity/labels.js';
+import { endpointLabels, formatLabel, namespaceLabels, parseEndpointLabels, parseLabel, parseLabelList } from '../../src/identity/labels.js';
 
 describe('label parsing', () => {
   it('defaults to the k8s source and keeps explicit ones', () => {
@@ -31,6 +31,25 @@ describe('endpoint labels', () => {
       'k8s:io.cilium.k8s.namespace.labels.team=blue',
       'k8s:io.cilium.k8s.policy.cluster=c1',
       'k8s:io.kubernetes.pod.namespace=prod',
+    ]);
+  });
+  for (const forged of [
+    'io.cilium.k8s.namespace.labels.team=b',
+    'k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=prod',
+    'io.kubernetes.pod.namespace=prod',
+    'container:io.kubernetes.pod.namespace=prod',
+    'io.cilium.k8s.policy.cluster=c2',
+    'io.cilium.k8s.policy.serviceaccount=admin',
+  ]) {
+    it(`refuses the derived label ${forged} on an endpoint`, () => {
+      assert.throws(() => parseEndpointLabels(`app=x,${forged}`), (e: Error) => e instanceof UserError && /is derived by the agent/.test(e.message) && !e.message.includes('\n'));
+    });
+  }
+  it('accepts keys that only resemble derived ones', () => {
+    assert.deepEqual(parseEndpointLabels('io.kubernetes.pod.namespaced=x,io.cilium.k8s.policyx=1,team=b').map(formatLabel), [
+      'k8s:io.kubernetes.pod.namespaced=x',
+      'k8s:io.cilium.k8s.policyx=1',
+      'k8s:team=b',
     ]);
   });
   it('always carries kubernetes.io/metadata.name on the namespace', () => {
