@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { intToIp } from '../../src/endpoint/ipam.js';
+import { intToIp } from '../../src/net/ipv4.js';
 import { MAGLEV_DEFAULT_SIZE, maglevTable } from '../../src/service/maglev.js';
 import { TestNode, repoRoot, run, waitForLine } from '../../test/harness/node.js';
 import { median, ratioLine, REFERENCE, TABLE_HEADER, valueLine, type RatioRow } from '../stats.js';

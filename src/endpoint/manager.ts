@@ -29,7 +29,8 @@ import type { Store } from '../store/store.js';
 import type { PolicyPlan, PolicyRealizer } from '../policy/realize.js';
 import { poolNetnsPattern, type InterfacePool } from './pool.js';
 import type { RuleSet } from '../policy/repository.js';
-import { Ipam, ipToInt } from './ipam.js';
+import type { Ipam } from './ipam.js';
+import { ipToInt } from '../net/ipv4.js';
 import { plumb, plumbPrewired, randomMac, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
 import { parseNamedPorts, validateEndpointName, validateNamespaceName } from './validate.js';
 

@@ -1,17 +1,12 @@
 /* CIDR identities: every prefix named by a policy gets a node-local identity (local scope bit
  * 1<<24) and an ipcache entry, so the longest prefix decides which rules a packet matches. */
-import { cidrContains, intToIp, parseCidr, type Cidr } from '../endpoint/ipam.js';
+import { cidrContains, intToIp, ipToInt, parseCidr, type Cidr } from '../net/ipv4.js';
 
 export const LOCAL_IDENTITY_SCOPE = 1 << 24;
 export const WORLD_PREFIX = '0.0.0.0/0';
 
-export function cidrInside(inner: Cidr, outer: Cidr): boolean {
-  return inner.prefixlen >= outer.prefixlen && cidrContains(outer, inner.base);
-}
-
 export function ipInside(ip: string, cidr: Cidr): boolean {
-  const parts = ip.split('.').map(Number) as [number, number, number, number];
-  return cidrContains(cidr, ((parts[0] << 24) >>> 0) + (parts[1] << 16) + (parts[2] << 8) + parts[3]);
+  return cidrContains(cidr, ipToInt(ip));
 }
 
 export class CidrIdentities {

@@ -11,7 +11,7 @@ import type { Store } from '../store/store.js';
 import { emptyLb, keysOnlyIn, type DesiredLb, type LbDatapath, type LbKeys } from './datapath.js';
 import { parseServiceRequest } from './spec.js';
 import { MAGLEV_DEFAULT_SIZE, maglevTable } from './maglev.js';
-import { ipToInt } from '../endpoint/ipam.js';
+import { ipToInt } from '../net/ipv4.js';
 
 const PREFIX = 'services/';
 const NEXT_ID = 'meta/next-service-id';

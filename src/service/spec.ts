@@ -1,7 +1,7 @@
 /* Parsing and validation of service requests, with one-line errors that say the fix. */
 import type { Service, ServiceBackend, ServiceProtocol, ServiceRequest } from '../api/types.js';
 import { invalid } from '../errors.js';
-import { ipToInt, intToIp } from '../endpoint/ipam.js';
+import { canonicalIpv4 } from '../net/ipv4.js';
 import { parseLabelList } from '../identity/labels.js';
 
 const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -19,7 +19,7 @@ function port(text: string, what: string): number {
 
 function address(text: string, what: string): string {
   try {
-    return intToIp(ipToInt(text));
+    return canonicalIpv4(text);
   } catch {
     throw invalid(`${what}: "${text}" is not an IPv4 address (expected A.B.C.D)`);
   }

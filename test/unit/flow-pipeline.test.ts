@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Endpoint } from '../../src/api/types.js';
 import { flowEvent } from '../../src/datapath/layouts.js';
-import { ipToInt } from '../../src/endpoint/ipam.js';
+import { ipToInt } from '../../src/net/ipv4.js';
 import { FlowDecoder, type FlowContext } from '../../src/flow/decoder.js';
 import { Metrics } from '../../src/flow/metrics.js';
 import { FlowRing } from '../../src/flow/ring.js';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Ipam, parseCidr } from '../../src/endpoint/ipam.js';
+import { Ipam } from '../../src/endpoint/ipam.js';
+import { parseCidr } from '../../src/net/ipv4.js';
 
 describe('IPAM', () => {
   it('reserves network, router and broadcast addresses', () => {
