@@ -164,7 +164,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const repo = new PolicyRepository(store);
   const realizer = new PolicyRealizer(repo, datapath, { cluster: opts.cluster, enforcement: opts.enforcement, allowLocalhost: opts.allowLocalhost, auditMode: opts.auditMode }, log);
   const manager = new EndpointManager(
-    { nodeName: opts.nodeName, cluster: opts.cluster, ipam, nodeAddresses },
+    { nodeName: opts.nodeName, cluster: opts.cluster, ipam, nodeAddresses, stateDir: opts.stateDir },
     store,
     nl,
     datapath,

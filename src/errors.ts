@@ -19,3 +19,11 @@ export const conflict = (msg: string) => new UserError('conflict', msg);
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** A user's value inside a message: quoted, escaped onto one line, clipped so a huge value
+ * cannot flood the terminal. Messages must stay one line whatever the input held. */
+export function quoted(value: unknown, max = 80): string {
+  // JSON escapes control characters but not the Unicode line and paragraph separators.
+  const text = (JSON.stringify(value) ?? String(value)).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
+}

@@ -3,13 +3,14 @@
  * done, so the agent's accepted state never half-exists. After each change the desired
  * datapath state is recomputed from scratch and the datapath writer applies only differences. */
 import fs from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Endpoint, EndpointAddRequest, Namespace } from '../api/types.js';
 import type { Datapath, DatapathChange, DesiredDatapath } from '../datapath/datapath.js';
 import type { SyncStats } from '../datapath/mirror.js';
 import { ipcacheKeyFor } from '../datapath/ipcache.js';
-import { conflict, invalid, notFound } from '../errors.js';
+import { conflict, invalid, notFound, quoted } from '../errors.js';
 import { identityLabels } from '../identity/filter.js';
 import { LocalIdentityAllocator, type AllocatedIdentity } from '../identity/allocator.js';
 import {
@@ -24,7 +25,7 @@ import {
 } from '../identity/labels.js';
 import { IDENTITY_HOST, IDENTITY_WORLD, RESERVED_IDENTITIES } from '../identity/reserved.js';
 import type { Netlink } from '../kernel/netlink.js';
-import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
+import { ifindexOf, NETNS_NAME_MAX, netnsIdentity, netnsPath, withNetns } from '../kernel/netns.js';
 import type { Store } from '../store/store.js';
 import type { PolicyPlan, PolicyRealizer } from '../policy/realize.js';
 import { poolNetnsPattern, type InterfacePool } from './pool.js';
@@ -32,6 +33,7 @@ import type { RuleSet } from '../policy/repository.js';
 import type { Ipam } from './ipam.js';
 import { ipToInt } from '../net/ipv4.js';
 import { plumb, plumbPrewired, randomMac, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
+import { PendingAdds } from './pending.js';
 import { parseNamedPorts, validateEndpointName, validateNamespaceName } from './validate.js';
 
 const MAX_ENDPOINT_ID = 65535;
@@ -41,7 +43,12 @@ export interface ManagerConfig {
   cluster: string;
   ipam: Ipam;
   nodeAddresses: string[];
+  /** Where adds in progress are recorded (see pending.ts). */
+  stateDir: string;
 }
+
+/** Room kept in a namespace name for the suffix that makes it unique (`-<id>-<n>`). */
+const NETNS_SUFFIX_ROOM = 16;
 
 type StoredEndpoint = Omit<Endpoint, 'ifindex' | 'state' | 'stateReason'>;
 
@@ -68,6 +75,7 @@ export class EndpointManager {
   /** Lookups for the flow decoder, rebuilt after every change. */
   private byIp = new Map<number, Endpoint>();
   policyRegenerations = 0;
+  private readonly pending: PendingAdds;
   lastSync: SyncStats & { at: string; reason: string } = { written: 0, deleted: 0, unchanged: 0, at: '', reason: '' };
 
   constructor(
@@ -78,6 +86,7 @@ export class EndpointManager {
     private readonly policy: PolicyRealizer,
     private readonly log: Logger,
   ) {
+    this.pending = new PendingAdds(path.join(cfg.stateDir, 'pending'));
     for (const [key, ns] of store.list<{ labels: Record<string, string> }>('namespaces/')) {
       this.namespaces.set(key.slice('namespaces/'.length), ns.labels);
     }
@@ -103,6 +112,7 @@ export class EndpointManager {
     const live = new Set(this.endpoints.keys());
     const removed = this.datapath.removeStaleLinks(live);
     if (removed.length) this.log.info({ removed }, 'removed pinned links of endpoints that no longer exist');
+    await this.removeUnfinishedAdds();
     await this.removeStrayInterfaces();
     for (const ep of this.endpoints.values()) {
       try {
@@ -121,6 +131,18 @@ export class EndpointManager {
       }
     }
     this.syncDatapath('restore');
+  }
+
+  /** What adds interrupted by the agent's death created before their endpoint was committed. */
+  private async removeUnfinishedAdds(): Promise<void> {
+    for (const p of this.pending.leftovers()) {
+      const committed = this.endpoints.get(p.id);
+      if (!committed || committed.netns !== p.netns) {
+        this.log.info({ endpoint: p.id, netns: p.netnsOwned ? p.netns : undefined, interface: p.interface }, 'removing what an interrupted endpoint add created');
+        await unplumb(this.nl, p).catch((err: Error) => this.log.warn({ endpoint: p.id, err: err.message }, 'could not remove what an interrupted endpoint add created'));
+      }
+      this.pending.done(p.id);
+    }
   }
 
   /** Interfaces prepared ahead of endpoint adds (set once the pool exists, after restore). */
@@ -167,7 +189,7 @@ export class EndpointManager {
   }
 
   deleteNamespace(name: string): void {
-    if (!this.namespaces.has(name)) throw notFound(`namespace "${name}" does not exist`);
+    if (!this.namespaces.has(name)) throw notFound(`namespace ${quoted(name)} does not exist`);
     const n = [...this.endpoints.values()].filter((e) => e.namespace === name).length;
     if (n > 0) throw conflict(`namespace "${name}" still has ${n} endpoint(s): delete them first`);
     this.store.commit({ delete: [K.ns(name)] });
@@ -197,13 +219,19 @@ export class EndpointManager {
     }
     const userLabels = parseEndpointLabels(req.labels);
     const ports = parseNamedPorts(req.ports);
-    if (req.netns !== undefined) {
-      if (!/^[A-Za-z0-9][-A-Za-z0-9_.]*$/.test(req.netns)) throw invalid(`--netns "${req.netns}" is not a valid namespace name`);
+    if (req.netns === undefined) {
+      const longest = NETNS_NAME_MAX - NETNS_SUFFIX_ROOM - `${this.cfg.nodeName}-${req.namespace}-`.length;
+      if (req.name.length > longest) {
+        throw invalid(
+          `endpoint name ${quoted(req.name, 40)} has ${req.name.length} characters, at most ${Math.max(0, longest)} fit here: its network namespace is named ${this.cfg.nodeName}-${req.namespace}-NAME, and namespace names are at most ${NETNS_NAME_MAX} bytes (shorten the name, or wire your own namespace with --netns)`,
+        );
+      }
+    } else {
+      if (!/^[A-Za-z0-9][-A-Za-z0-9_.]{0,254}$/.test(req.netns)) throw invalid(`--netns ${quoted(req.netns)} is not a valid namespace name`);
       if (!this.nl.netnsExists(req.netns)) {
         throw notFound(`network namespace "${req.netns}" does not exist: create it with 'ip netns add ${req.netns}' or omit --netns`);
       }
-      const user = [...this.endpoints.values()].find((e) => e.netns === req.netns);
-      if (user) throw conflict(`network namespace "${req.netns}" is already wired to endpoint ${user.namespace}/${user.name}`);
+      this.refuseSharedNetns(req.netns);
       if (withNetns(netnsPath(req.netns), () => ifindexOf(WORKLOAD_IFNAME))) {
         throw conflict(`network namespace "${req.netns}" already has an interface ${WORKLOAD_IFNAME}: remove it or let the agent create the namespace`);
       }
@@ -237,6 +265,7 @@ export class EndpointManager {
     // A namespace of its own can come from the pool, already wired with the programs attached.
     const prewired = ep.netnsOwned ? this.pool?.take() : undefined;
     if (prewired) Object.assign(ep, { mac: prewired.mac, hostMac: prewired.hostMac });
+    this.pending.begin({ id, netns: ep.netns, netnsOwned: ep.netnsOwned, interface: ep.interface });
     try {
       if (prewired) {
         this.datapath.claimPooled(prewired.slot, id);
@@ -263,12 +292,32 @@ export class EndpointManager {
       if (prewired) await unplumb(this.nl, { interface: prewired.hostName, netns: prewired.netns, netnsOwned: true }).catch(() => undefined);
       this.cfg.ipam.release(ipv4);
       this.allocator.release(identity.id);
+      this.pending.done(id);
       throw err;
     }
+    this.pending.done(id);
     this.updateDatapath(`endpoint ${ep.namespace}/${ep.name} added`, [ep]);
     lap('synced');
     this.log.debug({ endpoint: id, ms: phases }, 'endpoint added');
     return ep;
+  }
+
+  /**
+   * Refuses a namespace that is not the workload's alone: the node's own (the agent's), the
+   * machine's root namespace, or one another endpoint uses under any name. Wiring an endpoint
+   * there replaces that namespace's default route and takes the node (or the machine) off the
+   * network.
+   */
+  private refuseSharedNetns(name: string): void {
+    const target = netnsIdentity(netnsPath(name));
+    if (target === netnsIdentity('/proc/self/ns/net')) {
+      throw conflict(`network namespace "${name}" is the node's own namespace, where the agent runs: an endpoint needs a namespace of its own (omit --netns)`);
+    }
+    if (target === netnsIdentity('/proc/1/ns/net')) {
+      throw conflict(`network namespace "${name}" is the machine's root namespace: an endpoint needs a namespace of its own (omit --netns)`);
+    }
+    const user = [...this.endpoints.values()].find((e) => e.netns === name || netnsIdentity(netnsPath(e.netns)) === target);
+    if (user) throw conflict(`network namespace "${name}" is already wired to endpoint ${user.namespace}/${user.name}`);
   }
 
   /**

@@ -1,6 +1,6 @@
 /* Labels in Cilium's model: `source:key=value`. User labels default to the k8s source; the
  * namespace contributes the pod-namespace label and its own labels. */
-import { invalid } from '../errors.js';
+import { invalid, quoted } from '../errors.js';
 
 export interface Label {
   source: string;
@@ -30,7 +30,7 @@ function keyProblem(key: string): string | undefined {
   const prefix = slash >= 0 ? key.slice(0, slash) : '';
   const name = slash >= 0 ? key.slice(slash + 1) : key;
   if (slash >= 0 && (prefix.length > 253 || !DNS_SUBDOMAIN_RE.test(prefix))) {
-    return `prefix "${prefix}" must be a lowercase DNS subdomain`;
+    return `prefix ${quoted(prefix)} must be a lowercase DNS subdomain`;
   }
   if (!NAME_RE.test(name)) {
     return 'name must be 1-63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric';
@@ -49,13 +49,13 @@ export function parseLabel(text: string, defaultSource = SOURCE_K8S): Label {
     source = keyPart.slice(0, colon);
     keyPart = keyPart.slice(colon + 1);
     if (!KNOWN_SOURCES.has(source)) {
-      throw invalid(`label "${text}": unknown source "${source}" (use k8s:, reserved:, container: or no source)`);
+      throw invalid(`label ${quoted(text)}: unknown source ${quoted(source)} (use k8s:, reserved:, container: or no source)`);
     }
   }
   const problem = keyPart === '' ? 'the key is empty' : keyProblem(keyPart);
-  if (problem) throw invalid(`label "${text}": ${problem}`);
+  if (problem) throw invalid(`label ${quoted(text)}: ${problem}`);
   if (!VALUE_RE.test(value)) {
-    throw invalid(`label "${text}": value must be at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric`);
+    throw invalid(`label ${quoted(text)}: value must be at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric`);
   }
   return { source, key: keyPart, value };
 }
@@ -70,7 +70,7 @@ export function parseLabelList(text: string | string[] | undefined, defaultSourc
     if (part === '') continue;
     const l = parseLabel(part, defaultSource);
     const id = `${l.source}:${l.key}`;
-    if (seen.has(id)) throw invalid(`label "${part}": key "${l.key}" is given twice`);
+    if (seen.has(id)) throw invalid(`label ${quoted(part)}: key "${l.key}" is given twice`);
     seen.add(id);
     out.push(l);
   }

@@ -10,6 +10,20 @@ export function netnsPath(name: string): string {
   return `/run/netns/${name}`;
 }
 
+/** The kernel's longest file name: a namespace name is a file under /run/netns. */
+export const NETNS_NAME_MAX = 255;
+
+/** Identity of a network namespace (device and inode of its nsfs file): two names, or a name
+ * and a process's namespace, are the same namespace when these are equal. */
+export function netnsIdentity(nsPath: string): string | undefined {
+  try {
+    const st = fs.statSync(nsPath);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
 export function withNetns<T>(nsPath: string, fn: () => T): T {
   const home = fs.openSync('/proc/thread-self/ns/net', 'r');
   const target = fs.openSync(nsPath, 'r');

@@ -186,6 +186,12 @@ spec:
     ['address outside the CIDR', ['endpoint', 'add', 'default/x', '--ipv4', '10.99.0.5'], /outside the usable range/],
     ['address already taken', ['endpoint', 'add', 'default/x', '--ipv4', '10.213.0.77'], /already used/],
     ['not an address', ['endpoint', 'add', 'default/x', '--ipv4', '10.213.0'], /not an IPv4 address/],
+    // iproute2 reads 010 as octal 8: the agent and the kernel would disagree on the address.
+    ['an address with a leading zero', ['endpoint', 'add', 'default/x', '--ipv4', '10.213.0.010'], /without leading zeros/],
+    ['a hexadecimal address', ['endpoint', 'add', 'default/x', '--ipv4', '0x0a.213.0.5'], /not an IPv4 address/],
+    ['an address as one number', ['endpoint', 'add', 'default/x', '--ipv4', '181993477'], /not an IPv4 address/],
+    ['a name with a line break', ['endpoint', 'add', 'default/a\nb'], /endpoint name "a\\nb"/],
+    ['a name too long for its namespace', ['endpoint', 'add', `default/${'a'.repeat(253)}`], /at most \d+ fit here: its network namespace is named .* at most 255 bytes/],
     ['bad port', ['endpoint', 'add', 'default/x', '--port', 'http:70000/TCP'], /out of range/],
     ['bad reference', ['endpoint', 'add', 'just-a-name'], /NAMESPACE\/NAME/],
     ['unknown endpoint (get)', ['endpoint', 'get', 'default/ghost'], /does not exist/],
@@ -211,6 +217,64 @@ spec:
       assert.deepEqual(await netnsList(), beforeNetns, 'no namespace created or removed');
     });
   }
+
+  it("refuses the node's own namespace and a second name of an endpoint's, leaving the node's routes alone", async () => {
+    const routes = async () => (await node.execNode(['ip', '-j', 'route', 'show'])).stdout;
+    const before = await routes();
+    const own = await node.cli('endpoint', 'add', 'default/hijack', '--netns', node.netns);
+    assert.notEqual(own.code, 0);
+    assert.match(own.stderr, /is the node's own namespace/);
+    assert.equal(await routes(), before, "the node's routes are unchanged");
+    // Another name for an existing endpoint's namespace (as `ip netns attach` would make).
+    const victim = await node.api.addEndpoint({ namespace: 'default', name: 'victim' });
+    const alias = `${node.prefix}-alias`;
+    fs.writeFileSync(`/run/netns/${alias}`, '');
+    try {
+      assert.equal((await run('mount', ['--bind', `/run/netns/${victim.netns}`, `/run/netns/${alias}`])).code, 0);
+      const again = await node.cli('endpoint', 'add', 'default/twice', '--netns', alias);
+      assert.notEqual(again.code, 0);
+      assert.match(again.stderr, /already wired to endpoint default\/victim/);
+      assert.equal((await node.api.listEndpoints()).filter((e) => e.name === 'hijack' || e.name === 'twice').length, 0);
+    } finally {
+      await run('ip', ['netns', 'delete', alias]);
+      fs.rmSync(`/run/netns/${alias}`, { force: true });
+      await node.api.deleteEndpoint('default', 'victim');
+    }
+  });
+
+  it('removes what an add interrupted by kill -9 created, once the agent is back', async () => {
+    // Kill the agent the moment the new endpoint's namespace appears (before the add is
+    // committed); an add that won the race is deleted and tried again.
+    for (let attempt = 1; ; attempt++) {
+      const name = `crash${attempt}`;
+      const netns = `${node.name}-default-${name}`;
+      const appeared = new Promise<void>((resolve) => {
+        const watcher = fs.watch('/run/netns', (_event, file) => {
+          if (file === netns) {
+            watcher.close();
+            resolve();
+          }
+        });
+      });
+      const add = node.api.addEndpoint({ namespace: 'default', name }).catch(() => undefined);
+      await appeared;
+      await node.killAgent('SIGKILL');
+      await add;
+      await node.startAgent();
+      if ((await node.api.listEndpoints()).some((e) => e.name === name)) {
+        await node.api.deleteEndpoint('default', name);
+        assert.ok(attempt < 20, 'the add always finished before the kill landed');
+        continue;
+      }
+      assert.ok(!fs.existsSync(`/run/netns/${netns}`), `${netns} was left behind by the interrupted add`);
+      assert.deepEqual((await nodeLinks()).filter((l) => /^lxc\d+$/.test(l.ifname)).map((l) => l.ifname).sort(), (await node.api.listEndpoints()).map((e) => e.interface).sort());
+      // The name is free again: the same endpoint can be added, in the namespace named after it.
+      const e = await node.api.addEndpoint({ namespace: 'default', name });
+      assert.equal(e.netns, netns);
+      await node.api.deleteEndpoint('default', name);
+      return;
+    }
+  });
 
   it('keeps running after bad input', async () => {
     const s = await node.api.status();
