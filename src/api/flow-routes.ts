@@ -1,12 +1,11 @@
 /* Agent API routes for flows: the flow ring as JSON lines (one GetFlowsResponse per line, exactly
  * as `hubble observe -o json` prints them), following new flows until the client goes away, and
  * the Prometheus text. */
-import { invalid } from '../errors.js';
 import { checkRequest, matchesRequest } from '../flow/filter.js';
 import type { Metrics } from '../flow/metrics.js';
 import { formatJson } from '../flow/printer.js';
 import type { FlowRing } from '../flow/ring.js';
-import type { GetFlowsRequest } from '../flow/types.js';
+import { parseFlowsRequest } from '../flow/request-schema.js';
 import { RawResponse, type ApiServer } from './server.js';
 
 /** A follower that cannot keep up loses flows beyond this much unsent output. */
@@ -15,8 +14,7 @@ const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
 export function registerFlowRoutes(api: ApiServer, ring: FlowRing, metrics: Metrics): void {
   api
     .route('POST', '/v1/flows', ({ body }) => {
-      const req = (body ?? {}) as GetFlowsRequest;
-      if (typeof req !== 'object' || Array.isArray(req)) throw invalid('the request must be a GetFlowsRequest object');
+      const req = parseFlowsRequest(body);
       checkRequest(req);
       // Like Hubble, following with neither a number nor a start time begins at the ring's end.
       const history = req.follow && req.number === undefined && req.since === undefined ? [] : ring.query(req);

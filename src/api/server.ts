@@ -3,7 +3,7 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import { UserError } from '../errors.js';
+import { UserError, quoted } from '../errors.js';
 import type { ApiErrorBody } from './types.js';
 
 type Handler = (req: { params: Record<string, string>; body: unknown; query: URLSearchParams }) => Promise<unknown> | unknown;
@@ -64,7 +64,12 @@ export class ApiServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://agent');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://agent');
+    } catch {
+      url = new URL('http://agent/');
+    }
     const send = (status: number, body: unknown) => {
       const text = JSON.stringify(body);
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -78,7 +83,7 @@ export class ApiServer {
         const m = route.pattern.exec(url.pathname);
         if (m && route.method === req.method) {
           const params: Record<string, string> = {};
-          route.names.forEach((n, i) => (params[n] = decodeURIComponent(m[i + 1] as string)));
+          route.names.forEach((n, i) => (params[n] = decodePathSegment(m[i + 1] as string)));
           match = { route, params };
           break;
         }
@@ -93,6 +98,15 @@ export class ApiServer {
       this.log.error({ err: (err as Error).message, stack: (err as Error).stack, path: url.pathname }, 'request failed');
       fail(500, 'internal', (err as Error).message);
     }
+  }
+}
+
+/** A path segment, percent-decoded; a malformed escape is the client's mistake (400), not ours. */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new UserError('invalid', `the request path has a malformed percent-escape in ${quoted(segment)}`);
   }
 }
 

@@ -1,0 +1,68 @@
+/* The shape of a GetFlowsRequest as the agent API receives it (JSON, Hubble's field names):
+ * checked before anything reads it, so a malformed request gets one line saying which field is
+ * wrong and a 400, never a 500 from code that trusted its types. A field Membrane does not
+ * filter on is refused rather than ignored: ignoring it would return more flows than asked. */
+import { z } from 'zod';
+import { invalid } from '../errors.js';
+import type { GetFlowsRequest } from './types.js';
+
+const strings = z.array(z.string());
+const verdicts = z.array(z.enum(['VERDICT_UNKNOWN', 'FORWARDED', 'DROPPED', 'ERROR', 'AUDIT', 'REDIRECTED', 'TRACED', 'TRANSLATED']));
+const directions = z.array(z.enum(['TRAFFIC_DIRECTION_UNKNOWN', 'INGRESS', 'EGRESS']));
+const tcpFlags = z.strictObject({
+  FIN: z.boolean().optional(),
+  SYN: z.boolean().optional(),
+  RST: z.boolean().optional(),
+  PSH: z.boolean().optional(),
+  ACK: z.boolean().optional(),
+  URG: z.boolean().optional(),
+  ECE: z.boolean().optional(),
+  CWR: z.boolean().optional(),
+  NS: z.boolean().optional(),
+});
+
+const flowFilter = z.strictObject({
+  uuid: strings.optional(),
+  source_ip: strings.optional(),
+  destination_ip: strings.optional(),
+  source_pod: strings.optional(),
+  destination_pod: strings.optional(),
+  source_label: strings.optional(),
+  destination_label: strings.optional(),
+  source_identity: z.array(z.number().int().nonnegative()).optional(),
+  destination_identity: z.array(z.number().int().nonnegative()).optional(),
+  verdict: verdicts.optional(),
+  event_type: z.array(z.strictObject({ type: z.number().int(), match_sub_type: z.boolean().optional(), sub_type: z.number().int().optional() })).optional(),
+  protocol: strings.optional(),
+  source_port: strings.optional(),
+  destination_port: strings.optional(),
+  reply: z.array(z.boolean()).optional(),
+  traffic_direction: directions.optional(),
+  tcp_flags: z.array(tcpFlags).optional(),
+  node_name: strings.optional(),
+  ip_version: strings.optional(),
+});
+
+const getFlowsRequest = z.strictObject({
+  number: z.number().int().nonnegative().optional(),
+  first: z.boolean().optional(),
+  follow: z.boolean().optional(),
+  since: z.string().optional(),
+  until: z.string().optional(),
+  whitelist: z.array(flowFilter).optional(),
+  blacklist: z.array(flowFilter).optional(),
+}) satisfies z.ZodType<GetFlowsRequest>;
+
+/** `a.b[0].c` for an issue's path. */
+function pathText(path: readonly PropertyKey[]): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
+}
+
+/** The body as a GetFlowsRequest, or UserError('invalid') naming the first wrong field. */
+export function parseFlowsRequest(body: unknown): GetFlowsRequest {
+  const r = getFlowsRequest.safeParse(body ?? {});
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  const where = issue.path.length ? `${pathText(issue.path)}: ` : '';
+  throw invalid(`the flows request is not a valid GetFlowsRequest: ${where}${issue.message.replace(/\s+/g, ' ')}`);
+}
