@@ -122,7 +122,7 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 		int audited = 0;
 		if (v.drop_reason) {
 			ev.subtype = v.drop_reason;
-			if (!(ep->flags & MB_EP_F_POLICY_AUDIT))
+			if (!(ep->flags & MB_EP_F_POLICY_AUDIT) || v.always)
 				goto drop;
 			audited = 1; /* audit mode: report what would have been dropped, and pass */
 		}

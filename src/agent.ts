@@ -2,6 +2,7 @@
  * datapath, restores state and serves the API. Runs in the foreground in the current network
  * namespace, which plays the node. */
 import fs from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
@@ -244,6 +245,9 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   ctGc.unref();
   listening.hubble = observer.tcpPort !== undefined ? `${opts.hubbleAddress.slice(0, opts.hubbleAddress.lastIndexOf(':'))}:${observer.tcpPort}` : '';
   listening.metrics = metricsServer?.address ?? '';
+  // Endpoints may not reach the agent's own listeners through the node, whatever address they bind.
+  const metricsPort = (metricsServer?.server.address() as AddressInfo | null)?.port;
+  datapath.protectAgentPorts([observer.tcpPort, metricsPort].filter((p): p is number => p !== undefined));
 
   fs.mkdirSync(path.dirname(opts.socket), { recursive: true, mode: 0o700 });
   await api.listen(opts.socket);

@@ -71,6 +71,18 @@ struct policy_value {
 
 #define MB_POLICY_F_DENY (1 << 0)
 
+/* Ports of the agent's own TCP listeners (the Observer API, metrics) on the node: a new
+ * connection from an endpoint to the node on one of them is dropped, so a workload cannot read
+ * every flow or the node's metrics through a listener bound beyond loopback. No policy of the
+ * user's allows them yet (host policies will); the drop names this built-in rule. */
+struct agent_port_key {
+	__u16 port; /* network order */
+	__u8 protocol;
+	__u8 pad;
+};
+
+#define MB_RULE_AGENT_PORTS 0xffffffffu /* policy_value.rule_id / flow_event.rule_id of those drops */
+
 /* Connection tracking: one entry per connection on this node, whichever endpoints see it, so
  * every packet costs one lookup in either direction. The key is the tuple in a canonical order
  * (a = the lower address, then the lower port), so a packet and its reply find the same entry;

@@ -52,6 +52,14 @@ struct {
 	__type(value, struct ct_value);
 } mb_ct SEC(".maps");
 
+/* The agent's listener ports that endpoints may not reach on the node (value unused). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct agent_port_key);
+	__type(value, __u32);
+} mb_agent_ports SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 * 1024 * 1024);

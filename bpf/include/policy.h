@@ -11,6 +11,7 @@ struct policy_verdict {
 	__u32 rule_id;
 	__u8 enforced;   /* a policy decided (not an unenforced direction) */
 	__u8 match_type; /* MB_MATCH_* */
+	__u8 always;     /* a drop that audit mode does not let through */
 };
 
 static __always_inline __u8 match_type_of(struct policy_value *v, int any_peer)
@@ -33,10 +34,28 @@ static __always_inline struct policy_value *policy_lookup(__u32 ep_id, __u32 ide
 	return bpf_map_lookup_elem(&mb_policy, &key);
 }
 
+/* Whether the packet opens a connection from an endpoint to one of the agent's own ports. */
+static __always_inline int to_agent_port(__u32 remote_identity, __u8 dir, __u8 proto, __u16 dport_be)
+{
+	if (dir != MB_DIR_EGRESS || remote_identity != MB_IDENTITY_HOST)
+		return 0;
+	struct agent_port_key key = { .port = dport_be, .protocol = proto };
+	return bpf_map_lookup_elem(&mb_agent_ports, &key) != NULL;
+}
+
 static __always_inline struct policy_verdict policy_check(struct endpoint_info *ep, __u32 remote_identity, __u8 dir,
 							   __u8 proto, __u16 dport_be)
 {
 	struct policy_verdict v = {};
+	if (to_agent_port(remote_identity, dir, proto, dport_be)) {
+		/* Enforced whatever the endpoint's policy and audit mode say: it guards the agent. */
+		v.drop_reason = MB_DROP_POLICY_DENY;
+		v.rule_id = MB_RULE_AGENT_PORTS;
+		v.enforced = 1;
+		v.always = 1;
+		v.match_type = MB_MATCH_L3_L4;
+		return v;
+	}
 	__u32 enforced = dir == MB_DIR_INGRESS ? MB_EP_F_INGRESS_ENFORCED : MB_EP_F_EGRESS_ENFORCED;
 	if (!(ep->flags & enforced))
 		return v;

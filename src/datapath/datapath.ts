@@ -8,6 +8,8 @@ import { BpfObject } from '../kernel/bpf-object.js';
 import { TypedMap, type BpfMap } from '../kernel/bpf-map.js';
 import { createTcxLinkAsync, ensureTcxLink, removePinnedLink } from '../kernel/bpf-link.js';
 import {
+  agentPortKey,
+  agentPortValue,
   configKey,
   ctKey,
   ctValue,
@@ -59,6 +61,7 @@ export class Datapath {
   readonly ct;
   readonly config;
   readonly events: BpfMap;
+  private readonly agentPortsMirror;
   private readonly eventsLostMap: BpfMap;
   private readonly ipcacheMirror;
   private readonly endpointsMirror;
@@ -83,6 +86,7 @@ export class Datapath {
     this.ipcacheMirror = new MapMirror(this.ipcache);
     this.endpointsMirror = new MapMirror(this.endpoints);
     this.lxcMirror = new MapMirror(this.lxc);
+    this.agentPortsMirror = new MapMirror(new TypedMap(obj.map(MAPS.agentPorts), agentPortKey, agentPortValue));
     this.linkDir = path.join(bpffsDir, 'links');
     fs.mkdirSync(this.linkDir, { recursive: true });
     // Continue the revision an earlier agent left, so its connections stay judged.
@@ -236,6 +240,11 @@ export class Datapath {
     if (this.ipcacheMirror.lastReplacedOrDeleted === 0) return;
     this.settings.ipcache_revision = (this.settings.ipcache_revision + 1) >>> 0;
     this.config.set({ index: 0 }, this.settings);
+  }
+
+  /** The agent's own listener ports (TCP): endpoints' new connections to them on the node are dropped. */
+  protectAgentPorts(ports: number[]): SyncStats {
+    return this.agentPortsMirror.sync(ports.map((port) => [{ port, protocol: 6 }, { unused: 1 }]));
   }
 
   /** Events the programs could not put into the ring buffer, summed over CPUs. */

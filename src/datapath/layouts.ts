@@ -63,6 +63,17 @@ export const policyValue = defineStruct('policy_value', [
 /** policy_value.flags */
 export const POLICY_FLAGS = { DENY: 1 << 0 } as const;
 
+/** mb_agent_ports: the agent's listener ports that endpoints may not reach on the node. */
+export const agentPortKey = defineStruct('agent_port_key', [
+  ['port', 'be16'],
+  ['protocol', 'u8'],
+  ['pad', 'u8'],
+] as const);
+export const agentPortValue = defineStruct('agent_port_value', [['unused', 'u32']] as const);
+
+/** The rule id the datapath gives drops of connections to the agent's ports (MB_RULE_AGENT_PORTS). */
+export const RULE_AGENT_PORTS = 0xffffffff;
+
 /** Canonical order: side a is the lower address (then port); CT_FLAGS.ORIG_B says who started it. */
 export const ctKey = defineStruct('ct_key', [
   ['addr_a', 'ipv4'],
@@ -246,6 +257,7 @@ export const sharedStructs = [
   metricsValue,
   policyKey,
   policyValue,
+  agentPortKey,
   ctKey,
   ctValue,
   datapathConfig,
@@ -305,4 +317,5 @@ export const MAPS = {
   events: 'mb_events',
   eventsLost: 'mb_events_lost',
   config: 'mb_config',
+  agentPorts: 'mb_agent_ports',
 } as const;

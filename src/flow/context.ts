@@ -1,7 +1,11 @@
 /* What the flow decoder needs to know, answered from the agent's current state. */
+import { RULE_AGENT_PORTS } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { PolicyRealizer } from '../policy/realize.js';
-import type { FlowContext } from './decoder.js';
+import type { FlowContext, PolicyOrigin } from './decoder.js';
+
+/** What drops by the datapath's built-in guard of the agent's ports name as their policy. */
+export const AGENT_PORTS_POLICY: PolicyOrigin = { ref: { kind: 'MembraneBuiltin', name: 'agent-ports' }, revision: 0 };
 
 export function flowContext(
   nodeName: string,
@@ -14,7 +18,7 @@ export function flowContext(
     nodeName,
     endpointByIp: (ip) => manager.endpointByIp(ip),
     identityLabels: (id) => manager.identityLabels(id),
-    rulePolicy: (ruleId) => realizer.ruleRef(ruleId),
+    rulePolicy: (ruleId) => (ruleId === RULE_AGENT_PORTS ? AGENT_PORTS_POLICY : realizer.ruleRef(ruleId)),
     defaultDenyPolicies: (epId, direction) => realizer.selectingPolicies(epId, direction),
   };
 }

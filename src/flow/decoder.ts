@@ -21,7 +21,8 @@ export interface FlowContext {
   serviceOfBackend?(ip: number, port: number, protocol: number): string | undefined;
 }
 
-type PolicyOrigin = { ref: PolicyRef; revision: number };
+/** A policy a verdict names: a user's (PolicyRef), or one the agent enforces on its own. */
+export type PolicyOrigin = { ref: PolicyRef | { kind: 'MembraneBuiltin'; name: string; namespace?: undefined }; revision: number };
 
 /**
  * One datapath event as read from the ring, with what must be known at event time (the
@@ -144,7 +145,7 @@ function layer4(ev: CapturedEvent): { l4?: Layer4; summary: string } {
   }
 }
 
-export function flowPolicy(p: { ref: PolicyRef; revision: number }): FlowPolicy {
+export function flowPolicy(p: PolicyOrigin): FlowPolicy {
   const labels = [
     `k8s:io.cilium.k8s.policy.derived-from=${p.ref.kind}`,
     `k8s:io.cilium.k8s.policy.name=${p.ref.name}`,

@@ -1,5 +1,6 @@
-// One probe: `probe.mjs tcp|udp HOST PORT [TIMEOUT_MS]` sends a token and waits for its echo.
-// Exit 0 on echo, 1 otherwise; never waits longer than the timeout.
+// One probe: `probe.mjs tcp|udp HOST PORT [TIMEOUT_MS]` sends a token and waits for its echo;
+// `tcp-connect` only connects (for servers that echo nothing). Exit 0 on echo (or connect), 1
+// otherwise; never waits longer than the timeout.
 import net from 'node:net';
 import dgram from 'node:dgram';
 
@@ -12,7 +13,10 @@ const done = (ok, why = '') => {
 };
 setTimeout(() => done(false, 'timeout'), Number(timeoutText)).unref();
 
-if (proto === 'tcp') {
+if (proto === 'tcp-connect') {
+  const s = net.connect(port, host, () => done(true));
+  s.on('error', (e) => done(false, e.code));
+} else if (proto === 'tcp') {
   const s = net.connect(port, host, () => s.write(token));
   let got = '';
   s.on('data', (d) => {
