@@ -28,8 +28,3 @@ export function connectionOf(k: StructValue<typeof ctKey>, v: StructValue<typeof
   if (v.ingress_ep_id && !service) sides.push({ endpoint: v.ingress_ep_id, direction: DIRECTION.INGRESS, remoteIdentity: v.src_identity });
   return { source: origB ? b : a, destination: origB ? a : b, sides };
 }
-
-/** Whether the entry belongs to endpoint `epId` (it judged the connection, or it is its service entry). */
-export function involvesEndpoint(v: StructValue<typeof ctValue>, epId: number): boolean {
-  return v.egress_ep_id === epId || v.ingress_ep_id === epId;
-}
