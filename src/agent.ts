@@ -20,6 +20,7 @@ import { c } from './kernel/libbpf.js';
 import { IprouteNetlink, type Netlink } from './kernel/netlink.js';
 import { EmbeddedStore } from './store/embedded.js';
 import { Mutex } from './util/mutex.js';
+import { checkListener, type TlsFiles } from './util/listen.js';
 import { registerEndpointRoutes } from './api/endpoint-routes.js';
 import { registerServiceRoutes } from './api/service-routes.js';
 import { LbDatapath } from './service/datapath.js';
@@ -69,6 +70,11 @@ export interface AgentOptions {
   hubbleSocket: string;
   /** Prometheus /metrics (host:port; '' disables). */
   metricsAddress: string;
+  /** TLS of the TCP listeners; without it a non-loopback address needs the *DisableTls consent. */
+  hubbleTls?: TlsFiles;
+  hubbleDisableTls?: boolean;
+  metricsTls?: TlsFiles;
+  metricsDisableTls?: boolean;
 }
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -142,6 +148,9 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const log: Logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } }, pino.destination(2));
   // A stray rejection in a background task is logged; it must not take the agent down.
   process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'unhandled rejection'));
+  // Flags alone decide these: refused before anything on the machine is touched.
+  const hubbleTcp = checkListener('hubble', { address: opts.hubbleAddress, ...opts.hubbleTls, disableTls: opts.hubbleDisableTls ?? false });
+  const metricsTcp = checkListener('metrics', { address: opts.metricsAddress, ...opts.metricsTls, disableTls: opts.metricsDisableTls ?? false });
   const features = preflight(opts);
   const started = Date.now();
   let podCidr;
@@ -202,7 +211,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         lastSync: manager.lastSync,
         memory: agentMemory(),
         flows: { ...ring.status(), aggregation: opts.aggregation, eventsRead: monitor.eventsRead, backlogBytes: monitor.backlogBytes, decodeErrors: monitor.decodeErrors },
-        listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics },
+        listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics, hubbleTls: hubbleTcp?.mode, metricsTls: metricsTcp?.mode },
         paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
       };
     });
@@ -232,12 +241,13 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   registerPolicyRoutes(api, { repo, realizer, manager, datapath, serial, metrics });
   registerFlowRoutes(api, ring, metrics);
   const observer = await startObserverServer(ring, {
-    ...(opts.hubbleAddress ? { tcpAddress: opts.hubbleAddress } : {}),
+    ...(hubbleTcp ? { tcpAddress: opts.hubbleAddress, ...(hubbleTcp.tls ? { tls: hubbleTcp.tls } : {}) } : {}),
     ...(opts.hubbleSocket ? { unixSocket: opts.hubbleSocket } : {}),
     version: VERSION,
     filter: matchesRequest,
   });
-  const metricsServer = opts.metricsAddress ? await metrics.serve(opts.metricsAddress) : undefined;
+  const metricsServer = metricsTcp ? await metrics.serve(opts.metricsAddress, metricsTcp.tls) : undefined;
+  for (const warning of [hubbleTcp?.warning, metricsTcp?.warning]) if (warning) log.warn(warning);
   const ctGc = setInterval(() => {
     const removed = sweepConntrack(datapath.ct, datapath.clock.nowNs());
     if (removed) log.debug({ removed }, 'expired connection-tracking entries removed');

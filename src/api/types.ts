@@ -109,8 +109,8 @@ export interface Status {
     backlogBytes: number;
     decodeErrors: number;
   };
-  /** Bound addresses ('' when disabled). */
-  listen: { hubble: string; hubbleSocket: string; metrics: string };
+  /** Bound addresses ('' when disabled), and how the TCP ones are secured (absent when disabled). */
+  listen: { hubble: string; hubbleSocket: string; metrics: string; hubbleTls?: 'plaintext' | 'tls' | 'mtls'; metricsTls?: 'plaintext' | 'tls' | 'mtls' };
   paths: { stateDir: string; bpffsDir: string; socket: string };
 }
 

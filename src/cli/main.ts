@@ -19,6 +19,7 @@ import type {
   SelectorRow,
 } from '../api/types.js';
 import { UserError } from '../errors.js';
+import type { TlsFiles } from '../util/listen.js';
 import { parseEndpointRef } from '../endpoint/validate.js';
 import { parseFormat, print, renderKeyValues, type Column } from './output.js';
 
@@ -35,6 +36,8 @@ function client(): AgentClient {
 const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
 const outputOption = () => new Option('-o, --output <format>', 'table, json or yaml').default('table');
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+/** A comma-separated list that may also be repeated. */
+const collectList = (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter((s) => s !== '')];
 
 const endpointColumns: Column<Endpoint>[] = [
   { header: 'ENDPOINT', value: (e) => e.id },
@@ -81,6 +84,14 @@ program
   .option('--hubble-address <host:port>', "Observer gRPC API on TCP ('' disables)", '127.0.0.1:4245')
   .option('--hubble-socket <path>', "Observer gRPC API on a unix socket ('' disables; default: hubble.sock next to the agent socket)")
   .option('--metrics-address <host:port>', "Prometheus /metrics ('' disables)", '127.0.0.1:9965')
+  .option('--hubble-tls-cert-file <path>', 'PEM certificate (chain) for TLS on --hubble-address; needs --hubble-tls-key-file')
+  .option('--hubble-tls-key-file <path>', 'PEM private key of --hubble-tls-cert-file')
+  .option('--hubble-tls-client-ca-files <paths>', 'PEM CA files, comma-separated or repeated: clients must present a certificate one of them signed (mutual TLS)', collectList)
+  .option('--hubble-disable-tls', 'accept plaintext gRPC on a non-loopback --hubble-address (anyone who reaches it reads every flow)')
+  .option('--metrics-tls-cert-file <path>', 'PEM certificate (chain): serve /metrics over HTTPS; needs --metrics-tls-key-file')
+  .option('--metrics-tls-key-file <path>', 'PEM private key of --metrics-tls-cert-file')
+  .option('--metrics-tls-client-ca-files <paths>', 'PEM CA files, comma-separated or repeated: scrapers must present a certificate one of them signed (mutual TLS)', collectList)
+  .option('--metrics-disable-tls', 'accept plaintext /metrics on a non-loopback --metrics-address')
   .action(async (o: Record<string, string>) => {
     const { runAgent, DEFAULT_BPF_OBJECT_DIR } = await import('../agent.js');
     const { dirname, join } = await import('node:path');
@@ -108,11 +119,27 @@ program
       hubbleAddress: o.hubbleAddress!,
       hubbleSocket: o.hubbleSocket ?? join(dirname(socket), 'hubble.sock'),
       metricsAddress: o.metricsAddress!,
+      hubbleTls: tlsFiles(o, 'hubble'),
+      hubbleDisableTls: (o as unknown as { hubbleDisableTls?: boolean }).hubbleDisableTls ?? false,
+      metricsTls: tlsFiles(o, 'metrics'),
+      metricsDisableTls: (o as unknown as { metricsDisableTls?: boolean }).metricsDisableTls ?? false,
     });
     const shutdown = () => void agent.stop().then(() => process.exit(0));
     process.once('SIGTERM', shutdown);
     process.once('SIGINT', shutdown);
   });
+
+/** --<name>-tls-cert-file, --<name>-tls-key-file and --<name>-tls-client-ca-files as agent options. */
+function tlsFiles(o: Record<string, unknown>, name: 'hubble' | 'metrics'): TlsFiles {
+  const cert = o[`${name}TlsCertFile`];
+  const key = o[`${name}TlsKeyFile`];
+  const cas = o[`${name}TlsClientCaFiles`];
+  return {
+    ...(typeof cert === 'string' ? { certFile: cert } : {}),
+    ...(typeof key === 'string' ? { keyFile: key } : {}),
+    clientCaFiles: Array.isArray(cas) ? (cas as string[]) : [],
+  };
+}
 
 function wholeNumber(text: string, flag: string, min: number, max: number): number {
   const n = Number(text);

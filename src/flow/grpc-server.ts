@@ -1,6 +1,9 @@
 /* Hubble-compatible gRPC Observer service (observer.Observer from proto/observer/observer.proto)
  * over the flow ring, so Hubble's own clients (hubble observe, hubble status, hubble-ui through a
- * relay) can read Membrane's flows. Plain gRPC without TLS, on a TCP address and/or a unix socket.
+ * relay) can read Membrane's flows, on a TCP address and/or a unix socket. The TCP listener speaks
+ * TLS when given a certificate, and then, with client CAs, accepts only clients holding a
+ * certificate they signed (mutual TLS); the unix socket stays plaintext, its 0600 mode being
+ * the access control.
  *
  * GetFlows follows Hubble's semantics: the last (or, with `first`, the first) `number` flows or a
  * since/until range from the ring, then with `follow` every new flow that passes the request's
@@ -14,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { UserError, type UserErrorCode } from '../errors.js';
+import { type ServerTls, joinHostPort, parseHostPort } from '../util/listen.js';
 import {
   type ProtoGetFlowsRequest,
   type ProtoGetFlowsResponse,
@@ -45,6 +49,8 @@ export function loadObserverProto(): protoLoader.PackageDefinition {
 export interface ObserverServerOptions {
   /** host:port to listen on, e.g. "127.0.0.1:4245" (port 0 picks a free one). */
   tcpAddress?: string;
+  /** TLS on the TCP listener (mutual with `clientCa`); plaintext without. */
+  tls?: ServerTls;
   /** Path of a unix socket to listen on (created 0600, replacing a stale file). */
   unixSocket?: string;
   /** Reported by ServerStatus and GetNodes. */
@@ -132,6 +138,8 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
   /** Open GetFlows streams: each entry ends its stream with the given status. */
   const open = new Set<(status: Status) => void>();
   let nodeAddress = '';
+  /** What GetNodes reports: Hubble's relay dials nodeAddress with TLS when it says so. */
+  const tcpTls = opts.tls !== undefined && opts.tcpAddress !== undefined;
 
   /** The response for a flow, or undefined for a flow that cannot be encoded (bad time). */
   const respond = (flow: Flow): ProtoGetFlowsResponse | undefined => {
@@ -283,7 +291,7 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
             version: opts.version,
             address: nodeAddress,
             state: 'NODE_CONNECTED',
-            tls: { enabled: false },
+            tls: { enabled: tcpTls },
             uptime_ns: st.uptime_ns,
             num_flows: st.num_flows,
             max_flows: st.max_flows,
@@ -312,8 +320,12 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
 
   const server = new grpc.Server();
   server.addService(service, implementation);
-  const credentials = grpc.ServerCredentials.createInsecure();
-  const bind = (address: string) =>
+  const tls = opts.tls;
+  // With client CAs grpc-js asks for a client certificate and fails the handshake without one.
+  const tcpCredentials = tls
+    ? grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCa !== undefined)
+    : grpc.ServerCredentials.createInsecure();
+  const bind = (address: string, credentials: grpc.ServerCredentials) =>
     new Promise<number>((resolve, reject) =>
       server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))),
     );
@@ -322,15 +334,17 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
   const socketPath = opts.unixSocket === undefined ? undefined : path.resolve(opts.unixSocket);
   try {
     if (opts.tcpAddress !== undefined) {
-      tcpPort = await bind(opts.tcpAddress);
-      nodeAddress = `${opts.tcpAddress.slice(0, opts.tcpAddress.lastIndexOf(':'))}:${tcpPort}`;
+      const { host, port } = parseHostPort(opts.tcpAddress, 'observer TCP address');
+      // grpc-js cannot bind an empty host; "every interface" is [::], which takes IPv4 too.
+      tcpPort = await bind(joinHostPort(host || '::', port), tcpCredentials);
+      nodeAddress = joinHostPort(host, tcpPort);
     }
     if (socketPath !== undefined) {
       fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
       fs.rmSync(socketPath, { force: true });
       const oldMask = process.umask(0o177); // created 0600: flows name workloads and policies
       try {
-        await bind(`unix:${socketPath}`);
+        await bind(`unix:${socketPath}`, grpc.ServerCredentials.createInsecure());
       } finally {
         process.umask(oldMask);
       }

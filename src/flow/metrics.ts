@@ -1,10 +1,12 @@
 /* Prometheus metrics: Hubble's flow, drop and policy-verdict counters (same names and labels)
  * plus the agent's own gauges. Served as text on the metrics address and through the API. */
 import http from 'node:http';
+import https from 'node:https';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { DIRECTION, TRACE_POINT } from '../datapath/layouts.js';
 import type { CapturedEvent } from './decoder.js';
 import { DROP_REASONS, EVENT_TYPE } from './types.js';
+import { type ServerTls, joinHostPort, parseHostPort } from '../util/listen.js';
 
 const MATCH: Record<number, string> = { 0: 'none', 1: 'l3-only', 2: 'l3-l4', 3: 'l4-only', 4: 'all' };
 
@@ -126,10 +128,14 @@ export class Metrics {
     return this.registry.metrics();
   }
 
-  /** Serves /metrics on host:port (port 0 picks one); resolves with the bound address. */
-  serve(address: string): Promise<{ server: http.Server; address: string }> {
-    const [host, port] = splitHostPort(address);
-    const server = http.createServer((req, res) => {
+  /**
+   * Serves /metrics on host:port (port 0 picks one); resolves with the bound address. With `tls`
+   * it is HTTPS, and with `tls.clientCa` a client without a certificate signed by one of those
+   * CAs fails the handshake.
+   */
+  serve(address: string, tls?: ServerTls): Promise<{ server: http.Server | https.Server; address: string }> {
+    const { host, port } = parseHostPort(address, 'metrics address');
+    const handler: http.RequestListener = (req, res) => {
       if (req.url !== '/metrics') {
         res.writeHead(404).end('see /metrics\n');
         return;
@@ -138,22 +144,20 @@ export class Metrics {
         (body) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(body),
         (err: Error) => res.writeHead(500).end(err.message),
       );
-    });
+    };
+    const server = tls
+      ? https.createServer(
+          { cert: tls.cert, key: tls.key, ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) },
+          handler,
+        )
+      : http.createServer(handler);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => {
+      // An empty host is every interface: node's default (IPv6 and IPv4) when given none.
+      server.listen(port, host || undefined, () => {
         const a = server.address() as { address: string; port: number };
-        resolve({ server, address: `${a.address}:${a.port}` });
+        resolve({ server, address: joinHostPort(a.address, a.port) });
       });
     });
   }
-}
-
-export function splitHostPort(address: string): [string, number] {
-  const i = address.lastIndexOf(':');
-  const port = Number(address.slice(i + 1));
-  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new Error(`"${address}" is not HOST:PORT (e.g. 127.0.0.1:9965)`);
-  }
-  return [address.slice(0, i), port];
 }
