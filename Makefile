@@ -31,11 +31,17 @@ build/vmlinux.h: build/.apt-stamp
 build/%.o: bpf/%.c $(BPF_HEADERS) build/vmlinux.h
 	$(CLANG) -target bpf -O2 -g -Wall -Werror -D__TARGET_ARCH_x86 -Ibuild -c $< -o $@
 
-dist/.stamp: $(TS_SOURCES) tsconfig.json node_modules/.package-lock.json
+# The agent's structs, constants and map names, generated from the objects' BTF (rewritten only
+# when they change, so an unchanged datapath does not rebuild the TypeScript).
+GENERATED := src/datapath/bpf.generated.ts
+$(GENERATED): $(BPF_OBJECTS) scripts/gen-bpf-types.ts node_modules/.package-lock.json
+	node --import tsx scripts/gen-bpf-types.ts $@
+
+dist/.stamp: $(TS_SOURCES) $(GENERATED) tsconfig.json node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
 	@touch $@
 
-build: deps $(BPF_OBJECTS) dist/.stamp
+build: deps $(BPF_OBJECTS) $(GENERATED) dist/.stamp
 
 run: build
 	scripts/run-agent.sh

@@ -76,7 +76,7 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 	struct event_info ev = { .direction = dir };
 	__u32 remote_ip;
 	__u32 remote_identity = known_remote_identity;
-	enum ct_state state = CT_NEW;
+	enum mb_ct_state state = MB_CT_NEW;
 	__u32 ipcache_rev = cfg ? cfg->ipcache_revision : 0;
 	if (dir == MB_DIR_EGRESS && p->t.saddr != ep->ipv4) {
 		ev.subtype = MB_DROP_INVALID_SOURCE_IP;
@@ -99,19 +99,19 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 	remote_ip = dir == MB_DIR_EGRESS ? p->t.daddr : p->t.saddr; /* after any translation */
 	/* A tracked connection remembers its peer's identity: the ipcache is consulted only for
 	 * new connections, ICMP errors, and after some address changed identity. */
-	struct ct_side *side = ct && state != CT_NEW && state != CT_RELATED ? ct_side_of(ct, dir, c->forward) : NULL;
+	struct ct_side *side = ct && state != MB_CT_NEW && state != MB_CT_RELATED ? ct_side_of(ct, dir, c->forward) : NULL;
 	int identity_fresh = side && side->ipcache_revision == ipcache_rev;
 	if (!remote_identity)
 		remote_identity = identity_fresh ? ct_peer_identity(ct, dir, c->forward) : ipcache_identity4(remote_ip);
 	ev.src_identity = dir == MB_DIR_EGRESS ? ep->identity : remote_identity;
 	ev.dst_identity = dir == MB_DIR_EGRESS ? remote_identity : ep->identity;
-	int is_reply = state == CT_REPLY || state == CT_RELATED;
+	int is_reply = state == MB_CT_REPLY || state == MB_CT_RELATED;
 	if (is_reply)
 		ev.direction = ct_opposite(dir); /* the connection's direction, as Hubble reports it */
 	/* Each packet is counted once: by the sender's program when the sender is an endpoint here. */
 	int count = !looked_up && (dir == MB_DIR_EGRESS || !ct || !ct_side_of(ct, MB_DIR_EGRESS, c->forward)->ep_id);
 
-	if (is_reply || (state == CT_ESTABLISHED && identity_fresh && side->policy_revision == ep->policy_revision)) {
+	if (is_reply || (state == MB_CT_ESTABLISHED && identity_fresh && side->policy_revision == ep->policy_revision)) {
 		if (ct)
 			ct_touch(ct, p, now, count);
 	} else {
@@ -136,11 +136,11 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 			c->entry = ct_create(p, dir, now, ep, remote_identity, ipcache_rev);
 			c->forward = 1;
 			if (!c->entry) {
-				ev.subtype = MB_DROP_CT_INSERT;
+				ev.subtype = MB_DROP_CT_MAP_INSERTION_FAILED;
 				goto drop;
 			}
 		}
-		if (state == CT_NEW) {
+		if (state == MB_CT_NEW) {
 			ct = NULL; /* a new connection: always traced */
 			if (v.enforced) {
 				ev.type = MB_EVENT_POLICY_VERDICT;
@@ -149,7 +149,7 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 				ev.subtype = 0;
 			}
 			if (dir == MB_DIR_EGRESS && !p->icmp_error && local_dst && unroutable(skb, p, *local_dst)) {
-				ev.subtype = MB_DROP_NO_ROUTE;
+				ev.subtype = MB_DROP_FIB_LOOKUP_FAILED;
 				report_drop(skb, ep, p, &ev, remote_identity, now);
 				return TC_ACT_OK; /* the stack drops it, and tells the sender */
 			}
@@ -165,8 +165,8 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 		emit_event(skb, ep, p, &ev, now);
 	}
 	/* A reply of a translated connection is rewritten once, where it reaches the client. */
-	if (state == CT_REPLY && dir == MB_DIR_INGRESS && ct && (ct->flags & MB_CT_F_REVNAT) && lb_reverse(skb, p, ct) < 0) {
-		ev.subtype = MB_DROP_WRITE_ERROR;
+	if (state == MB_CT_REPLY && dir == MB_DIR_INGRESS && ct && (ct->flags & MB_CT_F_REVNAT) && lb_reverse(skb, p, ct) < 0) {
+		ev.subtype = MB_DROP_ERROR_WRITING_TO_PACKET;
 		goto drop;
 	}
 	return TC_ACT_OK;
@@ -178,7 +178,7 @@ drop:
 		ev.dst_identity = dir == MB_DIR_EGRESS ? remote_identity : ep->identity;
 	}
 	report_drop(skb, ep, p, &ev, remote_identity, now);
-	if (ev.subtype == MB_DROP_NO_SERVICE)
+	if (ev.subtype == MB_DROP_SERVICE_BACKEND_NOT_FOUND)
 		return lb_reject(skb, p);
 	return TC_ACT_SHOT;
 }
@@ -192,7 +192,7 @@ static __always_inline int not_ipv4(struct __sk_buff *skb, struct endpoint_info 
 		return TC_ACT_OK;
 	struct event_info ev = {
 		.type = MB_EVENT_DROP,
-		.subtype = parsed == PARSE_UNSUPPORTED ? MB_DROP_UNSUPPORTED_L3 : MB_DROP_INVALID_PACKET,
+		.subtype = parsed == PARSE_UNSUPPORTED ? MB_DROP_UNSUPPORTED_L3_PROTOCOL : MB_DROP_INVALID_PACKET_DROPPED,
 		.direction = dir,
 		.verdict = MB_VERDICT_DROPPED,
 		.src_identity = dir == MB_DIR_EGRESS ? ep->identity : 0,

@@ -12,13 +12,9 @@
 #include "maps.h"
 #include "parse.h"
 
-enum ct_state { CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED };
-
+#ifndef NS_PER_SEC
 #define NS_PER_SEC 1000000000ULL
-#define CT_LIFETIME_TCP (21600 * NS_PER_SEC)
-#define CT_LIFETIME_TCP_SYN (60 * NS_PER_SEC)
-#define CT_LIFETIME_TCP_CLOSING (10 * NS_PER_SEC)
-#define CT_LIFETIME_OTHER (60 * NS_PER_SEC)
+#endif
 
 static __always_inline __u8 ct_opposite(__u8 dir)
 {
@@ -59,16 +55,16 @@ static __always_inline __u32 ct_peer_identity(const struct ct_value *v, __u8 dir
 
 static __always_inline int ct_expired(const struct ct_value *v, __u8 protocol, __u64 now)
 {
-	__u64 lifetime = CT_LIFETIME_OTHER;
+	__u64 lifetime = MB_CT_LIFETIME_OTHER;
 	if (protocol == IPPROTO_TCP_) {
 		if (v->tcp_flags_seen & (TCP_FLAG_FIN | TCP_FLAG_RST))
-			lifetime = CT_LIFETIME_TCP_CLOSING;
+			lifetime = MB_CT_LIFETIME_TCP_CLOSING;
 		else if (!(v->tcp_flags_seen & TCP_FLAG_ACK))
-			lifetime = CT_LIFETIME_TCP_SYN;
+			lifetime = MB_CT_LIFETIME_TCP_SYN;
 		else
-			lifetime = CT_LIFETIME_TCP;
+			lifetime = MB_CT_LIFETIME_TCP;
 	}
-	return now - v->last_seen_ns > lifetime;
+	return now - v->last_seen_ns > lifetime * NS_PER_SEC; /* the enum counts seconds */
 }
 
 static __always_inline struct ct_value *ct_find(const struct tuple *t, __u64 now, int *src_is_b)
@@ -117,15 +113,15 @@ static __always_inline void ct_lookup(const struct packet *p, __u64 now, struct 
 }
 
 /* What the connection is to the endpoint `ep_id` seeing the packet in `dir`. */
-static __always_inline enum ct_state ct_state_for(const struct ct_conn *c, const struct packet *p, __u8 dir, __u32 ep_id)
+static __always_inline enum mb_ct_state ct_state_for(const struct ct_conn *c, const struct packet *p, __u8 dir, __u32 ep_id)
 {
 	if (!c->entry)
-		return CT_NEW;
+		return MB_CT_NEW;
 	if (p->icmp_error)
-		return c->entry->egress.ep_id == ep_id || c->entry->ingress.ep_id == ep_id ? CT_RELATED : CT_NEW;
+		return c->entry->egress.ep_id == ep_id || c->entry->ingress.ep_id == ep_id ? MB_CT_RELATED : MB_CT_NEW;
 	if (ct_side_of(c->entry, dir, c->forward)->ep_id != ep_id)
-		return CT_NEW; /* the endpoint has not judged this connection yet */
-	return c->forward ? CT_ESTABLISHED : CT_REPLY;
+		return MB_CT_NEW; /* the endpoint has not judged this connection yet */
+	return c->forward ? MB_CT_ESTABLISHED : MB_CT_REPLY;
 }
 
 /* Records that endpoint `ep` judged the connection in `dir` (its side, and both identities). */

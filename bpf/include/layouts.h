@@ -1,13 +1,27 @@
-/* Structs shared by the datapath and the agent. This file is the single source of truth for
- * every map key and value; src/datapath/layouts.ts mirrors it and test/unit/layouts.test.ts
- * checks the mirror against the BTF of the compiled object, so the two cannot drift.
- * Addresses are in network byte order; every struct is padded explicitly so that the agent
- * can zero all bytes of a key. */
+/* Structs and constants shared by the datapath and the agent: the single source of truth for
+ * every map key and value, and for every number both sides read. The agent's TypeScript side
+ * (src/datapath/bpf.generated.ts) is generated from the BTF of the compiled objects by
+ * scripts/gen-bpf-types.ts, so nothing here is mirrored by hand. For that, constants are enums
+ * (BTF carries their names and values; bpf/layouts.c anchors every one), and field types say
+ * what the bytes are:
+ *   __be16    a port (or other 16-bit value) in network byte order;
+ *   __be32    an IPv4 address in network byte order (the agent shows it dotted);
+ *   mb_mac_t  a MAC address;
+ *   __u8 x[N] raw bytes (padding, an address of either family).
+ * Every struct is padded explicitly so that the agent can zero all bytes of a key.
+ * Enum member names share a prefix (MB_<WHAT>_), which the generator strips: enum mb_ct_flags
+ * { MB_CT_F_SERVICE } becomes CT_FLAGS.SERVICE. */
 #ifndef MEMBRANE_LAYOUTS_H
 #define MEMBRANE_LAYOUTS_H
 
-#define MB_FAMILY_IPV4 4
-#define MB_FAMILY_IPV6 6
+#include "drop_reasons.h"
+
+typedef __u8 mb_mac_t[6];
+
+enum mb_family {
+	MB_FAMILY_IPV4 = 4,
+	MB_FAMILY_IPV6 = 6,
+};
 
 /* LPM-trie key: prefixlen counts the bits after it, so an IPv4 /24 has prefixlen 32 + 24
  * (family and padding are always matched exactly). Room for IPv6 from the start. */
@@ -21,7 +35,7 @@ struct ipcache_key {
 /* tunnel_endpoint and encrypt_key are reserved for the overlay and encryption issues. */
 struct ipcache_value {
 	__u32 identity;
-	__u32 tunnel_endpoint;
+	__be32 tunnel_endpoint;
 	__u8 encrypt_key;
 	__u8 flags;
 	__u16 pad;
@@ -34,18 +48,29 @@ struct ipcache_value {
 struct endpoint_info {
 	__u32 ep_id;
 	__u32 identity;
-	__u32 ipv4;
-	__u32 flags;      /* MB_EP_F_* */
-	__u8 mac[6];      /* workload-side interface */
-	__u8 node_mac[6]; /* host-side interface */
+	__be32 ipv4;
+	__u32 flags;        /* enum mb_ep_flags */
+	mb_mac_t mac;       /* workload-side interface */
+	mb_mac_t node_mac;  /* host-side interface */
 	__u32 policy_revision;
 	__u32 ifindex;    /* host-side interface */
 };
 
-#define MB_EP_F_INGRESS_ENFORCED (1 << 0)
-#define MB_EP_F_EGRESS_ENFORCED (1 << 1)
-#define MB_EP_F_ALLOW_HOST_INGRESS (1 << 2)
-#define MB_EP_F_POLICY_AUDIT (1 << 3) /* policy drops are reported (verdict AUDIT) but let through */
+/* The keys of mb_endpoints and mb_lxc. */
+struct endpoint_key {
+	__u32 ifindex; /* host-side interface */
+};
+
+struct lxc_key {
+	__be32 ipv4;
+};
+
+enum mb_ep_flags {
+	MB_EP_F_INGRESS_ENFORCED = 1 << 0,
+	MB_EP_F_EGRESS_ENFORCED = 1 << 1,
+	MB_EP_F_ALLOW_HOST_INGRESS = 1 << 2,
+	MB_EP_F_POLICY_AUDIT = 1 << 3, /* policy drops are reported (verdict AUDIT) but let through */
+};
 
 /* Policy of every endpoint in one LPM trie. The prefix always covers ep_id, identity and
  * direction (72 bits), then the protocol (8 bits; left out = any protocol) and the destination
@@ -56,32 +81,44 @@ struct policy_key {
 	__u32 identity;
 	__u8 direction;
 	__u8 protocol;
-	__u16 dport; /* network order, so its high bits come first in the prefix */
+	__be16 dport; /* network order, so its high bits come first in the prefix */
 };
 
-#define MB_POLICY_PREFIX_FIXED 72
-#define MB_POLICY_PREFIX_FULL 96
+enum mb_policy_prefix {
+	MB_POLICY_PREFIX_FIXED = 72, /* ep_id, identity and direction: always matched */
+	MB_POLICY_PREFIX_FULL = 96,  /* every bit: an exact key */
+};
 
 struct policy_value {
-	__u8 flags;        /* MB_POLICY_F_* */
+	__u8 flags;        /* enum mb_policy_flags */
 	__u8 l4_prefixlen; /* protocol+port bits matched: the specificity of the entry */
 	__u16 proxy_port;  /* reserved for L7 redirection */
 	__u32 rule_id;     /* which rule produced the entry (flow attribution) */
 };
 
-#define MB_POLICY_F_DENY (1 << 0)
+enum mb_policy_flags {
+	MB_POLICY_F_DENY = 1 << 0,
+};
 
 /* Ports of the agent's own TCP listeners (the Observer API, metrics) on the node: a new
  * connection from an endpoint to the node on one of them is dropped, so a workload cannot read
  * every flow or the node's metrics through a listener bound beyond loopback. No policy of the
  * user's allows them yet (host policies will); the drop names this built-in rule. */
 struct agent_port_key {
-	__u16 port; /* network order */
+	__be16 port;
 	__u8 protocol;
 	__u8 pad;
 };
 
-#define MB_RULE_AGENT_PORTS 0xffffffffu /* policy_value.rule_id / flow_event.rule_id of those drops */
+struct agent_port_value {
+	__u32 rule_id; /* what a drop names: MB_RULE_AGENT_PORTS */
+};
+
+/* Rule ids (policy_value.rule_id, flow_event.rule_id) that are not a user's rule. */
+enum mb_rule {
+	MB_RULE_NONE = 0,
+	MB_RULE_AGENT_PORTS = 0xffffffff, /* the built-in guard of the agent's ports */
+};
 
 /* Connection tracking: one entry per connection on this node, whichever endpoints see it, so
  * every packet costs one lookup in either direction. The key is the tuple in a canonical order
@@ -90,10 +127,10 @@ struct agent_port_key {
  * identifier is the source port of requests and the destination port of replies, so both
  * directions share a key too. */
 struct ct_key {
-	__u32 addr_a;
-	__u32 addr_b;
-	__u16 port_a; /* network order */
-	__u16 port_b;
+	__be32 addr_a;
+	__be32 addr_b;
+	__be16 port_a;
+	__be16 port_b;
 	__u8 protocol;
 	__u8 pad[3];
 };
@@ -117,25 +154,40 @@ struct ct_value {
 	__u8 tcp_flags_seen;    /* both directions: drives the lifetime */
 	__u8 tx_flags_seen;     /* original direction: monitor aggregation */
 	__u8 rx_flags_seen;     /* reply direction */
-	__u8 flags;             /* MB_CT_F_* */
+	__u8 flags;             /* enum mb_ct_flags */
 	__u32 last_tx_report;   /* seconds of the monotonic clock */
 	__u32 last_rx_report;
-	__u32 nat_addr;         /* tc-level service translation (see MB_CT_F_*), network order */
-	__u16 nat_port;
+	__be32 nat_addr;        /* tc-level service translation (see enum mb_ct_flags) */
+	__be16 nat_port;
 	__u16 pad;
 };
 
-/* The entry is keyed by a client's tuple towards a service frontend; nat_* is the backend its
- * packets are translated to (a connection keeps its backend while the service changes). */
-#define MB_CT_F_SERVICE (1 << 0)
-/* The entry belongs to a translated connection; nat_* is the frontend its replies come from. */
-#define MB_CT_F_REVNAT (1 << 1)
-/* The connection's first packet came from the key's side b. */
-#define MB_CT_F_ORIG_B (1 << 2)
+enum mb_ct_flags {
+	/* The entry is keyed by a client's tuple towards a service frontend; nat_* is the backend
+	 * its packets are translated to (a connection keeps its backend while the service changes). */
+	MB_CT_F_SERVICE = 1 << 0,
+	/* The entry belongs to a translated connection; nat_* is the frontend its replies come from. */
+	MB_CT_F_REVNAT = 1 << 1,
+	/* The connection's first packet came from the key's side b. */
+	MB_CT_F_ORIG_B = 1 << 2,
+};
+
+/* Connection lifetimes in seconds (include/conntrack.h, and the agent's sweep). */
+enum mb_ct_lifetime {
+	MB_CT_LIFETIME_TCP = 21600,        /* established */
+	MB_CT_LIFETIME_TCP_SYN = 60,       /* half-open */
+	MB_CT_LIFETIME_TCP_CLOSING = 10,   /* after FIN or RST */
+	MB_CT_LIFETIME_OTHER = 60,
+};
+
+/* struct config_key: the one entry of mb_config. */
+struct config_key {
+	__u32 index;
+};
 
 /* Datapath settings written by the agent (one entry). */
 struct datapath_config {
-	__u32 aggregation;     /* MB_AGG_* */
+	__u32 aggregation;     /* enum mb_aggregation */
 	__u32 report_interval; /* seconds between traces of an active connection at medium */
 	__u32 fast_path;       /* deliver to local endpoints with bpf_redirect_peer */
 	/* Moves whenever an address changes identity or leaves the ipcache: tracked connections
@@ -145,37 +197,40 @@ struct datapath_config {
 	__u32 ns_per_jiffy;
 };
 
-#define MB_AGG_NONE 0
-#define MB_AGG_LOW 2
-#define MB_AGG_MEDIUM 3
-#define MB_AGG_MAXIMUM 4
+/* Monitor aggregation levels (Cilium's numbers). */
+enum mb_aggregation {
+	MB_AGG_NONE = 0,
+	MB_AGG_LOW = 2,
+	MB_AGG_MEDIUM = 3,
+	MB_AGG_MAXIMUM = 4,
+};
 
 /* One datapath notification in the events ring buffer; the agent turns it into a flow. */
 struct flow_event {
 	__u64 timestamp_ns; /* monotonic clock */
-	__u8 type;          /* MB_EVENT_* (Cilium's monitor message types) */
-	__u8 subtype;       /* drop reason, or observation point for traces */
-	__u8 direction;     /* MB_DIR_* of the connection relative to the endpoint */
-	__u8 verdict;       /* MB_VERDICT_* (Hubble's numbers) */
-	__u8 ct_state;      /* MB_CT_* */
+	__u8 type;          /* enum mb_event_type (Cilium's monitor message types) */
+	__u8 subtype;       /* enum mb_drop_reason, or enum mb_trace_point for traces */
+	__u8 direction;     /* enum mb_direction of the connection relative to the endpoint */
+	__u8 verdict;       /* enum mb_verdict (Hubble's numbers) */
+	__u8 ct_state;      /* enum mb_ct_state */
 	__u8 tcp_flags;
 	__u8 protocol;
-	__u8 match_type;    /* Hubble's policy_match_type */
+	__u8 match_type;    /* enum mb_match_type (Hubble's policy_match_type) */
 	__u32 ep_id;
 	__u32 ifindex;
 	__u32 src_identity;
 	__u32 dst_identity;
 	__u32 rule_id;
-	__u32 saddr;
-	__u32 daddr;
-	__u16 sport; /* network order */
-	__u16 dport;
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
 	__u8 icmp_type;
 	__u8 icmp_code;
-	__u16 ethertype; /* network order: IPv4, or what was dropped as unsupported */
+	__be16 ethertype; /* IPv4, or what was dropped as unsupported */
 	__u32 orig_len;
-	__u8 src_mac[6];
-	__u8 dst_mac[6];
+	mb_mac_t src_mac;
+	mb_mac_t dst_mac;
 	__u32 pad2;
 };
 
@@ -183,8 +238,8 @@ struct flow_event {
  * socket hooks do not see (bpf/endpoint.c) share these maps. A frontend is (VIP, port,
  * protocol); its backends occupy slots 1..count of the service. */
 struct lb_service_key {
-	__u32 vip;     /* network order */
-	__u16 port;    /* network order */
+	__be32 vip;
+	__be16 port;
 	__u8 protocol; /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 pad;
 };
@@ -192,14 +247,16 @@ struct lb_service_key {
 struct lb_service_value {
 	__u32 service_id;
 	__u16 count;     /* active backend slots; 0 = refuse connections */
-	__u8 algorithm;  /* MB_LB_* */
+	__u8 algorithm;  /* enum mb_lb_algorithm */
 	__u8 flags;
 	__u32 maglev_size; /* entries of the service's Maglev table (prime) */
 	__u32 affinity_timeout; /* seconds a client keeps its backend; 0 = no session affinity */
 };
 
-#define MB_LB_RANDOM 1
-#define MB_LB_MAGLEV 2
+enum mb_lb_algorithm {
+	MB_LB_RANDOM = 1,
+	MB_LB_MAGLEV = 2,
+};
 
 /* One entry of a service's Maglev lookup table: which backend slot owns a hash bucket. */
 struct lb_maglev_key {
@@ -207,22 +264,28 @@ struct lb_maglev_key {
 	__u32 index;
 };
 
+struct lb_maglev_value {
+	__u32 slot; /* the backend slot that owns the bucket */
+};
+
 /* Session affinity: the backend a client was last given by a service. Socket-level translation
  * knows the client by its network namespace (one per endpoint), tc-level by its address. */
 struct lb_affinity_key {
 	__u64 client;  /* netns cookie, or IPv4 address (network order) */
 	__u32 service_id;
-	__u8 kind;     /* MB_LB_CLIENT_* */
+	__u8 kind;     /* enum mb_lb_client */
 	__u8 pad[3];
 };
 
-#define MB_LB_CLIENT_NETNS 1
-#define MB_LB_CLIENT_IP 2
+enum mb_lb_client {
+	MB_LB_CLIENT_NETNS = 1,
+	MB_LB_CLIENT_IP = 2,
+};
 
 struct lb_affinity_value {
 	__u64 last_used_ns; /* monotonic clock */
-	__u32 ip;           /* the backend, network order */
-	__u16 port;
+	__be32 ip;          /* the backend */
+	__be16 port;
 	__u16 pad;
 };
 
@@ -230,9 +293,13 @@ struct lb_affinity_value {
  * service is never used again. */
 struct lb_member_key {
 	__u32 service_id;
-	__u32 ip;   /* network order */
-	__u16 port; /* network order */
+	__be32 ip;
+	__be16 port;
 	__u16 pad;
+};
+
+struct lb_member_value {
+	__u32 weight;
 };
 
 struct lb_backend_key {
@@ -241,8 +308,8 @@ struct lb_backend_key {
 };
 
 struct lb_backend_value {
-	__u32 ip;   /* network order */
-	__u16 port; /* network order */
+	__be32 ip;
+	__be16 port;
 	__u16 pad;
 };
 
@@ -250,46 +317,58 @@ struct lb_backend_value {
  * VIP (recvmsg) and getpeername shows it for connected sockets. */
 struct lb_revnat_key {
 	__u64 cookie; /* socket cookie */
-	__u32 ip;     /* backend, network order */
-	__u16 port;
+	__be32 ip;    /* backend */
+	__be16 port;
 	__u16 pad;
 };
 
 struct lb_revnat_value {
-	__u32 vip;
-	__u16 port;
+	__be32 vip;
+	__be16 port;
 	__u16 pad;
 };
 
-#define MB_EVENT_DROP 1
-#define MB_EVENT_TRACE 4
-#define MB_EVENT_POLICY_VERDICT 5
+enum mb_event_type {
+	MB_EVENT_DROP = 1,
+	MB_EVENT_TRACE = 4,
+	MB_EVENT_POLICY_VERDICT = 5,
+};
 
 /* Trace observation points as Cilium's monitor numbers them (event_type.sub_type). */
-#define MB_TRACE_TO_ENDPOINT 0
-#define MB_TRACE_FROM_ENDPOINT 5
+enum mb_trace_point {
+	MB_TRACE_TO_ENDPOINT = 0,
+	MB_TRACE_FROM_ENDPOINT = 5,
+};
 
-#define MB_VERDICT_FORWARDED 1
-#define MB_VERDICT_DROPPED 2
-#define MB_VERDICT_AUDIT 4
+/* Hubble's Verdict numbers. */
+enum mb_verdict {
+	MB_VERDICT_FORWARDED = 1,
+	MB_VERDICT_DROPPED = 2,
+	MB_VERDICT_AUDIT = 4,
+};
 
-#define MB_CT_NEW 0
-#define MB_CT_ESTABLISHED 1
-#define MB_CT_REPLY 2
-#define MB_CT_RELATED 3
+enum mb_ct_state {
+	MB_CT_NEW = 0,
+	MB_CT_ESTABLISHED = 1,
+	MB_CT_REPLY = 2,
+	MB_CT_RELATED = 3,
+};
 
-#define MB_MATCH_NONE 0
-#define MB_MATCH_L3_ONLY 1
-#define MB_MATCH_L3_L4 2
-#define MB_MATCH_L4_ONLY 3
-#define MB_MATCH_ALL 4
+/* Hubble's policy_match_type numbers. */
+enum mb_match_type {
+	MB_MATCH_NONE = 0,
+	MB_MATCH_L3_ONLY = 1,
+	MB_MATCH_L3_L4 = 2,
+	MB_MATCH_L4_ONLY = 3,
+	MB_MATCH_ALL = 4,
+};
 
 /* Traffic counters per endpoint, direction, peer identity and outcome. */
 struct metrics_key {
 	__u32 ep_id;
 	__u32 remote_identity;
-	__u8 direction; /* MB_DIR_* (Hubble TrafficDirection values) */
-	__u8 reason;    /* 0 forwarded, else a drop reason (Cilium's numbers) */
+	__u8 direction; /* enum mb_direction */
+	__u8 reason;    /* enum mb_drop_reason (MB_DROP_FORWARDED: none) */
 	__u16 pad;
 };
 
@@ -298,21 +377,16 @@ struct metrics_value {
 	__u64 bytes;
 };
 
-#define MB_DIR_INGRESS 1
-#define MB_DIR_EGRESS 2
+/* Hubble's TrafficDirection numbers. */
+enum mb_direction {
+	MB_DIR_INGRESS = 1,
+	MB_DIR_EGRESS = 2,
+};
 
-#define MB_REASON_FORWARDED 0
-#define MB_DROP_INVALID_SOURCE_IP 132
-#define MB_DROP_INVALID_PACKET 134
-#define MB_DROP_UNSUPPORTED_L3 139
-#define MB_DROP_POLICY 133
-#define MB_DROP_WRITE_ERROR 141
-#define MB_DROP_CT_INSERT 155
-#define MB_DROP_NO_SERVICE 158 /* SERVICE_BACKEND_NOT_FOUND: a service without backends */
-#define MB_DROP_NO_ROUTE 169 /* FIB_LOOKUP_FAILED: the node has no route to the destination */
-#define MB_DROP_POLICY_DENY 181
-
-#define MB_IDENTITY_HOST 1
-#define MB_IDENTITY_WORLD 2
+/* Reserved identities (Cilium's numbers) the datapath itself tells apart. */
+enum mb_identity {
+	MB_IDENTITY_HOST = 1,
+	MB_IDENTITY_WORLD = 2,
+};
 
 #endif

@@ -35,7 +35,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 4194304);
 	__type(key, struct lb_maglev_key);
-	__type(value, __u32);
+	__type(value, struct lb_maglev_value);
 } mb_lb_maglev SEC(".maps");
 
 struct {
@@ -49,7 +49,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
 	__type(key, struct lb_member_key);
-	__type(value, __u32);
+	__type(value, struct lb_member_value);
 } mb_lb_members SEC(".maps");
 
 static __always_inline __u32 mix32(__u32 h)

@@ -16,7 +16,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65535);
-	__type(key, __u32);
+	__type(key, struct endpoint_key);
 	__type(value, struct endpoint_info);
 } mb_endpoints SEC(".maps");
 
@@ -24,7 +24,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65535);
-	__type(key, __u32);
+	__type(key, struct lxc_key);
 	__type(value, struct endpoint_info);
 } mb_lxc SEC(".maps");
 
@@ -52,12 +52,12 @@ struct {
 	__type(value, struct ct_value);
 } mb_ct SEC(".maps");
 
-/* The agent's listener ports that endpoints may not reach on the node (value unused). */
+/* The agent's listener ports that endpoints may not reach on the node. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
 	__type(key, struct agent_port_key);
-	__type(value, __u32);
+	__type(value, struct agent_port_value);
 } mb_agent_ports SEC(".maps");
 
 struct {
@@ -76,7 +76,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__type(key, __u32);
+	__type(key, struct config_key);
 	__type(value, struct datapath_config);
 } mb_config SEC(".maps");
 

@@ -91,7 +91,7 @@ static __always_inline int lb_reject(struct __sk_buff *skb, const struct packet 
 /* Service translation of a packet the endpoint sends, after its CT lookup (`c`). On a
  * translation `p`, `c` and `*local_dst` (the local endpoint it is addressed to, if any: never a
  * frontend) describe the packet as it now is. Returns 0, or the reason to drop the
- * packet (MB_DROP_NO_SERVICE: answer it with lb_reject). */
+ * packet (MB_DROP_SERVICE_BACKEND_NOT_FOUND: answer it with lb_reject). */
 static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info *ep, struct packet *p, __u64 now, struct ct_conn *c,
 				     struct endpoint_info **local_dst)
 {
@@ -113,12 +113,12 @@ static __always_inline int lb_egress(struct __sk_buff *skb, struct endpoint_info
 		if (!svc->count ||
 		    lb_pick(svc, lb_flow_hash(p->t.saddr, p->t.sport, vip, vport, p->t.protocol), p->t.saddr, MB_LB_CLIENT_IP,
 			    bpf_ktime_get_coarse_ns() /* affinity: the socket hooks' clock */, &be) < 0)
-			return MB_DROP_NO_SERVICE;
+			return MB_DROP_SERVICE_BACKEND_NOT_FOUND;
 		if (ct_create_service(p, now, ep->ep_id, be.ip, be.port) < 0)
-			return MB_DROP_CT_INSERT;
+			return MB_DROP_CT_MAP_INSERTION_FAILED;
 	}
 	if (nat_rewrite(skb, p, 0, vip, be.ip, vport, be.port) < 0)
-		return MB_DROP_WRITE_ERROR;
+		return MB_DROP_ERROR_WRITING_TO_PACKET;
 	p->t.daddr = be.ip;
 	p->t.dport = be.port;
 	p->policy_port = be.port;

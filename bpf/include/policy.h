@@ -34,23 +34,24 @@ static __always_inline struct policy_value *policy_lookup(__u32 ep_id, __u32 ide
 	return bpf_map_lookup_elem(&mb_policy, &key);
 }
 
-/* Whether the packet opens a connection from an endpoint to one of the agent's own ports. */
-static __always_inline int to_agent_port(__u32 remote_identity, __u8 dir, __u8 proto, __u16 dport_be)
+/* The guard of the agent's port a packet from an endpoint to the node is addressed to, if any. */
+static __always_inline struct agent_port_value *to_agent_port(__u32 remote_identity, __u8 dir, __u8 proto, __u16 dport_be)
 {
 	if (dir != MB_DIR_EGRESS || remote_identity != MB_IDENTITY_HOST)
-		return 0;
+		return NULL;
 	struct agent_port_key key = { .port = dport_be, .protocol = proto };
-	return bpf_map_lookup_elem(&mb_agent_ports, &key) != NULL;
+	return bpf_map_lookup_elem(&mb_agent_ports, &key);
 }
 
 static __always_inline struct policy_verdict policy_check(struct endpoint_info *ep, __u32 remote_identity, __u8 dir,
 							   __u8 proto, __u16 dport_be)
 {
 	struct policy_verdict v = {};
-	if (to_agent_port(remote_identity, dir, proto, dport_be)) {
+	struct agent_port_value *guard = to_agent_port(remote_identity, dir, proto, dport_be);
+	if (guard) {
 		/* Enforced whatever the endpoint's policy and audit mode say: it guards the agent. */
 		v.drop_reason = MB_DROP_POLICY_DENY;
-		v.rule_id = MB_RULE_AGENT_PORTS;
+		v.rule_id = guard->rule_id;
 		v.enforced = 1;
 		v.always = 1;
 		v.match_type = MB_MATCH_L3_L4;
@@ -83,7 +84,7 @@ static __always_inline struct policy_verdict policy_check(struct endpoint_info *
 			struct policy_verdict allowed = {};
 			return allowed; /* the node reaches its endpoints: not a policy decision */
 		}
-		v.drop_reason = MB_DROP_POLICY;
+		v.drop_reason = MB_DROP_POLICY_DENIED;
 		return v;
 	}
 	if (hit->flags & MB_POLICY_F_DENY)

@@ -3,7 +3,8 @@ import { invalid } from '../errors.js';
 import type { Datapath } from '../datapath/datapath.js';
 import { connectionOf } from '../datapath/conntrack.js';
 import { ipcachePrefixOf } from '../datapath/ipcache.js';
-import { CT_FLAGS, directionName, reasonNames } from '../datapath/layouts.js';
+import { CT_FLAGS, directionName, DROP_REASON } from '../datapath/layouts.js';
+import { dropReasonName } from '../flow/proto.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { parseEndpointRef } from '../endpoint/validate.js';
 import type { ApiServer } from './server.js';
@@ -76,7 +77,7 @@ export function registerEndpointRoutes(api: ApiServer, { manager, datapath, seri
         endpoint: k.ep_id,
         direction: directionName(k.direction),
         remoteIdentity: k.remote_identity,
-        reason: reasonNames[k.reason] ?? String(k.reason),
+        reason: k.reason === DROP_REASON.FORWARDED ? 'FORWARDED' : dropReasonName(k.reason),
         packets: Number(perCpu.reduce((sum, v) => sum + v.packets, 0n)),
         bytes: Number(perCpu.reduce((sum, v) => sum + v.bytes, 0n)),
       }));

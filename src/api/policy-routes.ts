@@ -4,7 +4,7 @@
 import { invalid } from '../errors.js';
 import { connectionOf } from '../datapath/conntrack.js';
 import type { Datapath } from '../datapath/datapath.js';
-import { CT_FLAGS, directionName, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
+import { CT_FLAGS, directionName, POLICY_FLAGS, POLICY_PREFIX } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { parsePolicyText, type ParsedPolicy } from '../policy/parse.js';
 import { describeL4 } from '../policy/ports.js';
@@ -121,7 +121,7 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
         .entries()
         .filter(([k]) => k.ep_id === ep.id)
         .map(([k, v]) => {
-          const bits = k.prefixlen - POLICY_PREFIX_FIXED;
+          const bits = k.prefixlen - POLICY_PREFIX.FIXED;
           const rule = d.realizer.ruleRef(v.rule_id);
           return {
             policy: v.flags & POLICY_FLAGS.DENY ? ('Deny' as const) : ('Allow' as const),

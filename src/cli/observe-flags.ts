@@ -8,7 +8,8 @@
 import { Option, type Command } from 'commander';
 import { invalid } from '../errors.js';
 import { checkRequest, parseTimeArg } from '../flow/filter.js';
-import { EVENT_TYPE, type FlowFilter, type GetFlowsRequest, type TCPFlags, type TrafficDirection, type Verdict } from '../flow/types.js';
+import { EVENT_TYPE } from '../datapath/layouts.js';
+import type { FlowFilter, GetFlowsRequest, TCPFlags, TrafficDirection, Verdict } from '../flow/types.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import { isIP, isIPv4 } from 'node:net';
 

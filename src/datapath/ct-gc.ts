@@ -1,15 +1,20 @@
 /* Connection-tracking garbage collection. The datapath treats an idle entry as gone (it checks
  * the lifetime on lookup) but leaves it in the LRU map; the agent sweeps such entries now and
- * then so that `bpf ct list` and map pressure show live connections only. The lifetimes mirror
- * bpf/include/conntrack.h (CT_LIFETIME_*). */
+ * then so that `bpf ct list` and map pressure show live connections only. The lifetimes are the
+ * datapath's own (enum mb_ct_lifetime). */
 import type { Datapath } from './datapath.js';
-import { ctKey, ctValue } from './layouts.js';
+import { CT_LIFETIME, ctKey, ctValue } from './layouts.js';
 import { offsetsOf, type StructValue } from './struct.js';
 
 type CtMap = Datapath['ct'];
 
 const NS = 1_000_000_000n;
-const LIFETIME = { tcp: 21600n * NS, tcpSyn: 60n * NS, tcpClosing: 10n * NS, other: 60n * NS };
+const LIFETIME = {
+  tcp: BigInt(CT_LIFETIME.TCP) * NS,
+  tcpSyn: BigInt(CT_LIFETIME.TCP_SYN) * NS,
+  tcpClosing: BigInt(CT_LIFETIME.TCP_CLOSING) * NS,
+  other: BigInt(CT_LIFETIME.OTHER) * NS,
+};
 const TCP = 6;
 const FIN_OR_RST = 0x01 | 0x04;
 const ACK = 0x10;

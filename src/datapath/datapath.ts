@@ -19,8 +19,9 @@ import {
   ipcacheKey,
   lxcKey,
   ipcacheValue,
-  LB_MAPS,
-  MAPS,
+  OBJECT_MAPS,
+  RULE,
+  type EndpointMap,
   metricsKey,
   metricsValue,
   policyKey,
@@ -75,20 +76,21 @@ export class Datapath {
     private readonly obj: BpfObject,
     readonly bpffsDir: string,
   ) {
-    this.ipcache = new TypedMap(obj.map(MAPS.ipcache), ipcacheKey, ipcacheValue);
-    this.endpoints = new TypedMap(obj.map(MAPS.endpoints), endpointKey, endpointInfo);
-    this.lxc = new TypedMap(obj.map(MAPS.lxc), lxcKey, endpointInfo);
-    this.metrics = new TypedMap(obj.map(MAPS.metrics), metricsKey, metricsValue);
-    this.policy = new TypedMap(obj.map(MAPS.policy), policyKey, policyValue);
-    this.ct = new TypedMap(obj.map(MAPS.ct), ctKey, ctValue);
-    this.config = new TypedMap(obj.map(MAPS.config), configKey, datapathConfig);
-    this.events = obj.map(MAPS.events);
-    this.eventsLostMap = obj.map(MAPS.eventsLost);
+    const map = (name: EndpointMap) => obj.map(name);
+    this.ipcache = new TypedMap(map('mb_ipcache'), ipcacheKey, ipcacheValue);
+    this.endpoints = new TypedMap(map('mb_endpoints'), endpointKey, endpointInfo);
+    this.lxc = new TypedMap(map('mb_lxc'), lxcKey, endpointInfo);
+    this.metrics = new TypedMap(map('mb_metrics'), metricsKey, metricsValue);
+    this.policy = new TypedMap(map('mb_policy'), policyKey, policyValue);
+    this.ct = new TypedMap(map('mb_ct'), ctKey, ctValue);
+    this.config = new TypedMap(map('mb_config'), configKey, datapathConfig);
+    this.events = map('mb_events');
+    this.eventsLostMap = map('mb_events_lost');
     this.policyMirror = new MapMirror(this.policy, (key) => key.readUInt32LE(4)); // grouped by ep_id
     this.ipcacheMirror = new MapMirror(this.ipcache);
     this.endpointsMirror = new MapMirror(this.endpoints);
     this.lxcMirror = new MapMirror(this.lxc);
-    this.agentPortsMirror = new MapMirror(new TypedMap(obj.map(MAPS.agentPorts), agentPortKey, agentPortValue));
+    this.agentPortsMirror = new MapMirror(new TypedMap(map('mb_agent_ports'), agentPortKey, agentPortValue));
     this.linkDir = path.join(bpffsDir, 'links');
     fs.mkdirSync(this.linkDir, { recursive: true });
     // Continue the revision an earlier agent left, so its connections stay judged.
@@ -104,9 +106,9 @@ export class Datapath {
     const obj = BpfObject.load(path.join(objectDir, ENDPOINT_OBJECT), {
       pinDir: path.join(bpffsDir, 'maps'),
       progPinDir: path.join(bpffsDir, 'progs'),
-      ...(sizes.policyMapMax ? { maxEntries: { [MAPS.policy]: sizes.policyMapMax } } : {}),
-      // The service maps too: the tc programs translate what the socket hooks did not.
-      maps: [...Object.values(MAPS), ...Object.values(LB_MAPS)],
+      ...(sizes.policyMapMax ? { maxEntries: { mb_policy: sizes.policyMapMax } } : {}),
+      // Every map of the object, the service maps too: the tc programs translate what the socket hooks did not.
+      maps: OBJECT_MAPS.endpoint,
       programs: Object.values(PROGRAMS),
     });
     return new Datapath(obj, bpffsDir);
@@ -256,7 +258,7 @@ export class Datapath {
 
   /** The agent's own listener ports (TCP): endpoints' new connections to them on the node are dropped. */
   protectAgentPorts(ports: number[]): SyncStats {
-    return this.agentPortsMirror.sync(ports.map((port) => [{ port, protocol: 6 }, { unused: 1 }]));
+    return this.agentPortsMirror.sync(ports.map((port) => [{ port, protocol: 6 }, { rule_id: RULE.AGENT_PORTS }]));
   }
 
   /** Events the programs could not put into the ring buffer, summed over CPUs. */

@@ -1,5 +1,5 @@
 /* What the flow decoder needs to know, answered from the agent's current state. */
-import { RULE_AGENT_PORTS } from '../datapath/layouts.js';
+import { RULE } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { PolicyRealizer } from '../policy/realize.js';
 import type { FlowContext, PolicyOrigin } from './decoder.js';
@@ -18,7 +18,7 @@ export function flowContext(
     nodeName,
     endpointByIp: (ip) => manager.endpointByIp(ip),
     identityLabels: (id) => manager.identityLabels(id),
-    rulePolicy: (ruleId) => (ruleId === RULE_AGENT_PORTS ? AGENT_PORTS_POLICY : realizer.ruleRef(ruleId)),
+    rulePolicy: (ruleId) => (ruleId === RULE.AGENT_PORTS ? AGENT_PORTS_POLICY : realizer.ruleRef(ruleId)),
     defaultDenyPolicies: (epId, direction) => realizer.selectingPolicies(epId, direction),
   };
 }

@@ -4,10 +4,11 @@
  * endpoint into default deny when a packet matched no allow. */
 import crypto from 'node:crypto';
 import type { Endpoint } from '../api/types.js';
-import { CT_STATE, DIRECTION, ETHERTYPE_IPV4, flowEvent, TRACE_POINT } from '../datapath/layouts.js';
+import { CT_STATE, DIRECTION, DROP_REASON, ETHERTYPE_IPV4, EVENT_TYPE, flowEvent, TRACE_POINT } from '../datapath/layouts.js';
 import { offsetsOf } from '../datapath/struct.js';
 import type { PolicyRef } from '../policy/types.js';
-import { DROP_REASONS, EVENT_TYPE, type Flow, type FlowEndpoint, type FlowPolicy, type Layer4, type TCPFlags } from './types.js';
+import { dropReasonName, hubbleEnum } from './proto.js';
+import type { Flow, FlowEndpoint, FlowPolicy, Layer4, TCPFlags } from './types.js';
 
 export interface FlowContext {
   nodeName: string;
@@ -67,7 +68,6 @@ export interface CapturedEvent {
 
 const O = offsetsOf(flowEvent);
 /** Hubble's Verdict enum by number (the datapath uses the same numbers). */
-const VERDICTS: Record<number, Flow['verdict']> = { 1: 'FORWARDED', 2: 'DROPPED', 4: 'AUDIT' };
 
 const OCTET = Array.from({ length: 256 }, (_, i) => String(i));
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
@@ -246,7 +246,7 @@ export class FlowDecoder {
     if (type === EVENT_TYPE.POLICY_VERDICT || type === EVENT_TYPE.DROP) {
       const ruleId = v.getUint32(o + O.rule_id, true);
       const subtype = c.subtype;
-      if (subtype === 133) {
+      if (subtype === DROP_REASON.POLICY_DENIED) {
         c.policies = this.ctx.defaultDenyPolicies(c.epId, direction === DIRECTION.INGRESS ? 'ingress' : 'egress');
       } else if (ruleId) {
         const origin = this.ctx.rulePolicy(ruleId);
@@ -272,7 +272,7 @@ export class FlowDecoder {
     const flow: Flow = {
       time: rfc3339Nano(this.epochNs + ((BigInt(ev.tsHi) << 32n) | BigInt(ev.tsLo))),
       uuid: `${this.uuidPrefix}-${seqHex.slice(-12)}`,
-      verdict: VERDICTS[ev.verdict] ?? 'VERDICT_UNKNOWN',
+      verdict: (hubbleEnum('flow.Verdict').get(ev.verdict) ?? 'VERDICT_UNKNOWN') as Flow['verdict'],
       ethernet: { source: macString(ev.srcMacHi, ev.srcMacLo), destination: macString(ev.dstMacHi, ev.dstMacLo) },
       ...(ipv4 ? { IP: { source: ipString(ev.saddr), destination: ipString(ev.daddr), ipVersion: 'IPv4' as const } } : {}),
       ...(l4 ? { l4 } : {}),
@@ -295,7 +295,7 @@ export class FlowDecoder {
     }
     if (ev.type === EVENT_TYPE.DROP) {
       flow.drop_reason = ev.subtype;
-      flow.drop_reason_desc = DROP_REASONS[ev.subtype] ?? `DROP_REASON_${ev.subtype}`;
+      flow.drop_reason_desc = dropReasonName(ev.subtype);
       delete flow.is_reply; // drops are not classified by connection tracking
     }
     if (ev.type === EVENT_TYPE.POLICY_VERDICT || ev.type === EVENT_TYPE.DROP) {
@@ -303,8 +303,8 @@ export class FlowDecoder {
       // The subtype says why a packet was (or, in audit mode, would have been) dropped.
       const policies = ev.policies?.map(flowPolicy);
       if (policies?.length) {
-        if (ev.subtype === 181) flow[`${direction}_denied_by`] = policies;
-        else if (ev.subtype === 133) flow.default_deny_by = policies;
+        if (ev.subtype === DROP_REASON.POLICY_DENY) flow[`${direction}_denied_by`] = policies;
+        else if (ev.subtype === DROP_REASON.POLICY_DENIED) flow.default_deny_by = policies;
         else flow[`${direction}_allowed_by`] = policies;
       }
     }

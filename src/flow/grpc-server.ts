@@ -13,9 +13,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { UserError, type UserErrorCode } from '../errors.js';
 import { type ServerTls, joinHostPort, parseHostPort } from '../util/listen.js';
 import {
@@ -28,23 +26,7 @@ import {
   rfc3339ToNanos,
 } from './proto-map.js';
 import type { Flow, FlowSource, GetFlowsRequest } from './types.js';
-
-/** <repo>/proto: this file is src/flow/*.ts or dist/flow/*.js, two levels below the root. */
-export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
-
-/** How proto-loader maps messages to objects; proto-map.ts is written against exactly these. */
-export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  enums: String,
-  longs: Number,
-  defaults: false,
-  oneofs: true,
-  includeDirs: [PROTO_DIR],
-};
-
-export function loadObserverProto(): protoLoader.PackageDefinition {
-  return protoLoader.loadSync('observer/observer.proto', PROTO_LOADER_OPTIONS);
-}
+import { loadObserverProto } from './proto.js';
 
 export interface ObserverServerOptions {
   /** host:port to listen on, e.g. "127.0.0.1:4245" (port 0 picks a free one). */

@@ -3,12 +3,14 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { DIRECTION, TRACE_POINT } from '../datapath/layouts.js';
+import { DIRECTION, DROP_REASON, EVENT_TYPE, MATCH_TYPE, TRACE_POINT, VERDICT } from '../datapath/layouts.js';
 import type { CapturedEvent } from './decoder.js';
-import { DROP_REASONS, EVENT_TYPE } from './types.js';
+import { dropReasonName, hubbleEnum } from './proto.js';
 import { type ServerTls, joinHostPort, parseHostPort } from '../util/listen.js';
 
-const MATCH: Record<number, string> = { 0: 'none', 1: 'l3-only', 2: 'l3-l4', 3: 'l4-only', 4: 'all' };
+/** Hubble's match label of hubble_policy_verdicts_total for each policy_match_type. */
+const MATCH_LABEL: Record<keyof typeof MATCH_TYPE, string> = { NONE: 'none', L3_ONLY: 'l3-only', L3_L4: 'l3-l4', L4_ONLY: 'l4-only', ALL: 'all' };
+const MATCH = new Map<number, string>(Object.entries(MATCH_LABEL).map(([k, label]) => [MATCH_TYPE[k as keyof typeof MATCH_TYPE], label]));
 
 export interface AgentGauges {
   endpoints(): number;
@@ -104,7 +106,7 @@ export class Metrics {
       const protocol = PROTO_NAMES[(key >>> 20) & 0xf]!;
       const direction = (key >>> 24) & 0x3;
       const match = (key >>> 26) & 0x7;
-      const verdictName = verdict === 2 ? 'DROPPED' : verdict === 4 ? 'AUDIT' : 'FORWARDED';
+      const verdictName = hubbleEnum('flow.Verdict').get(verdict) ?? 'VERDICT_UNKNOWN';
       const kind =
         type === EVENT_TYPE.DROP
           ? { type: 'Drop', subtype: '' }
@@ -112,10 +114,10 @@ export class Metrics {
             ? { type: 'PolicyVerdict', subtype: '' }
             : { type: 'Trace', subtype: subtype === TRACE_POINT.TO_ENDPOINT ? 'to-endpoint' : 'from-endpoint' };
       this.flows.inc({ protocol, ...kind, verdict: verdictName }, n);
-      if (type === EVENT_TYPE.DROP) this.drops.inc({ reason: DROP_REASONS[subtype] ?? `DROP_REASON_${subtype}`, protocol }, n);
-      if (type === EVENT_TYPE.POLICY_VERDICT || (type === EVENT_TYPE.DROP && (subtype === 133 || subtype === 181))) {
+      if (type === EVENT_TYPE.DROP) this.drops.inc({ reason: dropReasonName(subtype), protocol }, n);
+      if (type === EVENT_TYPE.POLICY_VERDICT || (type === EVENT_TYPE.DROP && (subtype === DROP_REASON.POLICY_DENIED || subtype === DROP_REASON.POLICY_DENY))) {
         this.verdicts.inc(
-          { direction: direction === DIRECTION.INGRESS ? 'ingress' : 'egress', match: MATCH[match] ?? 'none', action: verdict === 2 ? 'dropped' : verdict === 4 ? 'audit' : 'forwarded' },
+          { direction: direction === DIRECTION.INGRESS ? 'ingress' : 'egress', match: MATCH.get(match) ?? 'none', action: verdict === VERDICT.DROPPED ? 'dropped' : verdict === VERDICT.AUDIT ? 'audit' : 'forwarded' },
           n,
         );
       }

@@ -2,7 +2,7 @@
  * Lost events (the kernel could not reserve ring space) are read from a per-CPU counter. */
 import type { Logger } from 'pino';
 import type { Datapath } from '../datapath/datapath.js';
-import { AGGREGATION, flowEvent, type AggregationLevel } from '../datapath/layouts.js';
+import { aggregationCode, flowEvent, type AggregationLevel } from '../datapath/layouts.js';
 import { RingBufferReader } from '../kernel/ringbuf.js';
 import type { FlowDecoder } from './decoder.js';
 import type { Metrics } from './metrics.js';
@@ -25,7 +25,7 @@ export class FlowMonitor {
 
   /** Writes the settings the programs read on every packet. */
   configure(level: AggregationLevel, fastPath: boolean, reportIntervalSeconds = 5): void {
-    this.datapath.configure({ aggregation: AGGREGATION[level], report_interval: reportIntervalSeconds, fast_path: fastPath ? 1 : 0 });
+    this.datapath.configure({ aggregation: aggregationCode(level), report_interval: reportIntervalSeconds, fast_path: fastPath ? 1 : 0 });
   }
 
   private onRecord(data: DataView, offset: number, length: number): void {

@@ -5,7 +5,8 @@
 import { renderTable } from '../cli/output.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import { formatTimestampNs, parseTimestampNs, utcParts } from './filter.js';
-import { EVENT_TYPE, type Flow, type FlowEndpoint, type FlowPolicy, type GetFlowsResponse, type Layer4 } from './types.js';
+import { DROP_REASON, EVENT_TYPE } from '../datapath/layouts.js';
+import type { Flow, FlowEndpoint, FlowPolicy, GetFlowsResponse, Layer4 } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Pieces shared by the text formats
@@ -22,73 +23,26 @@ export function formatStampMilli(time: string): string {
   return `${MONTHS[p.m - 1]} ${String(p.d).padStart(2, ' ')} ${two(p.h)}:${two(p.mi)}:${two(p.s)}.${ms}`;
 }
 
-/** Cilium's drop reasons (pkg/monitor/api/drop.go) by code. */
-const DROP_REASON_TEXT: Record<number, string> = {
-  0: 'Success',
-  2: 'Invalid packet',
-  3: 'Interface',
-  4: 'Interface Decrypted',
-  5: 'LB, sock cgroup: No backend slot entry found',
-  6: 'LB, sock cgroup: No backend entry found',
-  7: 'LB, sock cgroup: Reverse entry update failed',
-  8: 'LB, sock cgroup: Reverse entry stale',
-  9: 'Fragmented packet',
-  10: 'Fragmented packet entry update failed',
-  130: 'Invalid source mac',
-  131: 'Invalid destination mac',
-  132: 'Invalid source ip',
-  133: 'Policy denied',
-  134: 'Invalid packet',
-  135: 'CT: Truncated or invalid header',
-  136: 'CT: Missing TCP ACK flag',
-  137: 'CT: Unknown L4 protocol',
-  138: "CT: Can't create entry from packet",
-  139: 'Unsupported L3 protocol',
-  140: 'Missed tail call',
-  141: 'Error writing to packet',
-  142: 'Unknown L4 protocol',
-  143: 'Unknown ICMPv4 code',
-  144: 'Unknown ICMPv4 type',
-  145: 'Unknown ICMPv6 code',
-  146: 'Unknown ICMPv6 type',
-  147: 'Error retrieving tunnel key',
-  148: 'Error retrieving tunnel options',
-  149: 'Invalid Geneve option',
-  150: 'Unknown L3 target address',
-  151: 'Stale or unroutable IP',
-  152: 'No matching local container found',
-  153: 'Error while correcting L3 checksum',
-  154: 'Error while correcting L4 checksum',
-  155: 'CT: Map insertion failed',
-  156: 'Invalid IPv6 extension header',
-  157: 'IP fragmentation not supported',
-  158: 'Service backend not found',
-  160: 'No tunnel/encapsulation endpoint (datapath BUG!)',
-  161: 'Failed to insert into proxymap',
-  162: 'Reached EDT rate-limiting drop horizon',
-  163: 'Unknown connection tracking state',
-  164: 'Local host is unreachable',
-  165: 'No configuration available to perform policy decision',
-  166: 'Unsupported L2 protocol',
-  167: 'No mapping for NAT masquerade',
-  168: 'Unsupported protocol for NAT masquerade',
-  169: 'FIB lookup failed',
-  170: 'Encapsulation traffic is prohibited',
-  171: 'Invalid identity',
-  172: 'Unknown sender',
-  173: 'NAT not needed',
-  174: 'Is a ClusterIP',
-  175: 'First logical datagram fragment not found',
-  176: 'Forbidden ICMPv6 message',
-  177: 'Denied by LB src range check',
-  178: 'Socket lookup failed',
-  179: 'Socket assign failed',
-  180: 'Proxy redirection not supported for protocol',
-  181: 'Policy denied by denylist',
+/**
+ * How Cilium's monitor words each drop reason the datapath has (pkg/monitor/api/drop.go): what
+ * the compact format prints after the verdict. Keyed by the datapath's own enum, so a reason
+ * added to bpf/include/drop_reasons.h does not compile until it has its words here.
+ */
+const DROP_REASON_TEXT: Record<Exclude<keyof typeof DROP_REASON, 'FORWARDED'>, string> = {
+  INVALID_SOURCE_IP: 'Invalid source ip',
+  POLICY_DENIED: 'Policy denied',
+  INVALID_PACKET_DROPPED: 'Invalid packet',
+  UNSUPPORTED_L3_PROTOCOL: 'Unsupported L3 protocol',
+  ERROR_WRITING_TO_PACKET: 'Error writing to packet',
+  CT_MAP_INSERTION_FAILED: 'CT: Map insertion failed',
+  SERVICE_BACKEND_NOT_FOUND: 'Service backend not found',
+  FIB_LOOKUP_FAILED: 'FIB lookup failed',
+  POLICY_DENY: 'Policy denied by denylist',
 };
+const DROP_TEXT_BY_CODE = new Map<number, string>(Object.entries(DROP_REASON_TEXT).map(([name, text]) => [DROP_REASON[name as keyof typeof DROP_REASON_TEXT], text]));
 
 export function dropReasonText(code: number): string {
-  return DROP_REASON_TEXT[code] ?? String(code);
+  return DROP_TEXT_BY_CODE.get(code) ?? String(code);
 }
 
 /** Cilium's trace observation points (pkg/monitor/api TraceObservationPoints) by sub-type. */

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { Endpoint } from '../api/types.js';
 import type { Datapath, PolicyMapEntry } from '../datapath/datapath.js';
-import { EP_FLAGS, POLICY_FLAGS, POLICY_PREFIX_FIXED } from '../datapath/layouts.js';
+import { EP_FLAGS, POLICY_FLAGS, POLICY_PREFIX } from '../datapath/layouts.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import { collectPrefixes, DIRECTION_CODE, endpointBlocks, PolicyEngine, type EndpointPolicy, type EngineInput, type EngineOutput, type EnforcementMode, type PolicyIdentity } from './engine.js';
 import { LabelSet, matches } from './selector.js';
@@ -219,7 +219,7 @@ function flagsOf(p: EndpointPolicy, opts: { allowLocalhost: boolean; auditMode: 
 function toMapEntries(epId: number, p: EndpointPolicy): PolicyMapEntry[] {
   return p.entries.map((e) => [
     {
-      prefixlen: POLICY_PREFIX_FIXED + e.l4.bits,
+      prefixlen: POLICY_PREFIX.FIXED + e.l4.bits,
       ep_id: epId,
       identity: e.identity,
       direction: DIRECTION_CODE[e.direction],

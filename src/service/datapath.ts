@@ -6,7 +6,8 @@ import type { LbRow } from '../api/types.js';
 import { addStats, MapMirror, type StructEntry, type SyncStats } from '../datapath/mirror.js';
 import {
   LB_ALGORITHM,
-  LB_MAPS,
+  OBJECT_MAPS,
+  type SockMap,
   lbAffinityKey,
   lbAffinityValue,
   lbBackendKey,
@@ -61,11 +62,12 @@ export class LbDatapath {
   private readonly membersMirror;
 
   private constructor(private readonly obj: BpfObject) {
-    this.services = new TypedMap(obj.map(LB_MAPS.services), lbServiceKey, lbServiceValue);
-    this.backends = new TypedMap(obj.map(LB_MAPS.backends), lbBackendKey, lbBackendValue);
-    this.maglev = new TypedMap(obj.map(LB_MAPS.maglev), lbMaglevKey, lbMaglevValue);
-    this.members = new TypedMap(obj.map(LB_MAPS.members), lbMemberKey, lbMemberValue);
-    this.affinity = new TypedMap(obj.map(LB_MAPS.affinity), lbAffinityKey, lbAffinityValue);
+    const map = (name: SockMap) => obj.map(name);
+    this.services = new TypedMap(map('mb_lb_services'), lbServiceKey, lbServiceValue);
+    this.backends = new TypedMap(map('mb_lb_backends'), lbBackendKey, lbBackendValue);
+    this.maglev = new TypedMap(map('mb_lb_maglev'), lbMaglevKey, lbMaglevValue);
+    this.members = new TypedMap(map('mb_lb_members'), lbMemberKey, lbMemberValue);
+    this.affinity = new TypedMap(map('mb_lb_affinity'), lbAffinityKey, lbAffinityValue);
     this.servicesMirror = new MapMirror(this.services);
     this.backendsMirror = new MapMirror(this.backends);
     this.maglevMirror = new MapMirror(this.maglev);
@@ -77,7 +79,7 @@ export class LbDatapath {
       BpfObject.load(path.join(objectDir, SOCK_OBJECT), {
         pinDir: path.join(bpffsDir, 'maps'),
         progPinDir: path.join(bpffsDir, 'progs'),
-        maps: Object.values(LB_MAPS),
+        maps: OBJECT_MAPS.sock,
         programs: Object.values(PROGRAMS),
       }),
     );
@@ -131,7 +133,7 @@ export class LbDatapath {
     const maglev = count([...this.maglevMirror.values()].map(([k]) => k));
     const clients = count(this.affinity.entries().map(([k]) => k));
     const proto: Record<number, string> = { 6: 'TCP', 17: 'UDP' };
-    const algorithm: Record<number, string> = Object.fromEntries(Object.entries(LB_ALGORITHM).map(([name, n]) => [n, name]));
+    const algorithm: Record<number, string> = Object.fromEntries(Object.entries(LB_ALGORITHM).map(([name, n]) => [n, name.toLowerCase()]));
     return this.services.entries().map(([k, v]) => ({
       frontend: `${k.vip}:${k.port}/${proto[k.protocol] ?? k.protocol}`,
       serviceId: v.service_id,

@@ -132,7 +132,7 @@ export class ServiceManager {
       {
         service_id: s.id,
         count: slots.length,
-        algorithm: LB_ALGORITHM[s.algorithm],
+        algorithm: s.algorithm === 'maglev' ? LB_ALGORITHM.MAGLEV : LB_ALGORITHM.RANDOM,
         maglev_size: maglev ? this.maglevSize : 0,
         affinity_timeout: s.affinity?.timeoutSeconds ?? 0,
       },

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { Endpoint } from '../../src/api/types.js';
-import { loadObserverProto } from '../../src/flow/grpc-server.js';
+import { loadObserverProto } from '../../src/flow/proto.js';
 import type { Flow } from '../../src/flow/types.js';
 import { TestNode, eventually, repoRoot, waitForLine } from '../harness/node.js';
 
