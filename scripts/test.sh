@@ -14,8 +14,10 @@ case "$which" in
   all) files=(test/unit/*.test.ts $(ls test/e2e/*.test.ts | grep -v bench-smoke)) ;;
   *) files=("$@"); solo=() ;;
 esac
-# Tests run through tsx, which does not type-check: check them (and the benchmarks) first.
+# Tests run through tsx, which does not type-check: check them (and the benchmarks) first, and
+# that every import in src/ points down the layers (DESIGN.md §2).
 node node_modules/typescript/bin/tsc -p tsconfig.test.json
+node --import tsx scripts/check-layers.ts
 run() { node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-4}" --test-timeout=300000 "$@"; }
 status=0
 run "${files[@]}" || status=$?

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { ApiServer } from './api/server.js';
+import { StartupError } from './errors.js';
 import type { Status } from './api/types.js';
 import { sweepConntrack } from './datapath/ct-gc.js';
 import { Datapath } from './datapath/datapath.js';
@@ -83,10 +84,6 @@ export const VERSION = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.
 
 const CT_GC_INTERVAL_MS = 30_000;
 
-/** A problem that stops the agent from starting; printed as one line. */
-export class StartupError extends Error {
-  override name = 'StartupError';
-}
 
 /** Capabilities the agent needs (bit numbers of linux/capability.h). CAP_SYS_ADMIN also covers BPF. */
 const CAPABILITIES = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21 } as const;

@@ -1,5 +1,6 @@
 /* Typed client of the agent API, used by the CLI, tests and benchmarks. */
 import http from 'node:http';
+import { AgentUnreachable, ApiError } from '../errors.js';
 import type {
   ApiErrorBody,
   CtRow,
@@ -20,19 +21,10 @@ import type {
   Status,
 } from './types.js';
 
+/** The errors a caller of the client handles. */
+export { AgentUnreachable, ApiError };
+
 export const DEFAULT_SOCKET = '/run/membrane/membrane.sock';
-
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export class AgentUnreachable extends Error {}
 
 export class AgentClient {
   constructor(readonly socketPath: string) {}

@@ -1,55 +1,11 @@
-/* Wire types of the agent API, shared by the server and the typed client (and so the CLI). */
-
-export interface NamedPort {
-  name: string;
-  port: number;
-  protocol: 'TCP' | 'UDP' | 'SCTP';
-}
-
-export type EndpointState = 'ready' | 'not-ready';
-
-export interface Endpoint {
-  id: number;
-  namespace: string;
-  name: string;
-  /** Every label of the endpoint, `source:key=value`, including the ones derived from its namespace. */
-  labels: string[];
-  /** The subset that makes up its identity. */
-  identityLabels: string[];
-  identity: number;
-  ipv4: string;
-  ports: NamedPort[];
-  /** Network namespace name, usable with `ip netns exec`. */
-  netns: string;
-  /** True when the agent created the namespace (and deletes it with the endpoint). */
-  netnsOwned: boolean;
-  /** Host-side interface in the node namespace. */
-  interface: string;
-  ifindex: number;
-  mac: string;
-  hostMac: string;
-  state: EndpointState;
-  stateReason?: string;
-  createdAt: string;
-}
-
-export interface EndpointAddRequest {
-  namespace: string;
-  name: string;
-  labels?: string[];
-  ipv4?: string;
-  ports?: string[];
-  netns?: string;
-}
+/* Wire types of the agent API, shared by the server and the typed client (and so the CLI). The
+ * domain types the API carries live with the modules that own them and are re-exported here. */
+export type { NamedPort } from '../policy/ports.js';
+export type { Endpoint, EndpointAddRequest, EndpointState, Namespace } from '../endpoint/types.js';
+export type { LbRow, Service, ServiceBackend, ServiceProtocol, ServiceRequest, ServiceView } from '../service/types.js';
 
 export interface EndpointUpdateRequest {
   labels: string[];
-}
-
-export interface Namespace {
-  name: string;
-  labels: Record<string, string>;
-  endpoints: number;
 }
 
 export interface Identity {
@@ -186,60 +142,3 @@ export interface CtRow {
   nat?: { backend?: string; frontend?: string };
 }
 
-export type ServiceProtocol = 'TCP' | 'UDP';
-
-export interface ServiceBackend {
-  ip: string;
-  port: number;
-  weight: number;
-  /** Where it comes from: listed, or an endpoint selected by labels (NS/NAME). */
-  endpoint?: string;
-}
-
-export interface Service {
-  name: string;
-  id: number;
-  frontend: { ip: string; port: number; protocol: ServiceProtocol };
-  algorithm: 'random' | 'maglev';
-  /** Backends given explicitly. */
-  backends: ServiceBackend[];
-  /** Endpoint labels (`k=v`) that select backends, following endpoint churn. */
-  selector?: Record<string, string>;
-  /** Port on selected endpoints (defaults to the frontend port). */
-  targetPort?: number;
-  /** Session affinity by client (Kubernetes' sessionAffinity: ClientIP): a client keeps its backend
-   * while it keeps connecting within the timeout. */
-  affinity?: { timeoutSeconds: number };
-}
-
-/** A service with the backends it currently balances over. */
-export interface ServiceView extends Service {
-  activeBackends: ServiceBackend[];
-}
-
-export interface ServiceRequest {
-  name: string;
-  frontend: string;
-  backends?: string[];
-  selector?: string[];
-  targetPort?: number;
-  algorithm?: string;
-  /** 'client-ip' or 'none' (default). */
-  affinity?: string;
-  /** Seconds (default 10800, Kubernetes' default). */
-  affinityTimeout?: number;
-}
-
-export interface LbRow {
-  frontend: string;
-  serviceId: number;
-  count: number;
-  algorithm: 'random' | 'maglev' | string;
-  /** Entries of the Maglev table in the map (0 for random). */
-  maglevEntries: number;
-  /** Session affinity timeout in seconds (0: none), and clients remembered. */
-  affinityTimeout: number;
-  affinityClients: number;
-  /** Backend of each slot, in slot order (a weight is several slots). */
-  backends: string[];
-}

@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import type { LbRow, ServiceView } from '../api/types.js';
 import { MAGLEV_DEFAULT_SIZE, MAGLEV_SIZES } from '../service/maglev.js';
-import { AgentClient, AgentUnreachable, ApiError, DEFAULT_SOCKET, streamFlows } from '../api/client.js';
+import { AgentClient, DEFAULT_SOCKET, streamFlows } from '../api/client.js';
 import { formatCompact, formatDict, formatTable } from '../flow/printer.js';
 import type { Flow } from '../flow/types.js';
 import { buildRequest, registerObserveOptions, type ObserveFlags, type ObserveOutputFormat } from './observe-flags.js';
@@ -18,7 +18,7 @@ import type {
   PolicySummary,
   SelectorRow,
 } from '../api/types.js';
-import { UserError } from '../errors.js';
+import { AgentUnreachable, ApiError, StartupError, UserError } from '../errors.js';
 import type { TlsFiles } from '../util/listen.js';
 import { parseEndpointRef } from '../endpoint/validate.js';
 import { parseFormat, print, renderKeyValues, type Column } from './output.js';
@@ -538,10 +538,8 @@ async function main(): Promise<void> {
   try {
     await program.parseAsync(process.argv);
   } catch (err) {
-    if (err instanceof ApiError || err instanceof AgentUnreachable || err instanceof UserError) {
+    if (err instanceof ApiError || err instanceof AgentUnreachable || err instanceof UserError || err instanceof StartupError) {
       process.stderr.write(`Error: ${err.message}\n`);
-    } else if ((err as Error).name === 'StartupError') {
-      process.stderr.write(`Error: ${(err as Error).message}\n`);
     } else {
       process.stderr.write(`Error: ${(err as Error).stack ?? String(err)}\n`);
     }

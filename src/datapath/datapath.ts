@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BpfObject } from '../kernel/bpf-object.js';
-import { TypedMap, type BpfMap } from '../kernel/bpf-map.js';
+import type { BpfMap } from '../kernel/bpf-map.js';
+import { TypedMap } from './typed-map.js';
 import { createTcxLinkAsync, ensureTcxLink, removePinnedLink } from '../kernel/bpf-link.js';
 import {
   agentPortKey,

@@ -7,7 +7,7 @@
  * with it (100,000 policy entries: ~10 MiB). Desired entries are encoded into one scratch buffer
  * and compared as strings too, so a restart that changes nothing allocates no Buffer per entry.
  * Any field change (or padding mistake) shows up as a difference because bytes are compared. */
-import type { TypedMap } from '../kernel/bpf-map.js';
+import type { TypedMap } from './typed-map.js';
 import type { Decoded, FieldList, StructValue } from './struct.js';
 
 export interface SyncStats {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { Endpoint, EndpointAddRequest, Namespace } from '../api/types.js';
+import type { Endpoint, EndpointAddRequest, Namespace } from './types.js';
 import type { Datapath, DatapathChange, DesiredDatapath } from '../datapath/datapath.js';
 import type { SyncStats } from '../datapath/mirror.js';
 import { ipcacheKeyFor } from '../datapath/ipcache.js';

@@ -1,6 +1,6 @@
 /* Validation of endpoint and namespace names and named ports, with messages that say the fix. */
 import { invalid, quoted } from '../errors.js';
-import type { NamedPort } from '../api/types.js';
+import type { NamedPort } from '../policy/ports.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;

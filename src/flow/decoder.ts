@@ -3,7 +3,7 @@
  * and the policies behind a verdict — including, beyond Hubble, the policies that put an
  * endpoint into default deny when a packet matched no allow. */
 import crypto from 'node:crypto';
-import type { Endpoint } from '../api/types.js';
+import type { Endpoint } from '../endpoint/types.js';
 import { CT_STATE, DIRECTION, DROP_REASON, ETHERTYPE_IPV4, EVENT_TYPE, flowEvent, TRACE_POINT } from '../datapath/layouts.js';
 import { offsetsOf } from '../datapath/struct.js';
 import type { PolicyRef } from '../policy/types.js';

@@ -2,7 +2,7 @@
  * JSON (one GetFlowsResponse per line, proto field names, default values left out), a table and
  * KEY: VALUE records. Timestamps print in UTC with Go's StampMilli layout ("Nov 21 20:52:01.123"),
  * as Hubble does. */
-import { renderTable } from '../cli/output.js';
+import { renderTable } from '../util/table.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import { formatTimestampNs, parseTimestampNs, utcParts } from './filter.js';
 import { DROP_REASON, EVENT_TYPE } from '../datapath/layouts.js';

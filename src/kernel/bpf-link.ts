@@ -2,7 +2,8 @@
  * flowing through a restart, and a restarted agent that loaded new programs swaps them in with
  * bpf_link_update instead of detaching anything. */
 import fs from 'node:fs';
-import { c, check, closeFd, KernelError } from './libbpf.js';
+import { c, check, closeFd } from './libbpf.js';
+import { KernelError } from '../errors.js';
 
 export type TcxDirection = 'ingress' | 'egress';
 const ATTACH_TYPE: Record<TcxDirection, number> = { ingress: 46, egress: 47 }; // BPF_TCX_INGRESS/EGRESS

@@ -8,7 +8,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { c, check, checkPtr, closeFd, KernelError, withSignalsBlocked, type Ptr } from './libbpf.js';
+import { c, check, checkPtr, closeFd, withSignalsBlocked, type Ptr } from './libbpf.js';
+import { KernelError } from '../errors.js';
 import { BpfMap, mapInfo } from './bpf-map.js';
 
 const EAGAIN = os.constants.errno.EAGAIN;

@@ -3,15 +3,14 @@
  * -errno from int functions and NULL (0n) with errno set from pointer functions. */
 import koffi from 'koffi';
 import os from 'node:os';
+import { KernelError, StartupError } from '../errors.js';
 
 /** A shared library, or one line saying what to install (the agent prints it and exits). */
 function load(lib: string, debianPackage: string): ReturnType<typeof koffi.load> {
   try {
     return koffi.load(lib);
   } catch (err) {
-    const e = new Error(`${lib} cannot be loaded (${(err as Error).message.split('\n')[0]}): install ${debianPackage} ('make deps' does)`);
-    e.name = 'StartupError';
-    throw e;
+    throw new StartupError(`${lib} cannot be loaded (${(err as Error).message.split('\n')[0]}): install ${debianPackage} ('make deps' does)`);
   }
 }
 
@@ -88,24 +87,6 @@ export function withSignalsBlocked<T>(fn: () => T): T {
 
 export function errno(): number {
   return koffi.errno();
-}
-
-const errnoNames = new Map<number, string>(
-  Object.entries(os.constants.errno).map(([name, num]) => [num as number, name]),
-);
-
-/** Kernel errors carry their errno name (ENOENT, E2BIG, ...) so callers can branch on it. */
-export class KernelError extends Error {
-  constructor(
-    readonly op: string,
-    readonly errnoValue: number,
-  ) {
-    super(`${op}: ${errnoNames.get(errnoValue) ?? 'errno ' + errnoValue}`);
-    this.name = 'KernelError';
-  }
-  get code(): string {
-    return errnoNames.get(this.errnoValue) ?? String(this.errnoValue);
-  }
 }
 
 /** Checks an int-returning libbpf call (negative errno on failure). */

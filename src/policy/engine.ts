@@ -3,10 +3,9 @@
  * direction once a rule selecting it has that direction (allow or deny section); allows are a
  * union; a deny beats every allow; L3-only rules cover all ports; named ports resolve on the
  * destination endpoint. */
-import type { NamedPort } from '../api/types.js';
 import { cidrInside, parseCidr, type Cidr } from '../net/ipv4.js';
 import { AddressIdentities, CidrIdentities, WORLD_PREFIX, ipInside, type EndpointBlock } from './cidr.js';
-import { ANY_L4, PROTO, covers, protocolOnly, rangeToPrefixes, type L4Key } from './ports.js';
+import { ANY_L4, PROTO, covers, protocolOnly, rangeToPrefixes, type L4Key, type NamedPort } from './ports.js';
 import { LabelSet, matches, selectorString } from './selector.js';
 import type { Entity, Peer, PeerRule, PortMatch, Rule } from './types.js';
 

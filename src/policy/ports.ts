@@ -1,7 +1,16 @@
-/* L4 keys of the policy map: protocol plus a power-of-two aligned port prefix. A port range
- * becomes the fewest such prefixes that cover it exactly. */
+/* Ports as policy sees them: named ports that endpoints declare and rules refer to, and the L4
+ * keys of the policy map (protocol plus a power-of-two aligned port prefix; a port range becomes
+ * the fewest such prefixes that cover it exactly). */
+import { IP_PROTOCOL } from '../net/protocols.js';
 
-export const PROTO = { ICMP: 1, TCP: 6, UDP: 17, SCTP: 132 } as const;
+/** A port an endpoint names (Kubernetes' containerPort name): rules may allow it by name. */
+export interface NamedPort {
+  name: string;
+  port: number;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+}
+
+export const PROTO = IP_PROTOCOL;
 
 export interface L4Key {
   /** 0 = any protocol. */

@@ -3,11 +3,10 @@
  * entries or enforcement change, which makes the datapath judge established connections again
  * (so a withdrawn allow also stops live connections). */
 import type { Logger } from 'pino';
-import type { Endpoint } from '../api/types.js';
 import type { Datapath, PolicyMapEntry } from '../datapath/datapath.js';
 import { EP_FLAGS, POLICY_FLAGS, POLICY_PREFIX } from '../datapath/layouts.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
-import { collectPrefixes, DIRECTION_CODE, endpointBlocks, PolicyEngine, type EndpointPolicy, type EngineInput, type EngineOutput, type EnforcementMode, type PolicyIdentity } from './engine.js';
+import { collectPrefixes, DIRECTION_CODE, endpointBlocks, PolicyEngine, type EndpointPolicy, type EngineInput, type EngineOutput, type EnforcementMode, type PolicyEndpoint, type PolicyIdentity } from './engine.js';
 import { LabelSet, matches } from './selector.js';
 import type { Rule } from './types.js';
 import { invalid } from '../errors.js';
@@ -29,7 +28,7 @@ function prefixKey(rules: Rule[]): string {
 }
 
 /** What of the endpoints policy depends on, as one comparable string. */
-function endpointKey(endpoints: Endpoint[]): string {
+function endpointKey(endpoints: PolicyEndpoint[]): string {
   let key = '';
   for (const e of endpoints) {
     key += `${e.id}:${e.identity}:${e.ipv4}`;
@@ -81,7 +80,7 @@ export class PolicyRealizer {
    * endpoints their rules select (old or new) — unless it names new CIDR prefixes, which every
    * world and CIDR peer depends on, or the endpoints changed since the last plan.
    */
-  plan(endpoints: Endpoint[], identities: PolicyIdentity[], ruleSet: RuleSet = this.repo.rules(), checkCapacity = false): PolicyPlan {
+  plan(endpoints: PolicyEndpoint[], identities: PolicyIdentity[], ruleSet: RuleSet = this.repo.rules(), checkCapacity = false): PolicyPlan {
     const input: EngineInput = {
       rules: ruleSet.rules,
       endpoints: endpoints.map((e) => ({ id: e.id, identity: e.identity, identityLabels: e.identityLabels, ipv4: e.ipv4, ports: e.ports })),
@@ -128,7 +127,7 @@ export class PolicyRealizer {
   }
 
   /** Writes what differs from a plan (computed now from the repository when not given). */
-  regenerate(endpoints: Endpoint[], identities: PolicyIdentity[], planned?: PolicyPlan): RegenerateResult {
+  regenerate(endpoints: PolicyEndpoint[], identities: PolicyIdentity[], planned?: PolicyPlan): RegenerateResult {
     const plan = planned ?? this.plan(endpoints, identities);
     const { out, ruleTable, affected } = plan;
     this.ruleTable = ruleTable;

@@ -2,7 +2,8 @@
  * pinned links, and its service/backend maps written by difference. */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { LbRow } from '../api/types.js';
+import type { LbRow } from './types.js';
+import { protocolName } from '../net/protocols.js';
 import { addStats, MapMirror, type StructEntry, type SyncStats } from '../datapath/mirror.js';
 import {
   LB_ALGORITHM,
@@ -19,7 +20,7 @@ import {
   lbServiceKey,
   lbServiceValue,
 } from '../datapath/layouts.js';
-import { TypedMap } from '../kernel/bpf-map.js';
+import { TypedMap } from '../datapath/typed-map.js';
 import { BpfObject } from '../kernel/bpf-object.js';
 import { CGROUP_ATTACH, ensureCgroupLink, type CgroupHook } from '../kernel/bpf-link.js';
 
@@ -132,10 +133,9 @@ export class LbDatapath {
     };
     const maglev = count([...this.maglevMirror.values()].map(([k]) => k));
     const clients = count(this.affinity.entries().map(([k]) => k));
-    const proto: Record<number, string> = { 6: 'TCP', 17: 'UDP' };
     const algorithm: Record<number, string> = Object.fromEntries(Object.entries(LB_ALGORITHM).map(([name, n]) => [n, name.toLowerCase()]));
     return this.services.entries().map(([k, v]) => ({
-      frontend: `${k.vip}:${k.port}/${proto[k.protocol] ?? k.protocol}`,
+      frontend: `${k.vip}:${k.port}/${protocolName(k.protocol)}`,
       serviceId: v.service_id,
       count: v.count,
       algorithm: algorithm[v.algorithm] ?? String(v.algorithm),

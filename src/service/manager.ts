@@ -3,7 +3,8 @@
  * load-balancing maps. A backend that goes away stops receiving new connections; connected
  * sockets keep the backend they were given. */
 import type { Logger } from 'pino';
-import type { Endpoint, Service, ServiceBackend, ServiceRequest, ServiceView } from '../api/types.js';
+import type { Endpoint } from '../endpoint/types.js';
+import type { Service, ServiceBackend, ServiceRequest, ServiceView } from './types.js';
 import type { SyncStats } from '../datapath/mirror.js';
 import { LB_ALGORITHM } from '../datapath/layouts.js';
 import { conflict, notFound } from '../errors.js';
@@ -12,10 +13,10 @@ import { emptyLb, keysOnlyIn, type DesiredLb, type LbDatapath, type LbKeys } fro
 import { parseServiceRequest } from './spec.js';
 import { MAGLEV_DEFAULT_SIZE, maglevTable } from './maglev.js';
 import { ipToInt } from '../net/ipv4.js';
+import { IP_PROTOCOL } from '../net/protocols.js';
 
 const PREFIX = 'services/';
 const NEXT_ID = 'meta/next-service-id';
-const PROTO = { TCP: 6, UDP: 17 } as const;
 
 export class ServiceManager {
   private readonly services = new Map<string, Service>();
@@ -128,7 +129,7 @@ export class ServiceManager {
     const maglev = s.algorithm === 'maglev';
     const slots = maglev ? active : active.flatMap((b) => Array<ServiceBackend>(b.weight).fill(b));
     d.services.push([
-      { vip: s.frontend.ip, port: s.frontend.port, protocol: PROTO[s.frontend.protocol] },
+      { vip: s.frontend.ip, port: s.frontend.port, protocol: IP_PROTOCOL[s.frontend.protocol] },
       {
         service_id: s.id,
         count: slots.length,
@@ -164,7 +165,7 @@ export class ServiceManager {
     if (!this.byBackend) {
       this.byBackend = new Map();
       for (const s of this.services.values()) {
-        for (const b of this.activeBackends(s)) this.byBackend.set(`${ipToInt(b.ip)}:${b.port}/${PROTO[s.frontend.protocol]}`, s.name);
+        for (const b of this.activeBackends(s)) this.byBackend.set(`${ipToInt(b.ip)}:${b.port}/${IP_PROTOCOL[s.frontend.protocol]}`, s.name);
       }
     }
     return this.byBackend.get(`${ip}:${port}/${protocol}`);

@@ -1,5 +1,5 @@
 /* Parsing and validation of service requests, with one-line errors that say the fix. */
-import type { Service, ServiceBackend, ServiceProtocol, ServiceRequest } from '../api/types.js';
+import type { Service, ServiceBackend, ServiceProtocol, ServiceRequest } from './types.js';
 import { invalid } from '../errors.js';
 import { canonicalIpv4 } from '../net/ipv4.js';
 import { parseLabelList } from '../identity/labels.js';

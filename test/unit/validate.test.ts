@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseEndpointRef, parseNamedPorts } from '../../src/endpoint/validate.js';
-import { renderTable } from '../../src/cli/output.js';
+import { renderTable } from '../../src/util/table.js';
 
 describe('endpoint input validation', () => {
   it('parses named ports with a TCP default', () => {
