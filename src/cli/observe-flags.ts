@@ -7,7 +7,8 @@
  * port 80 or to x/a with destination port 80. When both filters end up equal only one is sent. */
 import { Option, type Command } from 'commander';
 import { invalid } from '../errors.js';
-import { checkRequest, parseTimeArg } from '../flow/filter.js';
+import { checkRequest } from '../flow/filter.js';
+import { parseTimeArg } from './time-args.js';
 import { EVENT_TYPE } from '../datapath/layouts.js';
 import type { FlowFilter, GetFlowsRequest, TCPFlags, TrafficDirection, Verdict } from '../flow/types.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';

@@ -7,6 +7,7 @@ import type { Endpoint } from '../endpoint/types.js';
 import { CT_STATE, DIRECTION, DROP_REASON, ETHERTYPE_IPV4, EVENT_TYPE, flowEvent, TRACE_POINT } from '../datapath/layouts.js';
 import { offsetsOf } from '../datapath/struct.js';
 import type { PolicyRef } from '../policy/types.js';
+import { formatTimestampNs } from '../util/time.js';
 import { dropReasonName, hubbleEnum } from './proto.js';
 import type { Flow, FlowEndpoint, FlowPolicy, Layer4, TCPFlags } from './types.js';
 
@@ -106,13 +107,6 @@ const ICMP_NAMES: Record<number, string> = {
 /** Wall-clock nanoseconds of the monotonic clock's zero (bpf_ktime_get_ns counts from there). */
 export function monotonicEpochNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
-}
-
-export function rfc3339Nano(wallNs: bigint): string {
-  const ms = Number(wallNs / 1_000_000n);
-  const iso = new Date(ms).toISOString(); // 2026-11-21T21:40:01.123Z
-  const nanos = (wallNs % 1_000_000_000n).toString().padStart(9, '0');
-  return `${iso.slice(0, 19)}.${nanos}Z`;
 }
 
 function tcpFlags(bits: number): TCPFlags {
@@ -270,7 +264,7 @@ export class FlowDecoder {
     const { l4, summary } = ipv4 ? layer4(ev) : { l4: undefined, summary: `${ETHERTYPE_NAMES[ev.ethertype] ?? `Ethertype 0x${ev.ethertype.toString(16).padStart(4, '0')}`}` };
     const seqHex = ev.seq.toString(16).padStart(12, '0');
     const flow: Flow = {
-      time: rfc3339Nano(this.epochNs + ((BigInt(ev.tsHi) << 32n) | BigInt(ev.tsLo))),
+      time: formatTimestampNs(this.epochNs + ((BigInt(ev.tsHi) << 32n) | BigInt(ev.tsLo))),
       uuid: `${this.uuidPrefix}-${seqHex.slice(-12)}`,
       verdict: (hubbleEnum('flow.Verdict').get(ev.verdict) ?? 'VERDICT_UNKNOWN') as Flow['verdict'],
       ethernet: { source: macString(ev.srcMacHi, ev.srcMacLo), destination: macString(ev.dstMacHi, ev.dstMacLo) },

@@ -9,6 +9,7 @@
  * Decoded messages leave out fields at their default (defaults: false): a 0, false, "" or empty
  * list arrives as absent. */
 
+import { formatTimestampNs, NS_PER_SECOND, parseTimestampNs } from '../util/time.js';
 import type {
   Flow,
   FlowEndpoint,
@@ -99,25 +100,24 @@ export class ProtoMapError extends Error {
 
 // ---- timestamps ----
 
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$/;
 // google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
 const MIN_SECONDS = -62135596800;
 const MAX_SECONDS = 253402300799;
 
+/** An RFC 3339 time (any offset, 0-9 fraction digits) as nanoseconds since the epoch, for exact comparisons. */
+export function rfc3339ToNanos(text: string): bigint {
+  const ns = parseTimestampNs(text);
+  if (ns === undefined) throw new ProtoMapError(`not an RFC 3339 timestamp: ${JSON.stringify(text)}`);
+  return ns;
+}
+
 /** "2024-05-01T10:00:00.123456789Z" (any offset, 0-9 fraction digits) -> {seconds, nanos} in UTC. */
 export function timestampFromRfc3339(text: string): { seconds: number; nanos: number } {
-  const m = RFC3339.exec(text);
-  if (!m) throw new ProtoMapError(`not an RFC 3339 timestamp: ${JSON.stringify(text)}`);
-  const [, year, month, day, hour, minute, second, fraction = '', zone = 'Z'] = m;
-  const date = new Date(0);
-  date.setUTCFullYear(Number(year), Number(month) - 1, Number(day)); // no 2-digit-year shift
-  date.setUTCHours(Number(hour), Number(minute), Number(second), 0);
-  let ms = date.getTime();
-  if (zone !== 'Z' && zone !== 'z') {
-    const sign = zone.startsWith('-') ? -1 : 1;
-    ms -= sign * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6))) * 60_000;
-  }
-  return { seconds: ms / 1000, nanos: Number(fraction.padEnd(9, '0')) };
+  const ns = rfc3339ToNanos(text);
+  let seconds = ns / NS_PER_SECOND;
+  let nanos = ns % NS_PER_SECOND;
+  if (nanos < 0n) [seconds, nanos] = [seconds - 1n, nanos + NS_PER_SECOND];
+  return { seconds: Number(seconds), nanos: Number(nanos) };
 }
 
 /** {seconds, nanos} -> "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ": UTC, always nine fraction digits. */
@@ -130,14 +130,7 @@ export function rfc3339FromTimestamp(ts: ProtoTimestamp): string {
   if (!Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
     throw new ProtoMapError(`timestamp nanos out of range: ${String(ts.nanos)}`);
   }
-  const iso = new Date(seconds * 1000).toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ for years 0-9999
-  return `${iso.slice(0, 19)}.${String(nanos).padStart(9, '0')}Z`;
-}
-
-/** An RFC 3339 time as nanoseconds since the epoch, for exact comparisons. */
-export function rfc3339ToNanos(text: string): bigint {
-  const { seconds, nanos } = timestampFromRfc3339(text);
-  return BigInt(seconds) * 1_000_000_000n + BigInt(nanos);
+  return formatTimestampNs(BigInt(seconds) * NS_PER_SECOND + BigInt(nanos));
 }
 
 // ---- Flow -> proto ----

@@ -2,15 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Command } from 'commander';
 import { UserError } from '../../src/errors.js';
-import {
-  checkRequest,
-  formatTimestampNs,
-  matchesFilter,
-  matchesRequest,
-  parseTimeArg,
-  parseTimestampNs,
-  selectFromRing,
-} from '../../src/flow/filter.js';
+import { checkRequest, matchesFilter, matchesRequest, selectFromRing } from '../../src/flow/filter.js';
+import { formatTimestampNs, parseTimestampNs } from '../../src/util/time.js';
+import { parseTimeArg } from '../../src/cli/time-args.js';
 import type { Flow, FlowFilter, GetFlowsRequest } from '../../src/flow/types.js';
 import { buildRequest, DEFAULT_FLOW_COUNT, OUTPUT_FORMATS, registerObserveOptions, type ObserveFlags } from '../../src/cli/observe-flags.js';
 
