@@ -3,7 +3,7 @@
  * the Prometheus text. */
 import { checkRequest, matchesRequest } from '../flow/filter.js';
 import type { Metrics } from '../flow/metrics.js';
-import { formatJson } from '../flow/printer.js';
+import { formatJson } from '../flow/protojson.js';
 import type { FlowRing } from '../flow/ring.js';
 import { parseFlowsRequest } from '../flow/request-schema.js';
 import { RawResponse, type ApiServer } from './server.js';

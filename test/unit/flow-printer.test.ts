@@ -2,17 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   DICT_SEPARATOR,
-  flowResponse,
   flowType,
   formatCompact,
   formatDict,
-  formatJson,
   formatStampMilli,
   formatTable,
   identityText,
   l4Summary,
   verdictText,
 } from '../../src/flow/printer.js';
+import { flowResponse, formatJson } from '../../src/flow/protojson.js';
 import type { Flow } from '../../src/flow/types.js';
 
 // ---- fixtures (keys deliberately not in proto order, to prove the JSON printer orders them)
