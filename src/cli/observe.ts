@@ -1,0 +1,47 @@
+/* `membrane observe`: flows, filtered like `hubble observe`, printed compact, as JSON, a table or records. */
+import { Command as UntypedCommand } from 'commander';
+import type { CommandUnknownOpts } from '@commander-js/extra-typings';
+import { streamFlows } from '../api/client.js';
+import { UserError } from '../errors.js';
+import { formatCompact, formatDict, formatTable } from '../flow/printer.js';
+import type { Flow } from '../flow/types.js';
+import type { CliContext } from './context.js';
+import { buildRequest, registerObserveOptions, type ObserveFlags, type ObserveOutputFormat } from './observe-flags.js';
+
+export function observeCommand(ctx: CliContext): CommandUnknownOpts {
+  // The filter flags are registered in a loop (observe-flags.ts), so their types are declared
+  // there (ObserveFlags) rather than inferred.
+  const cmd = registerObserveOptions(
+    new UntypedCommand('observe').description("show flows: what talked to what, and why it was dropped (filters combine like Hubble's)"),
+  ).action(async (o: ObserveFlags) => {
+    const req = buildRequest(o, new Date());
+    const format = (o.output ?? 'compact') as ObserveOutputFormat;
+    if (format === 'table' && req.follow) throw new UserError('invalid', '-o table cannot be used with --follow: use compact, json or dict');
+    const nodeName = o.printNodeName ?? false;
+    const collected: Flow[] = [];
+    const controller = new AbortController();
+    process.once('SIGINT', () => controller.abort());
+    process.once('SIGTERM', () => controller.abort());
+    await streamFlows(
+      ctx.client().socketPath,
+      req,
+      (line) => {
+        const msg = JSON.parse(line) as { flow?: Flow; lost_events?: { source: string; num_events_lost: number } };
+        if (msg.lost_events) {
+          const why = msg.lost_events.source === 'PERF_EVENT_RING_BUFFER' ? 'the datapath ring buffer was full' : 'this reader fell behind';
+          process.stderr.write(`EVENTS LOST: ${msg.lost_events.source} ${msg.lost_events.num_events_lost} (${why})\n`);
+          return;
+        }
+        if (!msg.flow) return;
+        if (format === 'json' || format === 'jsonpb') process.stdout.write(line + '\n');
+        else if (format === 'table') collected.push(msg.flow);
+        else if (format === 'dict') process.stdout.write(formatDict(msg.flow, { nodeName }) + '\n');
+        else process.stdout.write(formatCompact(msg.flow, { nodeName }) + '\n');
+      },
+      controller.signal,
+    );
+    if (format === 'table') process.stdout.write(formatTable(collected, { nodeName }) + '\n');
+  });
+  // One class at run time: extra-typings only adds types to commander's Command.
+  return cmd as unknown as CommandUnknownOpts;
+}

@@ -1,0 +1,38 @@
+/* `membrane status`: agent health, kernel features, counts and map pressure. */
+import { Command, type CommandUnknownOpts } from '@commander-js/extra-typings';
+import { outputOption, type CliContext } from './context.js';
+import { parseFormat, print, renderKeyValues } from './output.js';
+
+const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
+
+export function statusCommand(ctx: CliContext): CommandUnknownOpts {
+  return new Command('status')
+    .description('agent health, kernel features, counts and map pressure')
+    .addOption(outputOption())
+    .action(async (o) => {
+      const format = parseFormat(o.output);
+      const s = await ctx.client().status();
+      if (format !== 'table') return print(s, format, []);
+      const features = Object.entries(s.kernel.features)
+        .map(([k, v]) => `${k}=${v ? 'yes' : 'NO'}`)
+        .join(' ');
+      console.log(
+        renderKeyValues([
+          ['Health', s.health],
+          ['Version', s.version],
+          ['Node', `${s.node.name} (pod CIDR ${s.node.podCIDR}, router ${s.node.routerIP})`],
+          ['Uptime', `${s.uptimeSeconds}s`],
+          ['Kernel', `${s.kernel.release}: ${features}`],
+          ['Endpoints', `${s.counts.endpoints} (${s.counts.endpointsNotReady} not ready)`],
+          ['Identities', `${s.counts.identities} allocated (range 256-65535)`],
+          ['Namespaces', String(s.counts.namespaces)],
+          ['IPAM', `${s.ipam.allocated}/${s.ipam.capacity} addresses allocated`],
+          ['Interface pool', `${s.interfacePool.ready}/${s.interfacePool.size} ready`],
+          ['Flows', `${s.flows.num_flows}/${s.flows.max_flows} in the ring, ${s.flows.seen_flows} seen, ${s.flows.lost_events} lost, ${s.flows.followers} following (aggregation ${s.flows.aggregation})`],
+          ['Memory', `RSS ${mib(s.memory.rssBytes)}, heap ${mib(s.memory.heapUsedBytes)} used of ${mib(s.memory.heapTotalBytes)}`],
+          ['Last sync', `${s.lastSync.reason}: ${s.lastSync.written} written, ${s.lastSync.deleted} deleted, ${s.lastSync.unchanged} unchanged`],
+          ...s.maps.map((m): [string, string] => [`Map ${m.map}`, `${m.entries}/${m.maxEntries} (${(m.pressure * 100).toFixed(2)}%)`]),
+        ]),
+      );
+    });
+}
