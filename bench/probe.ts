@@ -1,14 +1,10 @@
 /* A TCP connect from inside a workload's namespace without starting a process: the socket is
  * created in the namespace with setns, then connected with a bounded timeout. Benchmarks use it
  * to verify that something took effect, so no process start-up is measured. */
-import koffi from 'koffi';
+import { libc } from '../src/kernel/libc.js';
 import { netnsPath, withNetns } from '../src/kernel/netns.js';
 
-const libc = koffi.load('libc.so.6');
-const socket = libc.func('int socket(int domain, int type, int protocol)');
-const connect = libc.func('int connect(int fd, void *addr, uint32_t len)');
-const setsockopt = libc.func('int setsockopt(int fd, int level, int name, void *val, uint32_t len)');
-const close = libc.func('int close(int fd)');
+const { socket, connect, setsockopt, close } = libc;
 const AF_INET = 2;
 const SOCK_STREAM = 1;
 const SOL_SOCKET = 1;

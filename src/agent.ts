@@ -17,7 +17,7 @@ import { EndpointManager } from './endpoint/manager.js';
 import { InterfacePool } from './endpoint/pool.js';
 import { ensureBpffs } from './kernel/bpffs.js';
 import { ESSENTIAL, probeFeatures, type KernelFeatures } from './kernel/features.js';
-import { c } from './kernel/libbpf.js';
+import { libc } from './kernel/libc.js';
 import { IprouteNetlink, type Netlink } from './kernel/netlink.js';
 import { EmbeddedStore } from './store/embedded.js';
 import { Mutex } from './util/mutex.js';
@@ -98,7 +98,7 @@ function missingCapabilities(): string[] {
 }
 
 function preflight(opts: AgentOptions): KernelFeatures {
-  if (c.geteuid() !== 0) {
+  if (libc.geteuid() !== 0) {
     throw new StartupError('membrane agent must run as root: it needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN (try sudo)');
   }
   const missingCaps = missingCapabilities();

@@ -2,7 +2,8 @@
  * flowing through a restart, and a restarted agent that loaded new programs swaps them in with
  * bpf_link_update instead of detaching anything. */
 import fs from 'node:fs';
-import { c, check, closeFd } from './libbpf.js';
+import { c, check } from './libbpf.js';
+import { closeFd } from './libc.js';
 import { KernelError } from '../errors.js';
 
 export type TcxDirection = 'ingress' | 'egress';

@@ -2,6 +2,7 @@
  * (the struct codecs of the datapath's layouts) is layered on top in src/datapath/typed-map.ts. */
 import fs from 'node:fs';
 import { c, check } from './libbpf.js';
+import { closeFd } from './libc.js';
 import { KernelError } from '../errors.js';
 
 export const MAP_TYPE = {
@@ -98,7 +99,7 @@ export class BpfMap {
   }
 
   close(): void {
-    c.close(this.fd);
+    closeFd(this.fd);
   }
 
   lookup(key: Buffer): Buffer | undefined {

@@ -8,7 +8,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { c, check, checkPtr, closeFd, withSignalsBlocked, type Ptr } from './libbpf.js';
+import { c, check, checkPtr, type Ptr } from './libbpf.js';
+import { closeFd, withSignalsBlocked } from './libc.js';
 import { KernelError } from '../errors.js';
 import { BpfMap, mapInfo } from './bpf-map.js';
 

@@ -1,21 +1,11 @@
-/* Raw bindings to libbpf.so.1 and a few libc calls through koffi. Only this module knows the C
- * signatures; everything else uses the typed wrappers in this folder. libbpf 1.x returns
- * -errno from int functions and NULL (0n) with errno set from pointer functions. */
-import koffi from 'koffi';
+/* Raw bindings to libbpf.so.1 through koffi. Only this module knows libbpf's C signatures
+ * (libc's are in libc.ts); everything else uses the typed wrappers in this folder. libbpf 1.x
+ * returns -errno from int functions and NULL (0n) with errno set from pointer functions. */
 import os from 'node:os';
-import { KernelError, StartupError } from '../errors.js';
+import { KernelError } from '../errors.js';
+import { errno, loadLibrary } from './libc.js';
 
-/** A shared library, or one line saying what to install (the agent prints it and exits). */
-function load(lib: string, debianPackage: string): ReturnType<typeof koffi.load> {
-  try {
-    return koffi.load(lib);
-  } catch (err) {
-    throw new StartupError(`${lib} cannot be loaded (${(err as Error).message.split('\n')[0]}): install ${debianPackage} ('make deps' does)`);
-  }
-}
-
-const libbpf = load('libbpf.so.1', 'libbpf1');
-const libc = load('libc.so.6', 'libc6');
+const libbpf = loadLibrary('libbpf.so.1', 'libbpf1');
 
 export type Ptr = bigint;
 
@@ -55,39 +45,7 @@ export const c = {
   probeProgType: libbpf.func('int libbpf_probe_bpf_prog_type(int prog_type, void *opts)'),
   probeMapType: libbpf.func('int libbpf_probe_bpf_map_type(int map_type, void *opts)'),
   setPrint: libbpf.func('void *libbpf_set_print(void *fn)'),
-
-  setns: libc.func('int setns(int fd, int nstype)'),
-  mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
-  umount2: libc.func('int umount2(const char *target, int flags)'),
-  ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
-  close: libc.func('int close(int fd)'),
-  geteuid: libc.func('uint32_t geteuid(void)'),
-  pthreadSigmask: libc.func('int pthread_sigmask(int how, const void *set, void *oldset)'),
 };
-
-const SIG_BLOCK = 0;
-const SIG_SETMASK = 2;
-/** A sigset_t with every signal (glibc's is 128 bytes); the kernel ignores SIGKILL and SIGSTOP in it. */
-const ALL_SIGNALS = Buffer.alloc(128, 0xff);
-
-/**
- * Runs `fn` with this thread's signals held back (they are delivered when it returns). The
- * verifier abandons a program with EAGAIN when a signal arrives while it works, and a large
- * program takes long enough for a profiler's or a timer's signals to land every time.
- */
-export function withSignalsBlocked<T>(fn: () => T): T {
-  const saved = Buffer.alloc(128);
-  if (c.pthreadSigmask(SIG_BLOCK, ALL_SIGNALS, saved) !== 0) return fn();
-  try {
-    return fn();
-  } finally {
-    c.pthreadSigmask(SIG_SETMASK, saved, null);
-  }
-}
-
-export function errno(): number {
-  return koffi.errno();
-}
 
 /** Checks an int-returning libbpf call (negative errno on failure). */
 export function check(op: string, ret: number): number {
@@ -99,8 +57,4 @@ export function check(op: string, ret: number): number {
 export function checkPtr(op: string, ptr: Ptr): Ptr {
   if (ptr === 0n) throw new KernelError(op, errno() || os.constants.errno.ENOENT);
   return ptr;
-}
-
-export function closeFd(fd: number): void {
-  if (fd >= 0) c.close(fd);
 }

@@ -2,7 +2,8 @@
  * runs synchronously on the main thread and switches back before returning; libuv's pool
  * threads never move. */
 import fs from 'node:fs';
-import { c, check, closeFd } from './libbpf.js';
+import { check } from './libbpf.js';
+import { libc } from './libc.js';
 
 const CLONE_NEWNET = 0x40000000;
 
@@ -28,11 +29,11 @@ export function withNetns<T>(nsPath: string, fn: () => T): T {
   const home = fs.openSync('/proc/thread-self/ns/net', 'r');
   const target = fs.openSync(nsPath, 'r');
   try {
-    check(`entering ${nsPath}`, c.setns(target, CLONE_NEWNET));
+    check(`entering ${nsPath}`, libc.setns(target, CLONE_NEWNET));
     try {
       return fn();
     } finally {
-      check('returning to the agent namespace', c.setns(home, CLONE_NEWNET));
+      check('returning to the agent namespace', libc.setns(home, CLONE_NEWNET));
     }
   } finally {
     fs.closeSync(target);
@@ -42,10 +43,9 @@ export function withNetns<T>(nsPath: string, fn: () => T): T {
 
 /** ifindex of an interface in the current thread's namespace, or 0 when absent. */
 export function ifindexOf(name: string): number {
-  return c.ifNameToIndex(name);
+  return libc.ifNameToIndex(name);
 }
 
-export { closeFd };
 
 const MS_BIND = 4096;
 const MNT_DETACH = 2;
@@ -58,11 +58,11 @@ export function renameNetns(from: string, to: string): void {
   const target = netnsPath(to);
   fs.writeFileSync(target, '', { flag: 'wx', mode: 0o444 });
   try {
-    if (c.mount(netnsPath(from), target, null, MS_BIND, null) !== 0) throw new Error(`cannot bind ${netnsPath(from)} to ${target}`);
+    if (libc.mount(netnsPath(from), target, null, MS_BIND, null) !== 0) throw new Error(`cannot bind ${netnsPath(from)} to ${target}`);
   } catch (err) {
     fs.rmSync(target, { force: true });
     throw err;
   }
-  c.umount2(netnsPath(from), MNT_DETACH);
+  libc.umount2(netnsPath(from), MNT_DETACH);
   fs.rmSync(netnsPath(from), { force: true });
 }

@@ -10,13 +10,10 @@
  * 8-byte header: length with BUSY (bit 31) and DISCARD (bit 30) flags, then the page offset. */
 import koffi from 'koffi';
 import { mapInfo } from './bpf-map.js';
-import { errno } from './libbpf.js';
+import { errno, libc } from './libc.js';
 import { KernelError } from '../errors.js';
 
-const libc = koffi.load('libc.so.6');
-const mmap = libc.func('uint64_t mmap(uint64_t addr, size_t len, int prot, int flags, int fd, int64_t off)');
-const munmap = libc.func('int munmap(uint64_t addr, size_t len)');
-const sysconf = libc.func('long sysconf(int name)');
+const { mmap, munmap, sysconf } = libc;
 
 const PROT_READ = 1;
 const PROT_WRITE = 2;

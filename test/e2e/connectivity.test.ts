@@ -7,7 +7,7 @@ import { TestNode, eventually, run } from '../harness/node.js';
 import { LINK_TYPE_TCX, openPinned, pinnedLinkInfo } from '../../src/kernel/bpf-link.js';
 import { BpfMap } from '../../src/kernel/bpf-map.js';
 import { TypedMap } from '../../src/datapath/typed-map.js';
-import { closeFd } from '../../src/kernel/libbpf.js';
+import { closeFd } from '../../src/kernel/libc.js';
 import { ctKey, ctValue } from '../../src/datapath/layouts.js';
 import { sweepConntrack } from '../../src/datapath/ct-gc.js';
 import { probeDatapathClock } from '../../src/kernel/jiffies.js';
