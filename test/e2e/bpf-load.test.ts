@@ -22,7 +22,9 @@ describe('loading BPF objects', () => {
     // A shell that signals this process about once a millisecond (for at most ~10 s) until told to stop.
     const storm = spawn('sh', ['-c', `for i in $(seq 5000); do kill -USR2 ${process.pid} || exit; sleep 0.001; done`], { stdio: 'ignore' });
     try {
-      await new Promise((r) => setTimeout(r, 200)); // the storm is under way
+      // The storm is under way once signals arrive.
+      for (const deadline = Date.now() + 5000; received < 5 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(received >= 5, 'the signal storm did not start');
       const obj = BpfObject.load(path.join(repoRoot, 'build', ENDPOINT_OBJECT), { pinDir, maps: [], programs: ['from_endpoint', 'to_endpoint'] });
       obj.close();
     } finally {

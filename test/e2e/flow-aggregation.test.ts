@@ -35,12 +35,13 @@ async function traces(level: 'none' | 'low' | 'medium', podCidr: string): Promis
     };
     // Events reach the ring asynchronously: wait until the count stops growing.
     let last = '';
-    await eventually(async () => {
+    const settled = await eventually(async () => {
       const now = JSON.stringify([...(await count())]);
       const stable = now === last;
       last = now;
       return stable;
     }, 5000, 300);
+    assert.ok(settled, 'the flow counts kept growing');
     return await count();
   } finally {
     await node.cleanup();

@@ -161,7 +161,9 @@ export class TestNode {
   async follow(args: string[], stdio: 'pipe' | 'inherit' = 'pipe'): Promise<ChildProcess> {
     // Followers told to stop must be gone, and no longer counted by the agent, before we count anew.
     await Promise.all([...this.followers].filter((c) => c.killed).map((c) => new Promise((r) => c.once('exit', r))));
-    await eventually(async () => (await this.api.status()).flows.followers <= this.followers.size, 10_000);
+    if (!(await eventually(async () => (await this.api.status()).flows.followers <= this.followers.size, 10_000))) {
+      throw new Error('followers that were told to stop are still counted by the agent');
+    }
     const before = (await this.api.status()).flows.followers;
     const child = spawn(bin, ['observe', '--follow', ...args], { env: this.env, stdio: ['ignore', 'pipe', stdio] });
     this.children.add(child);

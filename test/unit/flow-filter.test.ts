@@ -6,113 +6,26 @@ import { checkRequest, matchesFilter, matchesRequest, selectFromRing } from '../
 import { formatTimestampNs, parseTimestampNs } from '../../src/util/time.js';
 import { parseTimeArg } from '../../src/cli/time-args.js';
 import type { Flow, FlowFilter, GetFlowsRequest } from '../../src/flow/types.js';
+import * as fixtures from '../harness/flows.js';
 import { buildRequest, DEFAULT_FLOW_COUNT, OUTPUT_FORMATS, registerObserveOptions, type ObserveFlags } from '../../src/cli/observe-flags.js';
 
 // ---- fixtures: oldest first, as the ring holds them
 
-/** TCP SYN from x/a to y/b dropped by policy (default deny on y/b's ingress). is_reply left out. */
-const drop: Flow = {
-  time: '2024-11-21T20:52:01.123456789Z',
-  uuid: 'f1-drop',
-  verdict: 'DROPPED',
-  drop_reason: 133,
-  ethernet: { source: '02:00:0a:00:00:0b', destination: '02:00:0a:00:01:16' },
-  IP: { source: '10.0.0.11', destination: '10.0.1.22', ipVersion: 'IPv4' },
-  l4: { TCP: { source_port: 41234, destination_port: 80, flags: { SYN: true } } },
-  source: {
-    ID: 11,
-    identity: 256,
-    namespace: 'x',
-    labels: ['k8s:app=client', 'k8s:io.kubernetes.pod.namespace=x', 'k8s:tier=front'],
-    pod_name: 'a',
-  },
-  destination: {
-    ID: 22,
-    identity: 257,
-    namespace: 'y',
-    labels: ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=y', 'container:role=db'],
-    pod_name: 'b',
-  },
-  Type: 'L3_L4',
-  node_name: 'node1',
-  event_type: { type: 1, sub_type: 133 },
-  traffic_direction: 'INGRESS',
-  drop_reason_desc: 'POLICY_DENIED',
-  Summary: 'TCP Flags: SYN',
-  default_deny_by: [{ kind: 'CiliumNetworkPolicy', namespace: 'y', name: 'web-ingress' }],
-};
-
-/** A forwarded SYN-ACK reply from y/b back to x/a, one nanosecond after the drop. */
-const reply: Flow = {
-  time: '2024-11-21T20:52:01.123456790Z',
-  uuid: 'f2-reply',
-  verdict: 'FORWARDED',
-  IP: { source: '10.0.1.22', destination: '10.0.0.11', ipVersion: 'IPv4' },
-  l4: { TCP: { source_port: 80, destination_port: 41234, flags: { SYN: true, ACK: true } } },
-  source: { ID: 22, identity: 257, namespace: 'y', labels: ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=y'], pod_name: 'b' },
-  destination: { ID: 11, identity: 256, namespace: 'x', labels: ['k8s:app=client', 'k8s:io.kubernetes.pod.namespace=x'], pod_name: 'a' },
-  Type: 'L3_L4',
-  node_name: 'node1',
-  event_type: { type: 4, sub_type: 0 },
-  traffic_direction: 'EGRESS',
-  trace_observation_point: 'TO_ENDPOINT',
-  is_reply: true,
-  Summary: 'TCP Flags: SYN, ACK',
-};
-
-/** A UDP DNS query from x/a to the world, traced as it leaves the endpoint. */
-const udp: Flow = {
-  time: '2024-11-21T20:52:02.5Z',
-  uuid: 'f3-udp',
-  verdict: 'FORWARDED',
-  IP: { source: '10.0.0.11', destination: '10.96.0.10', ipVersion: 'IPv4' },
-  l4: { UDP: { source_port: 5353, destination_port: 53 } },
-  source: { ID: 11, identity: 256, namespace: 'x', labels: ['k8s:app=client'], pod_name: 'a' },
-  destination: { identity: 2, labels: ['reserved:world'] },
-  Type: 'L3_L4',
-  node_name: 'node2',
-  event_type: { type: 4, sub_type: 5 },
-  traffic_direction: 'EGRESS',
-  trace_observation_point: 'FROM_ENDPOINT',
-  is_reply: false,
-  Summary: 'UDP',
-};
-
-/** An ICMP echo request from x/a to y/c allowed by an egress policy (policy verdict event). */
-const icmp: Flow = {
-  time: '2024-11-21T20:52:03.000000000Z',
-  uuid: 'f4-icmp',
-  verdict: 'FORWARDED',
-  IP: { source: '10.0.0.11', destination: '10.0.1.33', ipVersion: 'IPv4' },
-  l4: { ICMPv4: { type: 8 } },
-  source: { ID: 11, identity: 256, namespace: 'x', labels: ['k8s:app=client'], pod_name: 'a' },
-  destination: { ID: 33, identity: 258, namespace: 'y', labels: ['k8s:app=cache'], pod_name: 'c' },
-  Type: 'L3_L4',
-  node_name: 'node1',
-  event_type: { type: 5 },
-  traffic_direction: 'EGRESS',
-  policy_match_type: 1,
-  is_reply: false,
-  Summary: 'ICMPv4 EchoRequest',
-  egress_allowed_by: [{ kind: 'CiliumNetworkPolicy', namespace: 'x', name: 'allow-ping' }],
-};
-
-/** The node itself reaching y/b:8080. */
-const fromHost: Flow = {
-  time: '2024-11-21T20:52:04Z',
-  uuid: 'f5-host',
-  verdict: 'FORWARDED',
-  IP: { source: '10.0.0.1', destination: '10.0.1.22', ipVersion: 'IPv4' },
-  l4: { TCP: { source_port: 39000, destination_port: 8080, flags: { ACK: true } } },
-  source: { identity: 1, labels: ['reserved:host'] },
-  destination: { ID: 22, identity: 257, namespace: 'y', labels: ['k8s:app=web'], pod_name: 'b' },
-  Type: 'L3_L4',
-  node_name: 'node1',
-  event_type: { type: 4 },
-  traffic_direction: 'INGRESS',
-  is_reply: false,
-  Summary: 'TCP Flags: ACK',
-};
+/** The shared flows (test/harness/flows.ts), with the labels the label-selector filters need. */
+const labelled = (f: Flow, source?: string[], destination?: string[]): Flow => ({
+  ...f,
+  ...(source ? { source: { ...f.source, labels: source } } : {}),
+  ...(destination ? { destination: { ...f.destination, labels: destination } } : {}),
+});
+const drop = labelled(
+  fixtures.drop,
+  ['k8s:app=client', 'k8s:io.kubernetes.pod.namespace=x', 'k8s:tier=front'],
+  ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=y', 'container:role=db'],
+);
+const reply = labelled(fixtures.reply, ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=y'], ['k8s:app=client', 'k8s:io.kubernetes.pod.namespace=x']);
+const udp = labelled(fixtures.udp, ['k8s:app=client']);
+const icmp = labelled(fixtures.icmp, ['k8s:app=client'], ['k8s:app=cache']);
+const fromHost = labelled(fixtures.fromHost, undefined, ['k8s:app=web']);
 
 const ring = [drop, reply, udp, icmp, fromHost];
 const ids = (flows: Flow[]) => flows.map((f) => f.uuid);

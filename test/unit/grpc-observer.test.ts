@@ -464,8 +464,10 @@ describe('gRPC Observer server (Hubble-compatible)', () => {
 
   test('ServerStatus flows_rate counts the flows of the last minute', async () => {
     source.publish(nowFlow('rate-1', 'FORWARDED'));
-    await new Promise((r) => setTimeout(r, 1100)); // the rate is sampled once a second
-    const st = await unary(tcp, 'ServerStatus');
+    // The rate is sampled once a second: ask until a sample has seen the flow.
+    let st: Msg = {};
+    const deadline = Date.now() + 5000;
+    while (!((st = await unary(tcp, 'ServerStatus')).flows_rate > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.ok(st.flows_rate > 0, `flows_rate ${st.flows_rate}`);
   });
 
