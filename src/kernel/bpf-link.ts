@@ -2,7 +2,7 @@
  * flowing through a restart, and a restarted agent that loaded new programs swaps them in with
  * bpf_link_update instead of detaching anything. */
 import fs from 'node:fs';
-import { c, check } from './libbpf.js';
+import { c, check, objectInfo } from './libbpf.js';
 import { closeFd } from './libc.js';
 import { KernelError } from '../errors.js';
 
@@ -27,9 +27,7 @@ export interface LinkInfo {
 }
 
 export function linkInfo(fd: number): LinkInfo {
-  const info = Buffer.alloc(128);
-  const len = new Uint32Array([info.length]);
-  check('link info', c.objGetInfoByFd(fd, info, len));
+  const info = objectInfo(fd, 'link');
   // struct bpf_link_info: type, id, prog_id, then an 8-aligned union; tcx = {ifindex, attach_type}
   return {
     type: info.readUInt32LE(0),
@@ -41,9 +39,7 @@ export function linkInfo(fd: number): LinkInfo {
 
 /** The kernel's id of a loaded program. */
 export function programId(progFd: number): number {
-  const info = Buffer.alloc(128);
-  check('program info', c.objGetInfoByFd(progFd, info, new Uint32Array([info.length])));
-  return info.readUInt32LE(4); // struct bpf_prog_info: type, id, ...
+  return objectInfo(progFd, 'program').readUInt32LE(4); // struct bpf_prog_info: type, id, ...
 }
 
 /** Puts `progFd` into the link unless it already runs it (a restart that adopted the same programs). */
@@ -115,8 +111,7 @@ export function ensureCgroupLink(pinPath: string, progFd: number, cgroupDir: str
   if (fs.existsSync(pinPath)) {
     const fd = openPinned(pinPath);
     try {
-      const info = Buffer.alloc(128);
-      check('link info', c.objGetInfoByFd(fd, info, new Uint32Array([info.length])));
+      const info = objectInfo(fd, 'link');
       // struct bpf_link_info: the cgroup member of the union is {cgroup_id u64, attach_type u32}.
       if (info.readBigUInt64LE(16) === cgroupId && info.readUInt32LE(24) === CGROUP_ATTACH[hook]) {
         swapProgram(fd, info.readUInt32LE(8), progFd, pinPath);

@@ -1,7 +1,7 @@
 /* A BPF map by file descriptor: raw byte access, iteration and batch operations. Typed access
  * (the struct codecs of the datapath's layouts) is layered on top in src/datapath/typed-map.ts. */
 import fs from 'node:fs';
-import { c, check } from './libbpf.js';
+import { c, check, objectInfo } from './libbpf.js';
 import { closeFd } from './libc.js';
 import { KernelError } from '../errors.js';
 
@@ -52,9 +52,7 @@ export interface MapInfo {
 }
 
 export function mapInfo(fd: number): MapInfo {
-  const info = Buffer.alloc(128);
-  const len = new Uint32Array([info.length]);
-  check('bpf_obj_get_info_by_fd', c.objGetInfoByFd(fd, info, len));
+  const info = objectInfo(fd, 'map');
   const nameBytes = info.subarray(24, 40);
   const nul = nameBytes.indexOf(0);
   return {

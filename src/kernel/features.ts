@@ -2,14 +2,11 @@
  * essentials and says exactly which one is missing. */
 import fs from 'node:fs';
 import os from 'node:os';
+import { MAP_TYPE } from './bpf-map.js';
 import { c } from './libbpf.js';
 
-const PROG_SCHED_CLS = 3;
-const PROG_CGROUP_SOCK_ADDR = 18;
-const MAP_HASH = 1;
-const MAP_LRU_HASH = 9;
-const MAP_LPM_TRIE = 11;
-const MAP_RINGBUF = 27;
+/** enum bpf_prog_type values (linux/bpf.h) of the programs the agent loads. */
+const PROG_TYPE = { SCHED_CLS: 3, CGROUP_SOCK_ADDR: 18 } as const;
 
 export interface KernelFeatures {
   release: string;
@@ -27,13 +24,13 @@ export function probeFeatures(): KernelFeatures {
   return {
     release: os.release(),
     features: {
-      tc_programs: prog(PROG_SCHED_CLS),
+      tc_programs: prog(PROG_TYPE.SCHED_CLS),
       tcx_links: kernelAtLeast(6, 6),
-      cgroup_sock_addr: prog(PROG_CGROUP_SOCK_ADDR),
-      hash_maps: map(MAP_HASH),
-      lru_hash_maps: map(MAP_LRU_HASH),
-      lpm_trie_maps: map(MAP_LPM_TRIE),
-      ring_buffer: map(MAP_RINGBUF),
+      cgroup_sock_addr: prog(PROG_TYPE.CGROUP_SOCK_ADDR),
+      hash_maps: map(MAP_TYPE.HASH),
+      lru_hash_maps: map(MAP_TYPE.LRU_HASH),
+      lpm_trie_maps: map(MAP_TYPE.LPM_TRIE),
+      ring_buffer: map(MAP_TYPE.RINGBUF),
       kernel_btf: fs.existsSync('/sys/kernel/btf/vmlinux'),
     },
   };

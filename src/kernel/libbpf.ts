@@ -47,6 +47,13 @@ export const c = {
   setPrint: libbpf.func('void *libbpf_set_print(void *fn)'),
 };
 
+/** The kernel's info struct of a BPF object (map, program, link): bpf_obj_get_info_by_fd into 128 zeroed bytes. */
+export function objectInfo(fd: number, what: string): Buffer {
+  const info = Buffer.alloc(128);
+  check(`${what} info`, c.objGetInfoByFd(fd, info, new Uint32Array([info.length])));
+  return info;
+}
+
 /** Checks an int-returning libbpf call (negative errno on failure). */
 export function check(op: string, ret: number): number {
   if (ret < 0) throw new KernelError(op, -ret);
