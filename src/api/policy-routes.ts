@@ -1,12 +1,13 @@
 /* Agent API routes for policy: import (atomic: every file validated before anything changes;
  * returns after the datapath enforces the new revision), validate, get, delete, selectors, and
  * the realized map entries of an endpoint. */
-import { invalid } from '../errors.js';
+import { UserError, invalid, quoted } from '../errors.js';
 import { connectionOf } from '../datapath/conntrack.js';
 import type { Datapath } from '../datapath/datapath.js';
 import { CT_FLAGS, directionName, POLICY_FLAGS, POLICY_PREFIX } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
-import { parsePolicyText, type ParsedPolicy } from '../policy/parse.js';
+import type { ParsedPolicy } from '../policy/parse.js';
+import { PolicyParser } from '../policy/parse-pool.js';
 import { describeL4 } from '../policy/ports.js';
 import type { PolicyRealizer } from '../policy/realize.js';
 import { describePolicy, type PolicyRepository } from '../policy/repository.js';
@@ -30,6 +31,8 @@ export interface PolicyRouteDeps {
   datapath: Datapath;
   serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
   metrics: Metrics;
+  /** Reads policy files off the event loop; one is made when not given. */
+  parser?: PolicyParser;
 }
 
 function files(body: unknown): PolicyFile[] {
@@ -42,15 +45,36 @@ function files(body: unknown): PolicyFile[] {
   });
 }
 
-function parseAll(fs: PolicyFile[]): ParsedPolicy[] {
-  const parsed = fs.flatMap((f) => parsePolicyText(f.content, f.name));
-  const seen = new Map<string, string>();
+/** Every file, read in a worker thread (parse-pool.ts), and no policy twice across them. */
+async function parseAll(parser: PolicyParser, fs: PolicyFile[], signal: AbortSignal): Promise<ParsedPolicy[]> {
+  const parsed = await parser.parse(fs, signal);
+  const seen = new Set<string>();
   for (const p of parsed) {
     const id = describePolicy(p.ref);
     if (seen.has(id)) throw invalid(`${id} is defined twice in this import: keep one`);
-    seen.set(id, id);
+    seen.add(id);
   }
   return parsed;
+}
+
+/** DELETE /v1/policies: `{all: true}`, or `{name}` with an optional `namespace`. Anything else,
+ * `{all: "yes"}` included, is refused rather than read loosely. */
+function deleteTarget(body: unknown): { all: true } | { namespace?: string; name: string } {
+  const usage = 'give {"all": true}, or {"name": NAME} with "namespace" for a namespaced policy';
+  if (body === undefined) throw invalid(`name the policy to delete (NAMESPACE/NAME, or NAME for a clusterwide one) or use --all (${usage})`);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(`the request body must be an object (${usage})`);
+  const b = body as Record<string, unknown>;
+  const unknown = Object.keys(b).find((k) => !['all', 'name', 'namespace'].includes(k));
+  if (unknown !== undefined) throw invalid(`unknown field ${quoted(unknown)} (${usage})`);
+  if (b.all !== undefined && typeof b.all !== 'boolean') throw invalid(`"all" must be true or false, not ${quoted(b.all)}`);
+  if (b.name !== undefined && typeof b.name !== 'string') throw invalid(`"name" must be a string, not ${quoted(b.name)}`);
+  if (b.namespace !== undefined && typeof b.namespace !== 'string') throw invalid(`"namespace" must be a string, not ${quoted(b.namespace)}`);
+  if (b.all === true) {
+    if (b.name !== undefined || b.namespace !== undefined) throw invalid(`give either "all" or a name, not both (${usage})`);
+    return { all: true };
+  }
+  if (b.name === undefined) throw invalid(`name the policy to delete (NAMESPACE/NAME, or NAME for a clusterwide one) or use --all (${usage})`);
+  return { name: b.name, ...(b.namespace !== undefined ? { namespace: b.namespace } : {}) };
 }
 
 const summary = (p: { ref: ParsedPolicy['ref']; rules: unknown[] }, revision: number): PolicySummary => ({
@@ -62,15 +86,19 @@ const summary = (p: { ref: ParsedPolicy['ref']; rules: unknown[] }, revision: nu
 });
 
 export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
+  const parser = d.parser ?? new PolicyParser();
   api
-    .route('POST', '/v1/policies/validate', ({ body }) => ({
-      revision: d.repo.revision,
-      policies: parseAll(files(body)).map((p) => summary(p, d.repo.revision)),
-    }))
-    .route('POST', '/v1/policies', ({ body }): Promise<PolicyImportResult> => {
+    .route('POST', '/v1/policies/validate', async ({ body, signal }) => {
+      const parsed = await parseAll(parser, files(body), signal);
+      return { revision: d.repo.revision, policies: parsed.map((p) => summary(p, d.repo.revision)) };
+    })
+    .route('POST', '/v1/policies', async ({ body, signal }): Promise<PolicyImportResult> => {
       const started = process.hrtime.bigint();
-      const parsed = parseAll(files(body)); // everything validated before anything changes
+      const parsed = await parseAll(parser, files(body), signal); // everything validated before anything changes
       return d.serial(() => {
+        // The import may have waited here behind other changes: a client that has given up
+        // (Ctrl-C, a timeout) must not find it applied later.
+        if (signal.aborted) throw new UserError('unavailable', 'the client went away before the import was applied; nothing was changed');
         // Computed (and checked against the map's capacity) before anything is stored.
         const plan = d.manager.planPolicy(d.repo.preview(parsed));
         const { revision, undo } = d.repo.import(parsed);
@@ -90,15 +118,17 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
       revision: d.repo.revision,
       policies: d.repo.list().map((p) => ({ ...summary(p, p.revision), source: p.source })),
     }))
-    .route('DELETE', '/v1/policies', ({ body }) =>
-      d.serial(() => {
-        const b = (body ?? {}) as { all?: boolean; namespace?: string; name?: string };
+    .route('DELETE', '/v1/policies', ({ body }) => {
+      const target = deleteTarget(body);
+      return d.serial(() => {
         let refs: PolicyRef[] | undefined;
-        if (!b.all) {
-          if (typeof b.name !== 'string') throw invalid('name the policy to delete (NAMESPACE/NAME, or NAME for a clusterwide one) or use --all');
-          const found = d.repo.find(b.namespace, b.name);
+        if (!('all' in target)) {
+          const found = d.repo.find(target.namespace, target.name);
           if (found.length === 0) {
-            throw invalid(`no policy named ${b.namespace ? b.namespace + '/' : ''}${b.name} (see 'membrane policy get')`);
+            const ref = target.namespace ? `${target.namespace}/${target.name}` : target.name;
+            // Quoted only when it needs to be, so that the message stays one line.
+            const shown = /^[\x21-\x7e]{1,300}$/.test(ref) && !ref.includes('"') ? ref : quoted(ref);
+            throw invalid(`no policy named ${shown} (see 'membrane policy get')`);
           }
           refs = found.map((p) => p.ref);
         }
@@ -106,8 +136,8 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
         const revision = d.repo.delete(refs);
         d.manager.policyChanged(`policy revision ${revision}`, plan);
         return { revision };
-      }),
-    )
+      });
+    })
     .route('GET', '/v1/policies/selectors', (): SelectorRow[] =>
       d.realizer
         .selectors()

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import { UserError, quoted } from '../errors.js';
 import type { ApiErrorBody } from './types.js';
 
-type Handler = (req: { params: Record<string, string>; body: unknown; query: URLSearchParams }) => Promise<unknown> | unknown;
+/** `signal` aborts when the client goes away before the response is sent. */
+type Handler = (req: { params: Record<string, string>; body: unknown; query: URLSearchParams; signal: AbortSignal }) => Promise<unknown> | unknown;
 
 interface Route {
   method: string;
@@ -21,7 +22,8 @@ export class RawResponse {
 }
 
 const STATUS: Record<string, number> = { invalid: 400, 'not-found': 404, conflict: 409, unavailable: 503 };
-const MAX_BODY = 64 * 1024 * 1024; // policy imports carry whole files (each bounded by the parser)
+/** Policy imports carry whole files (4 MiB each): room for a few, while JSON.parse of the body, on the main thread, stays around 100 ms. */
+const MAX_BODY = 16 * 1024 * 1024;
 
 export class ApiServer {
   private readonly routes: Route[] = [];
@@ -89,8 +91,11 @@ export class ApiServer {
         }
       }
       if (!match) return fail(404, 'not-found', `no API route ${req.method} ${url.pathname}`);
+      // The response's close, not the request's: a request emits 'close' once its body is read.
+      const gone = new AbortController();
+      res.once('close', () => res.writableFinished || gone.abort());
       const body = await readBody(req);
-      const result = await match.route.handler({ params: match.params, body, query: url.searchParams });
+      const result = await match.route.handler({ params: match.params, body, query: url.searchParams, signal: gone.signal });
       if (result instanceof RawResponse) return result.write(res, req);
       send(200, result ?? {});
     } catch (err) {

@@ -6,17 +6,13 @@
  * The translation follows Cilium's: CiliumNetworkPolicy selectors are scoped to the policy's
  * namespace, clusterwide peers to "pods in any namespace", and Kubernetes NetworkPolicy peers
  * become label selectors over the namespace labels Cilium derives for every pod. */
-import { LineCounter, parseAllDocuments } from 'yaml';
 import { UserError, invalid } from '../errors.js';
 import { NAMESPACE_LABEL_PREFIX, POD_NAMESPACE_LABEL, parseLabel, type Label } from '../identity/labels.js';
+import { POLICY_LIMITS, fileLabel } from './limits.js';
 import type { Entity, Peer, PeerRule, PolicyKind, PolicyRef, PortMatch, Protocol, Rule, Selector, SelectorOperator } from './types.js';
+import { readYamlDocuments } from './yaml.js';
 
-export const POLICY_LIMITS = {
-  maxFileBytes: 4 * 1024 * 1024,
-  maxDocuments: 1000,
-  maxRulesPerDocument: 1000,
-  maxPeersPerRule: 10000,
-};
+export { POLICY_LIMITS } from './limits.js';
 
 export interface ParsedPolicy {
   ref: PolicyRef;
@@ -138,6 +134,9 @@ function suggest(key: string, allowed: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = 3;
   for (const candidate of allowed) {
+    // The length difference bounds the distance from below; it also spares a huge key the
+    // quadratic comparison.
+    if (Math.abs(key.length - candidate.length) >= bestDistance) continue;
     const d = editDistance(key.toLowerCase(), candidate.toLowerCase());
     if (d < bestDistance) [best, bestDistance] = [candidate, d];
   }
@@ -160,21 +159,17 @@ function editDistance(a: string, b: string): number {
 // Files, documents and Lists
 // ---------------------------------------------------------------------------------------------
 
-/** Parses one file's text (multi-document YAML or JSON). Throws UserError('invalid', oneLineMessage) at the first problem. */
+/** Parses one file's text (multi-document YAML or JSON). Throws UserError('invalid', oneLineMessage) at the first problem.
+ * A file without any policy is an error too: importing it would only make a new revision. */
 export function parsePolicyText(text: string, file: string): ParsedPolicy[] {
-  const bytes = Buffer.byteLength(text, 'utf8');
-  if (bytes > POLICY_LIMITS.maxFileBytes) {
-    throw invalid(
-      `${file}: ${bytes} bytes is larger than the limit of ${POLICY_LIMITS.maxFileBytes} bytes per file (maxFileBytes); split it into several files`,
-    );
-  }
+  const label = fileLabel(file);
   const out: ParsedPolicy[] = [];
   const seen = new Map<string, string>();
   for (const unit of policyObjects(text, file)) {
     if (out.length >= POLICY_LIMITS.maxDocuments) {
-      throw invalid(`${file}: more than ${POLICY_LIMITS.maxDocuments} policies in one file (maxDocuments); split it into several files`);
+      throw invalid(`${label}: more than ${POLICY_LIMITS.maxDocuments} policies in one file (maxDocuments); split it into several files`);
     }
-    const ctx = new Ctx(`${file}: ${unit.location} ${describePolicy(unit.value)}`);
+    const ctx = new Ctx(`${label}: ${unit.location} ${describePolicy(unit.value)}`);
     const parsed = parsePolicyObject(unit.value, ctx);
     // Two documents with the same identity in one file: the second would silently replace the first.
     const id = `${parsed.ref.kind}/${parsed.ref.namespace ?? ''}/${parsed.ref.name}`;
@@ -183,6 +178,7 @@ export function parsePolicyText(text: string, file: string): ParsedPolicy[] {
     seen.set(id, unit.location);
     out.push(parsed);
   }
+  if (out.length === 0) throw invalid(`${label}: no policy in this file (nothing to import)`);
   return out;
 }
 
@@ -195,37 +191,13 @@ interface PolicyObject {
 /** The non-empty documents of the file, with `kind: List` documents expanded into their items.
  * A syntax error anywhere fails the whole file before any document is interpreted. */
 function policyObjects(text: string, file: string): PolicyObject[] {
-  const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { prettyErrors: false, lineCounter: lines });
-  if (!Array.isArray(docs)) return []; // an empty stream: nothing but comments or whitespace
-  docs.forEach((doc, i) => {
-    const error = doc.errors[0];
-    if (error) {
-      const { line, col } = lines.linePos(error.pos[0]);
-      const message = error.message.replace(/\s+/g, ' ').trim();
-      throw invalid(`${file}: line ${line}, column ${col} (document ${i + 1}): invalid YAML: ${message}`);
-    }
-  });
-  // Counted before conversion so a file of many tiny documents is refused cheaply.
-  const nonEmpty = docs.filter((d) => d.contents !== null).length;
-  if (nonEmpty > POLICY_LIMITS.maxDocuments) {
-    throw invalid(`${file}: ${nonEmpty} documents is more than the limit of ${POLICY_LIMITS.maxDocuments} per file (maxDocuments); split it into several files`);
-  }
   const out: PolicyObject[] = [];
-  docs.forEach((doc, i) => {
-    if (doc.contents === null) return; // empty document, e.g. a trailing "---"
-    const location = `document ${i + 1}`;
-    let value: unknown;
-    try {
-      value = doc.toJS({ maxAliasCount: 100 });
-    } catch (err) {
-      // Alias bombs ("billion laughs") end up here.
-      throw invalid(`${file}: ${location}: invalid YAML: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    if (value === null || value === undefined) return;
-    if (isObj(value) && value.kind === 'List') out.push(...listItems(value, new Ctx(`${file}: ${location} (List)`), location));
+  for (const { index, value } of readYamlDocuments(text, file)) {
+    if (value === null || value === undefined) continue;
+    const location = `document ${index}`;
+    if (isObj(value) && value.kind === 'List') out.push(...listItems(value, new Ctx(`${fileLabel(file)}: ${location} (List)`), location));
     else out.push({ location, value });
-  });
+  }
   return out;
 }
 
@@ -284,10 +256,30 @@ function parseKind(doc: Obj, ctx: Ctx): PolicyKind {
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
-/** metadata is not strict: kubectl output carries uid, managedFields and so on, all ignored. */
+/** The fields of Kubernetes' ObjectMeta: what `kubectl get -o yaml` prints (uid, managedFields
+ * and so on) is accepted and ignored; anything else is a typo, as everywhere else. */
+const OBJECT_META_FIELDS = [
+  'name',
+  'namespace',
+  'labels',
+  'annotations',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+  'managedFields',
+  'ownerReferences',
+  'finalizers',
+  'generateName',
+  'selfLink',
+];
+
 function parseMetadata(doc: Obj, ctx: Ctx, kind: PolicyKind): PolicyRef {
   const mctx = ctx.field('metadata');
   const meta = asObject(required(doc, 'metadata', ctx, 'every policy needs metadata.name'), mctx);
+  checkFields(meta, mctx, OBJECT_META_FIELDS);
   const name = asString(required(meta, 'name', mctx, 'every policy needs a name'), mctx.field('name'));
   if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
     mctx.field('name').fail(`${show(name)} is not a valid name (use at most 253 lowercase letters, digits, '-' and '.', starting and ending alphanumeric)`);

@@ -384,9 +384,67 @@ ${stringify(knp({ podSelector: {} }))}
     assert.deepEqual(p!.source, JSON.parse(text));
   });
 
-  it('returns nothing for an empty file', () => {
-    assert.deepEqual(parsePolicyText('', 'p.yaml'), []);
-    assert.deepEqual(parsePolicyText('# nothing\n---\n', 'p.yaml'), []);
+  it('refuses a file without any policy: empty, comments only, empty documents, an empty List', () => {
+    for (const text of ['', '\n\n', '# nothing\n', '# nothing\n---\n', '---\n---\n# x\n...\n', 'null\n', '~\n---\n', 'apiVersion: v1\nkind: List\nitems: []\n']) {
+      fails(text, 'p.yaml: no policy in this file (nothing to import)');
+    }
+  });
+
+  it('keeps messages on one line whatever the file name holds', () => {
+    const cases: [string, string][] = [
+      ['a\nb.yaml', '"a\\nb.yaml": '],
+      ['x\u2028.yaml', '"x\\u2028.yaml": '],
+      ['tab\t.yaml', '"tab\\t.yaml": '],
+      ['plain name.yaml', 'plain name.yaml: '],
+    ];
+    for (const [file, prefix] of cases) {
+      for (const text of ['', 'a: [', stringify(cnp({ endpointSelector: {}, bogus: 1 }))]) {
+        assert.throws(
+          () => parsePolicyText(text, file),
+          (err: unknown) => err instanceof UserError && err.message.startsWith(prefix) && !/[\n\r\u2028\u2029]/.test(err.message),
+        );
+      }
+    }
+  });
+
+  it('accepts the ObjectMeta fields kubectl prints, and ignores them', () => {
+    const metadata = {
+      name: 'web',
+      namespace: 'default',
+      labels: { app: 'web' },
+      annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{}' },
+      uid: '0b6f7e4e-1b1e-4b8e-9d5e-3f1c2a4b5c6d',
+      resourceVersion: '123',
+      generation: 2,
+      creationTimestamp: '2024-01-01T00:00:00Z',
+      deletionTimestamp: null,
+      deletionGracePeriodSeconds: 30,
+      managedFields: [{ manager: 'kubectl', operation: 'Update', fieldsV1: { 'f:spec': {} } }],
+      ownerReferences: [],
+      finalizers: [],
+      generateName: 'web-',
+      selfLink: '/apis/cilium.io/v2/namespaces/default/ciliumnetworkpolicies/web',
+    };
+    assert.deepEqual(parsePolicyText(stringify({ ...cnp({ endpointSelector: {} }), metadata }), 'p.yaml')[0]?.ref, CNP_REF);
+  });
+
+  it('reports duplicate keys with the line of the first one, in linear time', () => {
+    fails('a: 1\nb: 2\na: 3\n', 'p.yaml: line 3, column 1 (document 1): invalid YAML: duplicate key "a"', 'the first one is on line 1');
+    fails('{a: 1, "a": 2}', 'p.yaml: line 1, column 8 (document 1): invalid YAML: duplicate key "a"');
+    // 1 and "1" would become the same property: the second one would silently win.
+    fails('1: x\n"1": y\n', 'p.yaml: line 2, column 1 (document 1): invalid YAML: duplicate key "1"');
+    const keys = Array.from({ length: POLICY_LIMITS.maxKeysPerMapping }, (_, i) => `k${i}: v`);
+    const started = process.cpuUsage();
+    fails([...keys.slice(0, -1), 'k0: again'].join('\n'), `p.yaml: line ${POLICY_LIMITS.maxKeysPerMapping}, column 1 (document 1): invalid YAML: duplicate key "k0"`);
+    const used = process.cpuUsage(started);
+    const ms = (used.user + used.system) / 1000;
+    assert.ok(ms < 1000, `${POLICY_LIMITS.maxKeysPerMapping} keys took ${ms} ms of CPU`);
+  });
+
+  it('refuses keys that are not plain values', () => {
+    fails('? [a, b]\n: 1\n', 'p.yaml: line 1, column 3 (document 1): invalid YAML: a mapping key must be a string, not a list');
+    fails('? {a: 1}\n: 1\n', 'p.yaml: line 1, column 3 (document 1): invalid YAML: a mapping key must be a string, not a mapping');
+    fails('a: &k x\n*k : 1\n', 'p.yaml: line 2, column 1 (document 1): invalid YAML: a mapping key must be a string, not an alias');
   });
 
   it('reports YAML syntax errors on one line with the line number', () => {
@@ -424,6 +482,10 @@ describe('errors', () => {
     ['wrong apiVersion', { ...cnp(base), apiVersion: 'cilium.io/v1' }, `${CNP_AT}apiVersion: `, 'cilium.io/v2'],
     ['wrong KNP apiVersion', { ...knp({ podSelector: {} }), apiVersion: 'cilium.io/v2' }, 'p.yaml: document 1 (NetworkPolicy default/web): apiVersion: ', 'networking.k8s.io/v1'],
     ['missing name', { ...cnp(base), metadata: { namespace: 'default' } }, 'p.yaml: document 1 (CiliumNetworkPolicy no name): metadata.name: missing'],
+    ['a name with a line break', { ...cnp(base), metadata: { name: 'web\nx', namespace: 'default' } }, 'p.yaml: document 1 (CiliumNetworkPolicy default/"web\\nx"): metadata.name: "web\\nx" is not a valid name'],
+    ['a name with U+2028', { ...cnp(base), metadata: { name: 'web\u2028', namespace: 'default' } }, 'p.yaml: document 1 (CiliumNetworkPolicy default/"web\\u2028"): metadata.name: "web\\u2028" is not a valid name'],
+    ['an unknown metadata field', { ...cnp(base), metadata: { name: 'web', namespace: 'default', lables: { a: 'b' } } }, `${CNP_AT}metadata.lables: unknown field "lables" (did you mean labels? allowed here: name, namespace, labels, annotations, uid,`],
+    ['an unknown metadata field with a line break', { ...cnp(base), metadata: { name: 'web', namespace: 'default', 'x\ny': 1 } }, `${CNP_AT}metadata["x\\ny"]: unknown field "x\\ny"`],
     ['invalid name', { ...cnp(base), metadata: { name: 'Web', namespace: 'default' } }, 'p.yaml: document 1 (CiliumNetworkPolicy default/Web): metadata.name: '],
     ['missing namespace', { ...cnp(base), metadata: { name: 'web' } }, 'p.yaml: document 1 (CiliumNetworkPolicy web): metadata.namespace: missing', 'CiliumClusterwideNetworkPolicy'],
     ['missing KNP namespace', { ...knp({ podSelector: {} }), metadata: { name: 'web' } }, 'p.yaml: document 1 (NetworkPolicy web): metadata.namespace: missing'],
