@@ -14,6 +14,7 @@ import { Datapath } from './datapath/datapath.js';
 import { Ipam } from './endpoint/ipam.js';
 import { formatCidr, parseCidr } from './net/ipv4.js';
 import { EndpointManager } from './endpoint/manager.js';
+import { DatapathReconciler } from './reconcile/datapath.js';
 import { InterfacePool } from './endpoint/pool.js';
 import { ensureBpffs } from './kernel/bpffs.js';
 import { ESSENTIAL, probeFeatures, type KernelFeatures } from './kernel/features.js';
@@ -170,22 +171,17 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   }
   const repo = new PolicyRepository(store);
   const realizer = new PolicyRealizer(repo, datapath, { cluster: opts.cluster, enforcement: opts.enforcement, allowLocalhost: opts.allowLocalhost, auditMode: opts.auditMode }, log);
-  const manager = new EndpointManager(
-    { nodeName: opts.nodeName, cluster: opts.cluster, ipam, nodeAddresses, stateDir: opts.stateDir },
-    store,
-    nl,
-    datapath,
-    realizer,
-    log,
-  );
+  const manager = new EndpointManager({ nodeName: opts.nodeName, cluster: opts.cluster, ipam, stateDir: opts.stateDir }, store, nl, datapath, log);
+  const reconciler = new DatapathReconciler(manager, { router: ipam.router, nodeAddresses }, datapath, realizer, log);
+  manager.changes = reconciler;
   await manager.restore();
   manager.pool = new InterfacePool(nl, datapath, opts.nodeName, ipam.router, opts.interfacePool, log);
   const lb = LbDatapath.load(opts.bpfObjectDir, opts.bpffsDir);
   lb.attach(opts.cgroupRoot, opts.bpffsDir);
   const services = new ServiceManager(store, lb, () => manager.listEndpoints(), log, opts.maglevSize);
   services.syncAll();
-  manager.onChange(() => services.endpointsChanged());
-  log.info({ endpoints: manager.listEndpoints().length, sync: manager.lastSync }, 'state restored');
+  reconciler.onChange(() => services.endpointsChanged());
+  log.info({ endpoints: manager.listEndpoints().length, sync: reconciler.lastSync }, 'state restored');
 
   const listening = { hubble: '', metrics: '' };
   const mutex = new Mutex();
@@ -205,7 +201,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         interfacePool: { ready: manager.pool?.readyCount ?? 0, size: opts.interfacePool },
         ipam: { allocated: ipam.allocated, capacity: ipam.capacity },
         maps,
-        lastSync: manager.lastSync,
+        lastSync: reconciler.lastSync,
         memory: agentMemory(),
         flows: { ...ring.status(), aggregation: opts.aggregation, eventsRead: monitor.eventsRead, backlogBytes: monitor.backlogBytes, decodeErrors: monitor.decodeErrors },
         listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics, hubbleTls: hubbleTcp?.mode, metricsTls: metricsTcp?.mode },
@@ -222,7 +218,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   registerEndpointRoutes(api, { manager, datapath, serial });
   registerServiceRoutes(api, { services, lb, serial });
 
-  const decoder = new FlowDecoder(flowContext(opts.nodeName, manager, realizer, services));
+  const decoder = new FlowDecoder(flowContext(opts.nodeName, reconciler, realizer, services));
   const ring = new FlowRing(opts.flowCapacity, opts.nodeName, (ev) => decoder.materialize(ev));
   const metrics = new Metrics({
     endpoints: () => manager.listEndpoints().length,
@@ -235,7 +231,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const monitor = new FlowMonitor(datapath, ring, metrics, decoder, log);
   monitor.configure(opts.aggregation, opts.fastPath);
   monitor.start();
-  registerPolicyRoutes(api, { repo, realizer, manager, datapath, serial, metrics });
+  registerPolicyRoutes(api, { repo, realizer, manager, reconciler, datapath, serial, metrics });
   registerFlowRoutes(api, ring, metrics);
   const observer = await startObserverServer(ring, {
     ...(hubbleTcp ? { tcpAddress: opts.hubbleAddress, ...(hubbleTcp.tls ? { tls: hubbleTcp.tls } : {}) } : {}),

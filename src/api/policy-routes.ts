@@ -6,6 +6,7 @@ import { connectionOf } from '../datapath/conntrack.js';
 import type { Datapath } from '../datapath/datapath.js';
 import { CT_FLAGS, directionName, POLICY_FLAGS, POLICY_PREFIX } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
+import type { DatapathReconciler } from '../reconcile/datapath.js';
 import type { ParsedPolicy } from '../policy/parse.js';
 import { PolicyParser } from '../policy/parse-pool.js';
 import { describeL4 } from '../policy/ports.js';
@@ -28,6 +29,7 @@ export interface PolicyRouteDeps {
   repo: PolicyRepository;
   realizer: PolicyRealizer;
   manager: EndpointManager;
+  reconciler: DatapathReconciler;
   datapath: Datapath;
   serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
   metrics: Metrics;
@@ -100,14 +102,14 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
         // (Ctrl-C, a timeout) must not find it applied later.
         if (signal.aborted) throw new UserError('unavailable', 'the client went away before the import was applied; nothing was changed');
         // Computed (and checked against the map's capacity) before anything is stored.
-        const plan = d.manager.planPolicy(d.repo.preview(parsed));
+        const plan = d.reconciler.planPolicy(d.repo.preview(parsed));
         const { revision, undo } = d.repo.import(parsed);
         try {
-          d.manager.policyChanged(`policy revision ${revision}`, plan);
+          d.reconciler.policyChanged(`policy revision ${revision}`, plan);
         } catch (err) {
           // The kernel refused part of it: put the previous policies back, in the maps too.
           d.repo.revert(undo);
-          d.manager.repairPolicy(`policy revision ${revision} rolled back`);
+          d.reconciler.repairPolicy(`policy revision ${revision} rolled back`);
           throw err;
         }
         d.metrics.policyImport.observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -132,9 +134,9 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
           }
           refs = found.map((p) => p.ref);
         }
-        const plan = d.manager.planPolicy(d.repo.previewDelete(refs));
+        const plan = d.reconciler.planPolicy(d.repo.previewDelete(refs));
         const revision = d.repo.delete(refs);
-        d.manager.policyChanged(`policy revision ${revision}`, plan);
+        d.reconciler.policyChanged(`policy revision ${revision}`, plan);
         return { revision };
       });
     })

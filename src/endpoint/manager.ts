@@ -1,15 +1,13 @@
 /* Endpoint and namespace lifecycle. Every change is validated completely first, then applied
- * to the kernel, then committed to the store in one write; a failure part-way undoes what was
- * done, so the agent's accepted state never half-exists. After each change the desired
- * datapath state is recomputed from scratch and the datapath writer applies only differences. */
+ * to the kernel (namespaces, interfaces, links), then committed to the store in one write; a
+ * failure part-way undoes what was done, so the agent's accepted state never half-exists. Then
+ * the reconciler (EndpointChanges, src/reconcile/datapath.ts) makes the maps follow. */
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Endpoint, EndpointAddRequest, Namespace } from './types.js';
-import type { Datapath, DatapathChange, DesiredDatapath } from '../datapath/datapath.js';
-import type { SyncStats } from '../datapath/mirror.js';
-import { ipcacheKeyFor } from '../datapath/ipcache.js';
+import type { Datapath } from '../datapath/datapath.js';
 import { conflict, invalid, notFound, quoted } from '../errors.js';
 import { identityLabels } from '../identity/filter.js';
 import { LocalIdentityAllocator, type AllocatedIdentity } from '../identity/allocator.js';
@@ -23,15 +21,12 @@ import {
   isDerivedKey,
   type Label,
 } from '../identity/labels.js';
-import { IDENTITY_HOST, IDENTITY_WORLD, RESERVED_IDENTITIES } from '../identity/reserved.js';
+import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import type { Netlink } from '../kernel/netlink.js';
 import { ifindexOf, NETNS_NAME_MAX, netnsIdentity, netnsPath, withNetns } from '../kernel/netns.js';
 import type { Store } from '../store/store.js';
-import type { PolicyPlan, PolicyRealizer } from '../policy/realize.js';
 import { poolNetnsPattern, type InterfacePool } from './pool.js';
-import type { RuleSet } from '../policy/repository.js';
 import type { Ipam } from './ipam.js';
-import { ipToInt } from '../net/ipv4.js';
 import { plumb, plumbPrewired, randomMac, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
 import { PendingAdds } from './pending.js';
 import { parseNamedPorts, validateEndpointName, validateNamespaceName } from './validate.js';
@@ -42,7 +37,6 @@ export interface ManagerConfig {
   nodeName: string;
   cluster: string;
   ipam: Ipam;
-  nodeAddresses: string[];
   /** Where adds in progress are recorded (see pending.ts). */
   stateDir: string;
 }
@@ -60,10 +54,13 @@ const K = {
   identityCursor: 'meta/identity-cursor',
 };
 
-function appendEntries(into: DesiredDatapath, from: DesiredDatapath): void {
-  into.ipcache.push(...from.ipcache);
-  into.endpoints.push(...from.endpoints);
-  into.lxc.push(...from.lxc);
+/**
+ * Who makes the datapath follow the endpoints (the reconciler, a higher layer): told after
+ * every change that was committed, and once after a restart.
+ */
+export interface EndpointChanges {
+  endpointsChanged(reason: string, changed: Endpoint[], removed?: Endpoint[]): void;
+  resync(reason: string): void;
 }
 
 export class EndpointManager {
@@ -71,19 +68,15 @@ export class EndpointManager {
   private readonly namespaces = new Map<string, Record<string, string>>();
   private readonly allocator: LocalIdentityAllocator;
   private nextEndpointId: number;
-  private realizedCidrs = new Map<string, number>();
-  /** Lookups for the flow decoder, rebuilt after every change. */
-  private byIp = new Map<number, Endpoint>();
-  policyRegenerations = 0;
   private readonly pending: PendingAdds;
-  lastSync: SyncStats & { at: string; reason: string } = { written: 0, deleted: 0, unchanged: 0, at: '', reason: '' };
+  /** Makes the datapath follow: set once, before restore() (src/reconcile/datapath.ts). */
+  changes!: EndpointChanges;
 
   constructor(
     private readonly cfg: ManagerConfig,
     private readonly store: Store,
     private readonly nl: Netlink,
     private readonly datapath: Datapath,
-    private readonly policy: PolicyRealizer,
     private readonly log: Logger,
   ) {
     this.pending = new PendingAdds(path.join(cfg.stateDir, 'pending'));
@@ -130,7 +123,7 @@ export class EndpointManager {
         this.log.error({ endpoint: ep.id, err: (err as Error).message }, 'could not restore endpoint');
       }
     }
-    this.syncDatapath('restore');
+    this.changes.resync('restore');
   }
 
   /** What adds interrupted by the agent's death created before their endpoint was committed. */
@@ -184,7 +177,7 @@ export class EndpointManager {
       delete: changes.delete,
     });
     this.namespaces.set(name, labels);
-    this.updateDatapath(`namespace ${name} set`, affected);
+    this.changes.endpointsChanged(`namespace ${name} set`, affected);
     return this.namespaceView(name);
   }
 
@@ -296,7 +289,7 @@ export class EndpointManager {
       throw err;
     }
     this.pending.done(id);
-    this.updateDatapath(`endpoint ${ep.namespace}/${ep.name} added`, [ep]);
+    this.changes.endpointsChanged(`endpoint ${ep.namespace}/${ep.name} added`, [ep]);
     lap('synced');
     this.log.debug({ endpoint: id, ms: phases }, 'endpoint added');
     return ep;
@@ -345,14 +338,14 @@ export class EndpointManager {
       put: { [K.ep(ep.id)]: this.stored(ep), [K.identityCursor]: this.allocator.nextCursor, ...changes.put },
       delete: changes.delete,
     });
-    this.updateDatapath(`endpoint ${namespace}/${name} relabelled`, [ep]);
+    this.changes.endpointsChanged(`endpoint ${namespace}/${name} relabelled`, [ep]);
     return ep;
   }
 
   async deleteEndpoint(namespace: string, name: string): Promise<void> {
     const ep = this.mustFind(namespace, name);
     this.endpoints.delete(ep.id);
-    this.updateDatapath(`endpoint ${namespace}/${name} deleted`, [], [ep]);
+    this.changes.endpointsChanged(`endpoint ${namespace}/${name} deleted`, [], [ep]);
     this.datapath.detachEndpoint(ep.id);
     await unplumb(this.nl, ep);
     this.datapath.forgetEndpoint(ep.id);
@@ -389,139 +382,18 @@ export class EndpointManager {
     return this.namespaces.size;
   }
 
-  // ---- datapath ----
+  // ---- what the reconciler reads ----
 
-  /** Everything the maps should hold: node entries, policy CIDRs, and every endpoint's. */
-  desired(): DesiredDatapath {
-    const desired: DesiredDatapath = {
-      ipcache: [
-        [ipcacheKeyFor('0.0.0.0/0'), { identity: IDENTITY_WORLD }],
-        [ipcacheKeyFor(`${this.cfg.ipam.router}/32`), { identity: IDENTITY_HOST }],
-        ...this.cfg.nodeAddresses.map((a): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(`${a}/32`), { identity: IDENTITY_HOST }]),
-        ...[...this.realizedCidrs].map(([prefix, identity]): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(prefix), { identity }]),
-      ],
-      endpoints: [],
-      lxc: [],
-    };
-    for (const ep of this.endpoints.values()) appendEntries(desired, this.entriesOf(ep));
-    return desired;
+  endpointById(id: number): Endpoint | undefined {
+    return this.endpoints.get(id);
   }
 
-  /** The map entries one endpoint owns. */
-  private entriesOf(ep: Endpoint): DesiredDatapath {
-    const { flags, revision } = this.policy.state(ep.id);
-    // The datapath judges peers by the identity policy sees them by (see AddressIdentities).
-    const identity = this.policy.policyIdentityOf(ep);
-    const info = { ep_id: ep.id, identity, ipv4: ep.ipv4, flags, mac: ep.mac, node_mac: ep.hostMac, policy_revision: revision, ifindex: ep.ifindex };
-    const ready = ep.ifindex > 0;
-    return {
-      ipcache: [[ipcacheKeyFor(`${ep.ipv4}/32`), { identity }]],
-      endpoints: ready ? [[{ ifindex: ep.ifindex }, info]] : [],
-      lxc: ready ? [[{ ipv4: ep.ipv4 }, info]] : [],
-    };
+  allocatedIdentities(): { id: number; labels: string[] }[] {
+    return this.allocator.list();
   }
 
-  private regeneratePolicy(planned?: PolicyPlan): Set<number> {
-    const r = this.policy.regenerate(this.listEndpoints(), this.allocator.list(), planned);
-    this.policyRegenerations++;
-    return r.changed;
-  }
-
-  /** Addresses the ipcache holds for endpoints and the node: a policy CIDR never replaces them. */
-  private ownedPrefixes(): Set<string> {
-    return new Set([
-      `${this.cfg.ipam.router}/32`,
-      ...this.cfg.nodeAddresses.map((a) => `${a}/32`),
-      ...[...this.endpoints.values()].map((e) => `${e.ipv4}/32`),
-    ]);
-  }
-
-  private policyCidrs(): Map<string, number> {
-    const owned = this.ownedPrefixes();
-    return new Map([...this.policy.cidrs()].filter(([prefix]) => !owned.has(prefix)));
-  }
-
-  private syncDatapath(reason: string): void {
-    this.regeneratePolicy();
-    this.realizedCidrs = this.policyCidrs();
-    this.recordSync(reason, this.datapath.sync(this.desired()));
-  }
-
-  /**
-   * Rewrites the entries of `changed` endpoints (and of every endpoint whose policy changed)
-   * and removes those of `removed` ones. Policy entries are written first, so an endpoint's
-   * entry never points at policy that is not there yet.
-   */
-  private updateDatapath(reason: string, changed: Endpoint[], removed: Endpoint[] = [], planned?: PolicyPlan): void {
-    const policyChanged = this.regeneratePolicy(planned);
-    const touched = new Map(changed.map((e) => [e.id, e]));
-    for (const id of policyChanged) {
-      const ep = this.endpoints.get(id);
-      if (ep) touched.set(id, ep);
-    }
-    const upsert: DesiredDatapath = { ipcache: [], endpoints: [], lxc: [] };
-    for (const ep of touched.values()) appendEntries(upsert, this.entriesOf(ep));
-    const cidrs = this.policyCidrs();
-    const owned = this.ownedPrefixes();
-    for (const [prefix, identity] of cidrs) {
-      if (this.realizedCidrs.get(prefix) !== identity) upsert.ipcache.push([ipcacheKeyFor(prefix), { identity }]);
-    }
-    const remove: DatapathChange['remove'] = {
-      ipcache: [
-        ...removed.map((ep) => ipcacheKeyFor(`${ep.ipv4}/32`)),
-        ...[...this.realizedCidrs.keys()].filter((p) => !cidrs.has(p) && !owned.has(p)).map((p) => ipcacheKeyFor(p)),
-      ],
-      endpoints: removed.filter((ep) => ep.ifindex > 0).map((ep) => ({ ifindex: ep.ifindex })),
-      lxc: removed.map((ep) => ({ ipv4: ep.ipv4 })),
-    };
-    this.realizedCidrs = new Map(cidrs);
-    this.recordSync(reason, this.datapath.update({ upsert, remove }));
-  }
-
-  /** Computes policy for a prospective rule set against the current endpoints (nothing changes). */
-  planPolicy(ruleSet: RuleSet): PolicyPlan {
-    return this.policy.plan(this.listEndpoints(), this.allocator.list(), ruleSet, true);
-  }
-
-  /** Realizes policy after the repository changed (`planned`: computed for it beforehand). */
-  policyChanged(reason: string, planned?: PolicyPlan): void {
-    this.updateDatapath(reason, [], [], planned);
-  }
-
-  /** After a failed policy write: re-read the policy map and realize the repository again. */
-  repairPolicy(reason: string): void {
-    this.datapath.reloadPolicyMirror();
-    this.updateDatapath(reason, []);
-  }
-
-  /** By IPv4 address as a host-order integer. */
-  endpointByIp(ip: number): Endpoint | undefined {
-    return this.byIp.get(ip);
-  }
-
-  /** Labels of any identity: reserved, allocated or a policy's CIDR identity. */
-  identityLabels(id: number): string[] {
-    id = this.policy.baseIdentity(id); // an address identity carries its identity's labels
-    const reserved = RESERVED_IDENTITIES.find((r) => r.id === id);
-    if (reserved) return [`reserved:${reserved.name}`];
-    const allocated = this.allocator.get(id);
-    if (allocated) return allocated.labels;
-    for (const [prefix, cid] of this.realizedCidrs) if (cid === id) return [`cidr:${prefix}`, 'reserved:world'];
-    return [];
-  }
-
-  private readonly listeners: (() => void)[] = [];
-
-  /** Called after every change to endpoints (services follow their backends). */
-  onChange(listener: () => void): void {
-    this.listeners.push(listener);
-  }
-
-  private recordSync(reason: string, stats: SyncStats): void {
-    this.byIp = new Map([...this.endpoints.values()].map((e) => [ipToInt(e.ipv4), e]));
-    this.lastSync = { ...stats, at: new Date().toISOString(), reason };
-    this.log.debug({ ...stats, reason }, 'datapath synced');
-    for (const l of this.listeners) l();
+  allocatedLabels(id: number): string[] | undefined {
+    return this.allocator.get(id)?.labels;
   }
 
   // ---- helpers ----

@@ -1,6 +1,6 @@
 /* What the flow decoder needs to know, answered from the agent's current state. */
 import { RULE } from '../datapath/layouts.js';
-import type { EndpointManager } from '../endpoint/manager.js';
+import type { DatapathReconciler } from '../reconcile/datapath.js';
 import type { PolicyRealizer } from '../policy/realize.js';
 import type { FlowContext, PolicyOrigin } from './decoder.js';
 
@@ -9,15 +9,15 @@ export const AGENT_PORTS_POLICY: PolicyOrigin = { ref: { kind: 'MembraneBuiltin'
 
 export function flowContext(
   nodeName: string,
-  manager: EndpointManager,
+  reconciler: DatapathReconciler,
   realizer: PolicyRealizer,
   services?: { serviceOfBackend(ip: number, port: number, protocol: number): string | undefined },
 ): FlowContext {
   return {
     serviceOfBackend: (ip, port, protocol) => services?.serviceOfBackend(ip, port, protocol),
     nodeName,
-    endpointByIp: (ip) => manager.endpointByIp(ip),
-    identityLabels: (id) => manager.identityLabels(id),
+    endpointByIp: (ip) => reconciler.endpointByIp(ip),
+    identityLabels: (id) => reconciler.identityLabels(id),
     rulePolicy: (ruleId) => (ruleId === RULE.AGENT_PORTS ? AGENT_PORTS_POLICY : realizer.ruleRef(ruleId)),
     defaultDenyPolicies: (epId, direction) => realizer.selectingPolicies(epId, direction),
   };

@@ -59,7 +59,8 @@ describe('policy routes', () => {
       repo,
       realizer: {},
       datapath: {},
-      manager: { planPolicy: () => ({}), policyChanged: () => {}, repairPolicy: () => {} },
+      manager: {},
+      reconciler: { planPolicy: () => ({}), policyChanged: () => {}, repairPolicy: () => {} },
       metrics: { policyImport: { observe: () => {} } },
       serial: <T>(fn: () => Promise<T> | T) => {
         serialCalls++;

@@ -1,0 +1,191 @@
+/* Where endpoints and policy become map entries: the desired datapath (every endpoint's entries,
+ * the node's own addresses, the policies' CIDR prefixes) is computed from the endpoints, the
+ * identities and the policy realizer, and handed to the datapath writer, which writes only what
+ * differs. After a restart the whole desired state is compared with the pinned maps (resync);
+ * after a change only the entries of the endpoints it touched, and of those whose policy changed
+ * with it (endpointsChanged, policyChanged).
+ *
+ * Policy entries are written first (by the realizer), so an endpoint's entry never points at
+ * policy that is not there yet. A policy CIDR never replaces the ipcache entry of an endpoint or
+ * of the node. */
+import type { Logger } from 'pino';
+import type { Datapath, DatapathChange, DesiredDatapath } from '../datapath/datapath.js';
+import { ipcacheKeyFor } from '../datapath/ipcache.js';
+import type { SyncStats } from '../datapath/mirror.js';
+import type { EndpointChanges } from '../endpoint/manager.js';
+import type { Endpoint } from '../endpoint/types.js';
+import { IDENTITY_HOST, IDENTITY_WORLD, RESERVED_IDENTITIES } from '../identity/reserved.js';
+import { ipToInt } from '../net/ipv4.js';
+import type { PolicyIdentity } from '../policy/engine.js';
+import type { PolicyPlan, PolicyRealizer } from '../policy/realize.js';
+import type { RuleSet } from '../policy/repository.js';
+
+/** What the reconciler reads of the endpoints (the endpoint manager). */
+export interface EndpointSource {
+  listEndpoints(): Endpoint[];
+  endpointById(id: number): Endpoint | undefined;
+  /** Allocated identities with their labels (reserved ones are the reconciler's). */
+  allocatedIdentities(): PolicyIdentity[];
+  allocatedLabels(id: number): string[] | undefined;
+}
+
+/** The node's own addresses: the router address and the node's interfaces'. */
+export interface NodeAddresses {
+  router: string;
+  nodeAddresses: string[];
+}
+
+function appendEntries(into: DesiredDatapath, from: DesiredDatapath): void {
+  into.ipcache.push(...from.ipcache);
+  into.endpoints.push(...from.endpoints);
+  into.lxc.push(...from.lxc);
+}
+
+export class DatapathReconciler implements EndpointChanges {
+  /** The CIDR prefixes the ipcache holds for policies, with their identities. */
+  private realizedCidrs = new Map<string, number>();
+  /** Endpoints by address, for the flow decoder; rebuilt after every change. */
+  private byIp = new Map<number, Endpoint>();
+  private readonly listeners: (() => void)[] = [];
+  policyRegenerations = 0;
+  lastSync: SyncStats & { at: string; reason: string } = { written: 0, deleted: 0, unchanged: 0, at: '', reason: '' };
+
+  constructor(
+    private readonly endpoints: EndpointSource,
+    private readonly node: NodeAddresses,
+    private readonly datapath: Datapath,
+    private readonly policy: PolicyRealizer,
+    private readonly log: Logger,
+  ) {}
+
+  /** Makes the maps equal to the whole desired state (after a restart: everything else is stale). */
+  resync(reason: string): void {
+    this.regeneratePolicy();
+    this.realizedCidrs = this.policyCidrs();
+    this.recordSync(reason, this.datapath.sync(this.desired()));
+  }
+
+  /**
+   * Rewrites the entries of `changed` endpoints (and of every endpoint whose policy changed)
+   * and removes those of `removed` ones.
+   */
+  endpointsChanged(reason: string, changed: Endpoint[], removed: Endpoint[] = [], planned?: PolicyPlan): void {
+    const policyChanged = this.regeneratePolicy(planned);
+    const touched = new Map(changed.map((e) => [e.id, e]));
+    for (const id of policyChanged) {
+      const ep = this.endpoints.endpointById(id);
+      if (ep) touched.set(id, ep);
+    }
+    const upsert: DesiredDatapath = { ipcache: [], endpoints: [], lxc: [] };
+    for (const ep of touched.values()) appendEntries(upsert, this.entriesOf(ep));
+    const cidrs = this.policyCidrs();
+    const owned = this.ownedPrefixes();
+    for (const [prefix, identity] of cidrs) {
+      if (this.realizedCidrs.get(prefix) !== identity) upsert.ipcache.push([ipcacheKeyFor(prefix), { identity }]);
+    }
+    const remove: DatapathChange['remove'] = {
+      ipcache: [
+        ...removed.map((ep) => ipcacheKeyFor(`${ep.ipv4}/32`)),
+        ...[...this.realizedCidrs.keys()].filter((p) => !cidrs.has(p) && !owned.has(p)).map((p) => ipcacheKeyFor(p)),
+      ],
+      endpoints: removed.filter((ep) => ep.ifindex > 0).map((ep) => ({ ifindex: ep.ifindex })),
+      lxc: removed.map((ep) => ({ ipv4: ep.ipv4 })),
+    };
+    this.realizedCidrs = new Map(cidrs);
+    this.recordSync(reason, this.datapath.update({ upsert, remove }));
+  }
+
+  /** Computes policy for a prospective rule set against the current endpoints (nothing changes). */
+  planPolicy(ruleSet: RuleSet): PolicyPlan {
+    return this.policy.plan(this.endpoints.listEndpoints(), this.endpoints.allocatedIdentities(), ruleSet, true);
+  }
+
+  /** Realizes policy after the repository changed (`planned`: computed for it beforehand). */
+  policyChanged(reason: string, planned?: PolicyPlan): void {
+    this.endpointsChanged(reason, [], [], planned);
+  }
+
+  /** After a failed policy write: re-read the policy map and realize the repository again. */
+  repairPolicy(reason: string): void {
+    this.datapath.reloadPolicyMirror();
+    this.endpointsChanged(reason, []);
+  }
+
+  /** Everything the maps should hold: node entries, policy CIDRs, and every endpoint's. */
+  desired(): DesiredDatapath {
+    const desired: DesiredDatapath = {
+      ipcache: [
+        [ipcacheKeyFor('0.0.0.0/0'), { identity: IDENTITY_WORLD }],
+        [ipcacheKeyFor(`${this.node.router}/32`), { identity: IDENTITY_HOST }],
+        ...this.node.nodeAddresses.map((a): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(`${a}/32`), { identity: IDENTITY_HOST }]),
+        ...[...this.realizedCidrs].map(([prefix, identity]): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(prefix), { identity }]),
+      ],
+      endpoints: [],
+      lxc: [],
+    };
+    for (const ep of this.endpoints.listEndpoints()) appendEntries(desired, this.entriesOf(ep));
+    return desired;
+  }
+
+  /** By IPv4 address as a host-order integer. */
+  endpointByIp(ip: number): Endpoint | undefined {
+    return this.byIp.get(ip);
+  }
+
+  /** Labels of any identity: reserved, allocated or a policy's CIDR identity. */
+  identityLabels(id: number): string[] {
+    id = this.policy.baseIdentity(id); // an address identity carries its identity's labels
+    const reserved = RESERVED_IDENTITIES.find((r) => r.id === id);
+    if (reserved) return [`reserved:${reserved.name}`];
+    const allocated = this.endpoints.allocatedLabels(id);
+    if (allocated) return allocated;
+    for (const [prefix, cid] of this.realizedCidrs) if (cid === id) return [`cidr:${prefix}`, 'reserved:world'];
+    return [];
+  }
+
+  /** Called after every change to the datapath's endpoints (services follow their backends). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** The map entries one endpoint owns. */
+  private entriesOf(ep: Endpoint): DesiredDatapath {
+    const { flags, revision } = this.policy.state(ep.id);
+    // The datapath judges peers by the identity policy sees them by (see AddressIdentities).
+    const identity = this.policy.policyIdentityOf(ep);
+    const info = { ep_id: ep.id, identity, ipv4: ep.ipv4, flags, mac: ep.mac, node_mac: ep.hostMac, policy_revision: revision, ifindex: ep.ifindex };
+    const ready = ep.ifindex > 0;
+    return {
+      ipcache: [[ipcacheKeyFor(`${ep.ipv4}/32`), { identity }]],
+      endpoints: ready ? [[{ ifindex: ep.ifindex }, info]] : [],
+      lxc: ready ? [[{ ipv4: ep.ipv4 }, info]] : [],
+    };
+  }
+
+  private regeneratePolicy(planned?: PolicyPlan): Set<number> {
+    const r = this.policy.regenerate(this.endpoints.listEndpoints(), this.endpoints.allocatedIdentities(), planned);
+    this.policyRegenerations++;
+    return r.changed;
+  }
+
+  /** Addresses the ipcache holds for endpoints and the node: a policy CIDR never replaces them. */
+  private ownedPrefixes(): Set<string> {
+    return new Set([
+      `${this.node.router}/32`,
+      ...this.node.nodeAddresses.map((a) => `${a}/32`),
+      ...this.endpoints.listEndpoints().map((e) => `${e.ipv4}/32`),
+    ]);
+  }
+
+  private policyCidrs(): Map<string, number> {
+    const owned = this.ownedPrefixes();
+    return new Map([...this.policy.cidrs()].filter(([prefix]) => !owned.has(prefix)));
+  }
+
+  private recordSync(reason: string, stats: SyncStats): void {
+    this.byIp = new Map(this.endpoints.listEndpoints().map((e) => [ipToInt(e.ipv4), e]));
+    this.lastSync = { ...stats, at: new Date().toISOString(), reason };
+    this.log.debug({ ...stats, reason }, 'datapath synced');
+    for (const l of this.listeners) l();
+  }
+}
