@@ -92,6 +92,13 @@ export function checkedTokens(text: string, file: string, lines: LineCounter): C
     }
     out.push(token);
   };
+  // Every line break is a token: a file of more line breaks than maxTokens is refused before
+  // the lexer runs (4 MiB of them took the lexer alone half a second, more on a loaded machine).
+  for (let i = text.indexOf('\n'), n = 1; i >= 0; i = text.indexOf('\n', i + 1), n++) {
+    if (n > limits.maxTokens) {
+      throw invalid(`${fileLabel(file)}: line ${n}: more than ${limits.maxTokens} YAML tokens (words, punctuation and line breaks) in one file (maxTokens); split it into several files`);
+    }
+  }
   for (const lexeme of new Lexer().lex(text)) {
     const offset = parser.offset;
     if (++tokens > limits.maxTokens) {

@@ -1,9 +1,8 @@
 /* Policy files are read off the agent's event loop, in worker threads (parse-worker.ts).
  *
  * Model: each call is one job (the files of one request), run by one worker with a capped heap.
- * Reading must finish within a deadline (2 s), counted from the moment a ready worker has the
- * job; past it the worker is terminated and the call fails with one line naming the file being
- * read. A job waits at most as long again for a free worker. A worker that crashes or runs out of
+ * Reading each file must finish within a deadline (2 s), counted from the moment a ready worker
+ * starts it; past it the worker is terminated and the call fails with one line naming the file. A job waits at most as long again for a free worker. A worker that crashes or runs out of
  * heap fails its job only; the next job gets a fresh worker. A worker that answered is kept for
  * the next job: a new one costs 100-150 ms to start (measured from dist/; several hundred under
  * tsx, which has to compile the parser first, and longer on a loaded machine, so starting does
@@ -165,7 +164,7 @@ export class PolicyParser {
       void slot.worker.terminate();
       job.settle({
         error: slot.ready
-          ? invalid(`${this.fileOf(job)}: reading it took longer than ${this.deadlineMs} ms, the limit per request; import smaller files, or fewer at a time`)
+          ? invalid(`${this.fileOf(job)}: reading it took longer than ${this.deadlineMs} ms, the limit per file; split it into smaller files`)
           : new Error(`the policy parser did not start within ${STARTUP_MS} ms`),
       });
     }, ms);
@@ -205,7 +204,10 @@ export class PolicyParser {
     const job = slot.job;
     if (!job || job.id !== r.id) return;
     if (r.type === 'file') {
+      // Each file has its own deadline: an import of several large files is not refused for
+      // their sum, and no one file can hold a worker longer than the deadline.
       job.file = r.index;
+      this.startClock(slot, job);
       return;
     }
     slot.job = undefined;

@@ -97,8 +97,6 @@ describe('PolicyParser', () => {
       results.push(`${input.name}: ${Math.round(ms)} ms, event loop CPU ${busyMs} ms (active ${activeMs.toFixed(1)} ms): ${result.slice(0, 100)}`);
       assert.ok(result === 'ok' || result.startsWith(`${input.name}: `), result);
       assert.ok(busyMs < 100, `the event loop used ${busyMs} ms of CPU while ${input.name} was read\n${results.join('\n')}`);
-      // The deadline is 2 s once the worker has the job; the margin is for a loaded machine.
-      assert.ok(ms < 3000, `${input.name} took ${ms} ms`);
     }
     delay.disable();
     assert.equal(results.at(-1)?.endsWith(': ok'), true, results.join('\n'));
@@ -130,15 +128,12 @@ describe('PolicyParser', () => {
   });
 
   it('terminates a call past its deadline, names the file being read, and starts afresh', async () => {
-    const parser = make({ deadlineMs: 2000 });
+    const parser = make({ deadlineMs: 50 });
     await parser.parse([small]); // the worker is up (and loaded under tsx) before the clock matters
-    // Each file reads in well under the deadline; a dozen of them do not.
-    const files = Array.from({ length: 12 }, (_, i) => ({ name: `f${i}.yaml`, content: policies(1000, `f${i}-`) }));
-    const started = performance.now();
+    // A small file reads within the deadline; 1,000 policies in one file take longer than 50 ms.
+    const files = [small, { name: 'big.yaml', content: policies(1000, 'big-') }];
     const result = await outcome(parser.parse(files));
-    const ms = performance.now() - started;
-    assert.match(result, /^f\d+\.yaml: reading it took longer than 2000 ms, the limit per request; import smaller files, or fewer at a time$/);
-    assert.ok(ms < 3500, `answered after ${ms} ms`);
+    assert.match(result, /^big\.yaml: reading it took longer than 50 ms, the limit per file; split it into smaller files$/);
     assert.deepEqual((await parser.parse([small])).length, 1);
     assert.equal(parser.started, 2, 'a fresh worker for the next call');
   });
