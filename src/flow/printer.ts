@@ -3,9 +3,9 @@
  * as Hubble does. */
 import { renderTable } from '../util/table.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
-import { formatTimestampNs, parseTimestampNs, utcParts } from '../util/time.js';
+import { parseTimestampNs, utcParts } from '../util/time.js';
 import { DROP_REASON, EVENT_TYPE } from '../datapath/layouts.js';
-import type { Flow, FlowEndpoint, FlowPolicy, GetFlowsResponse, Layer4 } from './types.js';
+import type { Flow, FlowEndpoint, FlowPolicy, Layer4 } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Pieces shared by the text formats

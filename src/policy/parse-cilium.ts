@@ -1,0 +1,262 @@
+/* CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy -> rules. Selectors of a namespaced
+ * policy are scoped to its namespace; clusterwide peers select pods of any namespace. */
+import type { Entity, Peer, PeerRule, PolicyRef, PortMatch, Rule, Selector } from './types.js';
+import { POD_NAMESPACE_LABEL } from '../identity/labels.js';
+import { POLICY_LIMITS } from './limits.js';
+import { CCNP, NS_KEY, PeerBudget, ciliumKey, formatCidr, mentions, parseCidr, parseCidrBlock, parseEndPort, parsePort, parseProtocol, parseSelector, podsOnly, portMatch, withLabel } from './parse-common.js';
+import { Ctx, type Obj, asList, asObject, asString, checkFields, get, mapList, required, show, typeOf } from './parse-kit.js';
+
+/** How a kind scopes selectors (Cilium's namespace rules). */
+export interface Scope {
+  subject(sel: Selector, ctx: Ctx): Selector;
+  peer(sel: Selector): Selector;
+}
+
+/** Peers that name the namespace, or select reserved identities (reserved:host and so on, which
+ * have no namespace), are left as written, as Cilium does. */
+export const scopedAlready = (sel: Selector) =>
+  mentions(sel, POD_NAMESPACE_LABEL) || [...Object.keys(sel.matchLabels), ...sel.matchExpressions.map((e) => e.key)].some((k) => k.startsWith('reserved:'));
+
+export function namespacedScope(ns: string): Scope {
+  return {
+    // The subject of a namespaced policy is always in its namespace. Cilium overrides a
+    // conflicting match with a warning; we refuse it, since it cannot mean what was written.
+    subject(sel, ctx) {
+      const matchLabels = { ...sel.matchLabels };
+      for (const [key, value] of Object.entries(sel.matchLabels)) {
+        if (!mentions({ matchLabels: { [key]: value }, matchExpressions: [] }, POD_NAMESPACE_LABEL)) continue;
+        if (value !== ns) ctx.field('matchLabels').field(key).fail(`the endpointSelector always applies in the policy's namespace "${ns}" (remove this match, or use ${CCNP})`);
+        delete matchLabels[key];
+      }
+      const expr = sel.matchExpressions.findIndex((e) => mentions({ matchLabels: {}, matchExpressions: [e] }, POD_NAMESPACE_LABEL));
+      if (expr >= 0) ctx.field('matchExpressions').index(expr).fail(`the endpointSelector always applies in the policy's namespace "${ns}" (remove this expression, or use ${CCNP})`);
+      return withLabel({ matchLabels, matchExpressions: sel.matchExpressions }, NS_KEY, ns);
+    },
+    peer: (sel) => (scopedAlready(sel) ? sel : withLabel(sel, NS_KEY, ns)),
+  };
+}
+
+export const clusterwideScope: Scope = {
+  subject: (sel) => sel,
+  // `{}` means every pod in every namespace, not every identity (host, world, ...).
+  peer: (sel) => (scopedAlready(sel) ? sel : podsOnly(sel)),
+};
+
+export type Section = 'ingress' | 'egress' | 'ingressDeny' | 'egressDeny';
+
+export interface Direction {
+  section: Section;
+  /** Prefix of the peer fields: fromEndpoints in ingress, toEndpoints in egress. */
+  peer: 'from' | 'to';
+  deny: boolean;
+}
+
+export const DIRECTIONS: readonly Direction[] = [
+  { section: 'ingress', peer: 'from', deny: false },
+  { section: 'egress', peer: 'to', deny: false },
+  { section: 'ingressDeny', peer: 'from', deny: true },
+  { section: 'egressDeny', peer: 'to', deny: true },
+];
+
+export const RULE_FIELDS = ['endpointSelector', 'ingress', 'egress', 'ingressDeny', 'egressDeny', 'description', 'labels'];
+export const RULE_UNSUPPORTED = {
+  nodeSelector: 'host policies (nodeSelector) are not supported yet',
+  enableDefaultDeny: 'enableDefaultDeny is not supported yet (a non-empty ingress/egress section always enables default deny)',
+};
+export const ENTRY_UNSUPPORTED: Record<'from' | 'to', Record<string, string>> = {
+  from: {
+    fromRequires: 'fromRequires is not supported yet',
+    fromNodes: 'fromNodes is not supported yet (fromEntities: [remote-node] selects all other nodes)',
+    fromGroups: 'fromGroups is not supported yet',
+    authentication: 'authentication is not supported yet',
+  },
+  to: {
+    toRequires: 'toRequires is not supported yet',
+    toNodes: 'toNodes is not supported yet (toEntities: [remote-node] selects all other nodes)',
+    toGroups: 'toGroups is not supported yet',
+    toServices: 'toServices is not supported yet (select the backends with toEndpoints)',
+    toFQDNs: 'toFQDNs (DNS-based policy) is not supported yet (use toCIDR or toCIDRSet)',
+    authentication: 'authentication is not supported yet',
+  },
+};
+export const CIDRSET_UNSUPPORTED = {
+  cidrGroupRef: 'cidrGroupRef is not supported yet (list the CIDRs)',
+  cidrGroupSelector: 'cidrGroupSelector is not supported yet (list the CIDRs)',
+};
+export const L7_FIELDS = ['rules', 'terminatingTLS', 'originatingTLS', 'serverNames', 'listener'];
+
+export const ENTITIES: readonly Entity[] = ['all', 'world', 'cluster', 'host', 'remote-node', 'init', 'health', 'unmanaged', 'kube-apiserver', 'ingress', 'none'];
+
+export function parseCiliumPolicy(doc: Obj, ctx: Ctx, ref: PolicyRef): Rule[] {
+  checkFields(doc, ctx, ['apiVersion', 'kind', 'metadata', 'spec', 'specs', 'status']);
+  // `spec` is one rule, `specs` a list; Cilium accepts both together, and so do we.
+  const specs: { value: unknown; ctx: Ctx }[] = [];
+  const spec = get(doc, 'spec');
+  if (spec !== undefined) specs.push({ value: spec, ctx: ctx.field('spec') });
+  const list = get(doc, 'specs');
+  if (list !== undefined) {
+    const lctx = ctx.field('specs');
+    asList(list, lctx).forEach((value, i) => specs.push({ value, ctx: lctx.index(i) }));
+  }
+  if (specs.length === 0) ctx.field('spec').fail('missing (give spec, one rule, or specs, a list of rules)');
+  if (specs.length > POLICY_LIMITS.maxRulesPerDocument) {
+    ctx.field(list !== undefined ? 'specs' : 'spec').fail(
+      `${specs.length} rules is more than the limit of ${POLICY_LIMITS.maxRulesPerDocument} per policy (maxRulesPerDocument); split the policy`,
+    );
+  }
+  const scope = ref.namespace === undefined ? clusterwideScope : namespacedScope(ref.namespace);
+  return specs.map((s) => parseCiliumRule(s.value, s.ctx, ref, scope));
+}
+
+export function parseCiliumRule(v: unknown, ctx: Ctx, ref: PolicyRef, scope: Scope): Rule {
+  const o = asObject(v, ctx);
+  checkFields(o, ctx, RULE_FIELDS, RULE_UNSUPPORTED);
+  const sctx = ctx.field('endpointSelector');
+  const subject = scope.subject(parseSelector(required(o, 'endpointSelector', ctx, 'which endpoints the rule applies to; {} for all'), sctx, ciliumKey), sctx);
+  const description = get(o, 'description');
+  if (description !== undefined) asString(description, ctx.field('description'));
+  const labels = get(o, 'labels');
+  if (labels !== undefined) asList(labels, ctx.field('labels')); // metadata for humans; not interpreted
+  const rule: Rule = { policy: { ...ref }, subject };
+  const budget = new PeerBudget();
+  for (const dir of DIRECTIONS) {
+    const entries = mapList(o, dir.section, ctx, (e, ectx) => parseCiliumEntry(e, ectx, dir, scope, budget));
+    // Cilium: an omitted or empty section does not apply (no default deny); `[{}]` is the deny-all idiom.
+    if (entries !== undefined && entries.length > 0) rule[dir.section] = entries;
+  }
+  return rule;
+}
+
+/** One element of ingress/egress/ingressDeny/egressDeny. */
+export function parseCiliumEntry(v: unknown, ctx: Ctx, dir: Direction, scope: Scope, budget: PeerBudget): PeerRule {
+  const o = asObject(v, ctx);
+  const p = dir.peer;
+  const peerFields = [`${p}Endpoints`, `${p}Entities`, `${p}CIDR`, `${p}CIDRSet`];
+  checkFields(o, ctx, [...peerFields, 'toPorts', 'icmps'], ENTRY_UNSUPPORTED[p]);
+
+  // Cilium refuses several L3 kinds in one rule (they would read as an AND it does not implement).
+  const given = peerFields.filter((f) => {
+    const list = get(o, f);
+    return Array.isArray(list) && list.length > 0;
+  });
+  if (given.length > 1) ctx.fail(`combining ${given[0]} and ${given[1]} in one rule is not supported (as in Cilium): put each in its own rule`);
+  const icmpsGiven = get(o, 'icmps');
+  const toPortsGiven = get(o, 'toPorts');
+  if (Array.isArray(icmpsGiven) && icmpsGiven.length && Array.isArray(toPortsGiven) && toPortsGiven.length) {
+    ctx.fail('icmps may only be present without toPorts (as in Cilium): put the ports in a separate rule');
+  }
+
+  const peers: Peer[] = [];
+  const add = (peer: Peer, pctx: Ctx) => {
+    budget.take(pctx);
+    peers.push(peer);
+  };
+  mapList(o, `${p}Endpoints`, ctx, (s, sctx) => add({ type: 'endpoints', selector: scope.peer(parseSelector(s, sctx, ciliumKey)) }, sctx));
+  mapList(o, `${p}Entities`, ctx, (e, ectx) => add({ type: 'entity', entity: parseEntity(e, ectx) }, ectx));
+  mapList(o, `${p}CIDR`, ctx, (c, cctx) => add({ type: 'cidr', cidr: formatCidr(parseCidr(c, cctx)), except: [], matchEndpoints: false }, cctx));
+  mapList(o, `${p}CIDRSet`, ctx, (c, cctx) => add(parseCidrBlock(c, cctx, false, CIDRSET_UNSUPPORTED), cctx));
+
+  const l4 = parseCiliumL4(o, ctx, dir);
+  // Any peer field, even an empty list, makes this an L3 rule over exactly those peers. With
+  // none, ports alone make an L4-only rule (every peer); with nothing at all (`{}`) the entry
+  // selects nothing, but its section still puts the subject into default deny.
+  const hasPeerField = peerFields.some((f) => get(o, f) !== undefined);
+  return { peers: hasPeerField ? peers : l4.given ? undefined : [], ports: l4.ports };
+}
+
+export function parseEntity(v: unknown, ctx: Ctx): Entity {
+  const e = asString(v, ctx);
+  if (e === 'world-ipv4') return 'world';
+  if (e === 'world-ipv6') ctx.fail('world-ipv6: IPv6 is not supported yet (use world or world-ipv4)');
+  if (!ENTITIES.includes(e as Entity)) ctx.fail(`unknown entity ${show(e)} (use one of ${ENTITIES.join(', ')})`);
+  return e as Entity;
+}
+
+/** toPorts and icmps of an entry. `given`: the entry restricts L4 at all (a non-empty toPorts
+ * or icmps; an explicitly empty list adds nothing, as in Cilium). `ports` undefined = all. */
+export function parseCiliumL4(o: Obj, ctx: Ctx, dir: Direction): { given: boolean; ports: PortMatch[] | undefined } {
+  const ports: PortMatch[] = [];
+  let allPorts = false;
+  const toPorts =
+    mapList(o, 'toPorts', ctx, (e, ectx) => {
+      const matches = parseToPortsEntry(e, ectx, dir);
+      if (matches === undefined) allPorts = true;
+      else ports.push(...matches);
+    }) ?? [];
+  const icmps = mapList(o, 'icmps', ctx, parseIcmpRule) ?? [];
+  ports.push(...icmps.flat());
+  const given = toPorts.length > 0 || icmps.length > 0;
+  return { given, ports: allPorts || ports.length === 0 ? undefined : ports };
+}
+
+/** One toPorts element; undefined when it has no ports (all ports). */
+export function parseToPortsEntry(v: unknown, ctx: Ctx, dir: Direction): PortMatch[] | undefined {
+  const o = asObject(v, ctx);
+  const unsupported: Record<string, string> = {};
+  for (const f of L7_FIELDS) {
+    unsupported[f] = dir.deny ? `${f} cannot be used in ${dir.section} (deny rules are L3/L4 only)` : `${f === 'rules' ? 'L7 rules' : f} ${f === 'rules' ? 'are' : 'is'} not supported yet (only L3/L4 policy is enforced)`;
+  }
+  checkFields(o, ctx, ['ports'], unsupported);
+  const ports = mapList(o, 'ports', ctx, parseCiliumPort);
+  return ports === undefined || ports.length === 0 ? undefined : ports;
+}
+
+export function parseCiliumPort(v: unknown, ctx: Ctx): PortMatch {
+  const o = asObject(v, ctx);
+  checkFields(o, ctx, ['port', 'endPort', 'protocol']);
+  const protocol = parseProtocol(get(o, 'protocol'), ctx.field('protocol'), ['TCP', 'UDP', 'SCTP', 'ANY'], 'ANY');
+  const raw = get(o, 'port');
+  const port = raw === undefined ? undefined : parsePort(raw, ctx.field('port'), true);
+  const endPort = parseEndPort(get(o, 'endPort'), port, ctx.field('endPort'));
+  return portMatch(protocol, port, endPort);
+}
+
+export const ICMP_TYPES: Record<string, number> = {
+  EchoReply: 0,
+  DestinationUnreachable: 3,
+  Redirect: 5,
+  EchoRequest: 8,
+  RouterAdvertisement: 9,
+  RouterSelection: 10,
+  TimeExceeded: 11,
+  ParameterProblem: 12,
+  Timestamp: 13,
+  TimestampReply: 14,
+  Photuris: 40,
+  ExtendedEchoRequest: 42,
+  ExtendedEchoReply: 43,
+};
+
+export function parseIcmpRule(v: unknown, ctx: Ctx): PortMatch[] {
+  const o = asObject(v, ctx);
+  checkFields(o, ctx, ['fields']);
+  const fields = mapList(o, 'fields', ctx, parseIcmpField) ?? [];
+  if (fields.length === 0) ctx.field('fields').fail('needs at least one {type: ...} (e.g. type: EchoRequest)');
+  return fields;
+}
+
+export function parseIcmpField(v: unknown, ctx: Ctx): PortMatch {
+  const o = asObject(v, ctx);
+  checkFields(o, ctx, ['type', 'family']);
+  const family = get(o, 'family');
+  if (family !== undefined) {
+    const f = asString(family, ctx.field('family'));
+    if (f.toLowerCase() === 'ipv6') ctx.field('family').fail('ICMPv6 (family IPv6) is not supported yet');
+    if (f.toLowerCase() !== 'ipv4') ctx.field('family').fail(`unknown family ${show(f)} (use IPv4)`);
+  }
+  const t = required(o, 'type', ctx, 'an ICMP type number 0-255 or a name such as EchoRequest');
+  return { protocol: 'ICMP', icmpType: parseIcmpType(t, ctx.field('type')) };
+}
+
+/** A number 0-255 (digits in a string too) or one of Cilium's names, case-insensitively. */
+export function parseIcmpType(t: unknown, ctx: Ctx): number {
+  if (typeof t === 'string' && !/^\d+$/.test(t)) {
+    const named = Object.entries(ICMP_TYPES).find(([name]) => name.toLowerCase() === t.toLowerCase());
+    if (!named) ctx.fail(`unknown ICMP type ${show(t)} (use 0-255 or one of ${Object.keys(ICMP_TYPES).join(', ')})`);
+    return named[1];
+  }
+  const n = typeof t === 'string' ? Number(t) : t;
+  if (typeof n !== 'number' || !Number.isInteger(n)) ctx.fail(`expected an ICMP type number or name, not ${typeOf(t)}`);
+  if (n < 0 || n > 255) ctx.fail(`ICMP type ${n} is out of range (use 0-255)`);
+  return n;
+}
