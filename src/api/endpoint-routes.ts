@@ -1,5 +1,4 @@
 /* Agent API routes for namespaces, endpoints, identities and the raw ipcache and counters. */
-import { invalid } from '../errors.js';
 import type { Datapath } from '../datapath/datapath.js';
 import { connectionOf } from '../datapath/conntrack.js';
 import { ipcachePrefixOf } from '../datapath/ipcache.js';
@@ -7,6 +6,7 @@ import { CT_FLAGS, directionName, DROP_REASON } from '../datapath/layouts.js';
 import { dropReasonName } from '../flow/proto.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { parseEndpointRef } from '../endpoint/validate.js';
+import { endpointAddBody, endpointUpdateBody, namespaceBody, readBody } from './bodies.js';
 import type { ApiServer } from './server.js';
 import type { IpcacheRow, MetricsRow } from './types.js';
 
@@ -16,44 +16,22 @@ export interface EndpointRouteDeps {
   serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
 }
 
-const body = (b: unknown) => (b ?? {}) as Record<string, unknown>;
-
-function strings(v: unknown, field: string): string[] | undefined {
-  if (v === undefined) return undefined;
-  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw invalid(`${field} must be a list of strings`);
-  return v as string[];
-}
-
-function optString(v: unknown, field: string): string | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string') throw invalid(`${field} must be a string`);
-  return v;
-}
-
 export function registerEndpointRoutes(api: ApiServer, { manager, datapath, serial }: EndpointRouteDeps): void {
   api
     .route('GET', '/v1/namespaces', () => manager.listNamespaces())
     .route('PUT', '/v1/namespaces/:name', ({ params, body: b }) =>
-      serial(() => manager.setNamespace(params.name!, strings(body(b).labels, 'labels'))),
+      serial(() => manager.setNamespace(params.name!, readBody(namespaceBody, b).labels)),
     )
     .route('DELETE', '/v1/namespaces/:name', ({ params }) => serial(() => manager.deleteNamespace(params.name!)))
     .route('GET', '/v1/endpoints', () => manager.listEndpoints())
     .route('POST', '/v1/endpoints', ({ body: b }) => {
-      const r = body(b);
-      const ref = parseEndpointRef(`${optString(r.namespace, 'namespace') ?? ''}/${optString(r.name, 'name') ?? ''}`);
-      return serial(() =>
-        manager.addEndpoint({
-          ...ref,
-          labels: strings(r.labels, 'labels'),
-          ipv4: optString(r.ipv4, 'ipv4'),
-          ports: strings(r.ports, 'ports'),
-          netns: optString(r.netns, 'netns'),
-        }),
-      );
+      const req = readBody(endpointAddBody, b);
+      const ref = parseEndpointRef(`${req.namespace}/${req.name}`);
+      return serial(() => manager.addEndpoint({ ...req, ...ref }));
     })
     .route('GET', '/v1/endpoints/:namespace/:name', ({ params }) => manager.getEndpoint(params.namespace!, params.name!))
     .route('PATCH', '/v1/endpoints/:namespace/:name', ({ params, body: b }) =>
-      serial(() => manager.updateEndpoint(params.namespace!, params.name!, strings(body(b).labels, 'labels') ?? [])),
+      serial(() => manager.updateEndpoint(params.namespace!, params.name!, readBody(endpointUpdateBody, b).labels ?? [])),
     )
     .route('DELETE', '/v1/endpoints/:namespace/:name', ({ params }) =>
       serial(() => manager.deleteEndpoint(params.namespace!, params.name!)),

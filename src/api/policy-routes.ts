@@ -13,6 +13,7 @@ import { describeL4 } from '../policy/ports.js';
 import type { PolicyRealizer } from '../policy/realize.js';
 import { describePolicy, type PolicyRepository } from '../policy/repository.js';
 import type { PolicyRef } from '../policy/types.js';
+import { policyFilesBody, readBody } from './bodies.js';
 import type { ApiServer } from './server.js';
 import type { Metrics } from '../flow/metrics.js';
 import type {
@@ -38,13 +39,7 @@ export interface PolicyRouteDeps {
 }
 
 function files(body: unknown): PolicyFile[] {
-  const list = (body as { files?: unknown } | undefined)?.files;
-  if (!Array.isArray(list) || list.length === 0) throw invalid('no policy file given');
-  return list.map((f, i) => {
-    const file = f as Partial<PolicyFile>;
-    if (typeof file?.name !== 'string' || typeof file.content !== 'string') throw invalid(`files[${i}] needs a name and a content`);
-    return { name: file.name, content: file.content };
-  });
+  return readBody(policyFilesBody, body).files;
 }
 
 /** Every file, read in a worker thread (parse-pool.ts), and no policy twice across them. */

@@ -1,5 +1,5 @@
 /* Agent API routes for services. */
-import { invalid } from '../errors.js';
+import { readBody, serviceBody } from './bodies.js';
 import type { LbDatapath } from '../service/datapath.js';
 import type { ServiceManager } from '../service/manager.js';
 import type { ApiServer } from './server.js';
@@ -11,14 +11,10 @@ export interface ServiceRouteDeps {
   serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
 }
 
+/** The service of the body; PUT names it in the path. */
 function request(body: unknown, name?: string): ServiceRequest {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('the request must be a service object');
-  const r = { ...(body as Record<string, unknown>), ...(name ? { name } : {}) } as ServiceRequest;
-  for (const field of ['backends', 'selector'] as const) {
-    const v = r[field];
-    if (v !== undefined && (!Array.isArray(v) || v.some((x) => typeof x !== 'string'))) throw invalid(`${field} must be a list of strings`);
-  }
-  return r;
+  const named = name !== undefined && typeof body === 'object' && body !== null && !Array.isArray(body) ? { ...body, name } : body;
+  return readBody(serviceBody, named);
 }
 
 export function registerServiceRoutes(api: ApiServer, { services, lb, serial }: ServiceRouteDeps): void {

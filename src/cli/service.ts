@@ -1,6 +1,7 @@
 /* `membrane service add|update|delete|list|get`: virtual IPs load-balanced in the kernel. */
 import { Command, type CommandUnknownOpts } from '@commander-js/extra-typings';
 import type { ServiceRequest, ServiceView } from '../api/types.js';
+import { UserError } from '../errors.js';
 import { collect, outputOption, type CliContext } from './context.js';
 import { parseFormat, print, type Column } from './output.js';
 
@@ -36,16 +37,24 @@ function serviceVerb(name: 'add' | 'update', description: string) {
 
 type ServiceFlags = ReturnType<ReturnType<typeof serviceVerb>['opts']>;
 
+/** A flag's value as a number, or one line saying it is not one. */
+function numberFlag(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n)) throw new UserError('invalid', `${flag} ${JSON.stringify(text)} is not a number`);
+  return n;
+}
+
 function serviceRequest(name: string, o: ServiceFlags): ServiceRequest {
   return {
     name,
     frontend: o.frontend,
     backends: o.backend,
     selector: o.selector,
-    targetPort: o.targetPort === undefined ? undefined : Number(o.targetPort),
+    targetPort: numberFlag(o.targetPort, '--target-port'),
     algorithm: o.algorithm,
     affinity: o.affinityTimeout !== undefined && o.affinity === 'none' ? 'client-ip' : o.affinity,
-    affinityTimeout: o.affinityTimeout === undefined ? undefined : Number(o.affinityTimeout),
+    affinityTimeout: numberFlag(o.affinityTimeout, '--affinity-timeout'),
   };
 }
 

@@ -3,7 +3,7 @@
  * wrong and a 400, never a 500 from code that trusted its types. A field Membrane does not
  * filter on is refused rather than ignored: ignoring it would return more flows than asked. */
 import { z } from 'zod';
-import { invalid } from '../errors.js';
+import { checkShape } from '../util/schema.js';
 import type { GetFlowsRequest } from './types.js';
 
 const strings = z.array(z.string());
@@ -53,16 +53,7 @@ const getFlowsRequest = z.strictObject({
   blacklist: z.array(flowFilter).optional(),
 }) satisfies z.ZodType<GetFlowsRequest>;
 
-/** `a.b[0].c` for an issue's path. */
-function pathText(path: readonly PropertyKey[]): string {
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
-}
-
 /** The body as a GetFlowsRequest, or UserError('invalid') naming the first wrong field. */
 export function parseFlowsRequest(body: unknown): GetFlowsRequest {
-  const r = getFlowsRequest.safeParse(body ?? {});
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const where = issue.path.length ? `${pathText(issue.path)}: ` : '';
-  throw invalid(`the flows request is not a valid GetFlowsRequest: ${where}${issue.message.replace(/\s+/g, ' ')}`);
+  return checkShape(getFlowsRequest, body ?? {}, 'the flows request is not a valid GetFlowsRequest');
 }
