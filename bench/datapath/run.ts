@@ -20,6 +20,7 @@ import type { ChildProcess } from 'node:child_process';
 import { TestNode, repoRoot, run } from '../../test/harness/node.js';
 import { mean, median, ratioLine, REFERENCE, TABLE_HEADER, valueLine, type RatioRow } from '../stats.js';
 import { background, connectionRate as measureConnectionRate, deleteNamespacesOnExit, echoServerArgv, execIn, plainPair, stop, type Pair } from '../topology.js';
+import { runBenchmark } from '../main.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -347,10 +348,4 @@ async function main(): Promise<void> {
   }
 }
 
-// Interrupted runs still clean up: exit handlers (the harness's, and ours) run on process.exit.
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBenchmark(main);

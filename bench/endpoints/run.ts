@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { TestNode } from '../../test/harness/node.js';
 import { connectFrom } from '../probe.js';
 import { percentile } from '../stats.js';
+import { runBenchmark } from '../main.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -167,10 +168,4 @@ async function main(): Promise<void> {
   }
 }
 
-// Interrupted runs still clean up: exit handlers (the harness's, and ours) run on process.exit.
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBenchmark(main);

@@ -17,6 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { TestNode, repoRoot } from '../../test/harness/node.js';
 import { median, percentile as pct } from '../stats.js';
+import { runBenchmark } from '../main.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -184,10 +185,4 @@ require('readline').createInterface({ input: process.stdin }).on('line', (host) 
   s.on('error', () => console.log('0 error'));
 });`;
 
-// Interrupted runs still clean up: exit handlers (the harness's, and ours) run on process.exit.
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBenchmark(main);

@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { TestNode } from '../../test/harness/node.js';
 import { connectFrom } from '../probe.js';
 import { percentile, valueLine } from '../stats.js';
+import { runBenchmark } from '../main.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -120,9 +121,4 @@ async function main(): Promise<void> {
   }
 }
 
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBenchmark(main);

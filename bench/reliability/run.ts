@@ -15,6 +15,7 @@ import type { ChildProcess } from 'node:child_process';
 import { repoRoot, TestNode, waitForLine } from '../../test/harness/node.js';
 import { connectFrom } from '../probe.js';
 import { formatNumber, median, valueLine } from '../stats.js';
+import { runBenchmark } from '../main.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -158,10 +159,10 @@ async function main(): Promise<void> {
     const lines = [
       valueLine(`restart (SIGKILL) → ready, ms, at ${at} (median; max)`, f(median(rounds.map((r) => r.readyMs))), `max ${f(worst.readyMs)} over ${ROUNDS}`, `≤ ${GOALS.readyMs} ms`, worst.readyMs <= GOALS.readyMs),
       valueLine('agent RSS when ready after a restart, MiB (max; peak during it)', f(worst.rssMiB), `peak ${f(worst.peakMiB)}`, `≤ ${GOALS.rssMiB} MiB`, worst.rssMiB <= GOALS.rssMiB),
-      valueLine('map entries a restart wrote or deleted (nothing changed)', String(worst.writes), `of ${f(policyEntries + ipcacheEntries)}+`, '0', worst.writes === 0),
-      valueLine(`UDP datagrams lost across ${ROUNDS} kills (${UDP_RATE}/s)`, String(lost), `of ${f(sent ?? 0)}`, '0', lost === 0),
+      valueLine('map entries a restart wrote or deleted (nothing changed)', String(worst.writes), `of ${(policyEntries + ipcacheEntries).toLocaleString('en')}+`, '0', worst.writes === 0),
+      valueLine(`UDP datagrams lost across ${ROUNDS} kills (${UDP_RATE}/s)`, String(lost), `of ${(sent ?? 0).toLocaleString('en')}`, '0', lost === 0),
       valueLine(`held TCP connections broken across ${ROUNDS} kills`, String(broken), `of ${HELD}`, '0', broken === 0),
-      valueLine('new TCP connections refused while the agent was killed and restarted', String(refused), `of ${f(connects)}`, '0', refused === 0),
+      valueLine('new TCP connections refused while the agent was killed and restarted', String(refused), `of ${connects.toLocaleString('en')}`, '0', refused === 0),
     ];
     console.log(lines.join('\n'));
     const result = { endpoints: loaded.counts.endpoints, policyEntries, ipcacheEntries, rounds, udp: { sent, received, lost }, held: { total: HELD, broken }, connects: { total: connects, refused }, lines };
@@ -172,10 +173,4 @@ async function main(): Promise<void> {
   }
 }
 
-// Interrupted runs still clean up: exit handlers (the harness's) run on process.exit.
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBenchmark(main);

@@ -19,6 +19,7 @@ import { MAGLEV_DEFAULT_SIZE, maglevTable } from '../../src/service/maglev.js';
 import { TestNode, repoRoot, run, waitForLine } from '../../test/harness/node.js';
 import { median, ratioLine, REFERENCE, TABLE_HEADER, valueLine, type RatioRow } from '../stats.js';
 import { connectionRate, deleteNamespacesOnExit, echoServer, execIn, plainPair, stop } from '../topology.js';
+import { runBenchmark } from '../main.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -178,9 +179,4 @@ async function main(): Promise<void> {
   }
 }
 
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => process.exit(130));
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBenchmark(main);

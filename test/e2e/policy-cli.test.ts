@@ -24,11 +24,7 @@ describe('policy commands', () => {
   let a: Endpoint;
   let b: Endpoint;
   let c: Endpoint;
-  const file = (name: string, content: string) => {
-    const p = path.join(node.dir, name);
-    fs.writeFileSync(p, content);
-    return p;
-  };
+  const file = (name: string, content: string) => node.writeFile(name, content);
 
   before(async () => {
     node = await TestNode.create({ podCidr: '10.224.0.0/24' });

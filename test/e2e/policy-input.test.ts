@@ -2,9 +2,7 @@
  * is refused with one line naming the file, within 2 s, while the agent keeps answering other
  * requests; a file without policy makes no revision; DELETE takes only "all": true. */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import http from 'node:http';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TestNode } from '../harness/node.js';
 
@@ -19,11 +17,7 @@ spec:
 
 describe('policy input limits on a running agent', () => {
   let node: TestNode;
-  const file = (name: string, content: string) => {
-    const p = path.join(node.dir, name);
-    fs.writeFileSync(p, content);
-    return p;
-  };
+  const file = (name: string, content: string) => node.writeFile(name, content);
 
   before(async () => {
     node = await TestNode.create({ podCidr: '10.238.0.0/24' });

@@ -180,6 +180,13 @@ export class TestNode {
     return child;
   }
 
+  /** Writes a file into this node's own directory (removed by cleanup); returns its path. */
+  writeFile(name: string, content: string): string {
+    const p = path.join(this.dir, name);
+    fs.writeFileSync(p, content);
+    return p;
+  }
+
   agentLog(): string {
     return fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8') : '';
   }
