@@ -74,6 +74,15 @@ function deleteTarget(body: unknown): { all: true } | { namespace?: string; name
   return { name: b.name, ...(b.namespace !== undefined ? { namespace: b.namespace } : {}) };
 }
 
+/** The parsers' notes of every policy, for the response; absent when there are none. */
+const notesOf = (parsed: ParsedPolicy[]): { notes?: string[] } => {
+  const notes = parsed.flatMap((p) => p.notes ?? []);
+  return notes.length > 0 ? { notes } : {};
+};
+
+/** What is stored of a parsed policy: its notes are for this response only. */
+const toStore = (p: ParsedPolicy) => ({ ref: p.ref, source: p.source, rules: p.rules });
+
 const summary = (p: { ref: ParsedPolicy['ref']; rules: unknown[] }, revision: number): PolicySummary => ({
   kind: p.ref.kind,
   ...(p.ref.namespace ? { namespace: p.ref.namespace } : {}),
@@ -85,13 +94,14 @@ const summary = (p: { ref: ParsedPolicy['ref']; rules: unknown[] }, revision: nu
 export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
   const parser = d.parser ?? new PolicyParser();
   api
-    .route('POST', '/v1/policies/validate', async ({ body, signal }) => {
+    .route('POST', '/v1/policies/validate', async ({ body, signal }): Promise<PolicyImportResult> => {
       const parsed = await parseAll(parser, files(body), signal);
-      return { revision: d.repo.revision, policies: parsed.map((p) => summary(p, d.repo.revision)) };
+      return { revision: d.repo.revision, policies: parsed.map((p) => summary(p, d.repo.revision)), ...notesOf(parsed) };
     })
     .route('POST', '/v1/policies', async ({ body, signal }): Promise<PolicyImportResult> => {
       const started = process.hrtime.bigint();
-      const parsed = await parseAll(parser, files(body), signal); // everything validated before anything changes
+      const all = await parseAll(parser, files(body), signal); // everything validated before anything changes
+      const parsed = all.map(toStore);
       return d.serial(() => {
         // The import may have waited here behind other changes: a client that has given up
         // (Ctrl-C, a timeout) must not find it applied later.
@@ -108,7 +118,7 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
           throw err;
         }
         d.metrics.policyImport.observe(Number(process.hrtime.bigint() - started) / 1e9);
-        return { revision, policies: parsed.map((p) => summary(p, revision)) };
+        return { revision, policies: parsed.map((p) => summary(p, revision)), ...notesOf(all) };
       });
     })
     .route('GET', '/v1/policies', (): PolicyList => ({

@@ -90,6 +90,8 @@ export interface PolicySummary {
 export interface PolicyImportResult {
   revision: number;
   policies: PolicySummary[];
+  /** One-line notes about the files that are not errors (e.g. a policy defaulted into namespace default). */
+  notes?: string[];
 }
 
 export interface PolicyList {

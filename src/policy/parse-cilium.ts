@@ -1,10 +1,13 @@
 /* CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy -> rules. Selectors of a namespaced
- * policy are scoped to its namespace; clusterwide peers select pods of any namespace. */
+ * policy are scoped to its namespace; clusterwide peers select pods of any namespace. Cilium
+ * fields we do not implement yet are refused, except in the forms Cilium makes nothing of (an
+ * empty toFQDNs, `rules: {}`, `authentication: {mode: disabled}`, ...), so that Cilium's own
+ * examples apply unchanged while a policy never silently means less than it says. */
 import type { Entity, Peer, PeerRule, PolicyRef, PortMatch, Rule, Selector } from './types.js';
 import { POD_NAMESPACE_LABEL } from '../identity/labels.js';
 import { POLICY_LIMITS } from './limits.js';
 import { CCNP, NS_KEY, PeerBudget, ciliumKey, formatCidr, mentions, parseCidr, parseCidrBlock, parseEndPort, parsePort, parseProtocol, parseSelector, podsOnly, portMatch, withLabel } from './parse-common.js';
-import { Ctx, type Obj, asList, asObject, asString, checkFields, get, mapList, required, show, typeOf } from './parse-kit.js';
+import { Ctx, type Obj, asList, asObject, asString, checkFields, emptyListOnly, get, mapList, required, show, typeOf } from './parse-kit.js';
 
 /** How a kind scopes selectors (Cilium's namespace rules). */
 export interface Scope {
@@ -63,32 +66,49 @@ export const RULE_UNSUPPORTED = {
   nodeSelector: 'host policies (nodeSelector) are not supported yet',
   enableDefaultDeny: 'enableDefaultDeny is not supported yet (a non-empty ingress/egress section always enables default deny)',
 };
-export const ENTRY_UNSUPPORTED: Record<'from' | 'to', Record<string, string>> = {
+
+/** What an explicitly empty list of a recognised-but-unimplemented field means in Cilium, which
+ * is also how we accept it (a non-empty one is refused with `message`):
+ *  - 'absent': as if the field were not there. Requirements, groups, services and FQDNs are not
+ *    among the L3 peer lists whose empty list selects nothing, so `{toFQDNs: [], toPorts: P}` is
+ *    the L4-only rule `{toPorts: P}` (every peer on P), and `{toFQDNs: []}` alone is `{}`.
+ *  - 'no-peers': an L3 peer list, like fromEndpoints: an explicitly empty one selects no peer,
+ *    with or without toPorts (Cilium tells an empty list of endpoints, nodes, entities or CIDRs
+ *    from an absent one, and selects nothing for it). */
+export interface EmptyMeans {
+  message: string;
+  empty: 'absent' | 'no-peers';
+}
+export const ENTRY_EMPTY_LISTS: Record<'from' | 'to', Record<string, EmptyMeans>> = {
   from: {
-    fromRequires: 'fromRequires is not supported yet',
-    fromNodes: 'fromNodes is not supported yet (fromEntities: [remote-node] selects all other nodes)',
-    fromGroups: 'fromGroups is not supported yet',
-    authentication: 'authentication is not supported yet',
+    fromRequires: { message: 'fromRequires is not supported yet', empty: 'absent' },
+    fromNodes: { message: 'fromNodes is not supported yet (fromEntities: [remote-node] selects all other nodes)', empty: 'no-peers' },
+    fromGroups: { message: 'fromGroups is not supported yet', empty: 'absent' },
   },
   to: {
-    toRequires: 'toRequires is not supported yet',
-    toNodes: 'toNodes is not supported yet (toEntities: [remote-node] selects all other nodes)',
-    toGroups: 'toGroups is not supported yet',
-    toServices: 'toServices is not supported yet (select the backends with toEndpoints)',
-    toFQDNs: 'toFQDNs (DNS-based policy) is not supported yet (use toCIDR or toCIDRSet)',
-    authentication: 'authentication is not supported yet',
+    toRequires: { message: 'toRequires is not supported yet', empty: 'absent' },
+    toNodes: { message: 'toNodes is not supported yet (toEntities: [remote-node] selects all other nodes)', empty: 'no-peers' },
+    toGroups: { message: 'toGroups is not supported yet', empty: 'absent' },
+    toServices: { message: 'toServices is not supported yet (select the backends with toEndpoints)', empty: 'absent' },
   },
 };
+export const TO_FQDNS: EmptyMeans = { message: 'toFQDNs (DNS-based policy) is not supported yet (use toCIDR or toCIDRSet)', empty: 'absent' };
 export const CIDRSET_UNSUPPORTED = {
   cidrGroupRef: 'cidrGroupRef is not supported yet (list the CIDRs)',
   cidrGroupSelector: 'cidrGroupSelector is not supported yet (list the CIDRs)',
 };
 export const L7_FIELDS = ['rules', 'terminatingTLS', 'originatingTLS', 'serverNames', 'listener'];
+/** The kinds of L7 rules (`toPorts[].rules`); an empty list of any of them is no rule at all. */
+export const L7_RULE_LISTS = ['http', 'kafka', 'dns', 'l7'];
+export const AUTH_MODES = ['disabled', 'required', 'test-always-fail'];
 
 export const ENTITIES: readonly Entity[] = ['all', 'world', 'cluster', 'host', 'remote-node', 'init', 'health', 'unmanaged', 'kube-apiserver', 'ingress', 'none'];
 
 export function parseCiliumPolicy(doc: Obj, ctx: Ctx, ref: PolicyRef): Rule[] {
-  checkFields(doc, ctx, ['apiVersion', 'kind', 'metadata', 'spec', 'specs', 'status']);
+  checkFields(doc, ctx, ['apiVersion', 'kind', 'metadata', 'spec', 'specs', 'status', 'description']);
+  // A description next to metadata, as in Cilium's getting-started examples: kept in the source
+  // (policy get shows it), not interpreted.
+  optionalString(doc, 'description', ctx);
   // `spec` is one rule, `specs` a list; Cilium accepts both together, and so do we.
   const specs: { value: unknown; ctx: Ctx }[] = [];
   const spec = get(doc, 'spec');
@@ -113,11 +133,11 @@ export function parseCiliumRule(v: unknown, ctx: Ctx, ref: PolicyRef, scope: Sco
   checkFields(o, ctx, RULE_FIELDS, RULE_UNSUPPORTED);
   const sctx = ctx.field('endpointSelector');
   const subject = scope.subject(parseSelector(required(o, 'endpointSelector', ctx, 'which endpoints the rule applies to; {} for all'), sctx, ciliumKey), sctx);
-  const description = get(o, 'description');
-  if (description !== undefined) asString(description, ctx.field('description'));
+  const description = optionalString(o, 'description', ctx);
   const labels = get(o, 'labels');
   if (labels !== undefined) asList(labels, ctx.field('labels')); // metadata for humans; not interpreted
   const rule: Rule = { policy: { ...ref }, subject };
+  if (description !== undefined) rule.description = description;
   const budget = new PeerBudget();
   for (const dir of DIRECTIONS) {
     const entries = mapList(o, dir.section, ctx, (e, ectx) => parseCiliumEntry(e, ectx, dir, scope, budget));
@@ -127,12 +147,29 @@ export function parseCiliumRule(v: unknown, ctx: Ctx, ref: PolicyRef, scope: Sco
   return rule;
 }
 
+/** A string field for humans, validated and returned as given. */
+export function optionalString(o: Obj, key: string, ctx: Ctx): string | undefined {
+  const v = get(o, key);
+  return v === undefined ? undefined : asString(v, ctx.field(key));
+}
+
 /** One element of ingress/egress/ingressDeny/egressDeny. */
 export function parseCiliumEntry(v: unknown, ctx: Ctx, dir: Direction, scope: Scope, budget: PeerBudget): PeerRule {
   const o = asObject(v, ctx);
   const p = dir.peer;
   const peerFields = [`${p}Endpoints`, `${p}Entities`, `${p}CIDR`, `${p}CIDRSet`];
-  checkFields(o, ctx, [...peerFields, 'toPorts', 'icmps'], ENTRY_UNSUPPORTED[p]);
+  const emptyLists: Record<string, EmptyMeans> = { ...ENTRY_EMPTY_LISTS[p] };
+  const refused: Record<string, string> = {};
+  // Cilium's deny rules have neither toFQDNs nor authentication, not even empty.
+  if (dir.deny) {
+    for (const f of p === 'to' ? ['toFQDNs', 'authentication'] : ['authentication']) {
+      refused[f] = `${f} cannot be used in ${dir.section} (Cilium's deny rules have no ${f})`;
+    }
+  } else if (p === 'to') {
+    emptyLists.toFQDNs = TO_FQDNS;
+  }
+  const authentication = dir.deny ? [] : ['authentication'];
+  checkFields(o, ctx, [...peerFields, 'toPorts', 'icmps', ...Object.keys(emptyLists), ...authentication, 'description'], refused);
 
   // Cilium refuses several L3 kinds in one rule (they would read as an AND it does not implement).
   const given = peerFields.filter((f) => {
@@ -145,6 +182,14 @@ export function parseCiliumEntry(v: unknown, ctx: Ctx, dir: Direction, scope: Sc
   if (Array.isArray(icmpsGiven) && icmpsGiven.length && Array.isArray(toPortsGiven) && toPortsGiven.length) {
     ctx.fail('icmps may only be present without toPorts (as in Cilium): put the ports in a separate rule');
   }
+  // Recognised, not implemented: accepted only as the no-op Cilium makes of an empty list.
+  let emptyL3 = false;
+  for (const [f, means] of Object.entries(emptyLists)) {
+    if (emptyListOnly(o, f, ctx, means.message) && means.empty === 'no-peers') emptyL3 = true;
+  }
+  const auth = get(o, 'authentication');
+  if (auth !== undefined) parseAuthentication(auth, ctx.field('authentication'));
+  const description = optionalString(o, 'description', ctx);
 
   const peers: Peer[] = [];
   const add = (peer: Peer, pctx: Ctx) => {
@@ -157,11 +202,30 @@ export function parseCiliumEntry(v: unknown, ctx: Ctx, dir: Direction, scope: Sc
   mapList(o, `${p}CIDRSet`, ctx, (c, cctx) => add(parseCidrBlock(c, cctx, false, CIDRSET_UNSUPPORTED), cctx));
 
   const l4 = parseCiliumL4(o, ctx, dir);
-  // Any peer field, even an empty list, makes this an L3 rule over exactly those peers. With
-  // none, ports alone make an L4-only rule (every peer); with nothing at all (`{}`) the entry
-  // selects nothing, but its section still puts the subject into default deny.
+  // Any peer field makes this an L3 rule over exactly the peers listed, and an explicitly empty
+  // one (fromEndpoints: [], fromNodes: [], ...) selects none, even beside a non-empty list of
+  // another kind (as in Cilium). Without any, ports alone make an L4-only rule (every peer);
+  // with nothing at all (`{}`) the entry selects nothing, but its section still puts the
+  // subject into default deny.
+  for (const f of peerFields) {
+    const list = get(o, f);
+    if (Array.isArray(list) && list.length === 0) emptyL3 = true;
+  }
   const hasPeerField = peerFields.some((f) => get(o, f) !== undefined);
-  return { peers: hasPeerField ? peers : l4.given ? undefined : [], ports: l4.ports };
+  const rule: PeerRule = { peers: emptyL3 ? [] : hasPeerField ? peers : l4.given ? undefined : [], ports: l4.ports };
+  if (description !== undefined) rule.description = description;
+  return rule;
+}
+
+/** `authentication: {mode: disabled}` states what happens anyway: accepted. Mutual
+ * authentication itself is not implemented. */
+export function parseAuthentication(v: unknown, ctx: Ctx): void {
+  const o = asObject(v, ctx);
+  checkFields(o, ctx, ['mode']);
+  const mctx = ctx.field('mode');
+  const mode = asString(required(o, 'mode', ctx, `use ${AUTH_MODES.join(', ')}`), mctx);
+  if (!AUTH_MODES.includes(mode)) mctx.fail(`unknown mode ${show(mode)} (use ${AUTH_MODES.join(', ')})`);
+  if (mode !== 'disabled') mctx.fail(`mutual authentication (mode ${mode}) is not supported yet (only mode: disabled, which requires none)`);
 }
 
 export function parseEntity(v: unknown, ctx: Ctx): Entity {
@@ -189,16 +253,33 @@ export function parseCiliumL4(o: Obj, ctx: Ctx, dir: Direction): { given: boolea
   return { given, ports: allPorts || ports.length === 0 ? undefined : ports };
 }
 
-/** One toPorts element; undefined when it has no ports (all ports). */
+/** One toPorts element; undefined when it has no ports (all ports). L7 fields are refused in
+ * deny sections (Cilium's deny ports have none); elsewhere `rules` without any L7 rule in it
+ * (`{}`, `{http: []}`) and an empty serverNames change nothing, as in Cilium, so the element is
+ * the L4 rule it would be without them. */
 export function parseToPortsEntry(v: unknown, ctx: Ctx, dir: Direction): PortMatch[] | undefined {
   const o = asObject(v, ctx);
   const unsupported: Record<string, string> = {};
+  const emptyOk = dir.deny ? [] : ['rules', 'serverNames'];
   for (const f of L7_FIELDS) {
-    unsupported[f] = dir.deny ? `${f} cannot be used in ${dir.section} (deny rules are L3/L4 only)` : `${f === 'rules' ? 'L7 rules' : f} ${f === 'rules' ? 'are' : 'is'} not supported yet (only L3/L4 policy is enforced)`;
+    if (emptyOk.includes(f)) continue;
+    unsupported[f] = dir.deny ? `${f} cannot be used in ${dir.section} (deny rules are L3/L4 only)` : `${f} is not supported yet (only L3/L4 policy is enforced)`;
   }
-  checkFields(o, ctx, ['ports'], unsupported);
+  checkFields(o, ctx, ['ports', ...emptyOk], unsupported);
+  if (!dir.deny) {
+    const rules = get(o, 'rules');
+    if (rules !== undefined) parseEmptyL7Rules(rules, ctx.field('rules'));
+    emptyListOnly(o, 'serverNames', ctx, 'serverNames (TLS SNI) is not supported yet (only L3/L4 policy is enforced)');
+  }
   const ports = mapList(o, 'ports', ctx, parseCiliumPort);
   return ports === undefined || ports.length === 0 ? undefined : ports;
+}
+
+/** `rules` of a toPorts element: only without any L7 rule in it. */
+export function parseEmptyL7Rules(v: unknown, ctx: Ctx): void {
+  const o = asObject(v, ctx);
+  checkFields(o, ctx, L7_RULE_LISTS, { l7proto: 'L7 rules (l7proto) are not supported yet (only L3/L4 policy is enforced)' });
+  for (const f of L7_RULE_LISTS) emptyListOnly(o, f, ctx, `L7 rules (${f}) are not supported yet (only L3/L4 policy is enforced)`);
 }
 
 export function parseCiliumPort(v: unknown, ctx: Ctx): PortMatch {

@@ -25,7 +25,12 @@ export class Ctx {
   }
 
   fail(problem: string): never {
-    throw invalid(this.path === '' ? `${this.where}: ${problem}` : `${this.where}: ${this.path}: ${problem}`);
+    throw invalid(this.message(problem));
+  }
+
+  /** The one-line message `fail` would throw, for a note that is not an error. */
+  message(text: string): string {
+    return this.path === '' ? `${this.where}: ${text}` : `${this.where}: ${this.path}: ${text}`;
   }
 }
 
@@ -83,16 +88,46 @@ export function mapList<T>(o: Obj, key: string, ctx: Ctx, fn: (v: unknown, ctx: 
   return asList(v, lctx).map((item, i) => fn(item, lctx.index(i)));
 }
 
+/** A list field we recognise but do not implement, where Cilium reads an empty list as nothing:
+ * absent, null or `[]` is accepted (true when `[]` was given), anything else fails with
+ * `message`, so a policy never silently means less than it says. */
+export function emptyListOnly(o: Obj, key: string, ctx: Ctx, message: string): boolean {
+  const v = get(o, key);
+  if (v === undefined) return false;
+  const lctx = ctx.field(key);
+  if (asList(v, lctx).length > 0) lctx.fail(message);
+  return true;
+}
+
 /** Rejects fields outside `allowed` so typos do not silently widen or narrow a policy.
- * `unsupported` names Cilium fields we know but do not implement, with their own message. */
+ * `unsupported` names fields we recognise at this place but refuse (Cilium fields we do not
+ * implement, or that this place cannot take), each with its own message. An unknown field's
+ * message lists every field known here, both kinds, and suggests the one most likely meant. */
 export function checkFields(o: Obj, ctx: Ctx, allowed: readonly string[], unsupported: Readonly<Record<string, string>> = {}): void {
   for (const key of Object.keys(o)) {
     if (allowed.includes(key)) continue;
     if (Object.hasOwn(unsupported, key)) ctx.field(key).fail(unsupported[key] ?? 'not supported yet');
-    const guess = suggest(key, allowed);
-    ctx.field(key).fail(`unknown field ${show(key)} (${guess ? `did you mean ${guess}? ` : ''}allowed here: ${allowed.join(', ')})`);
+    const refused = Object.keys(unsupported);
+    const known = [...allowed, ...refused];
+    const renamed = Object.hasOwn(RENAMED, key) && known.includes(RENAMED[key]!.to) ? RENAMED[key] : undefined;
+    const guess = renamed ? undefined : suggest(key, known);
+    const hint = renamed ? `did you mean ${renamed.to}? ${renamed.why}; ` : guess ? `did you mean ${guess}? ` : '';
+    const also = refused.length > 0 ? `; recognised here but not supported: ${refused.join(', ')}` : '';
+    ctx.field(key).fail(`unknown field ${show(key)} (${hint}allowed here: ${allowed.join(', ')}${also})`);
   }
 }
+
+/** Field names people carry over from elsewhere, with the name that replaced them. Typos are
+ * left to the edit distance (suggest); this is only for names too far from the right one. The
+ * suggestion is made only where the new name is known. */
+export const RENAMED: Readonly<Record<string, { to: string; why: string }>> = {
+  // Mutual authentication was `auth` while Cilium developed it, and is `authentication` since
+  // (cilium/cilium#24867); older write-ups still use the first name.
+  auth: { to: 'authentication', why: 'Cilium renamed auth to authentication' },
+  // The subject selector has a different name in each dialect.
+  podSelector: { to: 'endpointSelector', why: 'podSelector is the NetworkPolicy name' },
+  endpointSelector: { to: 'podSelector', why: 'endpointSelector is the Cilium name' },
+};
 
 /** The allowed field the user most likely meant: the other direction's name (fromX in an
  * egress rule) or one within two edits. */

@@ -8,6 +8,9 @@
  * what both dialects share (selectors, CIDRs, ports), parse-cilium.ts and parse-k8s.ts the two
  * dialects.
  *
+ * What is not an error but worth knowing (a namespace given by default) becomes a one-line
+ * note in the same form, on the ParsedPolicy.
+ *
  * The translation follows Cilium's: CiliumNetworkPolicy selectors are scoped to the policy's
  * namespace, clusterwide peers to "pods in any namespace", and Kubernetes NetworkPolicy peers
  * become label selectors over the namespace labels Cilium derives for every pod. */
@@ -16,7 +19,7 @@ import { POLICY_LIMITS, fileLabel } from './limits.js';
 import type { PolicyKind, PolicyRef, Rule } from './types.js';
 import { readYamlDocuments } from './yaml.js';
 import { parseCiliumPolicy } from './parse-cilium.js';
-import { API_VERSIONS, CCNP, CNP, KIND_LIST, KNP } from './parse-common.js';
+import { API_VERSIONS, CCNP, KIND_LIST, KNP } from './parse-common.js';
 import { Ctx, type Obj, asList, asObject, asString, checkFields, get, isObj, required, show } from './parse-kit.js';
 import { parseK8sPolicy } from './parse-k8s.js';
 
@@ -27,6 +30,9 @@ export interface ParsedPolicy {
   /** The plain JS object of the document (or List item), as given. */
   source: unknown;
   rules: Rule[];
+  /** One-line notes for the user about how the document was read (e.g. a namespace it was given
+   * by default); absent when there is nothing to say. */
+  notes?: string[];
 }
 
 
@@ -108,9 +114,11 @@ function plain(s: string): string {
 function parsePolicyObject(value: unknown, ctx: Ctx): ParsedPolicy {
   const doc = asObject(value, ctx);
   const kind = parseKind(doc, ctx);
-  const ref = parseMetadata(doc, ctx, kind);
+  const notes: string[] = [];
+  const ref = parseMetadata(doc, ctx, kind, notes);
   const rules = kind === KNP ? parseK8sPolicy(doc, ctx, ref) : parseCiliumPolicy(doc, ctx, ref);
-  return { ref, source: value, rules };
+  // The source stays as given, even where the ref was completed (a defaulted namespace).
+  return notes.length > 0 ? { ref, source: value, rules, notes } : { ref, source: value, rules };
 }
 
 function parseKind(doc: Obj, ctx: Ctx): PolicyKind {
@@ -146,7 +154,11 @@ const OBJECT_META_FIELDS = [
   'selfLink',
 ];
 
-function parseMetadata(doc: Obj, ctx: Ctx, kind: PolicyKind): PolicyRef {
+/** The namespace a namespaced policy without one is imported into, as kubectl does with a
+ * manifest that names none (and no other namespace is configured). */
+export const DEFAULT_NAMESPACE = 'default';
+
+function parseMetadata(doc: Obj, ctx: Ctx, kind: PolicyKind, notes: string[]): PolicyRef {
   const mctx = ctx.field('metadata');
   const meta = asObject(required(doc, 'metadata', ctx, 'every policy needs metadata.name'), mctx);
   checkFields(meta, mctx, OBJECT_META_FIELDS);
@@ -157,8 +169,14 @@ function parseMetadata(doc: Obj, ctx: Ctx, kind: PolicyKind): PolicyRef {
   // The clusterwide kind ignores metadata.namespace, as the Kubernetes API does for
   // cluster-scoped resources.
   if (kind === CCNP) return { kind, name };
-  const hint = `${kind} is namespaced: set metadata.namespace${kind === CNP ? `, or use ${CCNP}` : ''}`;
-  const namespace = asString(required(meta, 'namespace', mctx, hint), mctx.field('namespace'));
+  // A namespaced policy without a namespace (or with an empty one, which Kubernetes reads as
+  // none) goes where kubectl would put it, and the user is told so.
+  const given = get(meta, 'namespace');
+  if (given === undefined || given === '') {
+    notes.push(ctx.message(`no metadata.namespace: imported into namespace "${DEFAULT_NAMESPACE}" (as kubectl does)`));
+    return { kind, namespace: DEFAULT_NAMESPACE, name };
+  }
+  const namespace = asString(given, mctx.field('namespace'));
   if (!DNS_LABEL.test(namespace)) {
     mctx.field('namespace').fail(`${show(namespace)} is not a valid namespace (use at most 63 lowercase letters, digits and '-', starting and ending alphanumeric)`);
   }

@@ -62,12 +62,16 @@ export interface PeerRule {
   peers?: Peer[];
   /** undefined: every port and protocol. */
   ports?: PortMatch[];
+  /** The entry's `description`, as written (for humans; not interpreted). */
+  description?: string;
 }
 
 export interface Rule {
   policy: PolicyRef;
   /** Endpoints the rule applies to. */
   subject: Selector;
+  /** The rule's `description` (a Cilium spec's), as written (for humans; not interpreted). */
+  description?: string;
   /**
    * Section present: the subject enters default deny in that direction. Cilium kinds set it only
    * when the YAML list is non-empty; a Kubernetes policy sets `[]` for a listed policyType

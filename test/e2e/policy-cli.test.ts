@@ -142,6 +142,37 @@ describe('policy commands', () => {
     assert.equal(view.entries.length, 0);
     assert.equal(view.ingressEnforced, false);
   });
+
+  it('imports a Cilium example without metadata.namespace into default, as written', async () => {
+    const example = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+description: "b may reach a on 8080, nothing else may"
+metadata: {name: no-namespace}
+spec:
+  description: "L3/L4 only"
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - description: "from b"
+    fromEndpoints: [{matchLabels: {app: b}}]
+    fromRequires: []
+    toPorts: [{ports: [{port: "8080", protocol: TCP}], rules: {http: []}}]
+  egress:
+  - toFQDNs: []
+    toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {}}]
+`;
+    const r = await node.cli('policy', 'import', file('no-namespace.yaml', example));
+    assert.equal(r.code, 0, r.stderr);
+    const stored = (await node.api.listPolicies()).policies.find((p) => p.name === 'no-namespace');
+    assert.equal(stored?.namespace, 'default');
+    assert.ok(await node.probe(b.netns, 'tcp', a.ipv4, 8080), 'b -> a:8080 allowed');
+    assert.ok(!(await node.probe(c.netns, 'tcp', a.ipv4, 8080, 500)), 'c -> a denied');
+    const got = await node.cli('policy', 'get', 'default/no-namespace', '-o', 'yaml');
+    assert.equal(got.code, 0, got.stderr);
+    const [doc] = YAML.parse(got.stdout) as { description: string; metadata: Record<string, unknown> }[];
+    assert.equal(doc?.description, 'b may reach a on 8080, nothing else may');
+    assert.deepEqual(doc?.metadata, { name: 'no-namespace' }, 'the source is kept as written');
+    assert.equal((await node.cli('policy', 'delete', 'default/no-namespace')).code, 0);
+  });
 });
 
 describe('enforcement modes', () => {

@@ -92,6 +92,7 @@ spec:
       {
         policy: CNP_REF,
         subject: sel({ 'any:app': 'web', 'k8s:tier': 'front', [NS]: 'default' }),
+        description: 'web tier',
         ingress: [
           {
             peers: [
@@ -487,8 +488,8 @@ describe('errors', () => {
     ['an unknown metadata field', { ...cnp(base), metadata: { name: 'web', namespace: 'default', lables: { a: 'b' } } }, `${CNP_AT}metadata.lables: unknown field "lables" (did you mean labels? allowed here: name, namespace, labels, annotations, uid,`],
     ['an unknown metadata field with a line break', { ...cnp(base), metadata: { name: 'web', namespace: 'default', 'x\ny': 1 } }, `${CNP_AT}metadata["x\\ny"]: unknown field "x\\ny"`],
     ['invalid name', { ...cnp(base), metadata: { name: 'Web', namespace: 'default' } }, 'p.yaml: document 1 (CiliumNetworkPolicy default/Web): metadata.name: '],
-    ['missing namespace', { ...cnp(base), metadata: { name: 'web' } }, 'p.yaml: document 1 (CiliumNetworkPolicy web): metadata.namespace: missing', 'CiliumClusterwideNetworkPolicy'],
-    ['missing KNP namespace', { ...knp({ podSelector: {} }), metadata: { name: 'web' } }, 'p.yaml: document 1 (NetworkPolicy web): metadata.namespace: missing'],
+    ['a namespace that is not a string', { ...cnp(base), metadata: { name: 'web', namespace: 7 } }, 'p.yaml: document 1 (CiliumNetworkPolicy web): metadata.namespace: expected a string'],
+    ['an invalid namespace', { ...cnp(base), metadata: { name: 'web', namespace: 'Prod' } }, 'p.yaml: document 1 (CiliumNetworkPolicy Prod/web): metadata.namespace: "Prod" is not a valid namespace'],
     ['no spec', { ...cnp(undefined), spec: undefined }, `${CNP_AT}spec: missing`, 'specs'],
     ['missing endpointSelector', cnp({ ingress: [] }), `${CNP_AT}spec.endpointSelector: missing`],
     ['host policy', cnp({ nodeSelector: {} }), `${CNP_AT}spec.nodeSelector: `, 'host policies (nodeSelector) are not supported yet'],
@@ -516,7 +517,7 @@ describe('errors', () => {
     ['ICMPv6', cnp({ ...base, ingress: [{ icmps: [{ fields: [{ type: 128, family: 'IPv6' }] }] }] }), `${CNP_AT}spec.ingress[0].icmps[0].fields[0].family: `, 'not supported yet'],
     ['unknown entity', cnp({ ...base, ingress: [{ fromEntities: ['world', 'wrld'] }] }), `${CNP_AT}spec.ingress[0].fromEntities[1]: unknown entity "wrld" (use one of all, world, cluster, host, remote-node, init, health, unmanaged, kube-apiserver, ingress, none)`],
     ['world-ipv6', cnp({ ...base, ingress: [{ fromEntities: ['world-ipv6'] }] }), `${CNP_AT}spec.ingress[0].fromEntities[0]: `, 'IPv6 is not supported yet'],
-    ['L7 rules', cnp({ ...base, ingress: [{ toPorts: [{ ports: [{ port: '80' }], rules: { http: [{}] } }] }] }), `${CNP_AT}spec.ingress[0].toPorts[0].rules: `, 'not supported yet'],
+    ['L7 rules', cnp({ ...base, ingress: [{ toPorts: [{ ports: [{ port: '80' }], rules: { http: [{}] } }] }] }), `${CNP_AT}spec.ingress[0].toPorts[0].rules.http: `, 'not supported yet'],
     ['L7 rules in deny', cnp({ ...base, ingressDeny: [{ toPorts: [{ rules: {} }] }] }), `${CNP_AT}spec.ingressDeny[0].toPorts[0].rules: `, 'deny'],
     ['toFQDNs', cnp({ ...base, egress: [{ toFQDNs: [{ matchName: 'x.com' }] }] }), `${CNP_AT}spec.egress[0].toFQDNs: `, 'not supported yet'],
     ['fromRequires', cnp({ ...base, ingress: [{ fromRequires: [{}] }] }), `${CNP_AT}spec.ingress[0].fromRequires: `, 'not supported yet'],
