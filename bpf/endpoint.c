@@ -40,6 +40,16 @@ static __always_inline void report_drop(struct __sk_buff *skb, struct endpoint_i
 	emit_event(skb, ep, p, ev, now);
 }
 
+/* Emits a policy verdict (ev.subtype: the drop reason policy gave, 0 when allowed). A denied
+ * connection gets one with MB_VERDICT_DROPPED and then its drop (report_drop), as in Cilium. */
+static __always_inline void report_policy_verdict(struct __sk_buff *skb, struct endpoint_info *ep, const struct packet *p,
+						  struct event_info *ev, __u8 verdict, __u64 now)
+{
+	ev->type = MB_EVENT_POLICY_VERDICT;
+	ev->verdict = verdict;
+	emit_event(skb, ep, p, ev, now);
+}
+
 /* Whether the node has no route for a new connection a workload starts (an unused pod address
  * hits the pod CIDR's unreachable route): the stack will drop it and answer with ICMP
  * unreachable; the datapath reports the drop (FIB_LOOKUP_FAILED) so a flow says why. */
@@ -122,8 +132,12 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 		int audited = 0;
 		if (v.drop_reason) {
 			ev.subtype = v.drop_reason;
-			if (!(ep->flags & MB_EP_F_POLICY_AUDIT) || v.always)
+			if (!(ep->flags & MB_EP_F_POLICY_AUDIT) || v.always) {
+				/* As Cilium: a policy denial is a policy verdict (DROPPED) before it is a
+				 * drop, so verdict readers see denials too. Only on the deny path. */
+				report_policy_verdict(skb, ep, p, &ev, MB_VERDICT_DROPPED, now);
 				goto drop;
+			}
 			audited = 1; /* audit mode: report what would have been dropped, and pass */
 		}
 		if (ct && c->forward && !p->icmp_error) {
@@ -143,9 +157,7 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 		if (state == MB_CT_NEW) {
 			ct = NULL; /* a new connection: always traced */
 			if (v.enforced) {
-				ev.type = MB_EVENT_POLICY_VERDICT;
-				ev.verdict = audited ? MB_VERDICT_AUDIT : MB_VERDICT_FORWARDED;
-				emit_event(skb, ep, p, &ev, now);
+				report_policy_verdict(skb, ep, p, &ev, audited ? MB_VERDICT_AUDIT : MB_VERDICT_FORWARDED, now);
 				ev.subtype = 0;
 			}
 			if (dir == MB_DIR_EGRESS && !p->icmp_error && local_dst && unroutable(skb, p, *local_dst)) {

@@ -30,6 +30,7 @@ import { ServiceManager } from './service/manager.js';
 import { registerPolicyRoutes } from './api/policy-routes.js';
 import { registerFlowRoutes } from './api/flow-routes.js';
 import type { AggregationLevel } from './datapath/layouts.js';
+import { AgentEventLog } from './flow/agent-events.js';
 import { flowContext } from './flow/context.js';
 import { FlowDecoder } from './flow/decoder.js';
 import { matchesRequest } from './flow/filter.js';
@@ -174,6 +175,11 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const manager = new EndpointManager({ nodeName: opts.nodeName, cluster: opts.cluster, ipam, stateDir: opts.stateDir }, store, nl, datapath, log);
   const reconciler = new DatapathReconciler(manager, { router: ipam.router, nodeAddresses }, datapath, realizer, log);
   manager.changes = reconciler;
+  const agentEvents = new AgentEventLog(opts.nodeName);
+  repo.listener = agentEvents.policyListener();
+  manager.listener = agentEvents.endpointListener();
+  manager.identityListener = agentEvents.identityListener();
+  reconciler.regeneration = agentEvents.regenerationListener();
   await manager.restore();
   manager.pool = new InterfacePool(nl, datapath, opts.nodeName, ipam.router, opts.interfacePool, log);
   const lb = LbDatapath.load(opts.bpfObjectDir, opts.bpffsDir);
@@ -238,6 +244,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     ...(opts.hubbleSocket ? { unixSocket: opts.hubbleSocket } : {}),
     version: VERSION,
     filter: matchesRequest,
+    agentEvents,
   });
   const metricsServer = metricsTcp ? await metrics.serve(opts.metricsAddress, metricsTcp.tls) : undefined;
   for (const warning of [hubbleTcp?.warning, metricsTcp?.warning]) if (warning) log.warn(warning);
@@ -255,6 +262,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   fs.mkdirSync(path.dirname(opts.socket), { recursive: true, mode: 0o700 });
   await api.listen(opts.socket);
   log.info({ socket: opts.socket, podCidr: formatCidr(ipam.cidr) }, 'agent ready');
+  agentEvents.agentStarted();
   // Prepared interfaces only speed up later endpoint adds: made once the agent is ready.
   manager.pool.fill();
 

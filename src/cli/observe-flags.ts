@@ -4,13 +4,18 @@
  * whitelist into two filters — a "left" one holding the source_* fields and a "right" one holding
  * the destination_* fields — and every one-sided or side-less flag goes into both. Several
  * either-side flags therefore pair up: `--pod x/a --port 80` asks for flows from x/a with source
- * port 80 or to x/a with destination port 80. When both filters end up equal only one is sent. */
+ * port 80 or to x/a with destination port 80. When both filters end up equal only one is sent.
+ *
+ * `--not` negates the filter flag that follows it, as in Hubble: every negated flag goes into a
+ * second set built the same way, which becomes the request's blacklist (a flow matching it is
+ * left out). `--not` is order-sensitive, so registerObserveOptions tracks it while commander
+ * parses (`--not --pod x/a --verdict DROPPED`: flows not from or to x/a, that were dropped). */
 import { Option, type Command } from 'commander';
 import { invalid } from '../errors.js';
 import { checkRequest } from '../flow/filter.js';
 import { parseTimeArg } from './time-args.js';
 import { EVENT_TYPE } from '../datapath/layouts.js';
-import type { FlowFilter, GetFlowsRequest, TCPFlags, TrafficDirection, Verdict } from '../flow/types.js';
+import type { FlowFilter, GetFlowsRequest, TCPFlags, TrafficDirection, Verdict, Workload } from '../flow/types.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import { isIP, isIPv4 } from 'node:net';
 
@@ -20,8 +25,8 @@ export type ObserveOutputFormat = (typeof OUTPUT_FORMATS)[number];
 /** What the Hubble CLI asks for when no --last/--first/--all/--since/--until/--follow is given. */
 export const DEFAULT_FLOW_COUNT = 20;
 
-/** Options as commander hands them over (camelCase of the flag names). */
-export interface ObserveFlags {
+/** The filter flags (values of repeatable options), as commander hands them over. */
+export interface ObserveFilterFlags {
   pod?: string[];
   fromPod?: string[];
   toPod?: string[];
@@ -45,6 +50,20 @@ export interface ObserveFlags {
   uuid?: string[];
   nodeName?: string[];
   tcpFlags?: string[];
+  service?: string[];
+  fromService?: string[];
+  toService?: string[];
+  workload?: string[];
+  fromWorkload?: string[];
+  toWorkload?: string[];
+}
+
+/** Options as commander hands them over (camelCase of the flag names). */
+export interface ObserveFlags extends ObserveFilterFlags {
+  /** Filter flags that followed a --not: they make the blacklist. */
+  negated?: ObserveFilterFlags;
+  /** True while a --not waits for its filter flag: left over at the end, it is an error. */
+  not?: boolean;
   since?: string;
   until?: string;
   last?: string | number;
@@ -92,9 +111,15 @@ const CONFLICTS: string[][] = [
   ['port', 'from-port'],
   ['identity', 'to-identity'],
   ['identity', 'from-identity'],
+  ['to-service', 'namespace'],
+  ['from-service', 'namespace'],
+  ['service', 'from-service'],
+  ['service', 'to-service'],
+  ['workload', 'to-workload'],
+  ['workload', 'from-workload'],
 ];
 
-const FLAG_OF: Record<string, keyof ObserveFlags> = {
+const FLAG_OF: Record<string, keyof ObserveFilterFlags> = {
   pod: 'pod',
   'from-pod': 'fromPod',
   'to-pod': 'toPod',
@@ -111,11 +136,17 @@ const FLAG_OF: Record<string, keyof ObserveFlags> = {
   port: 'port',
   'from-port': 'fromPort',
   'to-port': 'toPort',
+  service: 'service',
+  'from-service': 'fromService',
+  'to-service': 'toService',
+  workload: 'workload',
+  'from-workload': 'fromWorkload',
+  'to-workload': 'toWorkload',
 };
 
 const given = (v: string[] | undefined): v is string[] => v !== undefined && v.length > 0;
 
-function checkConflicts(flags: ObserveFlags): void {
+function checkConflicts(flags: ObserveFilterFlags): void {
   const used = (name: string) => {
     const key = FLAG_OF[name];
     return key !== undefined && given(flags[key] as string[] | undefined);
@@ -146,6 +177,19 @@ function checkIp(flag: string, v: string): string {
 function checkPod(flag: string, v: string): string {
   if (v === '' || v.split('/').length > 2) throw invalid(`--${flag} "${v}": write [NAMESPACE/]POD-NAME-PREFIX, e.g. default/web or default/`);
   return v;
+}
+
+function checkService(flag: string, v: string): string {
+  if (v === '' || v.split('/').length > 2) throw invalid(`--${flag} "${v}": write [NAMESPACE/]SERVICE-NAME-PREFIX, e.g. default/web or default/`);
+  return v;
+}
+
+/** Hubble's `[KIND/]NAME` ("web", "Deployment/web", "Deployment/" for every workload of a kind). */
+function parseWorkload(flag: string, v: string): Workload {
+  if (v.split('/').length > 2) throw invalid(`--${flag} "${v}": write [KIND/]NAME, e.g. web or Deployment/web`);
+  const slash = v.indexOf('/');
+  const [kind, name] = slash < 0 ? ['', v] : [v.slice(0, slash), v.slice(slash + 1)];
+  return { ...(name ? { name } : {}), ...(kind ? { kind } : {}) };
 }
 
 function checkPort(flag: string, v: string): string {
@@ -221,6 +265,12 @@ function parseTime(flag: string, v: string, now: Date): string {
   }
 }
 
+/** The options key commander gives a flag spec: `-n, --namespace <ns>` -> namespace, `--from-pod <p>` -> fromPod. */
+function camelKey(spec: string): string {
+  const long = /--([a-z-]+)/.exec(spec)![1]!;
+  return long.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
 // ---- building the request
 
 type FilterKey = keyof FlowFilter;
@@ -231,10 +281,24 @@ function push<K extends FilterKey>(f: FlowFilter, key: K, values: NonNullable<Fl
   (f as Record<string, unknown>)[key] = [...cur, ...(values as unknown[])];
 }
 
-/** Hubble's addNamespacesToFilter: names without a slash get each namespace; "" becomes "ns/". */
-function addNamespaces(names: string[] | undefined, namespaces: string[]): string[] {
-  const list = names && names.length ? names : [''];
-  return list.flatMap((n) => (n.includes('/') ? [n] : namespaces.map((ns) => `${ns}/${n}`)));
+/** Hubble's addNamespacesToFilter: names without a slash get each namespace ("" becomes "ns/"). */
+function addNamespaces(names: string[] | undefined, namespaces: string[]): string[] | undefined {
+  if (!names?.length) return names;
+  return names.flatMap((n) => (n.includes('/') ? [n] : namespaces.map((ns) => `${ns}/${n}`)));
+}
+
+/**
+ * Hubble's namespace modifier on one side of a filter: the side's pods and services get the
+ * namespaces; with neither, the side is every pod of the namespaces.
+ */
+function applyNamespaces(f: FlowFilter, side: 'source' | 'destination', namespaces: string[]): void {
+  const podKey = `${side}_pod` as const;
+  const serviceKey = `${side}_service` as const;
+  if (!f[podKey]?.length && !f[serviceKey]?.length) f[podKey] = [''];
+  const pods = addNamespaces(f[podKey], namespaces);
+  const services = addNamespaces(f[serviceKey], namespaces);
+  if (pods) f[podKey] = pods;
+  if (services) f[serviceKey] = services;
 }
 
 const isEmptyFilter = (f: FlowFilter) => Object.values(f).every((v) => v === undefined || (Array.isArray(v) && v.length === 0));
@@ -250,7 +314,7 @@ const sameFilter = (a: FlowFilter, b: FlowFilter) => JSON.stringify(a) === JSON.
  * - --first cannot be combined with --last, --all or --follow; --last not with --all.
  */
 export function buildRequest(flags: ObserveFlags, now: Date): GetFlowsRequest {
-  checkConflicts(flags);
+  if (flags.not) throw invalid('--not must be followed by the filter flag it negates, e.g. --not --verdict FORWARDED');
   const last = parseCount('last', flags.last);
   const first = parseCount('first', flags.first);
   if (first !== undefined && last !== undefined) throw invalid('--first and --last cannot be combined');
@@ -258,6 +322,38 @@ export function buildRequest(flags: ObserveFlags, now: Date): GetFlowsRequest {
   if (first !== undefined && flags.follow) throw invalid('--first and --follow cannot be combined');
   if (last !== undefined && flags.all) throw invalid('--last and --all cannot be combined');
 
+  const whitelist = buildFilters(flags);
+  const blacklist = flags.negated ? buildFilters(flags.negated) : undefined;
+
+  const req: GetFlowsRequest = {};
+  const since = flags.since !== undefined ? parseTime('since', flags.since, now) : undefined;
+  const until = flags.until !== undefined && !flags.follow ? parseTime('until', flags.until, now) : undefined;
+
+  if (first !== undefined) {
+    req.number = first;
+    req.first = true;
+  } else if (last !== undefined) {
+    req.number = last;
+  } else if (!flags.all && !flags.follow && since === undefined && until === undefined) {
+    req.number = DEFAULT_FLOW_COUNT;
+  }
+  if (flags.follow) req.follow = true;
+  if (since !== undefined) req.since = since;
+  if (until !== undefined) req.until = until;
+  if (whitelist) req.whitelist = whitelist;
+  if (blacklist) req.blacklist = blacklist;
+  // label selectors and node name patterns are only checked by compiling them
+  checkRequest(req);
+  return req;
+}
+
+/**
+ * The filters of one set of flags (the whitelist, or the negated flags' blacklist), as Hubble's
+ * filterTracker builds them: a left and a right filter, sent as one when they are equal, none
+ * when no flag is given.
+ */
+function buildFilters(flags: ObserveFilterFlags): FlowFilter[] | undefined {
+  checkConflicts(flags);
   const left: FlowFilter = {};
   const right: FlowFilter = {};
   const both = <K extends FilterKey>(key: K, values: NonNullable<FlowFilter[K]>) => {
@@ -286,6 +382,16 @@ export function buildRequest(flags: ObserveFlags, now: Date): GetFlowsRequest {
   sides('source_label', 'destination_label', label, label);
   both('source_label', list(flags.fromLabel));
   both('destination_label', list(flags.toLabel));
+  // services
+  const service = list(flags.service).map((v) => checkService('service', v));
+  sides('source_service', 'destination_service', service, service);
+  both('source_service', list(flags.fromService).map((v) => checkService('from-service', v)));
+  both('destination_service', list(flags.toService).map((v) => checkService('to-service', v)));
+  // workloads
+  const workload = list(flags.workload).map((v) => parseWorkload('workload', v));
+  sides('source_workload', 'destination_workload', workload, workload);
+  both('source_workload', list(flags.fromWorkload).map((v) => parseWorkload('from-workload', v)));
+  both('destination_workload', list(flags.toWorkload).map((v) => parseWorkload('to-workload', v)));
   // identities
   const identity = list(flags.identity).map((v) => parseIdentity('identity', v));
   sides('source_identity', 'destination_identity', identity, identity);
@@ -306,49 +412,49 @@ export function buildRequest(flags: ObserveFlags, now: Date): GetFlowsRequest {
     if (v.trim() === '') throw invalid('--node-name: give a node name or pattern, e.g. node1 or k8s*');
     return v;
   }));
-  // --namespace: the left filter's source pods and the right filter's destination pods
+  // --namespace: the left filter's source pods and services, the right filter's destination ones
   const namespaces = list(flags.namespace).map((ns) => {
     if (ns === '' || ns.includes('/')) throw invalid(`--namespace "${ns}": give a namespace name`);
     return ns;
   });
   for (const ns of namespaces) {
-    const other = pod.find((v) => v.includes('/') && v.slice(0, v.indexOf('/')) !== ns);
-    if (other !== undefined) throw invalid(`--namespace ${ns} does not contain --pod ${other}: drop the namespace from --pod or use one namespace`);
+    for (const [flag, values] of [['pod', pod], ['service', service]] as const) {
+      const other = values.find((v) => v.includes('/') && v.slice(0, v.indexOf('/')) !== ns);
+      if (other !== undefined) throw invalid(`--namespace ${ns} does not contain --${flag} ${other}: drop the namespace from --${flag} or use one namespace`);
+    }
   }
   if (namespaces.length) {
-    left.source_pod = addNamespaces(left.source_pod, namespaces);
-    right.destination_pod = addNamespaces(right.destination_pod, namespaces);
+    applyNamespaces(left, 'source', namespaces);
+    applyNamespaces(right, 'destination', namespaces);
   }
 
-  const req: GetFlowsRequest = {};
-  const since = flags.since !== undefined ? parseTime('since', flags.since, now) : undefined;
-  const until = flags.until !== undefined && !flags.follow ? parseTime('until', flags.until, now) : undefined;
-
-  if (first !== undefined) {
-    req.number = first;
-    req.first = true;
-  } else if (last !== undefined) {
-    req.number = last;
-  } else if (!flags.all && !flags.follow && since === undefined && until === undefined) {
-    req.number = DEFAULT_FLOW_COUNT;
-  }
-  if (flags.follow) req.follow = true;
-  if (since !== undefined) req.since = since;
-  if (until !== undefined) req.until = until;
-
-  if (!isEmptyFilter(left) || !isEmptyFilter(right)) {
-    req.whitelist = sameFilter(left, right) ? [left] : [left, right];
-  }
-  // label selectors and node name patterns are only checked by compiling them
-  checkRequest(req);
-  return req;
+  if (isEmptyFilter(left) && isEmptyFilter(right)) return undefined;
+  return sameFilter(left, right) ? [left] : [left, right];
 }
 
-const collect = (v: string, prev: string[] = []) => [...prev, v];
-
-/** Adds the `observe` filter, selection and output options to a commander command. */
+/**
+ * Adds the `observe` filter, selection and output options to a commander command. A filter flag
+ * right after `--not` goes into `negated` instead (commander parses flags in order: `--not` sets
+ * `not`, the next filter flag takes it and clears it).
+ */
 export function registerObserveOptions(cmd: Command): Command {
-  const repeat = (flags: string, help: string) => cmd.option(flags, `${help} (repeatable)`, collect);
+  let negateNext = false;
+  cmd.option('--not', 'negate the filter flag that follows (e.g. --not --verdict FORWARDED); repeat it for each flag to negate');
+  cmd.on('option:not', () => {
+    if (negateNext) throw invalid('--not --not: each --not negates the one filter flag that follows it');
+    negateNext = true;
+  });
+  const repeat = (flags: string, help: string) => {
+    const key = camelKey(flags);
+    return cmd.option(flags, `${help} (repeatable)`, (v: string, prev: string[] | undefined) => {
+      if (!negateNext) return [...(prev ?? []), v];
+      negateNext = false;
+      cmd.setOptionValue('not', undefined);
+      const negated = (cmd.getOptionValue('negated') ?? {}) as Record<string, string[]>;
+      cmd.setOptionValue('negated', { ...negated, [key]: [...(negated[key] ?? []), v] });
+      return prev ?? []; // commander stores what this returns ('' for undefined): no values here
+    });
+  };
   repeat('--pod <[ns/]pod>', 'flows from or to pods whose name starts with the prefix; "ns/" is the whole namespace, no namespace means "default"');
   repeat('--from-pod <[ns/]pod>', 'flows from pods whose name starts with the prefix');
   repeat('--to-pod <[ns/]pod>', 'flows to pods whose name starts with the prefix');
@@ -372,6 +478,12 @@ export function registerObserveOptions(cmd: Command): Command {
   repeat('--tcp-flags <flags>', 'flows with all these TCP flags set, comma-separated (e.g. syn or syn,ack)');
   repeat('--node-name <pattern>', 'flows observed on nodes matching the pattern (e.g. node1, k8s*)');
   repeat('--uuid <uuid>', 'the flow with this UUID');
+  repeat('--service <[ns/]svc>', 'flows from or to the service (name prefix); no namespace means "default", where flows put every service');
+  repeat('--from-service <[ns/]svc>', 'flows from the service (name prefix)');
+  repeat('--to-service <[ns/]svc>', 'flows to the service (name prefix), e.g. --to-service web');
+  repeat('--workload <[kind/]name>', "flows from or to the workload (an endpoint's app.kubernetes.io/name or app label)");
+  repeat('--from-workload <[kind/]name>', 'flows from the workload');
+  repeat('--to-workload <[kind/]name>', 'flows to the workload');
   cmd
     .option('--since <time>', 'flows since a duration ago (3s, 4m, 1h43m) or a time (2024-11-21, 2024-11-21T20:52:01Z)')
     .option('--until <time>', 'flows until a duration ago or a time (ignored with --follow)')

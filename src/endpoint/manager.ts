@@ -10,7 +10,7 @@ import type { Endpoint, EndpointAddRequest, Namespace } from './types.js';
 import type { Datapath } from '../datapath/datapath.js';
 import { conflict, invalid, notFound, quoted } from '../errors.js';
 import { identityLabels } from '../identity/filter.js';
-import { LocalIdentityAllocator, type AllocatedIdentity } from '../identity/allocator.js';
+import { LocalIdentityAllocator, type AllocatedIdentity, type IdentityListener } from '../identity/allocator.js';
 import {
   endpointLabels,
   formatLabel,
@@ -63,6 +63,12 @@ export interface EndpointChanges {
   resync(reason: string): void;
 }
 
+/** Told after an endpoint was added or deleted (for agent events); optional. */
+export interface EndpointListener {
+  endpointCreated?(ep: Endpoint): void;
+  endpointDeleted?(ep: Endpoint): void;
+}
+
 export class EndpointManager {
   private readonly endpoints = new Map<number, Endpoint>();
   private readonly namespaces = new Map<string, Record<string, string>>();
@@ -71,6 +77,12 @@ export class EndpointManager {
   private readonly pending: PendingAdds;
   /** Makes the datapath follow: set once, before restore() (src/reconcile/datapath.ts). */
   changes!: EndpointChanges;
+  listener?: EndpointListener;
+
+  /** Told when identities are allocated and released. */
+  set identityListener(listener: IdentityListener | undefined) {
+    this.allocator.listener = listener;
+  }
 
   constructor(
     private readonly cfg: ManagerConfig,
@@ -290,6 +302,7 @@ export class EndpointManager {
     }
     this.pending.done(id);
     this.changes.endpointsChanged(`endpoint ${ep.namespace}/${ep.name} added`, [ep]);
+    this.listener?.endpointCreated?.(ep);
     lap('synced');
     this.log.debug({ endpoint: id, ms: phases }, 'endpoint added');
     return ep;
@@ -353,6 +366,7 @@ export class EndpointManager {
     this.allocator.release(ep.identity);
     const stillUsed = this.allocator.get(ep.identity) !== undefined;
     this.store.commit({ delete: [K.ep(ep.id), ...(stillUsed ? [] : [K.identity(ep.identity)])] });
+    this.listener?.endpointDeleted?.(ep);
   }
 
   listEndpoints(): Endpoint[] {

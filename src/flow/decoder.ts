@@ -4,12 +4,12 @@
  * endpoint into default deny when a packet matched no allow. */
 import crypto from 'node:crypto';
 import type { Endpoint } from '../endpoint/types.js';
-import { CT_STATE, DIRECTION, DROP_REASON, ETHERTYPE_IPV4, EVENT_TYPE, flowEvent, TRACE_POINT } from '../datapath/layouts.js';
+import { CT_STATE, DIRECTION, DROP_REASON, ETHERTYPE_IPV4, EVENT_TYPE, flowEvent, TRACE_POINT, VERDICT } from '../datapath/layouts.js';
 import { offsetsOf } from '../datapath/struct.js';
 import type { PolicyRef } from '../policy/types.js';
 import { formatTimestampNs } from '../util/time.js';
 import { dropReasonName, hubbleEnum } from './proto.js';
-import type { Flow, FlowEndpoint, FlowPolicy, Layer4, TCPFlags } from './types.js';
+import type { Flow, FlowEndpoint, FlowPolicy, Layer4, TCPFlags, Workload } from './types.js';
 
 export interface FlowContext {
   nodeName: string;
@@ -139,6 +139,35 @@ function layer4(ev: CapturedEvent): { l4?: Layer4; summary: string } {
   }
 }
 
+/**
+ * Services are not namespaced in Membrane (a service selects endpoints of any namespace): flows
+ * put them in "default", the namespace Hubble's filters assume when none is given, so
+ * `--to-service web` and `--to-service default/web` both find them.
+ */
+export const SERVICE_NAMESPACE = 'default';
+
+/** Label keys that name an endpoint's workload, first match wins (Kubernetes' recommended label, then the common one). */
+export const WORKLOAD_LABEL_KEYS = ['app.kubernetes.io/name', 'app'] as const;
+
+/**
+ * The workloads of an endpoint, from its labels: Cilium reads them from a pod's owner references,
+ * which Membrane's endpoints do not have, so the workload is what the user names in the
+ * `app.kubernetes.io/name` label (else `app`), of any label source, without a kind. An endpoint
+ * with neither label has none.
+ */
+export function workloadsOf(labels: readonly string[]): Workload[] | undefined {
+  for (const key of WORKLOAD_LABEL_KEYS) {
+    for (const label of labels) {
+      const colon = label.indexOf(':');
+      const eq = label.indexOf('=', colon + 1);
+      if (eq < 0 || label.slice(colon + 1, eq) !== key) continue;
+      const name = label.slice(eq + 1);
+      if (name) return [{ name }];
+    }
+  }
+  return undefined;
+}
+
 export function flowPolicy(p: PolicyOrigin): FlowPolicy {
   const labels = [
     `k8s:io.cilium.k8s.policy.derived-from=${p.ref.kind}`,
@@ -252,7 +281,10 @@ export class FlowDecoder {
 
   private endpoint(ep: Endpoint | undefined, identity: number): FlowEndpoint {
     // An endpoint shows its own identity, also where policy saw it by an address identity.
-    if (ep) return { ID: ep.id, identity: ep.identity, namespace: ep.namespace, labels: ep.labels, pod_name: ep.name };
+    if (ep) {
+      const workloads = workloadsOf(ep.labels);
+      return { ID: ep.id, identity: ep.identity, namespace: ep.namespace, labels: ep.labels, pod_name: ep.name, ...(workloads ? { workloads } : {}) };
+    }
     return { identity, labels: this.ctx.identityLabels(identity) };
   }
 
@@ -281,9 +313,9 @@ export class FlowDecoder {
       Summary: summary,
     };
     const toService = this.ctx.serviceOfBackend?.(ev.daddr, ev.dport, ev.protocol);
-    if (toService) flow.destination_service = { name: toService };
+    if (toService) flow.destination_service = { name: toService, namespace: SERVICE_NAMESPACE };
     const fromService = this.ctx.serviceOfBackend?.(ev.saddr, ev.sport, ev.protocol);
-    if (fromService) flow.source_service = { name: fromService };
+    if (fromService) flow.source_service = { name: fromService, namespace: SERVICE_NAMESPACE };
     if (ev.type === EVENT_TYPE.TRACE) {
       flow.trace_observation_point = ev.subtype === TRACE_POINT.TO_ENDPOINT ? 'TO_ENDPOINT' : 'FROM_ENDPOINT';
     }
@@ -291,6 +323,10 @@ export class FlowDecoder {
       flow.drop_reason = ev.subtype;
       flow.drop_reason_desc = dropReasonName(ev.subtype);
       delete flow.is_reply; // drops are not classified by connection tracking
+    } else if (ev.type === EVENT_TYPE.POLICY_VERDICT && ev.verdict === VERDICT.DROPPED) {
+      // The verdict that precedes a policy drop carries its reason too, as Hubble's does.
+      flow.drop_reason = ev.subtype;
+      flow.drop_reason_desc = dropReasonName(ev.subtype);
     }
     if (ev.type === EVENT_TYPE.POLICY_VERDICT || ev.type === EVENT_TYPE.DROP) {
       if (ev.matchType) flow.policy_match_type = ev.matchType;

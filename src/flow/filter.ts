@@ -10,7 +10,7 @@ import { isIP, isIPv4 } from 'node:net';
 import { invalid } from '../errors.js';
 import { parseTimestampNs } from '../util/time.js';
 import { compileSelector, parseFlowLabel } from './label-selector.js';
-import type { Flow, FlowEndpoint, FlowFilter, GetFlowsRequest, TCPFlags } from './types.js';
+import type { Flow, FlowEndpoint, FlowFilter, GetFlowsRequest, TCPFlags, Workload } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Compiled filters
@@ -77,24 +77,42 @@ function expandIPv6(ip: string): string {
 }
 
 /**
- * `[namespace/][pod-name-prefix]` as Hubble parses it (k8s.ParseNamespaceName): "x/" is every pod
- * in x, "x/a" pods of x whose name starts with "a", and "a" without a slash means namespace
- * "default" — Hubble's documented behaviour ("If namespace is not provided, 'default' is used").
+ * `[namespace/][name-prefix]` as Hubble parses it (k8s.ParseNamespaceName) for pods and services:
+ * "x/" is everything in x, "x/a" names in x that start with "a", and "a" without a slash means
+ * namespace "default" — Hubble's documented behaviour ("If namespace is not provided, 'default'
+ * is used").
  */
-function compilePods(values: string[], get: (f: Flow) => FlowEndpoint | undefined): Predicate {
+function compileNamespacedNames(what: 'pod' | 'service', values: string[], get: (f: Flow) => { namespace?: string; name?: string }): Predicate {
   const parsed = values.map((v) => {
     const parts = v.split('/');
     if (parts.length > 1) return { ns: parts[0]!, prefix: parts[1]! };
-    if (v === '') throw invalid(`invalid pod filter, must be [namespace/][<name>], got ""`);
+    if (v === '') throw invalid(`invalid ${what} filter, must be [namespace/][<name>], got ""`);
     return { ns: 'default', prefix: v };
   });
   return (flow) => {
-    const ep = get(flow);
-    const ns = ep?.namespace ?? '';
-    const pod = ep?.pod_name ?? '';
-    if (ns === '' && pod === '') return false;
-    return parsed.some((p) => p.ns === ns && (p.prefix === '' || pod.startsWith(p.prefix)));
+    const { namespace: ns = '', name = '' } = get(flow);
+    if (ns === '' && name === '') return false;
+    return parsed.some((p) => p.ns === ns && (p.prefix === '' || name.startsWith(p.prefix)));
   };
+}
+
+function compilePods(values: string[], get: (f: Flow) => FlowEndpoint | undefined): Predicate {
+  return compileNamespacedNames('pod', values, (flow) => {
+    const ep = get(flow);
+    return { namespace: ep?.namespace, name: ep?.pod_name };
+  });
+}
+
+function compileServices(values: string[], get: (f: Flow) => { name?: string; namespace?: string } | undefined): Predicate {
+  return compileNamespacedNames('service', values, (flow) => get(flow) ?? {});
+}
+
+/** Hubble's workload filter: some workload of the endpoint has the filter's name and kind (an empty one matches any). */
+function compileWorkloads(values: Workload[], get: (f: Flow) => FlowEndpoint | undefined): Predicate {
+  return (flow) =>
+    (get(flow)?.workloads ?? []).some((w) =>
+      values.some((f) => (!f.name || f.name === (w.name ?? '')) && (!f.kind || f.kind === (w.kind ?? ''))),
+    );
 }
 
 function compileLabels(values: string[], get: (f: Flow) => FlowEndpoint | undefined): Predicate {
@@ -249,6 +267,10 @@ function compileFilter(f: FlowFilter): Predicate[] {
   if (set(f.destination_pod)) ps.push(compilePods(f.destination_pod, (fl) => fl.destination));
   if (set(f.source_label)) ps.push(compileLabels(f.source_label, (fl) => fl.source));
   if (set(f.destination_label)) ps.push(compileLabels(f.destination_label, (fl) => fl.destination));
+  if (set(f.source_service)) ps.push(compileServices(f.source_service, (fl) => fl.source_service));
+  if (set(f.destination_service)) ps.push(compileServices(f.destination_service, (fl) => fl.destination_service));
+  if (set(f.source_workload)) ps.push(compileWorkloads(f.source_workload, (fl) => fl.source));
+  if (set(f.destination_workload)) ps.push(compileWorkloads(f.destination_workload, (fl) => fl.destination));
   if (set(f.source_identity)) {
     const ids = new Set(f.source_identity);
     ps.push((fl) => ids.has(fl.source?.identity ?? 0));

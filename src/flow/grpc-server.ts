@@ -9,7 +9,12 @@
  * since/until range from the ring, then with `follow` every new flow that passes the request's
  * filters until the client cancels. follow without number and since streams new flows only.
  * A follower that reads slower than flows arrive gets a bounded queue; past it flows are dropped
- * and the client is told how many with a lost_events response (HUBBLE_RING_BUFFER), as Hubble does. */
+ * and the client is told how many with a lost_events response (HUBBLE_RING_BUFFER), as Hubble does.
+ *
+ * GetAgentEvents serves the agent's event log (agent-events.ts) the same way: history by number or
+ * time range, then with follow every new event. GetDebugEvents answers with an empty stream:
+ * Membrane's datapath has no debug events (with follow the stream stays open, silent, until the
+ * client cancels, as Hubble's would on an agent without debug mode). */
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,14 +22,18 @@ import * as grpc from '@grpc/grpc-js';
 import { UserError, type UserErrorCode } from '../errors.js';
 import { type ServerTls, joinHostPort, parseHostPort } from '../util/listen.js';
 import {
+  type ProtoGetAgentEventsRequest,
   type ProtoGetFlowsRequest,
   type ProtoGetFlowsResponse,
   ProtoMapError,
+  agentEventResponseToProto,
   flowToProto,
+  getAgentEventsRequestFromProto,
   getFlowsRequestFromProto,
   rfc3339FromTimestamp,
   rfc3339ToNanos,
 } from './proto-map.js';
+import type { AgentEventRecord, AgentEventSource, GetAgentEventsRequest } from './agent-events.js';
 import type { Flow, FlowSource, GetFlowsRequest } from './types.js';
 import { loadObserverProto } from './proto.js';
 
@@ -49,6 +58,8 @@ export interface ObserverServerOptions {
   checkRequest?: (req: GetFlowsRequest) => void;
   /** Most responses queued for one slow follower before flows are dropped (default 8192). */
   maxQueuedPerStream?: number;
+  /** The agent's event log for GetAgentEvents; without it GetAgentEvents answers UNIMPLEMENTED. */
+  agentEvents?: AgentEventSource;
 }
 
 export interface ObserverServer {
@@ -239,17 +250,91 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     // From here the stream lives on in `follow` until the client cancels, `until` passes or close().
   }
 
+  /**
+   * GetAgentEvents: the log's history (number, first, since, until), then with follow every new
+   * event until the client cancels, `until` passes or the server closes. Agent events are few (one
+   * per endpoint or policy change), so a slow reader's are buffered by grpc-js rather than dropped.
+   */
+  async function getAgentEvents(events: AgentEventSource, call: grpc.ServerWritableStream<ProtoGetAgentEventsRequest, unknown>): Promise<void> {
+    let req: GetAgentEventsRequest;
+    try {
+      req = getAgentEventsRequestFromProto(call.request);
+    } catch (err) {
+      call.emit('error', statusOf(err));
+      return;
+    }
+    const until = req.until === undefined ? undefined : rfc3339ToNanos(req.until);
+    let finished = false;
+    let unsubscribe: () => void = () => {};
+    const finish = (status?: Status) => {
+      if (finished) return;
+      finished = true;
+      unsubscribe();
+      open.delete(finish);
+      if (call.cancelled) return;
+      if (status && status.code !== grpc.status.OK) call.emit('error', status);
+      else call.end();
+    };
+    open.add(finish);
+    call.on('cancelled', () => finish());
+    call.on('error', () => finish());
+    const send = (record: AgentEventRecord) => {
+      if (until !== undefined && rfc3339ToNanos(record.time) > until) return finish();
+      call.write(agentEventResponseToProto(record));
+    };
+    // As GetFlows: subscribe before reading the history, so no event falls between the two.
+    const pending: AgentEventRecord[] = [];
+    let live = false;
+    if (req.follow) unsubscribe = events.subscribe((record) => (live ? send(record) : pending.push(record)));
+    const history = req.follow && req.number === undefined && req.since === undefined ? [] : events.query(req);
+    const seen = new Set(history.map((r) => r.time)); // a log's times are unique: they identify its events
+    for (const record of history) {
+      if (finished) return;
+      if (!call.write(agentEventResponseToProto(record))) await new Promise<void>((resolve) => waitDrain(call, resolve));
+    }
+    if (finished) return;
+    if (!req.follow) return finish();
+    for (const record of pending) if (!seen.has(record.time) && !finished) send(record);
+    pending.length = 0;
+    live = true;
+  }
+
   const implementation: grpc.UntypedServiceImplementation = {
     GetFlows: (call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>) => {
       getFlows(call).catch((err: unknown) => {
         if (!call.cancelled) call.emit('error', statusOf(err)); // e.g. source.query refusing the request
       });
     },
-    GetAgentEvents: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      call.emit('error', failure(grpc.status.UNIMPLEMENTED, 'agent events are not provided by Membrane'));
+    GetAgentEvents: (call: grpc.ServerWritableStream<ProtoGetAgentEventsRequest, unknown>) => {
+      const events = opts.agentEvents;
+      if (!events) {
+        call.emit('error', failure(grpc.status.UNIMPLEMENTED, 'this server was started without an agent event log'));
+        return;
+      }
+      getAgentEvents(events, call).catch((err: unknown) => {
+        if (!call.cancelled) call.emit('error', statusOf(err));
+      });
     },
-    GetDebugEvents: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      call.emit('error', failure(grpc.status.UNIMPLEMENTED, 'debug events are not provided by Membrane'));
+    GetDebugEvents: (call: grpc.ServerWritableStream<ProtoGetAgentEventsRequest, unknown>) => {
+      // Membrane's datapath emits no debug events: nothing to send, now or later.
+      let req: GetAgentEventsRequest;
+      try {
+        req = getAgentEventsRequestFromProto(call.request);
+      } catch (err) {
+        call.emit('error', statusOf(err));
+        return;
+      }
+      if (!req.follow) {
+        call.end();
+        return;
+      }
+      const finish = (status?: Status) => {
+        if (!open.delete(finish) || call.cancelled) return;
+        if (status && status.code !== grpc.status.OK) call.emit('error', status);
+        else call.end();
+      };
+      open.add(finish);
+      call.on('cancelled', () => open.delete(finish));
     },
     ServerStatus: unary(() => {
       const st = source.status();

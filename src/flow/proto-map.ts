@@ -10,6 +10,7 @@
  * list arrives as absent. */
 
 import { formatTimestampNs, NS_PER_SECOND, parseTimestampNs } from '../util/time.js';
+import type { AgentEventRecord, GetAgentEventsRequest } from './agent-events.js';
 import type {
   Flow,
   FlowEndpoint,
@@ -20,6 +21,7 @@ import type {
   TCPFlags,
   TrafficDirection,
   Verdict,
+  Workload,
 } from './types.js';
 
 /** google.protobuf.Timestamp as proto-loader gives it (absent fields are 0). */
@@ -154,6 +156,7 @@ function endpoint(ep: FlowEndpoint | undefined): ProtoEndpoint | undefined {
     namespace: ep.namespace,
     labels: ep.labels,
     pod_name: ep.pod_name,
+    workloads: ep.workloads?.map((w) => ({ ...w })),
   };
 }
 
@@ -219,6 +222,11 @@ function eventTypeFilter(value: unknown): NonNullable<FlowFilter['event_type']>[
   return e.match_sub_type ? { type: e.type ?? 0, match_sub_type: true, sub_type: e.sub_type ?? 0 } : { type: e.type ?? 0 };
 }
 
+function workload(value: unknown): Workload {
+  const w = (value ?? {}) as { name?: unknown; kind?: unknown };
+  return { ...(w.name ? { name: String(w.name) } : {}), ...(w.kind ? { kind: String(w.kind) } : {}) };
+}
+
 function tcpFlags(value: unknown): TCPFlags {
   const f = (value ?? {}) as Record<string, unknown>;
   const out: TCPFlags = {};
@@ -235,6 +243,10 @@ const SUPPORTED: { [K in keyof FlowFilter]-?: (value: unknown) => NonNullable<Fl
   destination_pod: strings,
   source_label: strings,
   destination_label: strings,
+  source_service: strings,
+  destination_service: strings,
+  source_workload: (v) => list(v).map(workload),
+  destination_workload: (v) => list(v).map(workload),
   source_identity: numbers,
   destination_identity: numbers,
   verdict: (v) => strings(v) as Verdict[], // an enum number we do not know stays a string that matches nothing
@@ -257,8 +269,8 @@ function isSet(value: unknown): boolean {
 }
 
 /**
- * One proto FlowFilter as ours, field by field. A field we do not implement (L7, FQDN, service,
- * workload, cluster, CEL, ...) cannot be ignored without changing which flows match, so it is
+ * One proto FlowFilter as ours, field by field. A field we do not implement (L7, FQDN, cluster,
+ * CEL, ...) cannot be ignored without changing which flows match, so it is
  * refused with a ProtoMapError naming it.
  */
 export function flowFilterFromProto(filter: ProtoFlowFilter, where = 'filter'): FlowFilter {
@@ -289,4 +301,38 @@ export function getFlowsRequestFromProto(req: ProtoGetFlowsRequest): GetFlowsReq
   if (req.blacklist?.length) out.blacklist = req.blacklist.map((f, i) => flowFilterFromProto(f, `blacklist[${i}]`));
   // field_mask (and experimental.field_mask) is optional for servers to honour: whole flows are returned.
   return out;
+}
+
+// ---- agent events ----
+
+/** observer.GetAgentEventsRequest as decoded. */
+export interface ProtoGetAgentEventsRequest {
+  number?: number | string;
+  first?: boolean;
+  follow?: boolean;
+  since?: ProtoTimestamp;
+  until?: ProtoTimestamp;
+}
+
+/** A decoded GetAgentEventsRequest (or GetDebugEventsRequest, the same fields) as ours. */
+export function getAgentEventsRequestFromProto(req: ProtoGetAgentEventsRequest): GetAgentEventsRequest {
+  const out: GetAgentEventsRequest = {};
+  const number = Number(req.number ?? 0);
+  if (number > 0) out.number = number;
+  if (req.first) out.first = true;
+  if (req.follow) out.follow = true;
+  if (req.since) out.since = rfc3339FromTimestamp(req.since);
+  if (req.until) out.until = rfc3339FromTimestamp(req.until);
+  if (out.first && out.follow) throw new ProtoMapError('first cannot be combined with follow');
+  return out;
+}
+
+/** An agent event record as an observer.GetAgentEventsResponse message object. */
+export function agentEventResponseToProto(record: AgentEventRecord): { agent_event: unknown; node_name: string; time: ProtoTimestamp } {
+  const { agent_start, ...event } = record.agent_event;
+  return {
+    agent_event: agent_start ? { ...event, agent_start: { time: timestampFromRfc3339(agent_start.time) } } : event,
+    node_name: record.node_name,
+    time: timestampFromRfc3339(record.time),
+  };
 }

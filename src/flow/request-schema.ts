@@ -21,6 +21,8 @@ const tcpFlags = z.strictObject({
   NS: z.boolean().optional(),
 });
 
+const workload = z.strictObject({ name: z.string().optional(), kind: z.string().optional() });
+
 const flowFilter = z.strictObject({
   uuid: strings.optional(),
   source_ip: strings.optional(),
@@ -29,6 +31,10 @@ const flowFilter = z.strictObject({
   destination_pod: strings.optional(),
   source_label: strings.optional(),
   destination_label: strings.optional(),
+  source_service: strings.optional(),
+  destination_service: strings.optional(),
+  source_workload: z.array(workload).optional(),
+  destination_workload: z.array(workload).optional(),
   source_identity: z.array(z.number().int().nonnegative()).optional(),
   destination_identity: z.array(z.number().int().nonnegative()).optional(),
   verdict: verdicts.optional(),

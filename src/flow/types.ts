@@ -26,6 +26,13 @@ export interface Layer4 {
   ICMPv4?: { type?: number; code?: number };
 }
 
+/** Hubble's Workload: what runs the endpoint. Membrane's endpoints have no owner object; the
+ * decoder names the workload after the endpoint's `app.kubernetes.io/name` (else `app`) label. */
+export interface Workload {
+  name?: string;
+  kind?: string;
+}
+
 export interface FlowEndpoint {
   ID?: number;
   identity?: number;
@@ -33,6 +40,7 @@ export interface FlowEndpoint {
   namespace?: string;
   labels?: string[];
   pod_name?: string;
+  workloads?: Workload[];
 }
 
 export interface FlowPolicy {
@@ -63,7 +71,10 @@ export interface Flow {
   is_reply?: boolean;
   interface?: { index: number; name?: string };
   Summary: string;
-  /** The service a backend address belongs to (socket load balancing gives packets backend addresses). */
+  /**
+   * The service a backend address belongs to (socket load balancing gives packets backend
+   * addresses). Services are not namespaced in Membrane: flows put them in "default".
+   */
   source_service?: { name: string; namespace?: string };
   destination_service?: { name: string; namespace?: string };
   egress_allowed_by?: FlowPolicy[];
@@ -86,6 +97,12 @@ export interface FlowFilter {
   destination_pod?: string[];
   source_label?: string[];
   destination_label?: string[];
+  /** `[namespace/][name-prefix]`, as pods ("default" when no namespace is given). */
+  source_service?: string[];
+  destination_service?: string[];
+  /** A workload matches when its name and kind equal the filter's (an empty one matches any). */
+  source_workload?: Workload[];
+  destination_workload?: Workload[];
   source_identity?: number[];
   destination_identity?: number[];
   verdict?: Verdict[];

@@ -19,6 +19,12 @@ export interface IdentityAllocator {
   get(id: number): AllocatedIdentity | undefined;
 }
 
+/** Told when a number is given to a new label set and when it is freed (for agent events). */
+export interface IdentityListener {
+  allocated?(identity: AllocatedIdentity): void;
+  released?(identity: AllocatedIdentity): void;
+}
+
 export function identityKey(labels: Label[]): string {
   return sortLabels(labels).map(formatLabel).join(';');
 }
@@ -28,6 +34,7 @@ export class LocalIdentityAllocator implements IdentityAllocator {
   private readonly byId = new Map<number, AllocatedIdentity>();
   private readonly refs = new Map<number, number>();
   private cursor: number;
+  listener?: IdentityListener;
 
   constructor(
     restored: AllocatedIdentity[] = [],
@@ -55,6 +62,7 @@ export class LocalIdentityAllocator implements IdentityAllocator {
       ident = { id: this.freeNumber(), labels: key === '' ? [] : key.split(';') };
       this.byKey.set(key, ident);
       this.byId.set(ident.id, ident);
+      this.listener?.allocated?.(ident);
     }
     this.refs.set(ident.id, (this.refs.get(ident.id) ?? 0) + 1);
     return ident;
@@ -69,7 +77,10 @@ export class LocalIdentityAllocator implements IdentityAllocator {
     const ident = this.byId.get(id);
     this.refs.delete(id);
     this.byId.delete(id);
-    if (ident) this.byKey.delete(ident.labels.join(';'));
+    if (ident) {
+      this.byKey.delete(ident.labels.join(';'));
+      this.listener?.released?.(ident);
+    }
   }
 
   /** Drops restored identities that no endpoint took back after a restart. */

@@ -37,10 +37,17 @@ export interface RuleSet {
   changed?: { before: Rule[]; after: Rule[] };
 }
 
+/** Told after policies were imported or put back (updated) and deleted (for agent events); optional. */
+export interface PolicyListener {
+  policiesUpdated?(policies: StoredPolicy[], revision: number): void;
+  policiesDeleted?(policies: StoredPolicy[], revision: number): void;
+}
+
 export class PolicyRepository {
   private readonly policies = new Map<string, StoredPolicy>();
   private rev: number;
   private nextRuleId: number;
+  listener?: PolicyListener;
 
   constructor(private readonly store: Store) {
     for (const [, p] of store.list<StoredPolicy>(PREFIX)) this.policies.set(policyId(p.ref), p);
@@ -74,6 +81,7 @@ export class PolicyRepository {
     this.replaceAll(next);
     this.nextRuleId = nextRuleId;
     this.rev = revision;
+    this.listener?.policiesUpdated?.(stored, revision);
     return { revision, undo };
   }
 
@@ -87,11 +95,15 @@ export class PolicyRepository {
       else del.push(PREFIX + id);
     }
     this.store.commit({ put, delete: del });
+    const removed = del.map((key) => this.policies.get(key.slice(PREFIX.length))).filter((p): p is StoredPolicy => p !== undefined);
     for (const [id, before] of undo) {
       if (before) this.policies.set(id, before);
       else this.policies.delete(id);
     }
     this.rev = revision;
+    const restored = [...undo.values()].filter((p): p is StoredPolicy => p !== undefined);
+    if (restored.length) this.listener?.policiesUpdated?.(restored, revision);
+    if (removed.length) this.listener?.policiesDeleted?.(removed, revision);
     return revision;
   }
 
@@ -115,8 +127,10 @@ export class PolicyRepository {
     const ids = this.idsToDelete(refs);
     const revision = this.rev + 1;
     this.store.commit({ put: { [REVISION_KEY]: revision }, delete: ids.map((id) => PREFIX + id) });
+    const removed = ids.map((id) => this.policies.get(id)!);
     for (const id of ids) this.policies.delete(id);
     this.rev = revision;
+    if (removed.length) this.listener?.policiesDeleted?.(removed, revision);
     return revision;
   }
 

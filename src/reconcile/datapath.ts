@@ -41,12 +41,18 @@ function appendEntries(into: DesiredDatapath, from: DesiredDatapath): void {
   into.lxc.push(...from.lxc);
 }
 
+/** Told which endpoints had their datapath state rewritten (regenerated), or failed to (for agent events); optional. */
+export interface RegenerationListener {
+  regenerated(endpoints: Endpoint[], error?: Error): void;
+}
+
 export class DatapathReconciler implements EndpointChanges {
   /** The CIDR prefixes the ipcache holds for policies, with their identities. */
   private realizedCidrs = new Map<string, number>();
   /** Endpoints by address, for the flow decoder; rebuilt after every change. */
   private byIp = new Map<number, Endpoint>();
   private readonly listeners: (() => void)[] = [];
+  regeneration?: RegenerationListener;
   policyRegenerations = 0;
   lastSync: SyncStats & { at: string; reason: string } = { written: 0, deleted: 0, unchanged: 0, at: '', reason: '' };
 
@@ -62,7 +68,7 @@ export class DatapathReconciler implements EndpointChanges {
   resync(reason: string): void {
     this.regeneratePolicy();
     this.realizedCidrs = this.policyCidrs();
-    this.recordSync(reason, this.datapath.sync(this.desired()));
+    this.regenerating(this.endpoints.listEndpoints(), () => this.recordSync(reason, this.datapath.sync(this.desired())));
   }
 
   /**
@@ -92,7 +98,18 @@ export class DatapathReconciler implements EndpointChanges {
       lxc: removed.map((ep) => ({ ipv4: ep.ipv4 })),
     };
     this.realizedCidrs = new Map(cidrs);
-    this.recordSync(reason, this.datapath.update({ upsert, remove }));
+    this.regenerating([...touched.values()], () => this.recordSync(reason, this.datapath.update({ upsert, remove })));
+  }
+
+  /** Runs a datapath write for `endpoints` and tells the regeneration listener how it went. */
+  private regenerating(endpoints: Endpoint[], write: () => void): void {
+    try {
+      write();
+    } catch (err) {
+      if (endpoints.length) this.regeneration?.regenerated(endpoints, err as Error);
+      throw err;
+    }
+    if (endpoints.length) this.regeneration?.regenerated(endpoints);
   }
 
   /** Computes policy for a prospective rule set against the current endpoints (nothing changes). */

@@ -1,7 +1,9 @@
-/* Flows from the kernel: a denied connection is exactly one DROPPED flow with the reason,
- * endpoints, identities and the policy; allowed traffic gives FORWARDED flows both ways with
- * is_reply right; filters select what they say; --follow streams; the gRPC Observer returns the
- * same flows; Prometheus counters move; a flood keeps memory bounded and counts what was lost. */
+/* Flows from the kernel: a denied connection is one policy verdict (DROPPED) and one drop, both
+ * with the reason, endpoints, identities and the policy, as in Cilium; allowed traffic gives
+ * FORWARDED flows both ways with is_reply right; filters select what they say (services,
+ * workloads and --not included); --follow streams; the gRPC Observer returns the same flows and
+ * the agent's events; Prometheus counters move, policy verdicts counted once per verdict; a
+ * flood keeps memory bounded and counts what was lost. */
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -43,21 +45,32 @@ describe('flows', () => {
   before(async () => {
     node = await TestNode.create({ podCidr: '10.227.0.0/24' });
     await node.api.setNamespace('app');
-    web = await node.api.addEndpoint({ namespace: 'app', name: 'web', labels: ['role=web'] });
+    web = await node.api.addEndpoint({ namespace: 'app', name: 'web', labels: ['role=web', 'app.kubernetes.io/name=webapp'] });
     client = await node.api.addEndpoint({ namespace: 'app', name: 'client', labels: ['role=client'] });
     stranger = await node.api.addEndpoint({ namespace: 'app', name: 'stranger', labels: ['role=stranger'] });
     banned = await node.api.addEndpoint({ namespace: 'app', name: 'banned', labels: ['role=banned'] });
     await node.echoServer(web.netns, 80, 81);
     await node.api.importPolicies([{ name: 'p.yaml', content: policy }]);
+    // web:80 is a backend of a service: flows to it name the service.
+    await node.api.addService({ name: 'websvc', frontend: '10.96.0.80:80/TCP', selector: ['role=web'] });
   });
   after(async () => node?.cleanup());
 
-  it('reports a default-deny drop once, naming the policies behind the default deny', async () => {
+  it('reports a default-deny denial once as a policy verdict and once as a drop, naming the policies behind the default deny', async () => {
     // One SYN: the probe gives up before TCP retransmits.
     assert.ok(!(await node.probe(stranger.netns, 'tcp', web.ipv4, 80, 300)));
-    const drops = await observe('--verdict', 'DROPPED', '--from-pod', 'app/stranger');
+    // As Cilium: the policy verdict (DROPPED) comes first, then the drop. Both are DROPPED flows.
+    const dropped = await observe('--verdict', 'DROPPED', '--from-pod', 'app/stranger');
+    assert.deepEqual(dropped.map((f) => f.event_type.type), [5, 1], JSON.stringify(dropped));
+    const [verdict, f] = dropped as [Flow, Flow];
+    assert.equal(verdict.drop_reason_desc, 'POLICY_DENIED');
+    assert.equal(verdict.traffic_direction, 'INGRESS');
+    assert.equal(verdict.policy_match_type, undefined, 'match none');
+    assert.deepEqual(verdict.default_deny_by?.map((p) => p.name), ['web-from-client']);
+    assert.equal(verdict.l4?.TCP?.flags?.SYN, true);
+    const drops = await observe('--type', 'drop', '--from-pod', 'app/stranger');
     assert.equal(drops.length, 1, JSON.stringify(drops));
-    const f = drops[0]!;
+    assert.equal(drops[0]!.uuid, f.uuid);
     assert.equal(f.drop_reason_desc, 'POLICY_DENIED');
     assert.equal(f.traffic_direction, 'INGRESS');
     assert.deepEqual([f.source?.pod_name, f.source?.namespace, f.source?.identity], ['stranger', 'app', stranger.identity]);
@@ -72,9 +85,17 @@ describe('flows', () => {
   it('names the deny policy of an explicit deny', async () => {
     assert.ok(!(await node.probe(banned.netns, 'tcp', web.ipv4, 80, 300)));
     const drops = await observe('--verdict', 'DROPPED', '--from-pod', 'app/banned');
-    assert.equal(drops.length, 1);
-    assert.equal(drops[0]!.drop_reason_desc, 'POLICY_DENY');
-    assert.deepEqual(drops[0]!.ingress_denied_by?.map((p) => p.name), ['web-from-client']);
+    // A policy verdict and a drop (see above): both name the deny.
+    assert.deepEqual(drops.map((f) => f.event_type.type), [5, 1]);
+    for (const f of drops) {
+      assert.equal(f.drop_reason_desc, 'POLICY_DENY');
+      assert.deepEqual(f.ingress_denied_by?.map((p) => p.name), ['web-from-client']);
+    }
+    const verdicts = await observe('--type', 'policy-verdict', '--from-pod', 'app/banned');
+    assert.equal(verdicts.length, 1);
+    assert.equal(verdicts[0]!.verdict, 'DROPPED');
+    const compact = await node.cli('observe', '--all', '--type', 'policy-verdict', '--from-pod', 'app/banned');
+    assert.match(compact.stdout, /policy-verdict:\S+ INGRESS DENIED/, compact.stdout);
   });
 
   it('shows an allowed connection as FORWARDED flows both ways, with is_reply and the allowing policy', async () => {
@@ -120,13 +141,29 @@ describe('flows', () => {
     await check(['--port', '81'], (f) => [f.l4?.UDP, f.l4?.TCP].some((l) => l?.source_port === 81 || l?.destination_port === 81));
     await check(['--type', 'trace'], (f) => f.event_type.type === 4);
     await check(['--type', 'trace:to-endpoint'], (f) => f.event_type.type === 4 && f.trace_observation_point === 'TO_ENDPOINT');
+    // --not negates the next filter flag, as Hubble's.
+    await check(['--not', '--type', 'trace'], (f) => f.event_type.type !== 4);
+    await check(['--from-pod', 'app/client', '--not', '--verdict', 'FORWARDED'], (f) => f.source?.pod_name === 'client' && f.verdict !== 'FORWARDED');
+    const outsideApp = (f: Flow) => f.source?.namespace !== 'app' && f.destination?.namespace !== 'app';
+    assert.equal((await observe('--not', '--namespace', 'app')).length, all.filter(outsideApp).length, 'every flow here is from or to app');
+    // Services (web:80 backs websvc; services live in "default") and workloads (web's app.kubernetes.io/name).
+    await check(['--to-service', 'websvc'], (f) => f.destination_service?.name === 'websvc' && f.destination_service.namespace === 'default');
+    await check(['--to-service', 'default/web'], (f) => f.destination_service?.name === 'websvc');
+    await check(['--from-service', 'websvc'], (f) => f.source_service?.name === 'websvc');
+    await check(['--service', 'websvc', '--verdict', 'DROPPED'], (f) => (f.source_service ?? f.destination_service)?.name === 'websvc' && f.verdict === 'DROPPED');
+    await check(['--to-workload', 'webapp'], (f) => f.destination?.workloads?.some((w) => w.name === 'webapp') ?? false);
+    await check(['--workload', 'webapp'], (f) => [f.source, f.destination].some((e) => e?.workloads?.some((w) => w.name === 'webapp')));
+    assert.ok(all.filter((f) => f.destination?.pod_name === 'web').every((f) => f.destination?.workloads?.[0]?.name === 'webapp'), 'every flow to web carries its workload');
+    assert.ok(all.every((f) => f.source?.pod_name === 'web' || !f.source?.workloads), 'endpoints without the label have no workload');
+    assert.equal((await observe('--to-service', 'other/websvc')).length, 0, 'websvc is not in namespace other');
     // A time window: everything since the first drop, and nothing before it.
     const firstDrop = all.find((f) => f.verdict === 'DROPPED')!;
     await check(['--since', firstDrop.time], (f) => f.time >= firstDrop.time);
     await check(['--until', firstDrop.time], (f) => f.time <= firstDrop.time);
     const table = await node.cli('observe', '--all', '-o', 'table', '--verdict', 'DROPPED');
     assert.match(table.stdout.split('\n')[0]!, /^TIMESTAMP\s+SOURCE\s+DESTINATION\s+TYPE\s+VERDICT\s+SUMMARY/);
-    assert.ok(table.stdout.split('\n').slice(1).filter(Boolean).every((l) => l.includes('DROPPED')), table.stdout);
+    // A denial's policy verdict prints DENIED in the VERDICT column, as Hubble prints it.
+    assert.ok(table.stdout.split('\n').slice(1).filter(Boolean).every((l) => /\bDROPPED\b|policy-verdict:\S+ INGRESS\s+DENIED\b/.test(l)), table.stdout);
     const last2 = await node.cli('observe', '--last', '2', '-o', 'json');
     assert.equal(last2.stdout.trim().split('\n').length, 2);
     const compact = await node.cli('observe', '--last', '1', '--verdict', 'DROPPED');
@@ -192,6 +229,82 @@ describe('flows', () => {
     }
   });
 
+  it('streams agent events over GetAgentEvents, and an empty GetDebugEvents', async () => {
+    type Event = { agent_event: { type: string; endpoint_update?: { id: number; pod_name: string; namespace: string }; endpoint_regenerate?: { id: number }; policy_update?: { revision: number; rule_count: number; labels: string[] }; unknown?: { type: string; notification: string } }; node_name: string };
+    const pkg = grpc.loadPackageDefinition(loadObserverProto()) as unknown as {
+      observer: { Observer: new (addr: string, creds: grpc.ChannelCredentials) => grpc.Client & Record<string, (req: object) => grpc.ClientReadableStream<Event>> };
+    };
+    const status = await node.api.status();
+    const observer = new pkg.observer.Observer(`unix:${status.listen.hubbleSocket}`, grpc.credentials.createInsecure());
+    const all = <T>(call: grpc.ClientReadableStream<T>) =>
+      new Promise<T[]>((res, rej) => {
+        const out: T[] = [];
+        call.on('data', (m: T) => out.push(m));
+        call.on('end', () => res(out));
+        call.on('error', rej);
+      });
+    try {
+      const events = await all(observer.GetAgentEvents!({}));
+      const of = (type: string) => events.filter((e) => e.agent_event.type === type).map((e) => e.agent_event);
+      assert.equal(of('AGENT_STARTED').length, 1);
+      assert.deepEqual(
+        of('ENDPOINT_CREATED').map((e) => `${e.endpoint_update?.namespace}/${e.endpoint_update?.pod_name} ${e.endpoint_update?.id}`),
+        [web, client, stranger, banned].map((e) => `app/${e.name} ${e.id}`),
+      );
+      assert.ok(of('ENDPOINT_REGENERATE_SUCCESS').some((e) => e.endpoint_regenerate?.id === web.id), 'web regenerated');
+      const policies = of('POLICY_UPDATED');
+      assert.equal(policies.length, 1);
+      const imported = await node.api.listPolicies();
+      assert.equal(policies[0]!.policy_update?.revision, imported.revision);
+      assert.equal(policies[0]!.policy_update?.rule_count, imported.policies[0]!.rules);
+      assert.ok(policies[0]!.policy_update?.labels.includes('k8s:io.cilium.k8s.policy.name=web-from-client'));
+      const allocated = of('AGENT_EVENT_UNKNOWN').filter((e) => e.unknown?.type === 'IdentityAllocated').map((e) => (JSON.parse(e.unknown!.notification) as { id: number }).id);
+      for (const ep of [web, client, stranger, banned]) assert.ok(allocated.includes(ep.identity), `identity ${ep.identity} of ${ep.name} allocated`);
+      assert.ok(events.every((e) => e.node_name === node.name));
+      // Following from a moment ago (history since then, then new events: nothing falls between):
+      // an endpoint added now is streamed.
+      const sinceMs = Date.now() - 1;
+      const follow = observer.GetAgentEvents!({ follow: true, since: { seconds: Math.floor(sinceMs / 1000), nanos: (sinceMs % 1000) * 1e6 } });
+      const live: Event[] = [];
+      follow.on('data', (e: Event) => live.push(e));
+      follow.on('error', () => {});
+      const extra = await node.api.addEndpoint({ namespace: 'app', name: 'extra', labels: ['role=extra'] });
+      await node.api.deleteEndpoint('app', 'extra');
+      assert.ok(await eventually(() => live.some((e) => e.agent_event.type === 'ENDPOINT_DELETED'), 5000), 'the delete streams');
+      follow.cancel();
+      assert.deepEqual(
+        live.filter((e) => e.agent_event.endpoint_update).map((e) => `${e.agent_event.type} ${e.agent_event.endpoint_update!.id}`),
+        [`ENDPOINT_CREATED ${extra.id}`, `ENDPOINT_DELETED ${extra.id}`],
+      );
+      assert.deepEqual(await all(observer.GetDebugEvents!({})), [], 'no debug events, and no error');
+    } finally {
+      observer.close();
+    }
+  });
+
+  it('counts each policy verdict once: observe --type policy-verdict and hubble_policy_verdicts_total agree', async () => {
+    const verdictMetrics = async () => {
+      const text = await node.api.metricsText();
+      const byAction = new Map<string, number>();
+      for (const m of text.matchAll(/^hubble_policy_verdicts_total\{[^}]*action="(\w+)"\} (\d+)$/gm)) byAction.set(m[1]!, (byAction.get(m[1]!) ?? 0) + Number(m[2]));
+      return byAction;
+    };
+    const before = await verdictMetrics();
+    assert.ok(!(await node.probe(stranger.netns, 'tcp', web.ipv4, 80, 300)));
+    assert.ok(await node.probe(client.netns, 'tcp', web.ipv4, 80));
+    let metrics = new Map<string, number>();
+    let flows = new Map<string, number>();
+    const agree = await eventually(async () => {
+      metrics = await verdictMetrics();
+      flows = new Map();
+      for (const f of await observe('--type', 'policy-verdict')) flows.set(f.verdict.toLowerCase(), (flows.get(f.verdict.toLowerCase()) ?? 0) + 1);
+      return JSON.stringify([...metrics].sort()) === JSON.stringify([...flows].sort());
+    });
+    assert.ok(agree, `metrics ${JSON.stringify([...metrics])} vs policy-verdict flows ${JSON.stringify([...flows])}`);
+    assert.equal(metrics.get('dropped'), (before.get('dropped') ?? 0) + 1, 'the new denial counted once');
+    assert.ok((metrics.get('forwarded') ?? 0) > (before.get('forwarded') ?? 0));
+  });
+
   it('moves the Prometheus counters', async () => {
     const metric = async (pattern: RegExp) => {
       const m = pattern.exec(await node.api.metricsText());
@@ -205,6 +318,11 @@ describe('flows', () => {
     );
     assert.ok((await metric(/hubble_flows_processed_total\{protocol="TCP",type="Trace",subtype="to-endpoint",verdict="FORWARDED"\} (\d+)/)) > 0);
     assert.ok((await metric(/hubble_policy_verdicts_total\{direction="ingress",match="l3-l4",action="forwarded"\} (\d+)/)) > 0);
+    assert.ok((await metric(/hubble_policy_verdicts_total\{direction="ingress",match="none",action="dropped"\} (\d+)/)) > 0);
+    assert.ok((await metric(/hubble_tcp_flags_total\{flag="SYN",family="IPv4"\} (\d+)/)) > 0);
+    assert.ok((await metric(/hubble_tcp_flags_total\{flag="SYN-ACK",family="IPv4"\} (\d+)/)) > 0);
+    assert.ok((await metric(/hubble_port_distribution_total\{protocol="TCP",port="80"\} (\d+)/)) > 0);
+    assert.equal(await metric(/hubble_port_distribution_total\{protocol="TCP",port="(?!80")(\d+)"\} \d+/), 0, 'only port 80 was connected to over TCP: replies (ephemeral ports) are not counted');
     assert.ok((await metric(/membrane_endpoints (\d+)/)) === 4);
     assert.ok((await metric(/membrane_identities (\d+)/)) >= 4);
     assert.equal(await metric(/membrane_policy_revision (\d+)/), (await node.api.listPolicies()).revision);

@@ -198,6 +198,33 @@ describe('matchesFilter: fields', () => {
   });
 });
 
+describe('matchesFilter: services and workloads', () => {
+  const toSvc: Flow = { ...drop, destination_service: { name: 'web-svc', namespace: 'default' }, destination: { ...drop.destination, workloads: [{ name: 'web' }] } };
+  const fromSvc: Flow = { ...reply, source_service: { name: 'web-svc', namespace: 'default' }, source: { ...reply.source, workloads: [{ name: 'web', kind: 'Deployment' }] } };
+  const flows = [toSvc, fromSvc, udp];
+  const pick = (f: FlowFilter) => ids(flows.filter((fl) => matchesFilter(fl, f)));
+
+  it('services: [namespace/]name-prefix, no namespace meaning "default", on the right side', () => {
+    assert.deepEqual(pick({ destination_service: ['web-svc'] }), ['f1-drop']);
+    assert.deepEqual(pick({ destination_service: ['default/web'] }), ['f1-drop']);
+    assert.deepEqual(pick({ destination_service: ['default/'] }), ['f1-drop']);
+    assert.deepEqual(pick({ destination_service: ['other/web-svc', 'db'] }), []);
+    assert.deepEqual(pick({ source_service: ['web-svc'] }), ['f2-reply']);
+    assert.deepEqual(pick({ source_service: ['web-svc'], destination_service: ['web-svc'] }), [], 'ANDed');
+    assert.throws(() => pick({ source_service: [''] }), (err: unknown) => isInvalid(err) && /invalid service filter/.test((err as Error).message));
+  });
+
+  it('workloads: name and kind must match where the filter sets them', () => {
+    assert.deepEqual(pick({ destination_workload: [{ name: 'web' }] }), ['f1-drop']);
+    assert.deepEqual(pick({ source_workload: [{ name: 'web' }] }), ['f2-reply']);
+    assert.deepEqual(pick({ source_workload: [{ kind: 'Deployment' }] }), ['f2-reply']);
+    assert.deepEqual(pick({ source_workload: [{ kind: 'Deployment', name: 'web' }] }), ['f2-reply']);
+    assert.deepEqual(pick({ destination_workload: [{ kind: 'Deployment', name: 'web' }] }), [], 'a workload without a kind is no Deployment');
+    assert.deepEqual(pick({ destination_workload: [{ name: 'db' }, { name: 'web' }] }), ['f1-drop'], 'values are ORed');
+    assert.deepEqual(pick({ destination_workload: [{}] }), ['f1-drop'], 'an empty workload matches any workload, not none');
+  });
+});
+
 describe('matchesFilter: combining fields', () => {
   it('different fields are ANDed', () => {
     assert.deepEqual(hits({ source_pod: ['x/'], verdict: ['FORWARDED'] }), ['f3-udp', 'f4-icmp']);
@@ -385,6 +412,42 @@ describe('buildRequest', () => {
     ]);
   });
 
+  it('turns --service, --from-service and --to-service into service filters, as Hubble', () => {
+    assert.deepEqual(build({ toService: ['web'] }).whitelist, [{ destination_service: ['web'] }]);
+    assert.deepEqual(build({ fromService: ['shop/api', 'db'] }).whitelist, [{ source_service: ['shop/api', 'db'] }]);
+    assert.deepEqual(build({ service: ['web'] }).whitelist, [{ source_service: ['web'] }, { destination_service: ['web'] }]);
+    assert.deepEqual(build({ service: ['web'], namespace: ['x'] }).whitelist, [{ source_service: ['x/web'] }, { destination_service: ['x/web'] }], 'the namespace applies to services');
+    assert.deepEqual(build({ toService: ['web'], fromPod: ['x/a'] }).whitelist, [{ source_pod: ['x/a'], destination_service: ['web'] }]);
+  });
+
+  it('turns --workload flags into workload filters ([kind/]name)', () => {
+    assert.deepEqual(build({ toWorkload: ['web', 'Deployment/api', 'Job/'] }).whitelist, [
+      { destination_workload: [{ name: 'web' }, { kind: 'Deployment', name: 'api' }, { kind: 'Job' }] },
+    ]);
+    assert.deepEqual(build({ workload: ['web'] }).whitelist, [{ source_workload: [{ name: 'web' }] }, { destination_workload: [{ name: 'web' }] }]);
+  });
+
+  it('puts negated flags in the blacklist, built like the whitelist', () => {
+    assert.deepEqual(build({ negated: { verdict: ['forwarded'] } }), { number: 20, blacklist: [{ verdict: ['FORWARDED'] }] });
+    assert.deepEqual(build({ fromPod: ['x/'], negated: { toService: ['web'], pod: ['y/b'] } }), {
+      number: 20,
+      whitelist: [{ source_pod: ['x/'] }],
+      blacklist: [{ source_pod: ['y/b'], destination_service: ['web'] }, { destination_pod: ['y/b'], destination_service: ['web'] }],
+    });
+    assert.deepEqual(build({ negated: { namespace: ['kube-system'] } }).blacklist, [{ source_pod: ['kube-system/'] }, { destination_pod: ['kube-system/'] }]);
+    // Conflicts are per list: a flag and its negation may be combined.
+    assert.deepEqual(build({ label: ['app=a'], negated: { fromLabel: ['tier=x'] } }).blacklist, [{ source_label: ['tier=x'] }]);
+    assert.throws(() => build({ negated: { port: ['80'], toPort: ['81'] } }), /--port and --to-port cannot be combined/);
+    assert.throws(() => build({ not: true }), (err: unknown) => isInvalid(err) && /--not must be followed by the filter flag/.test((err as Error).message));
+  });
+
+  it('selects flows with --not as Hubble does', () => {
+    const pick = (flags: ObserveFlags) => ids(selectFromRing(ring, build(flags)));
+    assert.deepEqual(pick({ negated: { verdict: ['FORWARDED'] } }), ['f1-drop']);
+    assert.deepEqual(pick({ fromPod: ['x/'], negated: { protocol: ['tcp'] } }), ['f3-udp', 'f4-icmp']);
+    assert.deepEqual(pick({ negated: { namespace: ['y'] } }), ['f3-udp'], 'neither from nor to namespace y');
+  });
+
   it('parses --type TYPE[:SUBTYPE]', () => {
     assert.deepEqual(build({ type: ['trace'] }).whitelist, [{ event_type: [{ type: 4 }] }]);
     assert.deepEqual(build({ type: ['trace:to-endpoint', 'trace:from-endpoint', 'drop:133', '5'] }).whitelist, [
@@ -443,6 +506,12 @@ describe('buildRequest', () => {
     ['label selector', { fromLabel: ['app in ()'] }, /invalid label selector "app in \(\)"/],
     ['node name pattern', { nodeName: ['node$'] }, /invalid node name pattern "node\$"/],
     ['pod outside the namespace', { pod: ['z/b'], namespace: ['x'] }, /--namespace x does not contain --pod z\/b/],
+    ['service outside the namespace', { service: ['z/web'], namespace: ['x'] }, /--namespace x does not contain --service z\/web/],
+    ['to-service+namespace', { toService: ['web'], namespace: ['x'] }, /--to-service and --namespace cannot be combined/],
+    ['service+from-service', { service: ['a'], fromService: ['b'] }, /--service and --from-service cannot be combined/],
+    ['service', { toService: ['a/b/c'] }, /--to-service "a\/b\/c"/],
+    ['workload', { fromWorkload: ['a/b/c'] }, /--from-workload "a\/b\/c"/],
+    ['workload+to-workload', { workload: ['a'], toWorkload: ['b'] }, /--workload and --to-workload cannot be combined/],
   ];
   for (const [what, flags, msg] of bad) {
     it(`rejects a bad ${what}`, () =>
@@ -528,6 +597,41 @@ describe('registerObserveOptions', () => {
     assert.deepEqual([...OUTPUT_FORMATS], ['compact', 'json', 'jsonpb', 'table', 'dict']);
     for (const f of OUTPUT_FORMATS) assert.equal(parse(['-o', f]).output, f);
     assert.throws(() => parse(['-o', 'yaml']));
+  });
+
+  it('maps --service, --from-service, --to-service and the workload flags', () => {
+    const o = parse(['--to-service', 'web', '--from-service', 'x/api', '--from-workload', 'Deployment/api', '--to-workload', 'web']);
+    assert.deepEqual({ toService: o.toService, fromService: o.fromService, fromWorkload: o.fromWorkload, toWorkload: o.toWorkload }, {
+      toService: ['web'],
+      fromService: ['x/api'],
+      fromWorkload: ['Deployment/api'],
+      toWorkload: ['web'],
+    });
+    assert.deepEqual(parse(['--service', 'db']).service, ['db']);
+    assert.deepEqual(parse(['--workload', 'db']).workload, ['db']);
+  });
+
+  it('--not negates exactly the filter flag that follows it, wherever it is', () => {
+    const o = parse(['--not', '--verdict', 'FORWARDED', '--verdict', 'DROPPED', '--last', '3', '--not', '-n', 'kube-system', '--to-service', 'web']);
+    assert.deepEqual(o.verdict, ['DROPPED']);
+    assert.deepEqual(o.toService, ['web']);
+    assert.deepEqual(o.negated, { verdict: ['FORWARDED'], namespace: ['kube-system'] });
+    assert.equal(o.not, undefined, 'no --not left waiting');
+    assert.deepEqual(buildRequest(o, new Date()), {
+      number: 3,
+      whitelist: [{ destination_service: ['web'], verdict: ['DROPPED'] }],
+      blacklist: [{ verdict: ['FORWARDED'], source_pod: ['kube-system/'] }, { verdict: ['FORWARDED'], destination_pod: ['kube-system/'] }],
+    });
+    // A non-filter flag in between does not take the --not: the next filter flag does, as in Hubble.
+    const skipped = parse(['--not', '--last', '2', '--pod', 'x/a']);
+    assert.deepEqual([skipped.pod ?? [], skipped.negated], [[], { pod: ['x/a'] }]);
+  });
+
+  it('refuses --not --not, and a --not with no filter flag after it', () => {
+    assert.throws(() => parse(['--not', '--not', '--pod', 'x/a']), (err: unknown) => isInvalid(err) && /--not --not/.test((err as Error).message));
+    const trailing = parse(['--pod', 'x/a', '--not']);
+    assert.equal(trailing.not, true);
+    assert.throws(() => buildRequest(trailing, new Date()), /--not must be followed by the filter flag it negates/);
   });
 
   it('has boolean --all and -f/--follow', () => {

@@ -67,6 +67,30 @@ describe('flow decoding', () => {
     assert.deepEqual(f.ethernet, { source: '02:00:00:00:00:01', destination: '02:00:00:00:00:02' });
   });
 
+  it('gives the policy verdict that precedes a policy drop its reason and the policies behind it, as Hubble does', () => {
+    const denied = decode({ type: 5, subtype: 133, direction: 1, verdict: 2, tcp_flags: 0x02 });
+    assert.equal(denied.verdict, 'DROPPED');
+    assert.deepEqual(denied.event_type, { type: 5, sub_type: 133 });
+    assert.equal(denied.drop_reason, 133);
+    assert.equal(denied.drop_reason_desc, 'POLICY_DENIED');
+    assert.deepEqual(denied.default_deny_by?.map((p) => p.name), ['web-policy']);
+    assert.equal(denied.policy_match_type, undefined, 'match none');
+    const byRule = decode({ type: 5, subtype: 181, direction: 1, verdict: 2, rule_id: 3, match_type: 1 });
+    assert.equal(byRule.drop_reason_desc, 'POLICY_DENY');
+    assert.deepEqual(byRule.ingress_denied_by?.map((p) => p.name), ['web-policy']);
+    assert.equal(byRule.policy_match_type, 1);
+    const audited = decode({ type: 5, subtype: 133, direction: 1, verdict: 4 });
+    assert.equal(audited.verdict, 'AUDIT');
+    assert.equal(audited.drop_reason_desc, undefined, 'an audited verdict dropped nothing');
+  });
+
+  it('carries the workload named by an app label, and services in namespace "default"', () => {
+    const f = decode({ type: 4, subtype: 0, direction: 1, verdict: 1 });
+    assert.deepEqual(f.destination?.workloads, [{ name: 'web' }], 'from k8s:app=web');
+    assert.deepEqual(f.destination_service, { name: 'web-svc', namespace: 'default' });
+    assert.equal(f.source_service, undefined);
+  });
+
   it('names the allowing policy of a policy verdict, with its match type', () => {
     const f = decode({ type: 5, subtype: 0, direction: 1, verdict: 1, rule_id: 3, match_type: 2 });
     assert.equal(f.verdict, 'FORWARDED');
@@ -152,8 +176,11 @@ describe('flow metrics', () => {
     const metrics = new Metrics({ endpoints: () => 2, identities: () => 5, policyRevision: () => 9, mapPressure: () => [{ map: 'mb_ct', pressure: 0.25 }], lostEvents: () => lost, flowFollowers: () => 2 });
     const decoder = new FlowDecoder(ctx);
     const capture = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>) => decoder.capture(viewOf(flowEvent.encode({ ...base, ...fields })), 0);
-    metrics.count(capture({ type: 1, subtype: 133, direction: 1, verdict: 2 }));
-    metrics.count(capture({ type: 1, subtype: 133, direction: 1, verdict: 2 }));
+    // Two denials: each is a policy verdict (DROPPED) and then a drop, as the datapath emits them.
+    for (let i = 0; i < 2; i++) {
+      metrics.count(capture({ type: 5, subtype: 133, direction: 1, verdict: 2 }));
+      metrics.count(capture({ type: 1, subtype: 133, direction: 1, verdict: 2 }));
+    }
     metrics.count(capture({ type: 5, direction: 1, verdict: 1, match_type: 2 }));
     metrics.count(capture({ type: 4, subtype: 0, direction: 1, verdict: 1 }));
     lost = 3;
@@ -161,7 +188,8 @@ describe('flow metrics', () => {
     assert.match(text, /hubble_drop_total\{reason="POLICY_DENIED",protocol="TCP"\} 2/);
     assert.match(text, /hubble_flows_processed_total\{protocol="TCP",type="Trace",subtype="to-endpoint",verdict="FORWARDED"\} 1/);
     assert.match(text, /hubble_policy_verdicts_total\{direction="ingress",match="l3-l4",action="forwarded"\} 1/);
-    assert.match(text, /hubble_policy_verdicts_total\{direction="ingress",match="none",action="dropped"\} 2/);
+    assert.match(text, /hubble_policy_verdicts_total\{direction="ingress",match="none",action="dropped"\} 2/, 'each denial counted once');
+    assert.match(text, /hubble_flows_processed_total\{protocol="TCP",type="PolicyVerdict",subtype="",verdict="DROPPED"\} 2/);
     assert.match(text, /hubble_lost_events_total\{source="perf_event_ring_buffer"\} 3/);
     assert.match(text, /membrane_identities 5/);
     assert.match(text, /membrane_policy_revision 9/);
@@ -169,5 +197,32 @@ describe('flow metrics', () => {
     assert.match(text, /membrane_bpf_map_pressure\{map_name="mb_ct"\} 0.25/);
     lost = 5;
     assert.match(await metrics.text(), /hubble_lost_events_total\{source="perf_event_ring_buffer"\} 5/);
+  });
+
+  it("counts TCP flags and destination ports of forwarded flows with Hubble's labels", async () => {
+    const metrics = new Metrics({ endpoints: () => 0, identities: () => 0, policyRevision: () => 0, mapPressure: () => [], lostEvents: () => 0, flowFollowers: () => 0 });
+    const decoder = new FlowDecoder(ctx);
+    const capture = (fields: Partial<Parameters<typeof flowEvent.encode>[0]>) => decoder.capture(viewOf(flowEvent.encode({ ...base, ...fields })), 0);
+    metrics.count(capture({ type: 5, direction: 1, verdict: 1, tcp_flags: 0x02 })); // SYN: its verdict
+    metrics.count(capture({ type: 4, direction: 1, verdict: 1, tcp_flags: 0x02 })); // and its trace
+    metrics.count(capture({ type: 4, direction: 1, verdict: 1, ct_state: 2, tcp_flags: 0x12, sport: 80, dport: 40000 })); // SYN-ACK reply
+    metrics.count(capture({ type: 4, direction: 1, verdict: 1, ct_state: 1, tcp_flags: 0x11 })); // FIN-ACK
+    metrics.count(capture({ type: 4, direction: 1, verdict: 1, ct_state: 1, tcp_flags: 0x14 })); // RST-ACK
+    metrics.count(capture({ type: 4, direction: 1, verdict: 1, ct_state: 1, tcp_flags: 0x18 })); // PSH-ACK: no flag counted
+    metrics.count(capture({ type: 1, subtype: 133, direction: 1, verdict: 2, tcp_flags: 0x02 })); // dropped: not counted
+    metrics.count(capture({ type: 4, direction: 2, verdict: 1, protocol: 17, dport: 53 }));
+    metrics.count(capture({ type: 4, direction: 2, verdict: 1, protocol: 1, sport: 0, dport: 0 }));
+    metrics.count(capture({ type: 4, direction: 2, verdict: 1, protocol: 1, sport: 0, dport: 0, ct_state: 2 })); // echo reply
+    const text = await metrics.text();
+    assert.match(text, /hubble_tcp_flags_total\{flag="SYN",family="IPv4"\} 2/);
+    assert.match(text, /hubble_tcp_flags_total\{flag="SYN-ACK",family="IPv4"\} 1/);
+    assert.match(text, /hubble_tcp_flags_total\{flag="FIN",family="IPv4"\} 1/);
+    assert.match(text, /hubble_tcp_flags_total\{flag="RST",family="IPv4"\} 1/);
+    assert.doesNotMatch(text, /hubble_tcp_flags_total\{flag="(PSH|ACK)"/);
+    // Replies are left out: the SYN-ACK's port 40000 is not a service port.
+    assert.match(text, /hubble_port_distribution_total\{protocol="TCP",port="80"\} 5/);
+    assert.doesNotMatch(text, /port="40000"/);
+    assert.match(text, /hubble_port_distribution_total\{protocol="UDP",port="53"\} 1/);
+    assert.match(text, /hubble_port_distribution_total\{protocol="ICMPv4",port="0"\} 1/);
   });
 });

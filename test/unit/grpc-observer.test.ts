@@ -8,8 +8,9 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { invalid } from '../../src/errors.js';
+import { AgentEventLog } from '../../src/flow/agent-events.js';
 import { type ObserverServer, startObserverServer } from '../../src/flow/grpc-server.js';
-import { getFlowsRequestFromProto, rfc3339FromTimestamp, timestampFromRfc3339 } from '../../src/flow/proto-map.js';
+import { flowToProto, getFlowsRequestFromProto, rfc3339FromTimestamp, timestampFromRfc3339 } from '../../src/flow/proto-map.js';
 import type { Flow, FlowFilter, FlowSource, GetFlowsRequest } from '../../src/flow/types.js';
 
 // The client is generated from the proto files the way any Hubble client is: nothing from the
@@ -215,6 +216,8 @@ const one = (m: Map<number, Field[]>, n: number): Field => {
 
 describe('gRPC Observer server (Hubble-compatible)', () => {
   const source = new FakeSource();
+  const agentEvents = new AgentEventLog('node-a');
+  let checked: GetFlowsRequest | undefined;
   let server: ObserverServer;
   let tmp: string;
   let sock: string;
@@ -232,11 +235,13 @@ describe('gRPC Observer server (Hubble-compatible)', () => {
       version: '0.1.0-test',
       filter,
       checkRequest: (req) => {
+        checked = req;
         for (const f of [...(req.whitelist ?? []), ...(req.blacklist ?? [])]) {
           for (const ip of f.source_ip ?? []) if (!/^[\d.]+$/.test(ip)) throw invalid(`bad source_ip ${ip}`);
         }
       },
       maxQueuedPerStream: 4,
+      agentEvents,
     });
     assert.ok(server.tcpPort && server.tcpPort > 0);
     tcp = new ObserverClient(`127.0.0.1:${server.tcpPort}`, grpc.credentials.createInsecure());
@@ -485,12 +490,174 @@ describe('gRPC Observer server (Hubble-compatible)', () => {
     const checked = await errorOf((tcp as Msg).GetFlows({ follow: true, blacklist: [{ source_ip: ['not-an-ip'] }] }));
     assert.equal(checked.code, grpc.status.INVALID_ARGUMENT);
     assert.equal(checked.details, 'bad source_ip not-an-ip');
-    const agent = await errorOf((tcp as Msg).GetAgentEvents({}));
-    assert.equal(agent.code, grpc.status.UNIMPLEMENTED);
+    const agent = await errorOf((tcp as Msg).GetAgentEvents({ first: true, follow: true }));
+    assert.equal(agent.code, grpc.status.INVALID_ARGUMENT);
+  });
+
+  test('service and workload filters reach the server as Hubble sends them', async () => {
+    await getFlows(tcp, {
+      number: 1,
+      whitelist: [{ destination_service: ['default/web'], source_workload: [{ name: 'api', kind: 'Deployment' }] }],
+      blacklist: [{ source_service: ['db'], destination_workload: [{ name: 'web' }] }],
+    });
+    assert.deepEqual(checked?.whitelist, [{ destination_service: ['default/web'], source_workload: [{ name: 'api', kind: 'Deployment' }] }]);
+    assert.deepEqual(checked?.blacklist, [{ source_service: ['db'], destination_workload: [{ name: 'web' }] }]);
+  });
+
+  test("GetAgentEvents returns the log's history, each event with node_name and time", async () => {
+    const log = agentEvents;
+    log.agentStarted();
+    const ep = { id: 7, name: 'web-1', namespace: 'shop', labels: ['k8s:app=web'] } as Parameters<NonNullable<ReturnType<AgentEventLog['endpointListener']>['endpointCreated']>>[0];
+    log.endpointListener().endpointCreated!(ep);
+    log.regenerationListener().regenerated([ep]);
+    log.regenerationListener().regenerated([ep], new Error('map full'));
+    log.policyListener().policiesUpdated!([{ ref: { kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'web' }, source: {}, rules: [{} as never, {} as never], revision: 4 }], 4);
+    log.identityListener().allocated!({ id: 256, labels: ['k8s:app=web'] });
+    log.endpointListener().endpointDeleted!(ep);
+
+    const all = await collect((tcp as Msg).GetAgentEvents({}));
+    assert.deepEqual(all.map((r) => r.agent_event.type), [
+      'AGENT_STARTED',
+      'ENDPOINT_CREATED',
+      'ENDPOINT_REGENERATE_SUCCESS',
+      'ENDPOINT_REGENERATE_FAILURE',
+      'POLICY_UPDATED',
+      'AGENT_EVENT_UNKNOWN',
+      'ENDPOINT_DELETED',
+    ]);
+    for (const r of all) {
+      assert.equal(r.node_name, 'node-a');
+      assert.ok(Number(r.time.seconds) > 1_700_000_000, 'a wall-clock time');
+    }
+    const [started, created, ok, failed, policy, identity, deleted] = all.map((r) => r.agent_event);
+    assert.equal(started.notification, 'agent_start');
+    assert.ok(Number(started.agent_start.time.seconds) > 1_700_000_000);
+    assert.deepEqual(created.endpoint_update, { id: 7, labels: ['k8s:app=web'], pod_name: 'web-1', namespace: 'shop' });
+    assert.deepEqual(deleted.endpoint_update, created.endpoint_update);
+    assert.deepEqual(ok.endpoint_regenerate, { id: 7, labels: ['k8s:app=web'] });
+    assert.deepEqual(failed.endpoint_regenerate, { id: 7, labels: ['k8s:app=web'], error: 'map full' });
+    assert.deepEqual(policy.policy_update, {
+      labels: ['k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy', 'k8s:io.cilium.k8s.policy.name=web', 'k8s:io.cilium.k8s.policy.namespace=shop'],
+      revision: 4,
+      rule_count: 2,
+    });
+    assert.deepEqual(identity.unknown, { type: 'IdentityAllocated', notification: '{"id":256,"labels":["k8s:app=web"]}' });
+
+    const last2 = await collect((tcp as Msg).GetAgentEvents({ number: 2 }));
+    assert.deepEqual(last2.map((r) => r.agent_event.type), ['AGENT_EVENT_UNKNOWN', 'ENDPOINT_DELETED']);
+    const first1 = await collect((unix as Msg).GetAgentEvents({ number: 1, first: true }));
+    assert.deepEqual(first1.map((r) => r.agent_event.type), ['AGENT_STARTED']);
+    const since = await collect((tcp as Msg).GetAgentEvents({ since: all[5].time }));
+    assert.deepEqual(since.map((r) => r.agent_event.type), ['AGENT_EVENT_UNKNOWN', 'ENDPOINT_DELETED'], 'since is inclusive');
+  });
+
+  test('GetAgentEvents follows new events, without history unless asked', async () => {
+    const call = (tcp as Msg).GetAgentEvents({ follow: true }) as grpc.ClientReadableStream<Msg>;
+    const received: Msg[] = [];
+    call.on('data', (m) => received.push(m));
+    const ended = new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+    await waitFor(() => agentEvents.followers === 1, 'the server to subscribe');
+    agentEvents.policyListener().policiesDeleted!([{ ref: { kind: 'CiliumClusterwideNetworkPolicy', name: 'all' }, source: {}, rules: [{} as never], revision: 5 }], 5);
+    await waitFor(() => received.length === 1, 'the followed event');
+    assert.equal(received[0].agent_event.type, 'POLICY_DELETED');
+    assert.deepEqual(received[0].agent_event.policy_update, {
+      labels: ['k8s:io.cilium.k8s.policy.derived-from=CiliumClusterwideNetworkPolicy', 'k8s:io.cilium.k8s.policy.name=all'],
+      revision: 5,
+      rule_count: 1,
+    });
+    call.cancel();
+    assert.equal((await ended).code, grpc.status.CANCELLED);
+    await waitFor(() => agentEvents.followers === 0, 'the server to unsubscribe');
+
+    const withHistory = (tcp as Msg).GetAgentEvents({ number: 1, follow: true }) as grpc.ClientReadableStream<Msg>;
+    const got: Msg[] = [];
+    withHistory.on('data', (m) => got.push(m));
+    const done = new Promise<grpc.ServiceError>((resolve) => withHistory.on('error', resolve));
+    await waitFor(() => got.length === 1, 'the history');
+    agentEvents.identityListener().released!({ id: 256, labels: ['k8s:app=web'] });
+    await waitFor(() => got.length === 2, 'the new event');
+    assert.deepEqual(got.map((r) => r.agent_event.type), ['POLICY_DELETED', 'AGENT_EVENT_UNKNOWN']);
+    assert.equal(got[1].agent_event.unknown.type, 'IdentityReleased');
+    withHistory.cancel();
+    await done;
+  });
+
+  test('GetAgentEvents: Hubble field numbers on the wire', async () => {
+    const methods = packageDefinition['observer.Observer'] as Msg;
+    const raw = new grpc.Client(`127.0.0.1:${server.tcpPort}`, grpc.credentials.createInsecure());
+    try {
+      const call = raw.makeServerStreamRequest<Msg, Buffer>('/observer.Observer/GetAgentEvents', methods.GetAgentEvents.requestSerialize, (b: Buffer) => b, {
+        number: 2,
+        first: true,
+      });
+      const [, created] = (await collect(call)) as Buffer[];
+      const resp = fields(created!);
+      assert.equal(one(resp, 1000).bytes!.toString(), 'node-a'); // node_name
+      assert.ok(one(resp, 1001).bytes!.length > 0); // time
+      const event = fields(one(resp, 1).bytes!); // agent_event
+      assert.equal(one(event, 1).varint, 7n); // type = ENDPOINT_CREATED
+      const update = fields(one(event, 104).bytes!); // endpoint_update
+      assert.equal(one(update, 1).varint, 7n); // id
+      assert.equal(one(update, 2).bytes!.toString(), 'k8s:app=web'); // labels
+      assert.equal(one(update, 4).bytes!.toString(), 'web-1'); // pod_name
+      assert.equal(one(update, 5).bytes!.toString(), 'shop'); // namespace
+    } finally {
+      raw.close();
+    }
+  });
+
+  test('GetDebugEvents answers with an empty stream: at once, or open until cancelled with follow', async () => {
+    assert.deepEqual(await collect((tcp as Msg).GetDebugEvents({ number: 10 })), []);
+    const call = (tcp as Msg).GetDebugEvents({ follow: true }) as grpc.ClientReadableStream<Msg>;
+    const received: Msg[] = [];
+    call.on('data', (m) => received.push(m));
+    let ended = false;
+    const error = new Promise<grpc.ServiceError>((resolve) => call.on('error', (e: grpc.ServiceError) => ((ended = true), resolve(e))));
+    call.on('end', () => (ended = true));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(ended, false, 'a follower waits');
+    call.cancel();
+    assert.equal((await error).code, grpc.status.CANCELLED);
+    assert.deepEqual(received, []);
+  });
+});
+
+describe('a server without an agent event log', () => {
+  test('answers GetAgentEvents UNIMPLEMENTED, saying why', async () => {
+    const server = await startObserverServer(new FakeSource(), { tcpAddress: '127.0.0.1:0', version: 't', filter });
+    const client = new ObserverClient(`127.0.0.1:${server.tcpPort}`, grpc.credentials.createInsecure());
+    try {
+      const err = await errorOf((client as Msg).GetAgentEvents({}));
+      assert.equal(err.code, grpc.status.UNIMPLEMENTED);
+      assert.match(err.details, /without an agent event log/);
+    } finally {
+      client.close();
+      await server.close();
+    }
   });
 });
 
 describe('proto-map', () => {
+  test('a flow carries its endpoints\' workloads and its services\' namespaces on the wire', () => {
+    const methods = packageDefinition['observer.Observer'] as Msg;
+    const flow: Flow = {
+      ...FORWARDED,
+      source: { ...FORWARDED.source, workloads: [{ name: 'web' }] },
+      destination: { ...FORWARDED.destination, workloads: [{ name: 'api', kind: 'Deployment' }] },
+      destination_service: { name: 'api-svc', namespace: 'default' },
+    };
+    const buf = methods.GetFlows.responseSerialize({ flow: flowToProto(flow), node_name: 'n' }) as Buffer;
+    const f = fields(one(fields(buf), 1).bytes!);
+    const src = fields(one(f, 8).bytes!);
+    assert.equal(one(fields(one(src, 6).bytes!), 1).bytes!.toString(), 'web'); // source.workloads[0].name
+    const dstWorkload = fields(one(fields(one(f, 9).bytes!), 6).bytes!);
+    assert.equal(one(dstWorkload, 1).bytes!.toString(), 'api');
+    assert.equal(one(dstWorkload, 2).bytes!.toString(), 'Deployment'); // kind
+    const svc = fields(one(f, 21).bytes!); // destination_service
+    assert.equal(one(svc, 1).bytes!.toString(), 'api-svc');
+    assert.equal(one(svc, 2).bytes!.toString(), 'default'); // namespace
+  });
+
   test('RFC 3339 <-> Timestamp keeps nanoseconds and normalises offsets to UTC', () => {
     assert.deepEqual(timestampFromRfc3339('2024-05-01T10:00:00.000000001Z'), { seconds: 1714557600, nanos: 1 });
     assert.deepEqual(timestampFromRfc3339('2024-05-01T12:00:00.5+02:00'), { seconds: 1714557600, nanos: 500_000_000 });
@@ -519,6 +686,8 @@ describe('proto-map', () => {
           tcp_flags: [{ SYN: true }],
           ip_version: ['IPv4'],
           node_name: ['node-*'],
+          destination_service: ['default/web'],
+          source_workload: [{ name: 'api', kind: 'Deployment' }, { kind: 'Job' }],
           experimental: {},
         },
       ],
@@ -541,6 +710,8 @@ describe('proto-map', () => {
           tcp_flags: [{ SYN: true }],
           ip_version: ['IPv4'],
           node_name: ['node-*'],
+          destination_service: ['default/web'],
+          source_workload: [{ name: 'api', kind: 'Deployment' }, { kind: 'Job' }],
         },
       ],
       blacklist: [{ protocol: ['udp'] }],
