@@ -23,7 +23,7 @@ import {
 } from '../identity/labels.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import type { Netlink } from '../kernel/netlink.js';
-import { ifindexOf, NETNS_NAME_MAX, netnsIdentity, netnsPath, withNetns } from '../kernel/netns.js';
+import { attachNetns, ifindexOf, isNetns, NETNS_NAME_MAX, netnsIdentity, netnsPath, withNetns } from '../kernel/netns.js';
 import type { Store } from '../store/store.js';
 import { poolNetnsPattern, type InterfacePool } from './pool.js';
 import type { Ipam } from './ipam.js';
@@ -231,16 +231,8 @@ export class EndpointManager {
           `endpoint name ${quoted(req.name, 40)} has ${req.name.length} characters, at most ${Math.max(0, longest)} fit here: its network namespace is named ${this.cfg.nodeName}-${req.namespace}-NAME, and namespace names are at most ${NETNS_NAME_MAX} bytes (shorten the name, or wire your own namespace with --netns)`,
         );
       }
-    } else {
-      if (!/^[A-Za-z0-9][-A-Za-z0-9_.]{0,254}$/.test(req.netns)) throw invalid(`--netns ${quoted(req.netns)} is not a valid namespace name`);
-      if (!this.nl.netnsExists(req.netns)) {
-        throw notFound(`network namespace "${req.netns}" does not exist: create it with 'ip netns add ${req.netns}' or omit --netns`);
-      }
-      this.refuseSharedNetns(req.netns);
-      if (withNetns(netnsPath(req.netns), () => ifindexOf(WORKLOAD_IFNAME))) {
-        throw conflict(`network namespace "${req.netns}" already has an interface ${WORKLOAD_IFNAME}: remove it or let the agent create the namespace`);
-      }
     }
+    const given = req.netns === undefined ? undefined : this.givenNetns(req.netns);
     const ipv4 = this.cfg.ipam.allocate(req.ipv4);
     const id = this.allocateEndpointId();
     const labels = endpointLabels(userLabels, { name: req.namespace, labels: nsLabels }, this.cfg.cluster);
@@ -255,8 +247,9 @@ export class EndpointManager {
       identity: identity.id,
       ipv4,
       ports,
-      netns: req.netns ?? this.freeNetnsName(`${this.cfg.nodeName}-${req.namespace}-${req.name}`, id),
-      netnsOwned: req.netns === undefined,
+      netns: given?.name ?? this.freeNetnsName(`${this.cfg.nodeName}-${req.namespace}-${req.name}`, id),
+      netnsOwned: given === undefined,
+      ...(given?.attach ? { netnsAttached: true } : {}),
       interface: `lxc${id}`,
       ifindex: 0,
       mac: randomMac(),
@@ -270,8 +263,9 @@ export class EndpointManager {
     // A namespace of its own can come from the pool, already wired with the programs attached.
     const prewired = ep.netnsOwned ? this.pool?.take() : undefined;
     if (prewired) Object.assign(ep, { mac: prewired.mac, hostMac: prewired.hostMac });
-    this.pending.begin({ id, netns: ep.netns, netnsOwned: ep.netnsOwned, interface: ep.interface });
+    this.pending.begin({ id, netns: ep.netns, netnsOwned: ep.netnsOwned, netnsAttached: ep.netnsAttached, interface: ep.interface });
     try {
+      if (given?.attach) attachNetns(given.attach, ep.netns);
       if (prewired) {
         this.datapath.claimPooled(prewired.slot, id);
         ep.ifindex = await plumbPrewired(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, prewired);
@@ -309,13 +303,35 @@ export class EndpointManager {
   }
 
   /**
+   * The namespace `--netns` names: a name of `ip netns` (or its path, /run/netns/NAME), or the
+   * path of a process's namespace (/proc/PID/ns/net), which the agent names itself
+   * (`<node>-<ns>-<name>`) and unnames on delete. Checked before anything changes.
+   */
+  private givenNetns(text: string): { name?: string; attach?: string } {
+    const named = /^\/run\/netns\/([^/]+)$/.exec(text)?.[1] ?? (text.startsWith('/') ? undefined : text);
+    if (named !== undefined && !/^[A-Za-z0-9][-A-Za-z0-9_.]{0,254}$/.test(named)) throw invalid(`--netns ${quoted(text)} is not a valid namespace name`);
+    if (named !== undefined && !this.nl.netnsExists(named)) {
+      throw notFound(`network namespace "${named}" does not exist: create it with 'ip netns add ${named}' or omit --netns`);
+    }
+    const nsPath = named === undefined ? text : netnsPath(named);
+    if (named === undefined && !isNetns(nsPath)) {
+      throw invalid(`--netns ${quoted(text)} is not a network namespace: give a name (ip netns list), /run/netns/NAME or /proc/PID/ns/net`);
+    }
+    this.refuseSharedNetns(nsPath, named ?? text);
+    if (withNetns(nsPath, () => ifindexOf(WORKLOAD_IFNAME))) {
+      throw conflict(`network namespace ${quoted(named ?? text)} already has an interface ${WORKLOAD_IFNAME}: remove it or let the agent create the namespace`);
+    }
+    return named !== undefined ? { name: named } : { attach: nsPath };
+  }
+
+  /**
    * Refuses a namespace that is not the workload's alone: the node's own (the agent's), the
    * machine's root namespace, or one another endpoint uses under any name. Wiring an endpoint
    * there replaces that namespace's default route and takes the node (or the machine) off the
    * network.
    */
-  private refuseSharedNetns(name: string): void {
-    const target = netnsIdentity(netnsPath(name));
+  private refuseSharedNetns(nsPath: string, name: string): void {
+    const target = netnsIdentity(nsPath);
     if (target === netnsIdentity('/proc/self/ns/net')) {
       throw conflict(`network namespace "${name}" is the node's own namespace, where the agent runs: an endpoint needs a namespace of its own (omit --netns)`);
     }

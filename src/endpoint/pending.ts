@@ -16,6 +16,8 @@ export interface PendingPlumbing {
   /** The endpoint's namespace, and whether the agent creates it (and so may delete it). */
   netns: string;
   netnsOwned: boolean;
+  /** The agent named a namespace given by path: the name is removed. */
+  netnsAttached?: boolean;
   /** Host-side interface in the node namespace. */
   interface: string;
 }

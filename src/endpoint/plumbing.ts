@@ -30,6 +30,8 @@ export interface Plumbing {
   ipv4: string;
   netns: string;
   netnsOwned: boolean;
+  /** The agent named the namespace (see Endpoint.netnsAttached): the name is removed with it. */
+  netnsAttached?: boolean;
   interface: string;
   mac: string;
   hostMac: string;
@@ -106,9 +108,10 @@ export async function plumbPrewired(nl: Netlink, p: Plumbing, prewired: { netns:
 }
 
 /** Removes the veth pair (both ends go together) and the namespace when the agent owns it. */
-export async function unplumb(nl: Netlink, p: Pick<Plumbing, 'interface' | 'netns' | 'netnsOwned'>): Promise<void> {
+export async function unplumb(nl: Netlink, p: Pick<Plumbing, 'interface' | 'netns' | 'netnsOwned' | 'netnsAttached'>): Promise<void> {
   if (ifindexOf(p.interface)) await nl.apply([{ op: 'delete-link', name: p.interface }]);
-  if (p.netnsOwned) await nl.deleteNetns(p.netns);
+  // Removing a name ends a namespace only when nothing else holds it (a process's stays).
+  if (p.netnsOwned || p.netnsAttached) await nl.deleteNetns(p.netns);
 }
 
 export function randomMac(): string {

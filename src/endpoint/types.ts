@@ -19,6 +19,9 @@ export interface Endpoint {
   netns: string;
   /** True when the agent created the namespace (and deletes it with the endpoint). */
   netnsOwned: boolean;
+  /** True when the agent named a namespace it was given by path (--netns /proc/PID/ns/net): the
+   * name goes with the endpoint, the namespace stays its process's. */
+  netnsAttached?: boolean;
   /** Host-side interface in the node namespace. */
   interface: string;
   ifindex: number;

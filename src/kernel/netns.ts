@@ -14,6 +14,19 @@ export function netnsPath(name: string): string {
 /** The kernel's longest file name: a namespace name is a file under /run/netns. */
 export const NETNS_NAME_MAX = 255;
 
+/** Whether `nsPath` is a network namespace (a file setns() accepts for CLONE_NEWNET). */
+export function isNetns(nsPath: string): boolean {
+  // NS_GET_NSTYPE would say it exactly; entering it says it as well. Only a failure to enter
+  // means "no": a failure to come back (withNetns throws) must not be mistaken for one.
+  let entered = false;
+  try {
+    withNetns(nsPath, () => (entered = true));
+  } catch (err) {
+    if (entered) throw err;
+  }
+  return entered;
+}
+
 /** Identity of a network namespace (device and inode of its nsfs file): two names, or a name
  * and a process's namespace, are the same namespace when these are equal. */
 export function netnsIdentity(nsPath: string): string | undefined {
@@ -49,6 +62,20 @@ export function ifindexOf(name: string): number {
 
 const MS_BIND = 4096;
 const MNT_DETACH = 2;
+
+/**
+ * Gives the network namespace at `nsPath` (a process's, /proc/PID/ns/net) the name `name`, as
+ * `ip netns attach` does: a bind mount under /run/netns, which also keeps the namespace alive
+ * until the name is removed.
+ */
+export function attachNetns(nsPath: string, name: string): void {
+  const target = netnsPath(name);
+  fs.writeFileSync(target, '', { flag: 'wx', mode: 0o444 });
+  if (libc.mount(nsPath, target, null, MS_BIND, null) !== 0) {
+    fs.rmSync(target, { force: true });
+    throw new Error(`cannot bind ${nsPath} to ${target}`);
+  }
+}
 
 /**
  * Gives the network namespace named `from` the name `to` instead (a name is a bind mount of the
