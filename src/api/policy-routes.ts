@@ -177,7 +177,8 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
         endpoint: ep.id,
         ingressEnforced: policy?.ingressEnforced ?? false,
         egressEnforced: policy?.egressEnforced ?? false,
-        policyRevision: state.revision,
+        policyRevision: d.repo.revision,
+        endpointRevision: state.revision,
         entries,
       };
     })

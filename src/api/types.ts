@@ -119,7 +119,10 @@ export interface EndpointPolicyView {
   endpoint: number;
   ingressEnforced: boolean;
   egressEnforced: boolean;
+  /** The policy repository's revision the entries realize: what `policy get` shows. */
   policyRevision: number;
+  /** Moves whenever this endpoint's own entries or enforcement change (the datapath re-judges its connections then). */
+  endpointRevision: number;
   entries: PolicyEntryRow[];
 }
 

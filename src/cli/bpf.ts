@@ -59,7 +59,7 @@ export function bpfCommand(ctx: CliContext): CommandUnknownOpts {
       const view = await ctx.client().endpointPolicy(r.namespace, r.name);
       if (format !== 'table') return print(view, format, []);
       console.log(
-        `Endpoint ${view.endpoint}: ingress ${view.ingressEnforced ? 'enforced' : 'not enforced'}, egress ${view.egressEnforced ? 'enforced' : 'not enforced'}, policy revision ${view.policyRevision}`,
+        `Endpoint ${view.endpoint}: ingress ${view.ingressEnforced ? 'enforced' : 'not enforced'}, egress ${view.egressEnforced ? 'enforced' : 'not enforced'}, policy revision ${view.policyRevision}, endpoint revision ${view.endpointRevision}`,
       );
       print(view.entries, format, policyEntryColumns);
     });
