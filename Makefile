@@ -43,8 +43,9 @@ dist/.stamp: $(TS_SOURCES) $(GENERATED) tsconfig.json node_modules/.package-lock
 
 build: deps $(BPF_OBJECTS) $(GENERATED) dist/.stamp
 
+# ARGS passes options to the agent, e.g. make run ARGS="--policy-audit-mode --log-level debug".
 run: build
-	scripts/run-agent.sh
+	scripts/run-agent.sh $(ARGS)
 
 clean-run:
 	scripts/clean-run.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make clean-run`: removes what `make run` and the quickstart left on this machine: the
-# agent (if running), its namespaces (the endpoints' and the prepared pool's), pinned objects and state.
+# agent (if running), its namespaces (the endpoints' and the prepared pool's) with any process
+# still running in them, pinned objects and state.
 set -uo pipefail
 NODE_NETNS=${MEMBRANE_NODE_NETNS:-membrane-node}
 NODE_NAME=${MEMBRANE_NODE_NAME:-membrane}
@@ -16,6 +17,11 @@ for _ in $(seq 50); do
   [ "$alive" = 0 ] && break
   sleep 0.1
 done
-for ns in $(ip netns list | awk '{print $1}' | grep -E "^(${NODE_NAME}-|${NODE_NAME}\.pool[0-9]+$|${NODE_NETNS}$)" || true); do ip netns delete "$ns"; done
+for ns in $(ip netns list | awk '{print $1}' | grep -E "^(${NODE_NAME}-|${NODE_NAME}\.pool[0-9]+$|${NODE_NETNS}$)" || true); do
+  # What still runs in a namespace (the quickstart's servers) goes with it; the namespace would
+  # otherwise live on, nameless, as long as they do.
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+  ip netns delete "$ns"
+done
 rm -rf "$BPFFS_DIR" "$STATE_DIR" "$SOCKET"
 echo "membrane: removed namespaces, pins and state"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: starts the agent in the foreground inside a network namespace that plays the
-# node (created here, with no route out of the machine). Settings come from the environment.
+# node (created here, with no route out of the machine). Settings come from the environment;
+# arguments are passed on to the agent (make run ARGS="--policy-audit-mode").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODE_NETNS=${MEMBRANE_NODE_NETNS:-membrane-node}
@@ -17,4 +18,4 @@ fi
 echo "membrane: agent in namespace $NODE_NETNS, pod CIDR $POD_CIDR, socket $SOCKET (Ctrl-C stops it; traffic keeps flowing)" >&2
 # nsenter switches only the network namespace, so bpffs under /sys/fs/bpf stays visible.
 exec nsenter --net="/run/netns/$NODE_NETNS" bin/membrane --socket "$SOCKET" agent \
-  --node-name "$NODE_NAME" --pod-cidr "$POD_CIDR" --state-dir "$STATE_DIR" --bpffs-dir "$BPFFS_DIR"
+  --node-name "$NODE_NAME" --pod-cidr "$POD_CIDR" --state-dir "$STATE_DIR" --bpffs-dir "$BPFFS_DIR" "$@"
