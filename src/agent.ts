@@ -6,11 +6,12 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 import { ApiServer } from './api/server.js';
 import { StartupError } from './errors.js';
 import type { Status } from './api/types.js';
 import { sweepConntrack } from './datapath/ct-gc.js';
-import { Datapath } from './datapath/datapath.js';
+import { Datapath, ENDPOINT_OBJECT } from './datapath/datapath.js';
 import { Ipam } from './endpoint/ipam.js';
 import { formatCidr, parseCidr } from './net/ipv4.js';
 import { EndpointManager } from './endpoint/manager.js';
@@ -22,10 +23,11 @@ import { libc } from './kernel/libc.js';
 import { IprouteNetlink, type Netlink } from './kernel/netlink.js';
 import { EmbeddedStore } from './store/embedded.js';
 import { Mutex } from './util/mutex.js';
+import { VERSION } from './util/version.js';
 import { checkListener, type TlsFiles } from './util/listen.js';
 import { registerEndpointRoutes } from './api/endpoint-routes.js';
 import { registerServiceRoutes } from './api/service-routes.js';
-import { LbDatapath } from './service/datapath.js';
+import { LbDatapath, SOCK_OBJECT } from './service/datapath.js';
 import { ServiceManager } from './service/manager.js';
 import { registerPolicyRoutes } from './api/policy-routes.js';
 import { registerFlowRoutes } from './api/flow-routes.js';
@@ -51,6 +53,8 @@ export interface AgentOptions {
   cluster: string;
   bpfObjectDir: string;
   logLevel: string;
+  /** json: one JSON object a line (pino); text: readable lines for a person at a terminal. */
+  logFormat: 'json' | 'text';
   enforcement: EnforcementMode;
   /** Interfaces kept ready (programs attached) for endpoint adds. */
   interfacePool: number;
@@ -82,7 +86,6 @@ export interface AgentOptions {
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_BPF_OBJECT_DIR = path.join(repoRoot, 'build');
-export const VERSION = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
 const CT_GC_INTERVAL_MS = 30_000;
 
@@ -144,7 +147,9 @@ function agentMemory(): Status['memory'] {
 }
 
 export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promise<void> }> {
-  const log: Logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } }, pino.destination(2));
+  // Synchronous either way: a line is on stderr before the agent goes on (or dies).
+  const destination = opts.logFormat === 'text' ? pretty({ destination: 2, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) : pino.destination(2);
+  const log: Logger = pino({ level: opts.logLevel, base: { node: opts.nodeName } }, destination);
   // A stray rejection in a background task is logged; it must not take the agent down.
   process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'unhandled rejection'));
   // Flags alone decide these: refused before anything on the machine is touched.
@@ -212,6 +217,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         flows: { ...ring.status(), aggregation: opts.aggregation, eventsRead: monitor.eventsRead, backlogBytes: monitor.backlogBytes, decodeErrors: monitor.decodeErrors },
         listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics, hubbleTls: hubbleTcp?.mode, metricsTls: metricsTcp?.mode },
         paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
+        policy: { enforcement: opts.enforcement, auditMode: opts.auditMode, revision: repo.revision },
+        datapath: { objects: { [ENDPOINT_OBJECT]: datapath.objectVersion, [SOCK_OBJECT]: lb.objectVersion }, programsAdopted: datapath.programsAdopted },
       };
     });
   // Diagnostics: a full garbage collection when the agent runs with node's --expose-gc (the

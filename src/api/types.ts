@@ -68,6 +68,11 @@ export interface Status {
   /** Bound addresses ('' when disabled), and how the TCP ones are secured (absent when disabled). */
   listen: { hubble: string; hubbleSocket: string; metrics: string; hubbleTls?: 'plaintext' | 'tls' | 'mtls'; metricsTls?: 'plaintext' | 'tls' | 'mtls' };
   paths: { stateDir: string; bpffsDir: string; socket: string };
+  /** How policy is enforced, and the repository's revision (what `policy get` shows). */
+  policy: { enforcement: 'default' | 'always' | 'never'; auditMode: boolean; revision: number };
+  /** The loaded BPF objects by file with their versions (content hashes), and whether the
+   * programs an earlier agent verified were adopted rather than loaded again. */
+  datapath: { objects: Record<string, string>; programsAdopted: boolean };
 }
 
 export interface ApiErrorBody {

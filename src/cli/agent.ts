@@ -37,6 +37,7 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
     .option('--cluster-name <name>', 'cluster name (label io.cilium.k8s.policy.cluster)', 'default')
     .option('--bpf-dir <dir>', 'directory holding the compiled BPF objects')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .addOption(new Option('--log-format <format>', 'json, or text for a person (default: text on a terminal, json otherwise)').choices(['json', 'text'] as const))
     .addOption(new Option('--enforcement <mode>', 'policy enforcement: default (once a rule selects an endpoint), always, never').choices(ENFORCEMENT).default('default' as const))
     .addOption(new Option('--policy-enforcement <mode>', "the same as --enforcement (Cilium's name)").choices(ENFORCEMENT))
     .option('--policy-map-max <n>', 'entries of the policy map, all endpoints together', '1048576')
@@ -76,6 +77,7 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
       cluster: o.clusterName,
       bpfObjectDir: o.bpfDir ?? DEFAULT_BPF_OBJECT_DIR,
       logLevel: o.logLevel,
+      logFormat: o.logFormat ?? (process.stderr.isTTY ? 'text' : 'json'),
       enforcement: o.policyEnforcement ?? o.enforcement,
       policyMapMax: wholeNumber(o.policyMapMax, '--policy-map-max', 1024, 16_777_216),
       interfacePool: wholeNumber(o.interfacePool, '--interface-pool', 0, 64),

@@ -2,8 +2,24 @@
 import { Command, type CommandUnknownOpts } from '@commander-js/extra-typings';
 import type { Endpoint } from '../api/types.js';
 import { parseEndpointRef } from '../endpoint/validate.js';
+import { UserError } from '../errors.js';
 import { collect, outputOption, type CliContext } from './context.js';
 import { parseFormat, print, type Column } from './output.js';
+
+/** `[source:]key[=value]` as a test of one label `source:key=value`; a key without a source matches any. */
+function parseRequirement(text: string): (label: string) => boolean {
+  const eq = text.indexOf('=');
+  const keyPart = eq >= 0 ? text.slice(0, eq) : text;
+  const value = eq >= 0 ? text.slice(eq + 1) : undefined;
+  if (keyPart === '' || /\s/.test(text)) throw new UserError('invalid', `--selector ${JSON.stringify(text)}: write KEY=VALUE or KEY, e.g. app=web`);
+  const sourced = keyPart.includes(':');
+  return (label) => {
+    const at = label.indexOf(':');
+    const leq = label.indexOf('=', at);
+    const key = label.slice(sourced ? 0 : at + 1, leq >= 0 ? leq : undefined);
+    return key === keyPart && (value === undefined || (leq >= 0 ? label.slice(leq + 1) : '') === value);
+  };
+}
 
 const endpointColumns: Column<Endpoint>[] = [
   { header: 'ENDPOINT', value: (e) => e.id },
@@ -18,15 +34,23 @@ const endpointColumns: Column<Endpoint>[] = [
 ];
 
 export function endpointCommand(ctx: CliContext): CommandUnknownOpts {
-  const ep = new Command('endpoint').description('workload endpoints');
+  const ep = new Command('endpoint').alias('ep').description('workload endpoints');
   ep.command('add')
     .argument('<ref>')
     .description('create an endpoint NS/NAME: network namespace, veth, address, routes and programs')
     .option('--labels <k=v,...>', 'endpoint labels', collect)
     .option('--ipv4 <address>', 'address from the pod CIDR (default: the next free one)')
     .option('--port <name:port/proto>', 'named container port (repeatable)', collect)
-    .option('--netns <name>', 'wire an existing network namespace instead of creating one')
+    .option('--netns <name|path>', 'wire an existing network namespace instead of creating one: a name (ip netns), /run/netns/NAME or /proc/PID/ns/net')
     .addOption(outputOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  membrane endpoint add default/web --labels app=web,tier=front --port http:80/TCP
+  membrane endpoint add default/db --ipv4 10.244.0.50 --labels app=db
+  membrane endpoint add default/ctr --netns /proc/4242/ns/net   # a process's namespace`,
+    )
     .action(async (ref, o) => {
       const format = parseFormat(o.output);
       const e = await ctx.client().addEndpoint({ ...parseEndpointRef(ref), labels: o.labels, ipv4: o.ipv4, ports: o.port, netns: o.netns });
@@ -50,8 +74,18 @@ export function endpointCommand(ctx: CliContext): CommandUnknownOpts {
       console.log(`endpoint ${ref} deleted`);
     });
   ep.command('list')
+    .description('endpoints of every namespace, or of one (-n), selected by labels (--selector)')
+    .option('-n, --namespace <ns>', 'only endpoints of this namespace')
+    .option('-l, --selector <k=v,...>', 'only endpoints with every one of these labels (k=v, or k for any value; a key without a source matches any source)', collect)
     .addOption(outputOption())
-    .action(async (o) => print(await ctx.client().listEndpoints(), parseFormat(o.output), endpointColumns));
+    .action(async (o) => {
+      const format = parseFormat(o.output);
+      const wanted = (o.selector ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '').map(parseRequirement);
+      const endpoints = (await ctx.client().listEndpoints()).filter(
+        (e) => (o.namespace === undefined || e.namespace === o.namespace) && wanted.every((r) => e.labels.some((l) => r(l))),
+      );
+      print(endpoints, format, endpointColumns);
+    });
   ep.command('get')
     .argument('<ref>')
     .addOption(outputOption())

@@ -11,7 +11,7 @@ const namespaceColumns: Column<Namespace>[] = [
 ];
 
 export function namespaceCommand(ctx: CliContext): CommandUnknownOpts {
-  const ns = new Command('namespace').description('namespaces and their labels');
+  const ns = new Command('namespace').alias('ns').description('namespaces and their labels');
   ns.command('set')
     .argument('<name>')
     .description('create or replace a namespace and its labels')

@@ -5,6 +5,7 @@ import { streamFlows } from '../api/client.js';
 import { UserError } from '../errors.js';
 import { formatCompact, formatDict, formatTable } from '../flow/printer.js';
 import type { Flow } from '../flow/types.js';
+import { colourWanted } from '../util/style.js';
 import type { CliContext } from './context.js';
 import { buildRequest, registerObserveOptions, type ObserveFlags, type ObserveOutputFormat } from './observe-flags.js';
 
@@ -18,6 +19,7 @@ export function observeCommand(ctx: CliContext): CommandUnknownOpts {
     const format = (o.output ?? 'compact') as ObserveOutputFormat;
     if (format === 'table' && req.follow) throw new UserError('invalid', '-o table cannot be used with --follow: use compact, json or dict');
     const nodeName = o.printNodeName ?? false;
+    const colour = colourWanted(process.stdout);
     const collected: Flow[] = [];
     const controller = new AbortController();
     process.once('SIGINT', () => controller.abort());
@@ -35,8 +37,8 @@ export function observeCommand(ctx: CliContext): CommandUnknownOpts {
         if (!msg.flow) return;
         if (format === 'json' || format === 'jsonpb') process.stdout.write(line + '\n');
         else if (format === 'table') collected.push(msg.flow);
-        else if (format === 'dict') process.stdout.write(formatDict(msg.flow, { nodeName }) + '\n');
-        else process.stdout.write(formatCompact(msg.flow, { nodeName }) + '\n');
+        else if (format === 'dict') process.stdout.write(formatDict(msg.flow, { nodeName, colour }) + '\n');
+        else process.stdout.write(formatCompact(msg.flow, { nodeName, colour }) + '\n');
       },
       controller.signal,
     );

@@ -2,19 +2,68 @@
 import { Command, type CommandUnknownOpts } from '@commander-js/extra-typings';
 import type { PolicyFile, PolicySummary, SelectorRow } from '../api/types.js';
 import { UserError } from '../errors.js';
-import { outputOption, type CliContext } from './context.js';
+import { collect, outputOption, type CliContext } from './context.js';
 import { parseFormat, print, type Column } from './output.js';
 
+/** The files named on the command line, `-` being standard input (as kubectl's `-f -`). */
 async function readPolicyFiles(paths: string[]): Promise<PolicyFile[]> {
   const { readFile, stat } = await import('node:fs/promises');
+  if (paths.length === 0) throw new UserError('invalid', 'no policy file given: name files, or -f FILE (-f - reads standard input)');
+  if (paths.filter((p) => p === '-').length > 1) throw new UserError('invalid', '-f - reads standard input once: give it one time');
   return Promise.all(
     paths.map(async (p) => {
+      if (p === '-') return { name: '<stdin>', content: await readStdin() };
       const st = await stat(p).catch(() => undefined);
       if (!st?.isFile()) throw new UserError('invalid', `${p}: no such file`);
       if (st.size > 4 * 1024 * 1024) throw new UserError('invalid', `${p}: larger than 4 MiB; split it into several files`);
       return { name: p, content: await readFile(p, 'utf8') };
     }),
   );
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    size += (chunk as Buffer).length;
+    if (size > 4 * 1024 * 1024) throw new UserError('invalid', 'standard input: larger than 4 MiB; split it into several files');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** What the agent said about the files besides errors (e.g. a policy put into namespace default). */
+function printNotes(notes: string[] | undefined): void {
+  for (const note of notes ?? []) process.stderr.write(`Note: ${note}\n`);
+}
+
+const IMPORT_EXAMPLES = `
+Examples:
+  membrane policy import shop.yaml            # one or more files
+  membrane policy import -f a.yaml -f b.yaml  # kubectl's flag, repeatable
+  cat shop.yaml | membrane apply -f -         # standard input; apply is an alias of import`;
+
+/** \`policy import\` and its alias \`apply\`: files as arguments or -f, atomically, enforced on return. */
+function importCommand(ctx: CliContext, name: 'import' | 'apply') {
+  return new Command(name)
+    .argument('[files...]')
+    .description('validate and apply policy files atomically; returns once the datapath enforces them')
+    .option('-f, --filename <file>', 'a policy file, - for standard input (repeatable)', collect)
+    .addOption(outputOption())
+    .addHelpText('after', IMPORT_EXAMPLES)
+    .action(async (paths, o) => {
+      const format = parseFormat(o.output);
+      const r = await ctx.client().importPolicies(await readPolicyFiles([...paths, ...(o.filename ?? [])]));
+      printNotes(r.notes);
+      if (format !== 'table') return print(r, format, []);
+      console.log(`Revision: ${r.revision}`);
+      print(r.policies, format, policySummaryColumns);
+    });
+}
+
+/** \`membrane apply -f FILE\`: kubectl's habit, the same as \`policy import\`. */
+export function applyCommand(ctx: CliContext): CommandUnknownOpts {
+  return importCommand(ctx, 'apply');
 }
 
 const policySummaryColumns: Column<PolicySummary>[] = [
@@ -32,25 +81,16 @@ const selectorColumns: Column<SelectorRow>[] = [
 ];
 
 export function policyCommand(ctx: CliContext): CommandUnknownOpts {
-  const policy = new Command('policy').description('network policies (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy)');
-  policy
-    .command('import')
-    .argument('<files...>')
-    .description('validate and apply policy files atomically; returns once the datapath enforces them')
-    .addOption(outputOption())
-    .action(async (paths, o) => {
-      const format = parseFormat(o.output);
-      const r = await ctx.client().importPolicies(await readPolicyFiles(paths));
-      if (format !== 'table') return print(r, format, []);
-      console.log(`Revision: ${r.revision}`);
-      print(r.policies, format, policySummaryColumns);
-    });
+  const policy = new Command('policy').alias('pol').description('network policies (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy)');
+  policy.addCommand(importCommand(ctx, 'import'));
   policy
     .command('validate')
-    .argument('<files...>')
+    .argument('[files...]')
     .description('check policy files without changing anything')
-    .action(async (paths) => {
-      const r = await ctx.client().validatePolicies(await readPolicyFiles(paths));
+    .option('-f, --filename <file>', 'a policy file, - for standard input (repeatable)', collect)
+    .action(async (paths, o) => {
+      const r = await ctx.client().validatePolicies(await readPolicyFiles([...paths, ...(o.filename ?? [])]));
+      printNotes(r.notes);
       console.log(`${r.policies.length} policies are valid`);
     });
   policy

@@ -123,6 +123,11 @@ export class Datapath {
     return this.obj.replacedMaps;
   }
 
+  /** The endpoint object's version (content hash). */
+  get objectVersion(): string {
+    return this.obj.version;
+  }
+
   /** True when the programs an earlier agent verified (same object file) were adopted, not loaded again. */
   get programsAdopted(): boolean {
     return this.obj.programsAdopted;

@@ -1,6 +1,7 @@
 /* Flows printed the way `hubble observe` prints them (hubble/pkg/printer in Cilium): compact lines,
  * a table and KEY: VALUE records (JSON, one GetFlowsResponse per line, is protojson.ts's). Timestamps print in UTC with Go's StampMilli layout ("Nov 21 20:52:01.123"),
  * as Hubble does. */
+import { styled, type Style } from '../util/style.js';
 import { renderTable } from '../util/table.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import { parseTimestampNs, utcParts } from '../util/time.js';
@@ -233,6 +234,25 @@ export interface CompactOptions {
   nodeName?: boolean;
   /** Append the allowed/denied/default-deny policies (default true). */
   policyNames?: boolean;
+  /** Colour the verdict (a terminal): forwarded green, dropped red, audited yellow. */
+  colour?: boolean;
+}
+
+const VERDICT_STYLE: Partial<Record<string, Style>> = {
+  FORWARDED: 'green',
+  ALLOWED: 'green',
+  DROPPED: 'red',
+  DENIED: 'red',
+  ERROR: 'red',
+  AUDIT: 'yellow',
+  AUDITED: 'yellow',
+};
+
+/** The verdict as printed, coloured when asked. */
+function verdictShown(flow: Flow, colour = false): string {
+  const text = verdictText(flow);
+  const style = VERDICT_STYLE[text];
+  return style ? styled(text, style, colour) : text;
 }
 
 /**
@@ -255,7 +275,7 @@ export function formatCompact(flow: Flow, opts: CompactOptions = {}): string {
   const policies = opts.policyNames === false ? '' : policySuffix(flow);
   return (
     `${formatStampMilli(flow.time)}${node}: ${src} ${srcId} ${arrow} ${dst} ${dstId} ` +
-    `${flowType(flow)} ${verdictText(flow)} (${summaryText(flow)})${policies}`
+    `${flowType(flow)} ${verdictShown(flow, opts.colour)} (${summaryText(flow)})${policies}`
   );
 }
 
@@ -278,7 +298,7 @@ export function formatTable(flows: Flow[], opts: { nodeName?: boolean } = {}): s
 export const DICT_SEPARATOR = '------------';
 
 /** `-o dict`: `KEY: VALUE` lines with right-aligned keys, one record (no separator, no trailing newline). */
-export function formatDict(flow: Flow, opts: { nodeName?: boolean } = {}): string {
+export function formatDict(flow: Flow, opts: { nodeName?: boolean; colour?: boolean } = {}): string {
   const [src, dst] = hostNames(flow);
   const pairs: [string, string][] = [
     ['TIMESTAMP', formatStampMilli(flow.time)],
@@ -286,7 +306,7 @@ export function formatDict(flow: Flow, opts: { nodeName?: boolean } = {}): strin
     ['SOURCE', src],
     ['DESTINATION', dst],
     ['TYPE', flowType(flow)],
-    ['VERDICT', verdictText(flow)],
+    ['VERDICT', verdictShown(flow, opts.colour)],
     ['SUMMARY', summaryText(flow)],
   ];
   const width = 'DESTINATION'.length;

@@ -60,6 +60,8 @@ export class BpfObject {
     readonly adoptedMaps: readonly string[],
     /** Pinned maps whose layout differed from this object's: unpinned and created anew. */
     readonly replacedMaps: readonly string[],
+    /** The object file's content hash: its version, as `membrane version` shows it. */
+    readonly version: string,
   ) {}
 
   /** True when the programs are the ones an earlier load verified and pinned (the same object file). */
@@ -77,14 +79,15 @@ export class BpfObject {
    */
   static load(file: string, opts: LoadOptions): BpfObject {
     fs.mkdirSync(opts.pinDir, { recursive: true });
-    const progDir = opts.progPinDir && path.join(opts.progPinDir, `${path.basename(file, '.o')}-${contentHash(file)}`);
+    const version = contentHash(file);
+    const progDir = opts.progPinDir && path.join(opts.progPinDir, `${path.basename(file, '.o')}-${version}`);
     if (progDir) {
-      const adopted = BpfObject.adopt(file, progDir, opts);
+      const adopted = BpfObject.adopt(file, progDir, opts, version);
       if (adopted) return adopted;
     }
     for (let attempt = 1; ; attempt++) {
       try {
-        const loaded = BpfObject.loadOnce(file, opts);
+        const loaded = BpfObject.loadOnce(file, opts, version);
         if (progDir) loaded.pinPrograms(progDir);
         return loaded;
       } catch (err) {
@@ -94,7 +97,7 @@ export class BpfObject {
   }
 
   /** The programs and maps pinned for this object, or undefined when anything is missing or differs. */
-  private static adopt(file: string, progDir: string, opts: LoadOptions): BpfObject | undefined {
+  private static adopt(file: string, progDir: string, opts: LoadOptions, version: string): BpfObject | undefined {
     if (!opts.programs.every((p) => fs.existsSync(path.join(progDir, p)))) return undefined;
     // The object is opened (not loaded) to read its maps' shapes: a pinned map must match them.
     const obj = checkPtr(`opening ${file}`, c.objectOpenFile(file, null));
@@ -110,7 +113,7 @@ export class BpfObject {
     }
     const maps = new Map(opts.maps.map((name) => [name, new BpfMap(check(`opening pinned map ${name}`, c.objGet(path.join(opts.pinDir, name))))]));
     const progs = new Map(opts.programs.map((name) => [name, check(`opening pinned program ${name}`, c.objGet(path.join(progDir, name)))]));
-    return new BpfObject(0n, maps, progs, [...opts.maps], []);
+    return new BpfObject(0n, maps, progs, [...opts.maps], [], version);
   }
 
   /** Pins the programs of a fresh load for the next start; pins of any other version go. */
@@ -125,7 +128,7 @@ export class BpfObject {
     for (const [name, fd] of this.progFds) check(`pinning program ${name}`, c.objPin(fd, path.join(progDir, name)));
   }
 
-  private static loadOnce(file: string, opts: LoadOptions): BpfObject {
+  private static loadOnce(file: string, opts: LoadOptions, version: string): BpfObject {
     const obj = checkPtr(`opening ${file}`, c.objectOpenFile(file, null));
     try {
       const handles = new Map<string, Ptr>();
@@ -156,7 +159,7 @@ export class BpfObject {
         const p = checkPtr(`program ${name} in ${file}`, c.findProgramByName(obj, name));
         progs.set(name, check(`fd of ${name}`, c.programFd(p)));
       }
-      return new BpfObject(obj, maps, progs, adopted, replaced);
+      return new BpfObject(obj, maps, progs, adopted, replaced, version);
     } catch (err) {
       c.objectClose(obj);
       throw err;

@@ -86,6 +86,11 @@ export class LbDatapath {
     );
   }
 
+  /** The socket object's version (content hash). */
+  get objectVersion(): string {
+    return this.obj.version;
+  }
+
   /** Attaches every socket hook to the cgroup (v2) whose processes get service translation. */
   attach(cgroupDir: string, bpffsDir: string): void {
     const linkDir = path.join(bpffsDir, 'links');
