@@ -33,7 +33,7 @@ import {
   rfc3339FromTimestamp,
   rfc3339ToNanos,
 } from './proto-map.js';
-import type { AgentEventRecord, AgentEventSource, GetAgentEventsRequest } from './agent-events.js';
+import type { AgentEventRecord, AgentEventSource } from './agent-events.js';
 import type { Flow, FlowSource, GetFlowsRequest } from './types.js';
 import { loadObserverProto } from './proto.js';
 
@@ -144,33 +144,53 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     }
   };
 
-  async function getFlows(call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>): Promise<void> {
-    let req: GetFlowsRequest;
+  /** The call's request as ours, or undefined once the call has failed with the reason (INVALID_ARGUMENT for a request that cannot be served). */
+  const requestOf = <T>(call: grpc.ServerWritableStream<unknown, unknown>, read: () => T): T | undefined => {
     try {
-      req = getFlowsRequestFromProto(call.request);
-      if (req.first && req.follow) throw new ProtoMapError('first cannot be combined with follow');
-      opts.checkRequest?.(req);
+      return read();
     } catch (err) {
       call.emit('error', statusOf(err));
-      return;
+      return undefined;
     }
+  };
+
+  /**
+   * A server stream's single ending: it unsubscribes (what `unsubscribe` is set to), leaves the
+   * set close() ends, and ends or fails the call unless the client cancelled it.
+   */
+  const track = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+    const stream = {
+      finished: false,
+      unsubscribe: () => {},
+      finish: (status?: Status) => {
+        if (stream.finished) return;
+        stream.finished = true;
+        stream.unsubscribe();
+        open.delete(stream.finish);
+        if (call.cancelled) return;
+        if (status && status.code !== grpc.status.OK) call.emit('error', status);
+        else call.end();
+      },
+    };
+    open.add(stream.finish);
+    call.on('cancelled', () => stream.finish());
+    call.on('error', () => stream.finish());
+    return stream;
+  };
+
+  async function getFlows(call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>): Promise<void> {
+    const req = requestOf(call, (): GetFlowsRequest => {
+      const r = getFlowsRequestFromProto(call.request);
+      if (r.first && r.follow) throw new ProtoMapError('first cannot be combined with follow');
+      opts.checkRequest?.(r);
+      return r;
+    });
+    if (!req) return;
     const since = req.since === undefined ? undefined : rfc3339ToNanos(req.since);
     const until = req.until === undefined ? undefined : rfc3339ToNanos(req.until);
 
-    let finished = false;
-    let unsubscribe: () => void = () => {};
-    const finish = (status?: Status) => {
-      if (finished) return;
-      finished = true;
-      unsubscribe();
-      open.delete(finish);
-      if (call.cancelled) return;
-      if (status && status.code !== grpc.status.OK) call.emit('error', status);
-      else call.end();
-    };
-    open.add(finish);
-    call.on('cancelled', () => finish());
-    call.on('error', () => finish());
+    const stream = track(call);
+    const finish = stream.finish;
 
     // Following: subscribe before reading the history so that no flow falls between the two.
     // Flows arriving meanwhile wait in `pending`; those the history already holds are skipped.
@@ -181,13 +201,13 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     let lost = 0;
 
     const reportLost = () => {
-      if (lost === 0 || finished) return;
+      if (lost === 0 || stream.finished) return;
       blocked = !call.write({ lost_events: { source: 'HUBBLE_RING_BUFFER', num_events_lost: lost } });
       lost = 0;
     };
     const drain = () => {
       blocked = false;
-      while (queue.length > 0 && !blocked && !finished) blocked = !call.write(queue.shift()!);
+      while (queue.length > 0 && !blocked && !stream.finished) blocked = !call.write(queue.shift()!);
       if (!blocked) reportLost();
     };
     const send = (resp: ProtoGetFlowsResponse) => {
@@ -198,7 +218,7 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     // Runs inside source.subscribe's callback: it must not throw into the flow source. A flow
     // that cannot be handled (bad time, failing filter) is counted as lost and reported.
     const follow = (flow: Flow) => {
-      if (finished) return;
+      if (stream.finished) return;
       try {
         if (since !== undefined || until !== undefined) {
           const t = rfc3339ToNanos(flow.time);
@@ -215,7 +235,7 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     };
 
     if (req.follow) {
-      unsubscribe = source.subscribe(
+      stream.unsubscribe = source.subscribe(
         (flow) => {
           if (live) follow(flow);
           else if (pending.length < maxQueued) pending.push(flow);
@@ -230,13 +250,13 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     const history = req.follow && req.number === undefined && req.since === undefined ? [] : source.query(req);
     const seen = new Set<string | Flow>();
     for (const flow of history) {
-      if (finished) return;
+      if (stream.finished) return;
       if (req.follow) seen.add(flow.uuid || flow);
       const resp = respond(flow);
       if (!resp) lost++;
       else if (!call.write(resp)) await new Promise<void>((resolve) => waitDrain(call, resolve));
     }
-    if (finished) return;
+    if (stream.finished) return;
     if (!req.follow) {
       reportLost();
       return finish();
@@ -256,28 +276,11 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
    * per endpoint or policy change), so a slow reader's are buffered by grpc-js rather than dropped.
    */
   async function getAgentEvents(events: AgentEventSource, call: grpc.ServerWritableStream<ProtoGetAgentEventsRequest, unknown>): Promise<void> {
-    let req: GetAgentEventsRequest;
-    try {
-      req = getAgentEventsRequestFromProto(call.request);
-    } catch (err) {
-      call.emit('error', statusOf(err));
-      return;
-    }
+    const req = requestOf(call, () => getAgentEventsRequestFromProto(call.request));
+    if (!req) return;
     const until = req.until === undefined ? undefined : rfc3339ToNanos(req.until);
-    let finished = false;
-    let unsubscribe: () => void = () => {};
-    const finish = (status?: Status) => {
-      if (finished) return;
-      finished = true;
-      unsubscribe();
-      open.delete(finish);
-      if (call.cancelled) return;
-      if (status && status.code !== grpc.status.OK) call.emit('error', status);
-      else call.end();
-    };
-    open.add(finish);
-    call.on('cancelled', () => finish());
-    call.on('error', () => finish());
+    const stream = track(call);
+    const finish = stream.finish;
     const send = (record: AgentEventRecord) => {
       if (until !== undefined && rfc3339ToNanos(record.time) > until) return finish();
       call.write(agentEventResponseToProto(record));
@@ -285,16 +288,16 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     // As GetFlows: subscribe before reading the history, so no event falls between the two.
     const pending: AgentEventRecord[] = [];
     let live = false;
-    if (req.follow) unsubscribe = events.subscribe((record) => (live ? send(record) : pending.push(record)));
+    if (req.follow) stream.unsubscribe = events.subscribe((record) => (live ? send(record) : pending.push(record)));
     const history = req.follow && req.number === undefined && req.since === undefined ? [] : events.query(req);
     const seen = new Set(history.map((r) => r.time)); // a log's times are unique: they identify its events
     for (const record of history) {
-      if (finished) return;
+      if (stream.finished) return;
       if (!call.write(agentEventResponseToProto(record))) await new Promise<void>((resolve) => waitDrain(call, resolve));
     }
-    if (finished) return;
+    if (stream.finished) return;
     if (!req.follow) return finish();
-    for (const record of pending) if (!seen.has(record.time) && !finished) send(record);
+    for (const record of pending) if (!seen.has(record.time) && !stream.finished) send(record);
     pending.length = 0;
     live = true;
   }
@@ -317,24 +320,13 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     },
     GetDebugEvents: (call: grpc.ServerWritableStream<ProtoGetAgentEventsRequest, unknown>) => {
       // Membrane's datapath emits no debug events: nothing to send, now or later.
-      let req: GetAgentEventsRequest;
-      try {
-        req = getAgentEventsRequestFromProto(call.request);
-      } catch (err) {
-        call.emit('error', statusOf(err));
-        return;
-      }
+      const req = requestOf(call, () => getAgentEventsRequestFromProto(call.request));
+      if (!req) return;
       if (!req.follow) {
         call.end();
         return;
       }
-      const finish = (status?: Status) => {
-        if (!open.delete(finish) || call.cancelled) return;
-        if (status && status.code !== grpc.status.OK) call.emit('error', status);
-        else call.end();
-      };
-      open.add(finish);
-      call.on('cancelled', () => open.delete(finish));
+      track(call); // silent until the client cancels or the server closes
     },
     ServerStatus: unary(() => {
       const st = source.status();

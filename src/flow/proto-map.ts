@@ -288,15 +288,22 @@ export function flowFilterFromProto(filter: ProtoFlowFilter, where = 'filter'): 
   return out as FlowFilter;
 }
 
-/** A decoded observer.GetFlowsRequest as our GetFlowsRequest. Throws ProtoMapError when it cannot be served. */
-export function getFlowsRequestFromProto(req: ProtoGetFlowsRequest): GetFlowsRequest {
-  const out: GetFlowsRequest = {};
+/** Which events a Get*Request asks for (number, first, follow, since, until): the fields every
+ * observer request shares; 0 or absent means unset, as in proto3. */
+function windowFromProto(req: ProtoGetAgentEventsRequest): GetAgentEventsRequest {
+  const out: GetAgentEventsRequest = {};
   const number = Number(req.number ?? 0);
   if (number > 0) out.number = number;
   if (req.first) out.first = true;
   if (req.follow) out.follow = true;
   if (req.since) out.since = rfc3339FromTimestamp(req.since);
   if (req.until) out.until = rfc3339FromTimestamp(req.until);
+  return out;
+}
+
+/** A decoded observer.GetFlowsRequest as our GetFlowsRequest. Throws ProtoMapError when it cannot be served. */
+export function getFlowsRequestFromProto(req: ProtoGetFlowsRequest): GetFlowsRequest {
+  const out: GetFlowsRequest = windowFromProto(req);
   if (req.whitelist?.length) out.whitelist = req.whitelist.map((f, i) => flowFilterFromProto(f, `whitelist[${i}]`));
   if (req.blacklist?.length) out.blacklist = req.blacklist.map((f, i) => flowFilterFromProto(f, `blacklist[${i}]`));
   // field_mask (and experimental.field_mask) is optional for servers to honour: whole flows are returned.
@@ -316,13 +323,7 @@ export interface ProtoGetAgentEventsRequest {
 
 /** A decoded GetAgentEventsRequest (or GetDebugEventsRequest, the same fields) as ours. */
 export function getAgentEventsRequestFromProto(req: ProtoGetAgentEventsRequest): GetAgentEventsRequest {
-  const out: GetAgentEventsRequest = {};
-  const number = Number(req.number ?? 0);
-  if (number > 0) out.number = number;
-  if (req.first) out.first = true;
-  if (req.follow) out.follow = true;
-  if (req.since) out.since = rfc3339FromTimestamp(req.since);
-  if (req.until) out.until = rfc3339FromTimestamp(req.until);
+  const out = windowFromProto(req);
   if (out.first && out.follow) throw new ProtoMapError('first cannot be combined with follow');
   return out;
 }

@@ -13,21 +13,8 @@ import { parseLabel } from '../../src/identity/labels.js';
 import { PolicyRepository } from '../../src/policy/repository.js';
 import type { Rule } from '../../src/policy/types.js';
 import { DatapathReconciler } from '../../src/reconcile/datapath.js';
-import type { Store } from '../../src/store/store.js';
+import { MemoryStore } from '../harness/memory-store.js';
 
-class MemoryStore implements Store {
-  private readonly data = new Map<string, unknown>();
-  get<T>(key: string): T | undefined {
-    return this.data.get(key) as T | undefined;
-  }
-  list<T>(prefix: string): [string, T][] {
-    return [...this.data.entries()].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)) as [string, T][];
-  }
-  commit(change: { put?: Record<string, unknown>; delete?: string[] }): void {
-    for (const [k, v] of Object.entries(change.put ?? {})) this.data.set(k, structuredClone(v));
-    for (const k of change.delete ?? []) this.data.delete(k);
-  }
-}
 
 const types = (log: AgentEventLog) => log.query({}).map((r) => r.agent_event.type);
 const rule = {} as Rule;

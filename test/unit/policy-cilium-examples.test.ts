@@ -15,13 +15,13 @@ import { stringify } from 'yaml';
 import { AgentClient } from '../../src/api/client.js';
 import { registerPolicyRoutes, type PolicyRouteDeps } from '../../src/api/policy-routes.js';
 import { ApiServer } from '../../src/api/server.js';
-import { UserError } from '../../src/errors.js';
 import { parsePolicyText, type ParsedPolicy } from '../../src/policy/parse.js';
 import { PolicyParser } from '../../src/policy/parse-pool.js';
 import { PolicyRepository } from '../../src/policy/repository.js';
 import type { PeerRule, PolicyRef, Selector } from '../../src/policy/types.js';
-import type { Store } from '../../src/store/store.js';
 import { Mutex } from '../../src/util/mutex.js';
+import { MemoryStore } from '../harness/memory-store.js';
+import { fails } from '../harness/policy-parse.js';
 
 const NS = 'k8s:io.kubernetes.pod.namespace';
 const sel = (matchLabels: Record<string, string> = {}, matchExpressions: Selector['matchExpressions'] = []): Selector => ({ matchLabels, matchExpressions });
@@ -246,21 +246,6 @@ ${stringify({ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata:
   });
 });
 
-/** Asserts a one-line `invalid` UserError that starts with `prefix` and contains each of `parts`. */
-function fails(input: unknown, prefix: string, ...parts: string[]) {
-  const text = typeof input === 'string' ? input : stringify(input);
-  assert.throws(
-    () => parsePolicyText(text, 'p.yaml'),
-    (err: unknown) => {
-      assert.ok(err instanceof UserError, String(err));
-      assert.equal(err.code, 'invalid');
-      assert.ok(!err.message.includes('\n'), `not one line: ${err.message}`);
-      assert.ok(err.message.startsWith(prefix), `${JSON.stringify(err.message)}\n  should start with ${JSON.stringify(prefix)}`);
-      for (const p of parts) assert.ok(err.message.includes(p), `${JSON.stringify(err.message)}\n  should contain ${JSON.stringify(p)}`);
-      return true;
-    },
-  );
-}
 
 const cnp = (spec: unknown, extra: Record<string, unknown> = {}) => ({
   apiVersion: 'cilium.io/v2',
@@ -334,19 +319,6 @@ describe('unknown fields', () => {
   });
 });
 
-class MemoryStore implements Store {
-  readonly data = new Map<string, unknown>();
-  get<T>(key: string): T | undefined {
-    return this.data.get(key) as T | undefined;
-  }
-  list<T>(prefix: string): [string, T][] {
-    return [...this.data.entries()].filter(([k]) => k.startsWith(prefix)) as [string, T][];
-  }
-  commit(change: { put?: Record<string, unknown>; delete?: string[] }): void {
-    for (const [k, v] of Object.entries(change.put ?? {})) this.data.set(k, structuredClone(v));
-    for (const k of change.delete ?? []) this.data.delete(k);
-  }
-}
 
 describe('notes in the API', () => {
   let dir: string;

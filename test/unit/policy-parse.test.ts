@@ -4,6 +4,7 @@ import { stringify } from 'yaml';
 import { UserError } from '../../src/errors.js';
 import { POLICY_LIMITS, parsePolicyText } from '../../src/policy/parse.js';
 import type { PolicyRef, Rule, Selector } from '../../src/policy/types.js';
+import { fails } from '../harness/policy-parse.js';
 
 const NS = 'k8s:io.kubernetes.pod.namespace';
 const PODS_ONLY: Selector['matchExpressions'][number] = { key: NS, operator: 'Exists', values: [] };
@@ -40,22 +41,6 @@ function rule(doc: unknown): Rule {
   return rules[0]!;
 }
 
-/** Asserts a one-line `invalid` UserError that starts with `prefix` (file, document, policy,
- * field path) and contains each of `parts`. */
-function fails(input: unknown, prefix: string, ...parts: string[]) {
-  const text = typeof input === 'string' ? input : stringify(input);
-  assert.throws(
-    () => parsePolicyText(text, 'p.yaml'),
-    (err: unknown) => {
-      assert.ok(err instanceof UserError, String(err));
-      assert.equal(err.code, 'invalid');
-      assert.ok(!err.message.includes('\n'), `not one line: ${err.message}`);
-      assert.ok(err.message.startsWith(prefix), `${JSON.stringify(err.message)}\n  should start with ${JSON.stringify(prefix)}`);
-      for (const p of parts) assert.ok(err.message.includes(p), `${JSON.stringify(err.message)}\n  should contain ${JSON.stringify(p)}`);
-      return true;
-    },
-  );
-}
 
 const CNP_AT = 'p.yaml: document 1 (CiliumNetworkPolicy default/web): ';
 

@@ -15,22 +15,9 @@ import { registerPolicyRoutes, type PolicyRouteDeps } from '../../src/api/policy
 import { ApiServer } from '../../src/api/server.js';
 import { PolicyParser } from '../../src/policy/parse-pool.js';
 import { PolicyRepository } from '../../src/policy/repository.js';
-import type { Store } from '../../src/store/store.js';
 import { Mutex } from '../../src/util/mutex.js';
+import { MemoryStore } from '../harness/memory-store.js';
 
-class MemoryStore implements Store {
-  private readonly data = new Map<string, unknown>();
-  get<T>(key: string): T | undefined {
-    return this.data.get(key) as T | undefined;
-  }
-  list<T>(prefix: string): [string, T][] {
-    return [...this.data.entries()].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)) as [string, T][];
-  }
-  commit(change: { put?: Record<string, unknown>; delete?: string[] }): void {
-    for (const [k, v] of Object.entries(change.put ?? {})) this.data.set(k, structuredClone(v));
-    for (const k of change.delete ?? []) this.data.delete(k);
-  }
-}
 
 const policy = (name: string) => `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
