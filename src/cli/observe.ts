@@ -9,12 +9,22 @@ import { colourWanted } from '../util/style.js';
 import type { CliContext } from './context.js';
 import { buildRequest, registerObserveOptions, type ObserveFlags, type ObserveOutputFormat } from './observe-flags.js';
 
+const OBSERVE_EXAMPLES = `
+Examples:
+  membrane observe --namespace shop --type drop --last 3       # recent drops, each naming its policy
+  membrane observe --follow --to-pod shop/backend              # stream flows to one endpoint
+  membrane observe --from-label app=frontend --to-port 8080 -o json | jq .flow.verdict
+  membrane observe --type policy-verdict --not --verdict FORWARDED   # only denials
+  membrane observe --to-service web --since 5m -o table`;
+
 export function observeCommand(ctx: CliContext): CommandUnknownOpts {
   // The filter flags are registered in a loop (observe-flags.ts), so their types are declared
   // there (ObserveFlags) rather than inferred.
   const cmd = registerObserveOptions(
     new UntypedCommand('observe').description("show flows: what talked to what, and why it was dropped (filters combine like Hubble's)"),
-  ).action(async (o: ObserveFlags) => {
+  )
+    .addHelpText('after', OBSERVE_EXAMPLES)
+    .action(async (o: ObserveFlags) => {
     const req = buildRequest(o, new Date());
     const format = (o.output ?? 'compact') as ObserveOutputFormat;
     if (format === 'table' && req.follow) throw new UserError('invalid', '-o table cannot be used with --follow: use compact, json or dict');

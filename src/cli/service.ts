@@ -32,7 +32,15 @@ function serviceVerb(name: 'add' | 'update', description: string) {
     .option('--algorithm <name>', 'backend selection: random, or maglev (consistent hashing: a flow keeps its backend)', 'random')
     .option('--affinity <kind>', 'session affinity: client-ip (a client keeps its backend), or none', 'none')
     .option('--affinity-timeout <seconds>', 'how long an idle client keeps its backend (default 10800)')
-    .addOption(outputOption());
+    .addOption(outputOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  membrane service ${name} web --frontend 10.96.0.10:80/TCP --selector app=web --target-port 8080
+  membrane service ${name} db --frontend 10.96.0.20:5432/TCP --backend 10.244.0.50:5432 --backend 10.244.0.51:5432,2
+  membrane service ${name} api --frontend 10.96.0.30:443/TCP --selector app=api --algorithm maglev --affinity client-ip`,
+    );
 }
 
 type ServiceFlags = ReturnType<ReturnType<typeof serviceVerb>['opts']>;

@@ -123,7 +123,9 @@ describe('the membrane CLI', () => {
     assert.deepEqual(names(await node.cliJson<Endpoint[]>('ep', 'list', '-l', 'k8s:tier=front')), ['default/web']);
     assert.ok((await node.cliJson<{ name: string }[]>('ns', 'list')).some((n) => n.name === 'shop'));
     assert.equal((await node.cli('pol', 'get')).code, 0);
-    assert.match((await node.cli('endpoint', 'add', '--help')).stdout, /Examples:/);
+    for (const cmd of [['endpoint', 'add'], ['policy', 'import'], ['apply'], ['observe'], ['service', 'add'], ['completion']]) {
+      assert.match((await node.cli(...cmd, '--help')).stdout, /\nExamples:\n {2}.*\bmembrane /, `${cmd.join(' ')} --help shows examples`);
+    }
   });
 
   it('wires a namespace given by path: /run/netns/NAME, or a process\'s /proc/PID/ns/net', async () => {
