@@ -17,10 +17,14 @@ for _ in $(seq 50); do
   [ "$alive" = 0 ] && break
   sleep 0.1
 done
-for ns in $(ip netns list | awk '{print $1}' | grep -E "^(${NODE_NAME}-|${NODE_NAME}\.pool[0-9]+$|${NODE_NETNS}$)" || true); do
-  # What still runs in a namespace (the quickstart's servers) goes with it; the namespace would
-  # otherwise live on, nameless, as long as they do.
-  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+for ns in $(ip netns list | awk '{print $1}' | grep -E "^(${NODE_NAME}-|${NODE_NAME}\.attached-|${NODE_NAME}\.pool[0-9]+$|${NODE_NETNS}$)" || true); do
+  # What still runs in a namespace the agent made (the quickstart's servers) goes with it; the
+  # namespace would otherwise live on, nameless, as long as they do. A process's own namespace,
+  # given by path (<node>.attached-...), only loses the name the agent gave it.
+  case "$ns" in
+    "${NODE_NAME}.attached-"*) ;;
+    *) for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done ;;
+  esac
   ip netns delete "$ns"
 done
 rm -rf "$BPFFS_DIR" "$STATE_DIR" "$SOCKET"

@@ -44,6 +44,9 @@ export interface ManagerConfig {
 /** Room kept in a namespace name for the suffix that makes it unique (`-<id>-<n>`). */
 const NETNS_SUFFIX_ROOM = 16;
 
+/** Marks the name the agent gives a process's namespace (`<node>.attached-<ns>-<name>`). */
+const ATTACHED_NETNS_MARK = '.attached';
+
 type StoredEndpoint = Omit<Endpoint, 'ifindex' | 'state' | 'stateReason'>;
 
 const K = {
@@ -124,7 +127,9 @@ export class EndpointManager {
         let ifindex = ifindexOf(ep.interface);
         if (!ifindex || !this.nl.netnsExists(ep.netns)) {
           this.log.warn({ endpoint: ep.id }, 'endpoint plumbing is missing; recreating it');
-          await unplumb(this.nl, { ...ep, netnsOwned: false });
+          // Neither the namespace nor its name goes: not ours to remove, and a name given to a
+          // process's namespace cannot be made again once removed.
+          await unplumb(this.nl, { ...ep, netnsOwned: false, netnsAttached: false });
           ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, (i) => this.datapath.attachNewEndpoint(ep.id, i));
         }
         const adopted = this.datapath.attachEndpoint(ep.id, ifindex);
@@ -224,15 +229,18 @@ export class EndpointManager {
     }
     const userLabels = parseEndpointLabels(req.labels);
     const ports = parseNamedPorts(req.ports);
-    if (req.netns === undefined) {
-      const longest = NETNS_NAME_MAX - NETNS_SUFFIX_ROOM - `${this.cfg.nodeName}-${req.namespace}-`.length;
+    const given = req.netns === undefined ? undefined : this.givenNetns(req.netns);
+    // The agent names the namespace unless it was given by name: a namespace it made, or a
+    // process's it was given by path (marked, so that `make clean-run` leaves its processes alone).
+    const netnsBase = given?.name ?? `${this.cfg.nodeName}${given?.attach ? ATTACHED_NETNS_MARK : ''}-${req.namespace}-`;
+    if (!given?.name) {
+      const longest = NETNS_NAME_MAX - NETNS_SUFFIX_ROOM - netnsBase.length;
       if (req.name.length > longest) {
         throw invalid(
-          `endpoint name ${quoted(req.name, 40)} has ${req.name.length} characters, at most ${Math.max(0, longest)} fit here: its network namespace is named ${this.cfg.nodeName}-${req.namespace}-NAME, and namespace names are at most ${NETNS_NAME_MAX} bytes (shorten the name, or wire your own namespace with --netns)`,
+          `endpoint name ${quoted(req.name, 40)} has ${req.name.length} characters, at most ${Math.max(0, longest)} fit here: its network namespace is named ${netnsBase}NAME, and namespace names are at most ${NETNS_NAME_MAX} bytes (shorten the name${given ? '' : ', or wire your own namespace with --netns'})`,
         );
       }
     }
-    const given = req.netns === undefined ? undefined : this.givenNetns(req.netns);
     const ipv4 = this.cfg.ipam.allocate(req.ipv4);
     const id = this.allocateEndpointId();
     const labels = endpointLabels(userLabels, { name: req.namespace, labels: nsLabels }, this.cfg.cluster);
@@ -247,7 +255,7 @@ export class EndpointManager {
       identity: identity.id,
       ipv4,
       ports,
-      netns: given?.name ?? this.freeNetnsName(`${this.cfg.nodeName}-${req.namespace}-${req.name}`, id),
+      netns: given?.name ?? this.freeNetnsName(`${netnsBase}${req.name}`, id),
       netnsOwned: given === undefined,
       ...(given?.attach ? { netnsAttached: true } : {}),
       interface: `lxc${id}`,
@@ -295,8 +303,9 @@ export class EndpointManager {
       throw err;
     }
     this.pending.done(id);
-    this.changes.endpointsChanged(`endpoint ${ep.namespace}/${ep.name} added`, [ep]);
+    // Created (committed) before regenerated, as Cilium tells it, whatever the datapath says next.
     this.listener?.endpointCreated?.(ep);
+    this.changes.endpointsChanged(`endpoint ${ep.namespace}/${ep.name} added`, [ep]);
     lap('synced');
     this.log.debug({ endpoint: id, ms: phases }, 'endpoint added');
     return ep;
@@ -305,7 +314,7 @@ export class EndpointManager {
   /**
    * The namespace `--netns` names: a name of `ip netns` (or its path, /run/netns/NAME), or the
    * path of a process's namespace (/proc/PID/ns/net), which the agent names itself
-   * (`<node>-<ns>-<name>`) and unnames on delete. Checked before anything changes.
+   * (`<node>.attached-<ns>-<name>`) and unnames on delete. Checked before anything changes.
    */
   private givenNetns(text: string): { name?: string; attach?: string } {
     const named = /^\/run\/netns\/([^/]+)$/.exec(text)?.[1] ?? (text.startsWith('/') ? undefined : text);

@@ -2,6 +2,7 @@
  * runs synchronously on the main thread and switches back before returning; libuv's pool
  * threads never move. */
 import fs from 'node:fs';
+import path from 'node:path';
 import { check } from './libbpf.js';
 import { libc } from './libc.js';
 
@@ -70,6 +71,7 @@ const MNT_DETACH = 2;
  */
 export function attachNetns(nsPath: string, name: string): void {
   const target = netnsPath(name);
+  fs.mkdirSync(path.dirname(target), { recursive: true }); // absent until a first `ip netns add`
   fs.writeFileSync(target, '', { flag: 'wx', mode: 0o444 });
   if (libc.mount(nsPath, target, null, MS_BIND, null) !== 0) {
     fs.rmSync(target, { force: true });

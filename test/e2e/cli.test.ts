@@ -139,10 +139,18 @@ describe('the membrane CLI', () => {
       const nsPath = `/proc/${proc.pid}/ns/net`;
       assert.ok(await eventually(() => fs.readlinkSync(nsPath) !== fs.readlinkSync('/proc/self/ns/net'), 5000), 'the process has its namespace');
       const e2 = await node.cliJson<Endpoint>('endpoint', 'add', 'default/byproc', '--netns', nsPath);
-      assert.equal(e2.netns, `${node.name}-default-byproc`);
+      assert.equal(e2.netns, `${node.name}.attached-default-byproc`);
       assert.equal(fs.statSync(`/run/netns/${e2.netns}`).ino, fs.statSync(nsPath).ino, 'the name is the process\'s namespace');
-      const inside = spawnSync('nsenter', [`--net=${nsPath}`, 'ip', '-j', '-4', 'address', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
-      assert.ok(inside.stdout.includes(e2.ipv4), inside.stdout + inside.stderr);
+      const inside = () => spawnSync('nsenter', [`--net=${nsPath}`, 'ip', '-j', '-4', 'address', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
+      assert.ok(inside().stdout.includes(e2.ipv4), inside().stdout + inside().stderr);
+      // A restart that finds the plumbing gone re-plumbs into the same namespace, keeping its name.
+      await node.killAgent();
+      await run('ip', ['-n', node.netns, 'link', 'delete', e2.interface]);
+      await node.startAgent();
+      const back = await node.cliJson<Endpoint>('endpoint', 'get', 'default/byproc');
+      assert.equal(back.state, 'ready', back.stateReason);
+      assert.equal(fs.statSync(`/run/netns/${e2.netns}`).ino, fs.statSync(nsPath).ino, 'still named after the restart');
+      assert.ok(inside().stdout.includes(e2.ipv4), 'wired again');
       await node.api.deleteEndpoint('default', 'byproc');
       assert.ok(!fs.existsSync(`/run/netns/${e2.netns}`), 'the name the agent made is gone');
       assert.ok(fs.existsSync(nsPath) && proc.exitCode === null, "the process and its namespace stay");
@@ -193,6 +201,7 @@ describe('make run and make clean-run', () => {
     let log = '';
     agent.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const api = new AgentClient(env.MEMBRANE_SOCKET);
+    let owner: ReturnType<typeof spawn> | undefined;
     try {
       assert.ok(await eventually(async () => (await api.status().catch(() => undefined)) !== undefined, 60_000, 100), `the agent did not start:\n${log}`);
       assert.equal((await api.status()).policy.auditMode, true, 'ARGS reached the agent');
@@ -201,14 +210,22 @@ describe('make run and make clean-run', () => {
       const ep = await api.addEndpoint({ namespace: 'default', name: 'server' });
       const server = spawn('ip', ['netns', 'exec', ep.netns, 'sleep', '300'], { stdio: 'ignore' });
       assert.ok(await eventually(() => spawnSync('ip', ['netns', 'pids', ep.netns], { encoding: 'utf8' }).stdout.trim() !== '', 5000));
+      // A process whose own namespace an endpoint was given by path is not the quickstart's to end.
+      owner = spawn('unshare', ['--net', 'sleep', '300'], { stdio: 'ignore' });
+      const ownerNs = `/proc/${owner.pid}/ns/net`;
+      assert.ok(await eventually(() => fs.readlinkSync(ownerNs) !== fs.readlinkSync('/proc/self/ns/net'), 5000));
+      const attached = await api.addEndpoint({ namespace: 'default', name: 'proc', netns: ownerNs });
       const clean = await run('make', ['-s', 'clean-run'], { env, timeoutMs: 60_000 });
       assert.equal(clean.code, 0, clean.stderr);
       const serverExit = await new Promise((r) => (server.exitCode !== null || server.signalCode !== null ? r(server.signalCode) : server.once('exit', (_c, sig) => r(sig))));
       assert.equal(serverExit, 'SIGKILL', 'the process in the removed namespace was ended');
+      assert.ok(owner.exitCode === null && owner.signalCode === null, 'the process given by path lives on');
+      assert.ok(!fs.existsSync(`/run/netns/${attached.netns}`), 'only the name the agent gave it is gone');
       const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith(id));
       assert.deepEqual(left, []);
       assert.ok(!fs.existsSync(env.MEMBRANE_BPFFS_DIR) && !fs.existsSync(env.MEMBRANE_STATE_DIR));
     } finally {
+      owner?.kill('SIGKILL');
       if (agent.exitCode === null) agent.kill('SIGKILL');
       spawnSync('scripts/clean-run.sh', { cwd: repoRoot, env });
       fs.rmSync(dir, { recursive: true, force: true });
