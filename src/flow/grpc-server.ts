@@ -272,8 +272,7 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
 
   /**
    * GetAgentEvents: the log's history (number, first, since, until), then with follow every new
-   * event until the client cancels, `until` passes or the server closes. Agent events are few (one
-   * per endpoint or policy change), so a slow reader's are buffered by grpc-js rather than dropped.
+   * event until the client cancels, `until` passes or the server closes.
    */
   async function getAgentEvents(events: AgentEventSource, call: grpc.ServerWritableStream<ProtoGetAgentEventsRequest, unknown>): Promise<void> {
     const req = requestOf(call, () => getAgentEventsRequestFromProto(call.request));
@@ -281,14 +280,34 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     const until = req.until === undefined ? undefined : rfc3339ToNanos(req.until);
     const stream = track(call);
     const finish = stream.finish;
+    // A reader that stops reading must not make the agent buffer without end: its events wait in
+    // a bounded queue, and a follower that falls further behind is ended (an agent event stream
+    // has no lost-events message to tell it what it missed).
+    const queue: unknown[] = [];
+    let blocked = false;
+    call.on('drain', () => {
+      blocked = false;
+      while (queue.length > 0 && !blocked && !stream.finished) blocked = !call.write(queue.shift());
+    });
+    const behind = () => finish(failure(grpc.status.RESOURCE_EXHAUSTED, `the reader fell more than ${maxQueued} agent events behind`));
     const send = (record: AgentEventRecord) => {
+      if (stream.finished) return;
       if (until !== undefined && rfc3339ToNanos(record.time) > until) return finish();
-      call.write(agentEventResponseToProto(record));
+      const resp = agentEventResponseToProto(record);
+      if (!blocked) blocked = !call.write(resp);
+      else if (queue.length < maxQueued) queue.push(resp);
+      else behind();
     };
     // As GetFlows: subscribe before reading the history, so no event falls between the two.
     const pending: AgentEventRecord[] = [];
     let live = false;
-    if (req.follow) stream.unsubscribe = events.subscribe((record) => (live ? send(record) : pending.push(record)));
+    if (req.follow) {
+      stream.unsubscribe = events.subscribe((record) => {
+        if (live) send(record);
+        else if (pending.length < maxQueued) pending.push(record);
+        else behind();
+      });
+    }
     const history = req.follow && req.number === undefined && req.since === undefined ? [] : events.query(req);
     const seen = new Set(history.map((r) => r.time)); // a log's times are unique: they identify its events
     for (const record of history) {
@@ -297,7 +316,7 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     }
     if (stream.finished) return;
     if (!req.follow) return finish();
-    for (const record of pending) if (!seen.has(record.time) && !stream.finished) send(record);
+    for (const record of pending) if (!seen.has(record.time)) send(record);
     pending.length = 0;
     live = true;
   }

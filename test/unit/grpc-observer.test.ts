@@ -582,6 +582,26 @@ describe('gRPC Observer server (Hubble-compatible)', () => {
     await done;
   });
 
+  test('GetAgentEvents ends a follower that falls too far behind, rather than buffering without end', async () => {
+    await waitFor(() => agentEvents.followers === 0, 'the earlier followers to go');
+    const call = (tcp as Msg).GetAgentEvents({ follow: true }) as grpc.ClientReadableStream<Msg>;
+    const ended = new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+    await waitFor(() => agentEvents.followers === 1, 'the server to subscribe');
+    const released = agentEvents.identityListener().released!;
+    // The client reads nothing: flow control fills up and the server's queue with it. Events go
+    // out in rounds, letting the transport move, until the server gives up on the reader.
+    for (let round = 0; agentEvents.followers === 1; round++) {
+      assert.ok(round < 1000, 'the server kept buffering for an unread stream');
+      for (let i = 0; i < 100; i++) released({ id: 1000 + i, labels: [] });
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    call.on('data', () => undefined); // reading again: the status arrives after what was sent
+    const err = await ended;
+    assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(err.details, /fell more than 4 agent events behind/);
+    await waitFor(() => agentEvents.followers === 0, 'the server to unsubscribe');
+  });
+
   test('GetAgentEvents: Hubble field numbers on the wire', async () => {
     const methods = packageDefinition['observer.Observer'] as Msg;
     const raw = new grpc.Client(`127.0.0.1:${server.tcpPort}`, grpc.credentials.createInsecure());
