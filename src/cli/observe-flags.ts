@@ -175,12 +175,12 @@ function checkIp(flag: string, v: string): string {
 }
 
 function checkPod(flag: string, v: string): string {
-  if (v === '' || v.split('/').length > 2) throw invalid(`--${flag} "${v}": write [NAMESPACE/]POD-NAME-PREFIX, e.g. default/web or default/`);
+  if (v === '' || v === '/' || v.split('/').length > 2) throw invalid(`--${flag} "${v}": write [NAMESPACE/]POD-NAME-PREFIX, e.g. default/web or default/`);
   return v;
 }
 
 function checkService(flag: string, v: string): string {
-  if (v === '' || v.split('/').length > 2) throw invalid(`--${flag} "${v}": write [NAMESPACE/]SERVICE-NAME-PREFIX, e.g. default/web or default/`);
+  if (v === '' || v === '/' || v.split('/').length > 2) throw invalid(`--${flag} "${v}": write [NAMESPACE/]SERVICE-NAME-PREFIX, e.g. default/web or default/`);
   return v;
 }
 
@@ -458,7 +458,7 @@ export function registerObserveOptions(cmd: Command): Command {
   repeat('--pod <[ns/]pod>', 'flows from or to pods whose name starts with the prefix; "ns/" is the whole namespace, no namespace means "default"');
   repeat('--from-pod <[ns/]pod>', 'flows from pods whose name starts with the prefix');
   repeat('--to-pod <[ns/]pod>', 'flows to pods whose name starts with the prefix');
-  repeat('-n, --namespace <ns>', 'flows from or to pods of the namespace');
+  repeat('-n, --namespace <ns>', 'flows from or to pods of the namespace (with --service, services of it: every service is in "default")');
   repeat('-l, --label <selector>', 'flows from or to endpoints matching the label selector (e.g. app=web, "k8s:app in (a,b)", reserved:world)');
   repeat('--from-label <selector>', 'flows from endpoints matching the label selector');
   repeat('--to-label <selector>', 'flows to endpoints matching the label selector');

@@ -6,7 +6,7 @@ import { VERSION } from '../util/version.js';
 import { outputOption, type CliContext } from './context.js';
 import { parseFormat, print, renderKeyValues } from './output.js';
 
-export interface VersionInfo {
+interface VersionInfo {
   client: { version: string; node: string };
   agent?: { version: string; datapath: Record<string, string>; programsAdopted: boolean };
 }

@@ -144,10 +144,10 @@ function layer4(ev: CapturedEvent): { l4?: Layer4; summary: string } {
  * put them in "default", the namespace Hubble's filters assume when none is given, so
  * `--to-service web` and `--to-service default/web` both find them.
  */
-export const SERVICE_NAMESPACE = 'default';
+const SERVICE_NAMESPACE = 'default';
 
 /** Label keys that name an endpoint's workload, first match wins (Kubernetes' recommended label, then the common one). */
-export const WORKLOAD_LABEL_KEYS = ['app.kubernetes.io/name', 'app'] as const;
+const WORKLOAD_LABEL_KEYS = ['app.kubernetes.io/name', 'app'] as const;
 
 /**
  * The workloads of an endpoint, from its labels: Cilium reads them from a pod's owner references,
@@ -155,7 +155,7 @@ export const WORKLOAD_LABEL_KEYS = ['app.kubernetes.io/name', 'app'] as const;
  * `app.kubernetes.io/name` label (else `app`), of any label source, without a kind. An endpoint
  * with neither label has none.
  */
-export function workloadsOf(labels: readonly string[]): Workload[] | undefined {
+function workloadsOf(labels: readonly string[]): Workload[] | undefined {
   for (const key of WORKLOAD_LABEL_KEYS) {
     for (const label of labels) {
       const colon = label.indexOf(':');
@@ -306,7 +306,9 @@ export class FlowDecoder {
       destination: this.endpoint(ev.dstEp, ev.dstIdentity),
       Type: 'L3_L4',
       node_name: this.ctx.nodeName,
-      event_type: { type: ev.type, sub_type: ev.subtype },
+      // A policy verdict's subtype is the datapath's drop reason, kept in drop_reason below;
+      // Hubble's verdict events have sub_type 0.
+      event_type: { type: ev.type, sub_type: ev.type === EVENT_TYPE.POLICY_VERDICT ? 0 : ev.subtype },
       traffic_direction: direction === 'ingress' ? 'INGRESS' : 'EGRESS',
       is_reply: ev.ctState === CT_STATE.REPLY || ev.ctState === CT_STATE.RELATED,
       interface: { index: ev.ifindex, ...(this.interfaceName(ev) ? { name: this.interfaceName(ev)! } : {}) },

@@ -10,17 +10,17 @@ import { CCNP, NS_KEY, PeerBudget, ciliumKey, formatCidr, mentions, parseCidr, p
 import { Ctx, type Obj, asList, asObject, asString, checkFields, emptyListOnly, get, mapList, required, show, typeOf } from './parse-kit.js';
 
 /** How a kind scopes selectors (Cilium's namespace rules). */
-export interface Scope {
+interface Scope {
   subject(sel: Selector, ctx: Ctx): Selector;
   peer(sel: Selector): Selector;
 }
 
 /** Peers that name the namespace, or select reserved identities (reserved:host and so on, which
  * have no namespace), are left as written, as Cilium does. */
-export const scopedAlready = (sel: Selector) =>
+const scopedAlready = (sel: Selector) =>
   mentions(sel, POD_NAMESPACE_LABEL) || [...Object.keys(sel.matchLabels), ...sel.matchExpressions.map((e) => e.key)].some((k) => k.startsWith('reserved:'));
 
-export function namespacedScope(ns: string): Scope {
+function namespacedScope(ns: string): Scope {
   return {
     // The subject of a namespaced policy is always in its namespace. Cilium overrides a
     // conflicting match with a warning; we refuse it, since it cannot mean what was written.
@@ -39,7 +39,7 @@ export function namespacedScope(ns: string): Scope {
   };
 }
 
-export const clusterwideScope: Scope = {
+const clusterwideScope: Scope = {
   subject: (sel) => sel,
   // `{}` means every pod in every namespace, not every identity (host, world, ...).
   peer: (sel) => (scopedAlready(sel) ? sel : podsOnly(sel)),
@@ -54,15 +54,15 @@ export interface Direction {
   deny: boolean;
 }
 
-export const DIRECTIONS: readonly Direction[] = [
+const DIRECTIONS: readonly Direction[] = [
   { section: 'ingress', peer: 'from', deny: false },
   { section: 'egress', peer: 'to', deny: false },
   { section: 'ingressDeny', peer: 'from', deny: true },
   { section: 'egressDeny', peer: 'to', deny: true },
 ];
 
-export const RULE_FIELDS = ['endpointSelector', 'ingress', 'egress', 'ingressDeny', 'egressDeny', 'description', 'labels'];
-export const RULE_UNSUPPORTED = {
+const RULE_FIELDS = ['endpointSelector', 'ingress', 'egress', 'ingressDeny', 'egressDeny', 'description', 'labels'];
+const RULE_UNSUPPORTED = {
   nodeSelector: 'host policies (nodeSelector) are not supported yet',
   enableDefaultDeny: 'enableDefaultDeny is not supported yet (a non-empty ingress/egress section always enables default deny)',
 };
@@ -75,11 +75,11 @@ export const RULE_UNSUPPORTED = {
  *  - 'no-peers': an L3 peer list, like fromEndpoints: an explicitly empty one selects no peer,
  *    with or without toPorts (Cilium tells an empty list of endpoints, nodes, entities or CIDRs
  *    from an absent one, and selects nothing for it). */
-export interface EmptyMeans {
+interface EmptyMeans {
   message: string;
   empty: 'absent' | 'no-peers';
 }
-export const ENTRY_EMPTY_LISTS: Record<'from' | 'to', Record<string, EmptyMeans>> = {
+const ENTRY_EMPTY_LISTS: Record<'from' | 'to', Record<string, EmptyMeans>> = {
   from: {
     fromRequires: { message: 'fromRequires is not supported yet', empty: 'absent' },
     fromNodes: { message: 'fromNodes is not supported yet (fromEntities: [remote-node] selects all other nodes)', empty: 'no-peers' },
@@ -92,17 +92,17 @@ export const ENTRY_EMPTY_LISTS: Record<'from' | 'to', Record<string, EmptyMeans>
     toServices: { message: 'toServices is not supported yet (select the backends with toEndpoints)', empty: 'absent' },
   },
 };
-export const TO_FQDNS: EmptyMeans = { message: 'toFQDNs (DNS-based policy) is not supported yet (use toCIDR or toCIDRSet)', empty: 'absent' };
-export const CIDRSET_UNSUPPORTED = {
+const TO_FQDNS: EmptyMeans = { message: 'toFQDNs (DNS-based policy) is not supported yet (use toCIDR or toCIDRSet)', empty: 'absent' };
+const CIDRSET_UNSUPPORTED = {
   cidrGroupRef: 'cidrGroupRef is not supported yet (list the CIDRs)',
   cidrGroupSelector: 'cidrGroupSelector is not supported yet (list the CIDRs)',
 };
-export const L7_FIELDS = ['rules', 'terminatingTLS', 'originatingTLS', 'serverNames', 'listener'];
+const L7_FIELDS = ['rules', 'terminatingTLS', 'originatingTLS', 'serverNames', 'listener'];
 /** The kinds of L7 rules (`toPorts[].rules`); an empty list of any of them is no rule at all. */
-export const L7_RULE_LISTS = ['http', 'kafka', 'dns', 'l7'];
-export const AUTH_MODES = ['disabled', 'required', 'test-always-fail'];
+const L7_RULE_LISTS = ['http', 'kafka', 'dns', 'l7'];
+const AUTH_MODES = ['disabled', 'required', 'test-always-fail'];
 
-export const ENTITIES: readonly Entity[] = ['all', 'world', 'cluster', 'host', 'remote-node', 'init', 'health', 'unmanaged', 'kube-apiserver', 'ingress', 'none'];
+const ENTITIES: readonly Entity[] = ['all', 'world', 'cluster', 'host', 'remote-node', 'init', 'health', 'unmanaged', 'kube-apiserver', 'ingress', 'none'];
 
 export function parseCiliumPolicy(doc: Obj, ctx: Ctx, ref: PolicyRef): Rule[] {
   checkFields(doc, ctx, ['apiVersion', 'kind', 'metadata', 'spec', 'specs', 'status', 'description']);
@@ -128,7 +128,7 @@ export function parseCiliumPolicy(doc: Obj, ctx: Ctx, ref: PolicyRef): Rule[] {
   return specs.map((s) => parseCiliumRule(s.value, s.ctx, ref, scope));
 }
 
-export function parseCiliumRule(v: unknown, ctx: Ctx, ref: PolicyRef, scope: Scope): Rule {
+function parseCiliumRule(v: unknown, ctx: Ctx, ref: PolicyRef, scope: Scope): Rule {
   const o = asObject(v, ctx);
   checkFields(o, ctx, RULE_FIELDS, RULE_UNSUPPORTED);
   const sctx = ctx.field('endpointSelector');
@@ -148,13 +148,13 @@ export function parseCiliumRule(v: unknown, ctx: Ctx, ref: PolicyRef, scope: Sco
 }
 
 /** A string field for humans, validated and returned as given. */
-export function optionalString(o: Obj, key: string, ctx: Ctx): string | undefined {
+function optionalString(o: Obj, key: string, ctx: Ctx): string | undefined {
   const v = get(o, key);
   return v === undefined ? undefined : asString(v, ctx.field(key));
 }
 
 /** One element of ingress/egress/ingressDeny/egressDeny. */
-export function parseCiliumEntry(v: unknown, ctx: Ctx, dir: Direction, scope: Scope, budget: PeerBudget): PeerRule {
+function parseCiliumEntry(v: unknown, ctx: Ctx, dir: Direction, scope: Scope, budget: PeerBudget): PeerRule {
   const o = asObject(v, ctx);
   const p = dir.peer;
   const peerFields = [`${p}Endpoints`, `${p}Entities`, `${p}CIDR`, `${p}CIDRSet`];
@@ -219,7 +219,7 @@ export function parseCiliumEntry(v: unknown, ctx: Ctx, dir: Direction, scope: Sc
 
 /** `authentication: {mode: disabled}` states what happens anyway: accepted. Mutual
  * authentication itself is not implemented. */
-export function parseAuthentication(v: unknown, ctx: Ctx): void {
+function parseAuthentication(v: unknown, ctx: Ctx): void {
   const o = asObject(v, ctx);
   checkFields(o, ctx, ['mode']);
   const mctx = ctx.field('mode');
@@ -228,7 +228,7 @@ export function parseAuthentication(v: unknown, ctx: Ctx): void {
   if (mode !== 'disabled') mctx.fail(`mutual authentication (mode ${mode}) is not supported yet (only mode: disabled, which requires none)`);
 }
 
-export function parseEntity(v: unknown, ctx: Ctx): Entity {
+function parseEntity(v: unknown, ctx: Ctx): Entity {
   const e = asString(v, ctx);
   if (e === 'world-ipv4') return 'world';
   if (e === 'world-ipv6') ctx.fail('world-ipv6: IPv6 is not supported yet (use world or world-ipv4)');
@@ -238,7 +238,7 @@ export function parseEntity(v: unknown, ctx: Ctx): Entity {
 
 /** toPorts and icmps of an entry. `given`: the entry restricts L4 at all (a non-empty toPorts
  * or icmps; an explicitly empty list adds nothing, as in Cilium). `ports` undefined = all. */
-export function parseCiliumL4(o: Obj, ctx: Ctx, dir: Direction): { given: boolean; ports: PortMatch[] | undefined } {
+function parseCiliumL4(o: Obj, ctx: Ctx, dir: Direction): { given: boolean; ports: PortMatch[] | undefined } {
   const ports: PortMatch[] = [];
   let allPorts = false;
   const toPorts =
@@ -257,7 +257,7 @@ export function parseCiliumL4(o: Obj, ctx: Ctx, dir: Direction): { given: boolea
  * deny sections (Cilium's deny ports have none); elsewhere `rules` without any L7 rule in it
  * (`{}`, `{http: []}`) and an empty serverNames change nothing, as in Cilium, so the element is
  * the L4 rule it would be without them. */
-export function parseToPortsEntry(v: unknown, ctx: Ctx, dir: Direction): PortMatch[] | undefined {
+function parseToPortsEntry(v: unknown, ctx: Ctx, dir: Direction): PortMatch[] | undefined {
   const o = asObject(v, ctx);
   const unsupported: Record<string, string> = {};
   const emptyOk = dir.deny ? [] : ['rules', 'serverNames'];
@@ -276,13 +276,13 @@ export function parseToPortsEntry(v: unknown, ctx: Ctx, dir: Direction): PortMat
 }
 
 /** `rules` of a toPorts element: only without any L7 rule in it. */
-export function parseEmptyL7Rules(v: unknown, ctx: Ctx): void {
+function parseEmptyL7Rules(v: unknown, ctx: Ctx): void {
   const o = asObject(v, ctx);
   checkFields(o, ctx, L7_RULE_LISTS, { l7proto: 'L7 rules (l7proto) are not supported yet (only L3/L4 policy is enforced)' });
   for (const f of L7_RULE_LISTS) emptyListOnly(o, f, ctx, `L7 rules (${f}) are not supported yet (only L3/L4 policy is enforced)`);
 }
 
-export function parseCiliumPort(v: unknown, ctx: Ctx): PortMatch {
+function parseCiliumPort(v: unknown, ctx: Ctx): PortMatch {
   const o = asObject(v, ctx);
   checkFields(o, ctx, ['port', 'endPort', 'protocol']);
   const protocol = parseProtocol(get(o, 'protocol'), ctx.field('protocol'), ['TCP', 'UDP', 'SCTP', 'ANY'], 'ANY');
@@ -292,7 +292,7 @@ export function parseCiliumPort(v: unknown, ctx: Ctx): PortMatch {
   return portMatch(protocol, port, endPort);
 }
 
-export const ICMP_TYPES: Record<string, number> = {
+const ICMP_TYPES: Record<string, number> = {
   EchoReply: 0,
   DestinationUnreachable: 3,
   Redirect: 5,
@@ -308,7 +308,7 @@ export const ICMP_TYPES: Record<string, number> = {
   ExtendedEchoReply: 43,
 };
 
-export function parseIcmpRule(v: unknown, ctx: Ctx): PortMatch[] {
+function parseIcmpRule(v: unknown, ctx: Ctx): PortMatch[] {
   const o = asObject(v, ctx);
   checkFields(o, ctx, ['fields']);
   const fields = mapList(o, 'fields', ctx, parseIcmpField) ?? [];
@@ -316,7 +316,7 @@ export function parseIcmpRule(v: unknown, ctx: Ctx): PortMatch[] {
   return fields;
 }
 
-export function parseIcmpField(v: unknown, ctx: Ctx): PortMatch {
+function parseIcmpField(v: unknown, ctx: Ctx): PortMatch {
   const o = asObject(v, ctx);
   checkFields(o, ctx, ['type', 'family']);
   const family = get(o, 'family');
@@ -330,7 +330,7 @@ export function parseIcmpField(v: unknown, ctx: Ctx): PortMatch {
 }
 
 /** A number 0-255 (digits in a string too) or one of Cilium's names, case-insensitively. */
-export function parseIcmpType(t: unknown, ctx: Ctx): number {
+function parseIcmpType(t: unknown, ctx: Ctx): number {
   if (typeof t === 'string' && !/^\d+$/.test(t)) {
     const named = Object.entries(ICMP_TYPES).find(([name]) => name.toLowerCase() === t.toLowerCase());
     if (!named) ctx.fail(`unknown ICMP type ${show(t)} (use 0-255 or one of ${Object.keys(ICMP_TYPES).join(', ')})`);

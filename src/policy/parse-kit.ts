@@ -120,7 +120,7 @@ export function checkFields(o: Obj, ctx: Ctx, allowed: readonly string[], unsupp
 /** Field names people carry over from elsewhere, with the name that replaced them. Typos are
  * left to the edit distance (suggest); this is only for names too far from the right one. The
  * suggestion is made only where the new name is known. */
-export const RENAMED: Readonly<Record<string, { to: string; why: string }>> = {
+const RENAMED: Readonly<Record<string, { to: string; why: string }>> = {
   // Mutual authentication was `auth` while Cilium developed it, and is `authentication` since
   // (cilium/cilium#24867); older write-ups still use the first name.
   auth: { to: 'authentication', why: 'Cilium renamed auth to authentication' },

@@ -156,7 +156,7 @@ const OBJECT_META_FIELDS = [
 
 /** The namespace a namespaced policy without one is imported into, as kubectl does with a
  * manifest that names none (and no other namespace is configured). */
-export const DEFAULT_NAMESPACE = 'default';
+const DEFAULT_NAMESPACE = 'default';
 
 function parseMetadata(doc: Obj, ctx: Ctx, kind: PolicyKind, notes: string[]): PolicyRef {
   const mctx = ctx.field('metadata');

@@ -48,7 +48,9 @@ describe("the agent's ports, seen from an endpoint", () => {
       return r.stdout.trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { flow: Flow }).flow);
     };
     let seen: Flow[] = [];
-    assert.ok(await eventually(async () => (seen = await drops()).length >= 2), 'no drop flows');
+    // A policy denial: a policy verdict (DROPPED) before each drop, as for any denial.
+    const types = () => new Set(seen.map((f) => f.event_type?.type));
+    assert.ok(await eventually(async () => (seen = await drops()).length >= 4 && types().has(1) && types().has(5)), 'no drop and verdict flows');
     for (const f of seen) {
       assert.equal(f.drop_reason_desc, 'POLICY_DENY');
       assert.deepEqual(f.egress_denied_by?.map((p) => [p.kind, p.name]), [['MembraneBuiltin', 'agent-ports']]);

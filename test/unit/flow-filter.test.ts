@@ -510,6 +510,7 @@ describe('buildRequest', () => {
     ['to-service+namespace', { toService: ['web'], namespace: ['x'] }, /--to-service and --namespace cannot be combined/],
     ['service+from-service', { service: ['a'], fromService: ['b'] }, /--service and --from-service cannot be combined/],
     ['service', { toService: ['a/b/c'] }, /--to-service "a\/b\/c"/],
+    ['service', { toService: ['/'] }, /--to-service "\/": write \[NAMESPACE\/\]SERVICE/],
     ['workload', { fromWorkload: ['a/b/c'] }, /--from-workload "a\/b\/c"/],
     ['workload+to-workload', { workload: ['a'], toWorkload: ['b'] }, /--workload and --to-workload cannot be combined/],
   ];

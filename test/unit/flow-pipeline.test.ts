@@ -70,7 +70,7 @@ describe('flow decoding', () => {
   it('gives the policy verdict that precedes a policy drop its reason and the policies behind it, as Hubble does', () => {
     const denied = decode({ type: 5, subtype: 133, direction: 1, verdict: 2, tcp_flags: 0x02 });
     assert.equal(denied.verdict, 'DROPPED');
-    assert.deepEqual(denied.event_type, { type: 5, sub_type: 133 });
+    assert.deepEqual(denied.event_type, { type: 5, sub_type: 0 });
     assert.equal(denied.drop_reason, 133);
     assert.equal(denied.drop_reason_desc, 'POLICY_DENIED');
     assert.deepEqual(denied.default_deny_by?.map((p) => p.name), ['web-policy']);
