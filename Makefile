@@ -1,7 +1,7 @@
 # Everything a fresh machine needs is installed by these targets; each step is idempotent.
 SHELL := /bin/bash
 CLANG ?= clang-19
-APT_PACKAGES := clang-19 llvm-19 libbpf-dev libbpf1 bpftool iproute2 iputils-ping netcat-openbsd iperf3 sockperf nftables iptables util-linux
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev libbpf1 bpftool iproute2 iputils-ping netcat-openbsd iperf3 sockperf nftables iptables util-linux etcd-server etcd-client
 BPF_SOURCES := $(wildcard bpf/*.c)
 BPF_OBJECTS := $(patsubst bpf/%.c,build/%.o,$(BPF_SOURCES))
 BPF_HEADERS := $(wildcard bpf/include/*.h)

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import { ApiServer } from './api/server.js';
-import { StartupError } from './errors.js';
+import { StartupError, errorMessage } from './errors.js';
 import type { Status } from './api/types.js';
 import { sweepConntrack } from './datapath/ct-gc.js';
 import { Datapath, ENDPOINT_OBJECT } from './datapath/datapath.js';
@@ -22,6 +22,13 @@ import { ESSENTIAL, probeFeatures, type KernelFeatures } from './kernel/features
 import { libc } from './kernel/libc.js';
 import { IprouteNetlink, type Netlink } from './kernel/netlink.js';
 import { EmbeddedStore } from './store/embedded.js';
+import { EtcdStore, type EtcdTlsFiles } from './store/etcd.js';
+import { NodeRegistry, type ClusterNode } from './cluster/node-registry.js';
+import { nodeIp } from './cluster/node-ip.js';
+import { SharedIpcache } from './cluster/shared-ipcache.js';
+import { ClusterNumbering } from './identity/cluster-numbering.js';
+import type { IdentityListener } from './identity/allocator.js';
+import { registerNodeRoutes } from './api/node-routes.js';
 import { Mutex } from './util/mutex.js';
 import { VERSION } from './util/version.js';
 import { checkListener, type TlsFiles } from './util/listen.js';
@@ -82,6 +89,15 @@ export interface AgentOptions {
   hubbleDisableTls?: boolean;
   metricsTls?: TlsFiles;
   metricsDisableTls?: boolean;
+  /** A cluster's etcd: the agent joins it (nodes registry); without it, one node on its own. */
+  kvstore?: { endpoints: string[]; tls?: EtcdTlsFiles; leaseTtlSeconds: number; identityGcSeconds: number };
+  /** Between nodes: encapsulated (VXLAN, identity in the VNI) or routed as is. */
+  routingMode: 'tunnel' | 'native';
+  /** Underlay address the other nodes reach this one at (default: detected). */
+  nodeIp?: string;
+  nodeLabels?: Record<string, string>;
+  /** Aborts the start while it waits (for etcd): Ctrl-C stops a waiting agent at once. */
+  signal?: AbortSignal;
 }
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -163,8 +179,29 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   } catch (err) {
     throw new StartupError(`--pod-cidr: ${(err as Error).message}`);
   }
+  const mutex = new Mutex();
+  const serial = <T>(fn: () => Promise<T> | T) => mutex.run(fn);
   const ipam = new Ipam(podCidr);
   const nl = new IprouteNetlink();
+  // Late-bound: the registry's heartbeat reads what the rest of the agent builds below.
+  let local: { health: () => ClusterNode['health']; endpoints: () => number } = { health: () => 'ok', endpoints: () => 0 };
+  const self = { name: opts.nodeName, ip: await nodeIp(nl, opts.nodeIp, opts.kvstore !== undefined), podCIDR: formatCidr(podCidr), labels: opts.nodeLabels ?? {}, version: VERSION };
+  let kv: EtcdStore | undefined;
+  let registry: NodeRegistry | undefined;
+  if (opts.kvstore) {
+    // Joined before anything on the machine changes: a refusal (name taken, CIDR overlapping)
+    // leaves this node as it was.
+    fs.mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+    kv = await EtcdStore.connect({ ...opts.kvstore, leaseFile: path.join(opts.stateDir, 'etcd-lease') }, log, opts.signal);
+    registry = new NodeRegistry(kv, opts.cluster, self, { health: () => local.health(), endpoints: () => local.endpoints() }, log);
+    try {
+      await registry.join();
+    } catch (err) {
+      registry.stop();
+      kv.close();
+      throw err;
+    }
+  }
   ensureBpffs(opts.bpffsDir);
   await prepareNode(nl, ipam);
   const nodeAddresses = (await nl.addresses()).map((a) => a.address).filter((a) => a !== ipam.router);
@@ -181,11 +218,58 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const reconciler = new DatapathReconciler(manager, { router: ipam.router, nodeAddresses }, datapath, realizer, log);
   manager.changes = reconciler;
   const agentEvents = new AgentEventLog(opts.nodeName);
+
+  /**
+   * In a cluster: identity numbers from etcd, and the other nodes' endpoints and nodes in the
+   * ipcache. Followed before the restore, so that its resync keeps the remote entries an earlier
+   * run wrote (connections to other nodes survive a restart); changes after it go straight to
+   * the datapath.
+   */
+  async function joinClusterState(kv: EtcdStore, registry: NodeRegistry) {
+    const numbering = new ClusterNumbering(kv, opts.nodeName, log, opts.kvstore!.identityGcSeconds * 1000);
+    await numbering.start();
+    manager.numbering = numbering;
+    const events = agentEvents.identityListener();
+    const used = (id: number, inUse: boolean) => void numbering.used(id, inUse).catch(() => undefined); // retried by the store
+    manager.identityListener = {
+      allocated: (i) => (events.allocated?.(i), used(i.id, true)),
+      released: (i) => (events.released?.(i), used(i.id, false)),
+    } satisfies IdentityListener;
+    let policyPending = false;
+    numbering.onChange = () => {
+      if (policyPending) return;
+      policyPending = true;
+      setImmediate(() => void serial(() => ((policyPending = false), reconciler.policyChanged('cluster identities changed'))).catch((err) => log.error({ err: errorMessage(err) }, 'policy not recomputed after an identity change')));
+    };
+    const shared = new SharedIpcache(kv, opts.cluster, opts.nodeName, opts.routingMode === 'tunnel', log);
+    reconciler.remote = shared;
+    registry.listener = { nodeChanged: (n) => shared.nodeChanged(n), nodeRemoved: (name) => shared.nodeRemoved(name) };
+    for (const n of registry.list()) shared.nodeChanged(n);
+    await shared.start();
+    return {
+      shared,
+      numbering,
+      /** After the restore: the restored identities reclaimed and marked used, this node's endpoints published. */
+      restored: async () => {
+        for (const i of manager.localIdentities()) {
+          const key = i.labels.join(';');
+          if (!(await numbering.reclaim(i.id, key).catch(() => true))) log.error({ identity: i.id, labels: key }, 'another label set took this identity in the cluster while the node was away: update the endpoints that use it');
+          used(i.id, true);
+        }
+        shared.listener = (reason, changed, removed) => void serial(() => reconciler.remoteChanged(reason, changed, removed)).catch((err) => log.error({ err: errorMessage(err) }, 'remote peers not written'));
+        reconciler.onChange(() => void shared.publish(manager.listEndpoints()));
+        await shared.publish(manager.listEndpoints());
+      },
+      stop: () => (numbering.stop(), shared.stop()),
+    };
+  }
   repo.listener = agentEvents.policyListener();
   manager.listener = agentEvents.endpointListener();
   manager.identityListener = agentEvents.identityListener();
   reconciler.regeneration = agentEvents.regenerationListener();
+  const cluster = kv && registry ? await joinClusterState(kv, registry) : undefined;
   await manager.restore();
+  await cluster?.restored();
   manager.pool = new InterfacePool(nl, datapath, opts.nodeName, ipam.router, opts.interfacePool, log);
   const lb = LbDatapath.load(opts.bpfObjectDir, opts.bpffsDir);
   lb.attach(opts.cgroupRoot, opts.bpffsDir);
@@ -193,10 +277,13 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   services.syncAll();
   reconciler.onChange(() => services.endpointsChanged());
   log.info({ endpoints: manager.listEndpoints().length, sync: reconciler.lastSync }, 'state restored');
+  const health = (): ClusterNode['health'] => (manager.listEndpoints().every((e) => e.state === 'ready') ? 'ok' : 'degraded');
+  local = { health, endpoints: () => manager.listEndpoints().length };
+  const clusterNodes = (): ClusterNode[] =>
+    registry?.list() ?? [{ ...self, health: health(), endpoints: manager.listEndpoints().length, heartbeat: new Date().toISOString() }];
 
   const listening = { hubble: '', metrics: '' };
-  const mutex = new Mutex();
-  const serial = <T>(fn: () => Promise<T> | T) => mutex.run(fn);
+
   const api = new ApiServer(log)
     .route('GET', '/v1/status', (): Status => {
       const eps = manager.listEndpoints();
@@ -205,7 +292,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       return {
         health: notReady === 0 ? 'ok' : 'degraded',
         version: VERSION,
-        node: { name: opts.nodeName, podCIDR: formatCidr(ipam.cidr), routerIP: ipam.router },
+        node: { name: opts.nodeName, ip: self.ip, podCIDR: formatCidr(ipam.cidr), routerIP: ipam.router },
         uptimeSeconds: Math.round((Date.now() - started) / 1000),
         kernel: features,
         counts: { endpoints: eps.length, endpointsNotReady: notReady, identities: manager.identityCount, namespaces: manager.namespaceCount },
@@ -219,6 +306,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
         policy: { enforcement: opts.enforcement, auditMode: opts.auditMode, revision: repo.revision },
         datapath: { objects: { [ENDPOINT_OBJECT]: datapath.objectVersion, [SOCK_OBJECT]: lb.objectVersion }, programsAdopted: datapath.programsAdopted },
+        kvstore: kv ? { backend: 'etcd', ...kv.status() } : { backend: 'embedded' },
+        cluster: { nodes: clusterNodes().length, healthy: clusterNodes().filter((n) => n.health === 'ok').length },
       };
     });
   // Diagnostics: a full garbage collection when the agent runs with node's --expose-gc (the
@@ -230,8 +319,9 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   });
   registerEndpointRoutes(api, { manager, datapath, serial });
   registerServiceRoutes(api, { services, lb, serial });
+  registerNodeRoutes(api, clusterNodes);
 
-  const decoder = new FlowDecoder(flowContext(opts.nodeName, reconciler, realizer, services));
+  const decoder = new FlowDecoder(flowContext(opts.nodeName, reconciler, realizer, services, cluster?.shared));
   const ring = new FlowRing(opts.flowCapacity, opts.nodeName, (ev) => decoder.materialize(ev));
   const metrics = new Metrics({
     endpoints: () => manager.listEndpoints().length,
@@ -246,7 +336,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   monitor.start();
   registerPolicyRoutes(api, { repo, realizer, manager, reconciler, datapath, serial, metrics });
   registerFlowRoutes(api, ring, metrics);
-  const observer = await startObserverServer(ring, {
+  // Both listeners disabled ('' and ''): no Observer server at all.
+  const observer = !hubbleTcp && !opts.hubbleSocket ? undefined : await startObserverServer(ring, {
     ...(hubbleTcp ? { tcpAddress: opts.hubbleAddress, ...(hubbleTcp.tls ? { tls: hubbleTcp.tls } : {}) } : {}),
     ...(opts.hubbleSocket ? { unixSocket: opts.hubbleSocket } : {}),
     version: VERSION,
@@ -260,11 +351,11 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     if (removed) log.debug({ removed }, 'expired connection-tracking entries removed');
   }, CT_GC_INTERVAL_MS);
   ctGc.unref();
-  listening.hubble = observer.tcpPort !== undefined ? `${opts.hubbleAddress.slice(0, opts.hubbleAddress.lastIndexOf(':'))}:${observer.tcpPort}` : '';
+  listening.hubble = observer?.tcpPort !== undefined ? `${opts.hubbleAddress.slice(0, opts.hubbleAddress.lastIndexOf(':'))}:${observer.tcpPort}` : '';
   listening.metrics = metricsServer?.address ?? '';
   // Endpoints may not reach the agent's own listeners through the node, whatever address they bind.
   const metricsPort = (metricsServer?.server.address() as AddressInfo | null)?.port;
-  datapath.protectAgentPorts([observer.tcpPort, metricsPort].filter((p): p is number => p !== undefined));
+  datapath.protectAgentPorts([observer?.tcpPort, metricsPort].filter((p): p is number => p !== undefined));
 
   fs.mkdirSync(path.dirname(opts.socket), { recursive: true, mode: 0o700 });
   await api.listen(opts.socket);
@@ -277,11 +368,14 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     stop: async () => {
       clearInterval(ctGc);
       monitor.stop();
-      await observer.close();
+      await observer?.close();
       metricsServer?.server.close();
       await api.close();
       datapath.close(); // links stay pinned: traffic keeps flowing while the agent is away
       lb.close();
+      registry?.stop();
+      cluster?.stop();
+      kv?.close(); // the lease lives on until its TTL: a restart adopts it, a dead node's keys expire
       fs.rmSync(opts.socket, { force: true });
     },
   };

@@ -3,6 +3,7 @@ import http from 'node:http';
 import { AgentUnreachable, ApiError } from '../errors.js';
 import type {
   ApiErrorBody,
+  ClusterNode,
   CtRow,
   EndpointPolicyView,
   PolicyFile,
@@ -84,6 +85,7 @@ export class AgentClient {
   listIpcache = () => this.request<IpcacheRow[]>('GET', '/v1/ipcache');
   listMetrics = () => this.request<MetricsRow[]>('GET', '/v1/bpf/metrics');
   importPolicies = (files: PolicyFile[]) => this.request<PolicyImportResult>('POST', '/v1/policies', { files });
+  listNodes = () => this.request<ClusterNode[]>('GET', '/v1/nodes');
   validatePolicies = (files: PolicyFile[]) => this.request<PolicyImportResult>('POST', '/v1/policies/validate', { files });
   listPolicies = () => this.request<PolicyList>('GET', '/v1/policies');
   deletePolicy = (ref: { namespace?: string; name: string } | { all: true }) =>

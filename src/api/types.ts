@@ -2,7 +2,11 @@
  * domain types the API carries live with the modules that own them and are re-exported here. */
 export type { NamedPort } from '../policy/ports.js';
 export type { Endpoint, EndpointAddRequest, EndpointState, Namespace } from '../endpoint/types.js';
+export type { ClusterNode } from '../cluster/node-registry.js';
+export type { EtcdStatus } from '../store/etcd.js';
 export type { LbRow, Service, ServiceBackend, ServiceProtocol, ServiceRequest, ServiceView } from '../service/types.js';
+
+import type { EtcdStatus } from '../store/etcd.js';
 
 export interface EndpointUpdateRequest {
   labels: string[];
@@ -42,7 +46,7 @@ export interface MapPressure {
 export interface Status {
   health: 'ok' | 'degraded';
   version: string;
-  node: { name: string; podCIDR: string; routerIP: string };
+  node: { name: string; ip: string; podCIDR: string; routerIP: string };
   uptimeSeconds: number;
   kernel: { release: string; features: Record<string, boolean> };
   counts: { endpoints: number; endpointsNotReady: number; identities: number; namespaces: number };
@@ -73,6 +77,10 @@ export interface Status {
   /** The loaded BPF objects by file with their versions (content hashes), and whether the
    * programs an earlier agent verified were adopted rather than loaded again. */
   datapath: { objects: Record<string, string>; programsAdopted: boolean };
+  /** Where shared state lives: this node's own store, or a cluster's etcd (with its connection). */
+  kvstore: { backend: 'embedded' } | ({ backend: 'etcd' } & EtcdStatus);
+  /** The cluster's nodes as this agent sees them (just this one without a kvstore). */
+  cluster: { nodes: number; healthy: number };
 }
 
 export interface ApiErrorBody {

@@ -4,6 +4,7 @@ import { DEFAULT_SOCKET } from '../api/client.js';
 import { UserError } from '../errors.js';
 import { MAGLEV_DEFAULT_SIZE, MAGLEV_SIZES } from '../service/maglev.js';
 import { collectList } from './context.js';
+import type { AgentOptions } from '../agent.js';
 
 function wholeNumber(text: string, flag: string, min: number, max: number): number {
   const n = Number(text);
@@ -26,6 +27,46 @@ async function cgroup2Mount(): Promise<string> {
 }
 
 const ENFORCEMENT = ['default', 'always', 'never'] as const;
+
+interface KvstoreFlags {
+  kvstore?: 'etcd';
+  kvstoreEndpoints?: string[];
+  kvstoreTlsCaFile?: string;
+  kvstoreTlsCertFile?: string;
+  kvstoreTlsKeyFile?: string;
+  kvstoreLeaseTtl: string;
+  identityGcInterval: string;
+}
+
+function kvstoreOptions(o: KvstoreFlags): { kvstore?: NonNullable<AgentOptions['kvstore']> } {
+  const endpoints = o.kvstoreEndpoints ?? [];
+  if (!o.kvstore) {
+    if (endpoints.length) throw new UserError('invalid', '--kvstore-endpoints needs --kvstore etcd');
+    return {};
+  }
+  if (!endpoints.length) throw new UserError('invalid', '--kvstore etcd needs --kvstore-endpoints, e.g. http://192.168.1.2:2379');
+  for (const url of endpoints) {
+    if (!/^https?:\/\/[^/\s]+(:\d+)?\/?$/.test(url)) throw new UserError('invalid', `--kvstore-endpoints ${url}: give http://HOST:PORT or https://HOST:PORT`);
+  }
+  return {
+    kvstore: {
+      endpoints,
+      tls: { caFile: o.kvstoreTlsCaFile, certFile: o.kvstoreTlsCertFile, keyFile: o.kvstoreTlsKeyFile },
+      leaseTtlSeconds: wholeNumber(o.kvstoreLeaseTtl, '--kvstore-lease-ttl', 2, 3600),
+      identityGcSeconds: wholeNumber(o.identityGcInterval, '--identity-gc-interval', 1, 86_400),
+    },
+  };
+}
+
+function nodeLabels(pairs: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UserError('invalid', `--node-labels ${pair}: write key=value, e.g. zone=a`);
+    labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return labels;
+}
 
 export function agentCommand(socketOption: () => string | undefined): CommandUnknownOpts {
   const cmd = new Command('agent')
@@ -63,11 +104,26 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
     .option('--metrics-tls-cert-file <path>', 'PEM certificate (chain): serve /metrics over HTTPS; needs --metrics-tls-key-file')
     .option('--metrics-tls-key-file <path>', 'PEM private key of --metrics-tls-cert-file')
     .option('--metrics-tls-client-ca-files <paths>', 'PEM CA files, comma-separated or repeated: scrapers must present a certificate one of them signed (mutual TLS)', collectList)
-    .option('--metrics-disable-tls', 'accept plaintext /metrics on a non-loopback --metrics-address');
+    .option('--metrics-disable-tls', 'accept plaintext /metrics on a non-loopback --metrics-address')
+    .addOption(new Option('--kvstore <backend>', "join a cluster through a shared store: etcd (without it, one node with the embedded store)").choices(['etcd'] as const))
+    .option('--kvstore-endpoints <urls>', 'etcd client URLs, comma-separated or repeated, e.g. http://192.168.1.2:2379', collectList)
+    .option('--kvstore-tls-ca-file <path>', "PEM CA that signed the etcd server's certificate (https endpoints)")
+    .option('--kvstore-tls-cert-file <path>', 'PEM client certificate for an etcd that requires one; needs --kvstore-tls-key-file')
+    .option('--kvstore-tls-key-file <path>', 'PEM private key of --kvstore-tls-cert-file')
+    .option('--kvstore-lease-ttl <seconds>', "how long a dead node's entries live on in the cluster", '15')
+    .option('--identity-gc-interval <seconds>', 'a cluster identity no node has used for this long (twice at most) is freed', '60')
+    .addOption(new Option('--routing-mode <mode>', "between nodes: tunnel (VXLAN, the source identity in the VNI) or native (the underlay routes pod CIDRs)").choices(['tunnel', 'native'] as const).default('tunnel' as const))
+    .option('--node-ip <address>', 'IPv4 address the other nodes reach this one at (default: the first non-loopback address)')
+    .option('--node-labels <k=v,...>', 'labels of this node in the cluster, comma-separated or repeated', collectList);
   cmd.action(async (o) => {
     const { runAgent, DEFAULT_BPF_OBJECT_DIR } = await import('../agent.js');
     const { dirname, join } = await import('node:path');
     const socket = socketOption() ?? process.env.MEMBRANE_SOCKET ?? DEFAULT_SOCKET;
+    // Ctrl-C while the start waits (for etcd) stops it at once.
+    const starting = new AbortController();
+    const stopStarting = () => starting.abort();
+    process.once('SIGINT', stopStarting);
+    process.once('SIGTERM', stopStarting);
     const agent = await runAgent({
       nodeName: o.nodeName,
       podCidr: o.podCidr,
@@ -95,7 +151,14 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
       hubbleDisableTls: o.hubbleDisableTls ?? false,
       metricsTls: { certFile: o.metricsTlsCertFile, keyFile: o.metricsTlsKeyFile, clientCaFiles: o.metricsTlsClientCaFiles ?? [] },
       metricsDisableTls: o.metricsDisableTls ?? false,
+      ...kvstoreOptions(o),
+      routingMode: o.routingMode,
+      ...(o.nodeIp !== undefined ? { nodeIp: o.nodeIp } : {}),
+      nodeLabels: nodeLabels(o.nodeLabels ?? []),
+      signal: starting.signal,
     });
+    process.off('SIGINT', stopStarting);
+    process.off('SIGTERM', stopStarting);
     const shutdown = () => void agent.stop().then(() => process.exit(0));
     process.once('SIGTERM', shutdown);
     process.once('SIGINT', shutdown);

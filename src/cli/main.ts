@@ -11,6 +11,7 @@ import type { CliContext } from './context.js';
 import { colourWanted, styled } from '../util/style.js';
 import { endpointCommand } from './endpoint.js';
 import { identityCommand, ipcacheCommand } from './identity.js';
+import { nodeCommand } from './node.js';
 import { namespaceCommand } from './namespace.js';
 import { observeCommand } from './observe.js';
 import { applyCommand, policyCommand } from './policy.js';
@@ -30,7 +31,7 @@ const ctx: CliContext = {
 };
 
 program.addCommand(agentCommand(() => program.opts().socket));
-for (const make of [versionCommand, serviceCommand, statusCommand, namespaceCommand, endpointCommand, identityCommand, ipcacheCommand, policyCommand, applyCommand, observeCommand, bpfCommand]) {
+for (const make of [versionCommand, serviceCommand, statusCommand, namespaceCommand, endpointCommand, identityCommand, ipcacheCommand, nodeCommand, policyCommand, applyCommand, observeCommand, bpfCommand]) {
   program.addCommand(make(ctx));
 }
 program.addCommand(completionCommand(program));

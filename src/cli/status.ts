@@ -1,7 +1,14 @@
 /* `membrane status`: agent health, kernel features, counts and map pressure. */
 import { Command, type CommandUnknownOpts } from '@commander-js/extra-typings';
+import type { Status } from '../api/types.js';
 import { outputOption, type CliContext } from './context.js';
 import { parseFormat, print, renderKeyValues } from './output.js';
+
+function kvstoreText(k: Status['kvstore']): string {
+  if (k.backend === 'embedded') return 'embedded (this node only)';
+  const state = k.connected ? `connected, last contact ${k.lastContact}` : `UNREACHABLE since ${k.outageSince} (the datapath keeps its last state)`;
+  return `etcd ${k.endpoints.join(',')}: ${state}, lease ${k.leaseId} (TTL ${k.leaseTtlSeconds}s)`;
+}
 
 const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
 
@@ -20,7 +27,9 @@ export function statusCommand(ctx: CliContext): CommandUnknownOpts {
         renderKeyValues([
           ['Health', s.health],
           ['Version', s.version],
-          ['Node', `${s.node.name} (pod CIDR ${s.node.podCIDR}, router ${s.node.routerIP})`],
+          ['Node', `${s.node.name}${s.node.ip ? ` at ${s.node.ip}` : ''} (pod CIDR ${s.node.podCIDR}, router ${s.node.routerIP})`],
+          ['KVStore', kvstoreText(s.kvstore)],
+          ['Cluster', `${s.cluster.healthy}/${s.cluster.nodes} nodes healthy`],
           ['Uptime', `${s.uptimeSeconds}s`],
           ['Kernel', `${s.kernel.release}: ${features}`],
           ['Endpoints', `${s.counts.endpoints} (${s.counts.endpointsNotReady} not ready)`],

@@ -11,6 +11,7 @@ import type { Datapath } from '../datapath/datapath.js';
 import { conflict, invalid, notFound, quoted } from '../errors.js';
 import { identityLabels } from '../identity/filter.js';
 import { LocalIdentityAllocator, type AllocatedIdentity, type IdentityListener } from '../identity/allocator.js';
+import type { IdentityNumbering } from '../identity/cluster-numbering.js';
 import {
   endpointLabels,
   formatLabel,
@@ -81,6 +82,13 @@ export class EndpointManager {
   /** Makes the datapath follow: set once, before restore() (src/reconcile/datapath.ts). */
   changes!: EndpointChanges;
   listener?: EndpointListener;
+
+  /** In a cluster: identity numbers come from the cluster (set before restore). */
+  set numbering(numbering: IdentityNumbering | undefined) {
+    this.cluster = numbering;
+    this.allocator.numbering = numbering;
+  }
+  private cluster?: IdentityNumbering;
 
   /** Told when identities are allocated and released. */
   set identityListener(listener: IdentityListener | undefined) {
@@ -178,10 +186,11 @@ export class EndpointManager {
 
   // ---- namespaces ----
 
-  setNamespace(name: string, labelsText: string[] | undefined): Namespace {
+  async setNamespace(name: string, labelsText: string[] | undefined): Promise<Namespace> {
     validateNamespaceName(name);
     const labels = namespaceLabels(name, parseUserLabels(labelsText));
     const affected = [...this.endpoints.values()].filter((e) => e.namespace === name);
+    for (const ep of affected) await this.cluster?.resolve(identityLabels(endpointLabels(this.userLabels(ep), { name, labels }, this.cfg.cluster)));
     const relabelled = affected.map((ep) => this.relabel(ep, this.userLabels(ep), { name, labels }));
     const changes = this.identityChanges(relabelled);
     this.store.commit({
@@ -241,10 +250,11 @@ export class EndpointManager {
         );
       }
     }
-    const ipv4 = this.cfg.ipam.allocate(req.ipv4);
-    const id = this.allocateEndpointId();
     const labels = endpointLabels(userLabels, { name: req.namespace, labels: nsLabels }, this.cfg.cluster);
     const idLabels = identityLabels(labels);
+    await this.cluster?.resolve(idLabels); // before anything is taken: it may wait for etcd
+    const ipv4 = this.cfg.ipam.allocate(req.ipv4);
+    const id = this.allocateEndpointId();
     const identity = this.allocator.acquire(idLabels);
     const ep: Endpoint = {
       id,
@@ -366,10 +376,11 @@ export class EndpointManager {
     }
   }
 
-  updateEndpoint(namespace: string, name: string, labelsText: string[]): Endpoint {
+  async updateEndpoint(namespace: string, name: string, labelsText: string[]): Promise<Endpoint> {
     const ep = this.mustFind(namespace, name);
     const userLabels = parseEndpointLabels(labelsText);
     const nsLabels = this.namespaces.get(namespace) ?? {};
+    await this.cluster?.resolve(identityLabels(endpointLabels(userLabels, { name: namespace, labels: nsLabels }, this.cfg.cluster)));
     const r = this.relabel(ep, userLabels, { name: namespace, labels: nsLabels });
     const changes = this.identityChanges([r]);
     this.store.commit({
@@ -409,7 +420,7 @@ export class EndpointManager {
     for (const ep of this.endpoints.values()) users.set(ep.identity, (users.get(ep.identity) ?? 0) + 1);
     return [
       ...RESERVED_IDENTITIES.map((r) => ({ id: r.id, labels: [`reserved:${r.name}`], reserved: true, endpoints: 0 })),
-      ...this.allocator.list().map((i) => ({ ...i, reserved: false, endpoints: users.get(i.id) ?? 0 })),
+      ...this.allocatedIdentities().map((i) => ({ ...i, reserved: false, endpoints: users.get(i.id) ?? 0 })),
     ];
   }
 
@@ -427,12 +438,21 @@ export class EndpointManager {
     return this.endpoints.get(id);
   }
 
-  allocatedIdentities(): { id: number; labels: string[] }[] {
+  /** The identities this node's endpoints use. */
+  localIdentities(): AllocatedIdentity[] {
     return this.allocator.list();
   }
 
+  /** Every identity policy must know: this node's, and in a cluster every other node's too. */
+  allocatedIdentities(): { id: number; labels: string[] }[] {
+    if (!this.cluster) return this.allocator.list();
+    const all = new Map(this.cluster.list().map((i) => [i.id, i]));
+    for (const i of this.allocator.list()) all.set(i.id, i);
+    return [...all.values()].sort((a, b) => a.id - b.id);
+  }
+
   allocatedLabels(id: number): string[] | undefined {
-    return this.allocator.get(id)?.labels;
+    return this.allocator.get(id)?.labels ?? this.cluster?.labelsOf(id);
   }
 
   // ---- helpers ----

@@ -11,10 +11,16 @@ import { formatTimestampNs } from '../util/time.js';
 import { dropReasonName, hubbleEnum } from './proto.js';
 import type { Flow, FlowEndpoint, FlowPolicy, Layer4, TCPFlags, Workload } from './types.js';
 
+/**
+ * What a flow says of an endpoint at one end: a local one (with its ID and interface) or, in a
+ * cluster, one of another node (ID 0: endpoint IDs are per node, as in Hubble).
+ */
+export type FlowPeer = Pick<Endpoint, 'id' | 'identity' | 'namespace' | 'name' | 'labels'> & { interface?: string };
+
 export interface FlowContext {
   nodeName: string;
   /** By IPv4 address as a host-order integer (what the event carries, without making strings). */
-  endpointByIp(ip: number): Endpoint | undefined;
+  endpointByIp(ip: number): FlowPeer | undefined;
   identityLabels(identity: number): string[];
   rulePolicy(ruleId: number): PolicyOrigin | undefined;
   /** Policies whose rules select the endpoint in that direction (the cause of default deny). */
@@ -61,8 +67,8 @@ export interface CapturedEvent {
   srcMacLo: number;
   dstMacHi: number;
   dstMacLo: number;
-  srcEp?: Endpoint;
-  dstEp?: Endpoint;
+  srcEp?: FlowPeer;
+  dstEp?: FlowPeer;
   policies?: PolicyOrigin[];
   flow?: Flow;
 }
@@ -279,11 +285,11 @@ export class FlowDecoder {
     return c;
   }
 
-  private endpoint(ep: Endpoint | undefined, identity: number): FlowEndpoint {
+  private endpoint(ep: FlowPeer | undefined, identity: number): FlowEndpoint {
     // An endpoint shows its own identity, also where policy saw it by an address identity.
     if (ep) {
       const workloads = workloadsOf(ep.labels);
-      return { ID: ep.id, identity: ep.identity, namespace: ep.namespace, labels: ep.labels, pod_name: ep.name, ...(workloads ? { workloads } : {}) };
+      return { ...(ep.id ? { ID: ep.id } : {}), identity: ep.identity, namespace: ep.namespace, labels: ep.labels, pod_name: ep.name, ...(workloads ? { workloads } : {}) };
     }
     return { identity, labels: this.ctx.identityLabels(identity) };
   }

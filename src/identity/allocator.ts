@@ -35,6 +35,8 @@ export class LocalIdentityAllocator implements IdentityAllocator {
   private readonly refs = new Map<number, number>();
   private cursor: number;
   listener?: IdentityListener;
+  /** In a cluster: where numbers come from instead of this allocator's own counter. */
+  numbering?: { known(key: string): number | undefined };
 
   constructor(
     restored: AllocatedIdentity[] = [],
@@ -59,7 +61,7 @@ export class LocalIdentityAllocator implements IdentityAllocator {
     const key = identityKey(labels);
     let ident = this.byKey.get(key);
     if (!ident) {
-      ident = { id: this.freeNumber(), labels: key === '' ? [] : key.split(';') };
+      ident = { id: this.numbering ? this.clusterNumber(key) : this.freeNumber(), labels: key === '' ? [] : key.split(';') };
       this.byKey.set(key, ident);
       this.byId.set(ident.id, ident);
       this.listener?.allocated?.(ident);
@@ -94,6 +96,14 @@ export class LocalIdentityAllocator implements IdentityAllocator {
 
   get(id: number): AllocatedIdentity | undefined {
     return this.byId.get(id);
+  }
+
+  /** In a cluster the number is the cluster's (resolved beforehand, see ClusterNumbering). */
+  private clusterNumber(key: string): number {
+    const id = this.numbering!.known(key);
+    if (id === undefined) throw new UserError('unavailable', `labels ${key || '(none)'} have no cluster-wide identity yet: retry once etcd answers`);
+    if (this.byId.has(id)) throw new UserError('conflict', `cluster identity ${id} of labels ${key} is held here by labels ${this.byId.get(id)!.labels.join(';')}: restart the agent to resynchronise`);
+    return id;
   }
 
   private freeNumber(): number {

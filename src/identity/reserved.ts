@@ -17,5 +17,6 @@ export const RESERVED_IDENTITIES: readonly ReservedIdentity[] = [
 
 export const IDENTITY_HOST = 1;
 export const IDENTITY_WORLD = 2;
+export const IDENTITY_REMOTE_NODE = 6;
 export const MIN_ALLOCATED_IDENTITY = 256;
 export const MAX_ALLOCATED_IDENTITY = 65535;

@@ -35,6 +35,27 @@ export interface NodeAddresses {
   nodeAddresses: string[];
 }
 
+/**
+ * An address the cluster knows beyond this node, as the ipcache holds it: another node's
+ * endpoint, another node's pod CIDR or underlay address. `tunnelEndpoint` is the node to
+ * encapsulate to (tunnel mode); without it the packet is routed (native routing, or a node).
+ */
+export interface RemotePeer {
+  prefix: string;
+  identity: number;
+  tunnelEndpoint?: string;
+}
+
+/** Where the remote peers come from (the cluster's shared ipcache and node registry). */
+export interface RemoteSource {
+  peers(): RemotePeer[];
+}
+
+const remoteEntry = (p: RemotePeer): DesiredDatapath['ipcache'][number] => [
+  ipcacheKeyFor(p.prefix),
+  p.tunnelEndpoint ? { identity: p.identity, tunnel_endpoint: p.tunnelEndpoint } : { identity: p.identity },
+];
+
 function appendEntries(into: DesiredDatapath, from: DesiredDatapath): void {
   into.ipcache.push(...from.ipcache);
   into.endpoints.push(...from.endpoints);
@@ -53,6 +74,8 @@ export class DatapathReconciler implements EndpointChanges {
   private byIp = new Map<number, Endpoint>();
   private readonly listeners: (() => void)[] = [];
   regeneration?: RegenerationListener;
+  /** In a cluster: the other nodes' endpoints and nodes (set before the first resync). */
+  remote?: RemoteSource;
   policyRegenerations = 0;
   lastSync: SyncStats & { at: string; reason: string } = { written: 0, deleted: 0, unchanged: 0, at: '', reason: '' };
 
@@ -122,6 +145,28 @@ export class DatapathReconciler implements EndpointChanges {
     this.endpointsChanged(reason, [], [], planned);
   }
 
+  /**
+   * The cluster's remote peers changed: writes the ipcache entries of `changed` ones, removes
+   * those of `removed` prefixes (unless a local owner or a policy CIDR keeps the prefix).
+   */
+  remoteChanged(reason: string, changed: RemotePeer[], removed: string[]): void {
+    const owned = this.ownedPrefixes();
+    const released = removed.filter((p) => !owned.has(p));
+    // A prefix a policy CIDR also names goes back to the CIDR's identity rather than away.
+    const toCidr = released.filter((p) => this.realizedCidrs.has(p));
+    this.recordSync(
+      reason,
+      this.datapath.update({
+        upsert: {
+          ipcache: [...changed.map(remoteEntry), ...toCidr.map((p): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(p), { identity: this.realizedCidrs.get(p)! }])],
+          endpoints: [],
+          lxc: [],
+        },
+        remove: { ipcache: released.filter((p) => !this.realizedCidrs.has(p)).map((p) => ipcacheKeyFor(p)), endpoints: [], lxc: [] },
+      }),
+    );
+  }
+
   /** After a failed policy write: re-read the policy map and realize the repository again. */
   repairPolicy(reason: string): void {
     this.datapath.reloadPolicyMirror();
@@ -136,6 +181,7 @@ export class DatapathReconciler implements EndpointChanges {
         [ipcacheKeyFor(`${this.node.router}/32`), { identity: IDENTITY_HOST }],
         ...this.node.nodeAddresses.map((a): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(`${a}/32`), { identity: IDENTITY_HOST }]),
         ...[...this.realizedCidrs].map(([prefix, identity]): DesiredDatapath['ipcache'][number] => [ipcacheKeyFor(prefix), { identity }]),
+        ...(this.remote?.peers() ?? []).map(remoteEntry),
       ],
       endpoints: [],
       lxc: [],
@@ -191,6 +237,7 @@ export class DatapathReconciler implements EndpointChanges {
       `${this.node.router}/32`,
       ...this.node.nodeAddresses.map((a) => `${a}/32`),
       ...this.endpoints.listEndpoints().map((e) => `${e.ipv4}/32`),
+      ...(this.remote?.peers() ?? []).map((p) => p.prefix),
     ]);
   }
 

@@ -66,27 +66,48 @@ export function waitForLine(child: ChildProcess, match: (line: string) => boolea
 export interface NodeOptions {
   podCidr?: string;
   extraAgentArgs?: string[];
+  /**
+   * The node's prefix (default `mbt` + random hex). Every name the node makes starts with
+   * `PREFIX-` (namespaces, temp dir) or is `PREFIX` (bpffs dir, cgroup), and its cleanup removes
+   * only namespaces named `PREFIX-…`, so nodes of one cluster can share a common stem
+   * (`mbcXXXXXX-n0`, `mbcXXXXXX-n1`, …) without one node's cleanup touching another's.
+   */
+  prefix?: string;
+  /** Runs after the node namespace exists (lo up) and before the agent starts, e.g. to wire its underlay. */
+  beforeAgent?: (node: TestNode) => Promise<void>;
 }
 
 export class TestNode {
-  readonly prefix = `mbt${crypto.randomBytes(3).toString('hex')}`;
-  readonly name = `${this.prefix}-node`;
-  readonly netns = this.name;
-  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), `${this.prefix}-`));
-  readonly socket = path.join(this.dir, 'agent.sock');
-  readonly stateDir = path.join(this.dir, 'state');
-  readonly bpffsDir = `/sys/fs/bpf/${this.prefix}`;
-  readonly logFile = path.join(this.dir, 'agent.log');
+  readonly prefix: string;
+  readonly name: string;
+  readonly netns: string;
+  readonly dir: string;
+  readonly socket: string;
+  readonly stateDir: string;
+  readonly bpffsDir: string;
+  readonly logFile: string;
   readonly podCidr: string;
   /** This node's cgroup: workloads run in it, so the socket-level service hooks apply to them. */
-  readonly cgroupDir = path.join(cgroup2Mount(), this.prefix);
-  readonly api = new AgentClient(this.socket);
+  readonly cgroupDir: string;
+  readonly api: AgentClient;
   agent?: ChildProcess;
   private readonly children = new Set<ChildProcess>();
   /** Followers started by `follow` that have not exited. */
   private readonly followers = new Set<ChildProcess>();
+  private readonly opts: NodeOptions;
 
-  private constructor(private readonly opts: NodeOptions) {
+  private constructor(opts: NodeOptions) {
+    this.opts = opts;
+    this.prefix = opts.prefix ?? `mbt${crypto.randomBytes(3).toString('hex')}`;
+    this.name = `${this.prefix}-node`;
+    this.netns = this.name;
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `${this.prefix}-`));
+    this.socket = path.join(this.dir, 'agent.sock');
+    this.stateDir = path.join(this.dir, 'state');
+    this.bpffsDir = `/sys/fs/bpf/${this.prefix}`;
+    this.logFile = path.join(this.dir, 'agent.log');
+    this.cgroupDir = path.join(cgroup2Mount(), this.prefix);
+    this.api = new AgentClient(this.socket);
     this.podCidr = opts.podCidr ?? '10.210.0.0/24';
     fs.mkdirSync(this.cgroupDir, { recursive: true });
     registerForExitCleanup(this);
@@ -97,6 +118,7 @@ export class TestNode {
     try {
       spawnSync('ip', ['netns', 'add', node.netns], { stdio: 'inherit' });
       spawnSync('ip', ['-n', node.netns, 'link', 'set', 'lo', 'up']);
+      if (opts.beforeAgent) await opts.beforeAgent(node);
       await node.startAgent();
     } catch (err) {
       await node.cleanup();
@@ -289,12 +311,13 @@ export class TestNode {
   }
 }
 
-function namespacesWithPrefix(prefix: string): string[] {
+/** Namespaces named `PREFIX-…`: the separator keeps node `…-n1` from matching node `…-n10`'s. */
+export function namespacesWithPrefix(prefix: string): string[] {
   const out = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
   return out
     .split('\n')
     .map((l) => l.split(' ')[0] ?? '')
-    .filter((n) => n.startsWith(prefix));
+    .filter((n) => n.startsWith(`${prefix}-`));
 }
 
 /** Synchronous so it can also run from a process 'exit' handler. */
@@ -329,7 +352,7 @@ function removeCgroup(dir: string): void {
 }
 
 let cgroup2Root: string | undefined;
-function cgroup2Mount(): string {
+export function cgroup2Mount(): string {
   if (!cgroup2Root) {
     const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[2] === 'cgroup2');
     if (!line) throw new Error('no cgroup2 filesystem is mounted');

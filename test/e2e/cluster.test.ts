@@ -1,0 +1,173 @@
+/* A cluster's shared state through a real etcd: three agents in node namespaces on one
+ * underlay, etcd in the network's namespace. Nodes register (and are refused when their name
+ * or pod CIDR clashes), label sets get one identity across the cluster even when nodes race,
+ * every node's ipcache learns the others' endpoints and nodes, a dead node's entries expire
+ * with its lease, an etcd outage keeps known identities usable and refuses new ones until etcd
+ * is back, a restart keeps the node's lease, and identities no node uses are freed. */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { ClusterNode, Endpoint, Identity, IpcacheRow, Status } from '../../src/api/types.js';
+import { TestCluster } from '../harness/cluster.js';
+import { eventually, repoRoot, run, type TestNode } from '../harness/node.js';
+
+const LEASE_TTL = 8;
+const GC_INTERVAL = 2;
+const bin = path.join(repoRoot, 'bin/membrane');
+
+describe('a cluster through etcd', { concurrency: false }, () => {
+  let cluster: TestCluster;
+  let nodes: TestNode[];
+
+  before(async () => {
+    cluster = await TestCluster.create({ nodes: 3, extraAgentArgs: ['--kvstore-lease-ttl', String(LEASE_TTL), '--identity-gc-interval', String(GC_INTERVAL)] });
+    nodes = cluster.nodes;
+    for (const n of nodes) await n.api.setNamespace('default');
+  });
+  after(async () => {
+    await cluster?.cleanup();
+  });
+
+  const nodeList = (n: TestNode) => n.cliJson<ClusterNode[]>('node', 'list');
+  const ipcache = async (n: TestNode) => new Map((await n.cliJson<IpcacheRow[]>('ipcache', 'list')).map((r) => [r.prefix, r]));
+  const addEp = (n: TestNode, name: string, labels: string[]) => n.api.addEndpoint({ namespace: 'default', name, labels });
+
+  it('lists every node on every node, with its address, pod CIDR and health; status shows etcd', async () => {
+    for (const n of nodes) {
+      let list: ClusterNode[] = [];
+      assert.ok(await eventually(async () => (list = await nodeList(n)).length === 3, 10_000), `node list on ${n.name}: ${JSON.stringify(list)}`);
+      assert.deepEqual(
+        list.map((x) => [x.name, x.ip, x.podCIDR, x.health]),
+        nodes.map((m, i) => [m.name, cluster.nodeIp(i), cluster.podCidr(i), 'ok']).sort(),
+      );
+    }
+    const s = await nodes[0]!.cliJson<Status>('status');
+    assert.equal(s.kvstore.backend, 'etcd');
+    assert.ok(s.kvstore.backend === 'etcd' && s.kvstore.connected && s.kvstore.endpoints[0] === cluster.etcd.url);
+    assert.deepEqual(s.cluster, { nodes: 3, healthy: 3 });
+    const table = await nodes[1]!.cli('node', 'list');
+    assert.match(table.stdout, /^NAME\s+ADDRESS\s+POD CIDR\s+HEALTH\s+LAST SEEN\s+ENDPOINTS/);
+  });
+
+  it('refuses a second agent with a taken node name, or a pod CIDR that overlaps another node, in one line', async () => {
+    const tryAgent = (name: string, podCidr: string) =>
+      run('nsenter', [
+        `--net=/run/netns/${nodes[1]!.netns}`,
+        bin,
+        '--socket', path.join(cluster.dir, 'intruder.sock'),
+        'agent',
+        '--node-name', name,
+        '--pod-cidr', podCidr,
+        '--state-dir', path.join(cluster.dir, 'intruder-state'),
+        '--bpffs-dir', `/sys/fs/bpf/${cluster.prefix}-intruder`,
+        '--hubble-address', '', '--hubble-socket', '', '--metrics-address', '',
+        '--cgroup-root', nodes[1]!.cgroupDir,
+        '--kvstore', 'etcd', '--kvstore-endpoints', cluster.etcd.url,
+      ], { timeoutMs: 30_000 });
+    const taken = await tryAgent(nodes[0]!.name, '10.99.0.0/24');
+    assert.equal(taken.code, 1);
+    assert.equal(taken.stderr.trim().split('\n').length, 1, taken.stderr);
+    assert.match(taken.stderr, new RegExp(`node name ${nodes[0]!.name} is taken by a running agent at ${cluster.nodeIp(0)}`));
+    const overlapping = await tryAgent(`${cluster.prefix}-other`, '10.210.0.0/16');
+    assert.equal(overlapping.code, 1);
+    assert.match(overlapping.stderr, /--pod-cidr 10\.210\.0\.0\/16 overlaps node \S+'s 10\.210\.\d\.0\/24: give this node a pod CIDR of its own/);
+    // Refused before touching the machine: nothing pinned, and the cluster still has three nodes.
+    assert.equal((await run('ls', [`/sys/fs/bpf/${cluster.prefix}-intruder`])).code, 2);
+    assert.equal((await nodeList(nodes[2]!)).length, 3);
+  });
+
+  it('gives a label set one identity on every node, also when nodes race to number it', async () => {
+    // Every node adds endpoints of the same five new label sets at once.
+    const sets = ['alpha', 'beta', 'gamma', 'delta', 'epsilon'];
+    const added = await Promise.all(nodes.flatMap((n, i) => sets.map((s) => addEp(n, `race-${s}-${i}`, [`app=${s}`]))));
+    const byLabels = new Map<string, Set<number>>();
+    for (const ep of added) {
+      const app = ep.labels.find((l) => l.startsWith('k8s:app='))!;
+      byLabels.set(app, (byLabels.get(app) ?? new Set()).add(ep.identity));
+    }
+    for (const [app, ids] of byLabels) assert.equal(ids.size, 1, `${app} got identities ${[...ids]}`);
+    const numbers = [...byLabels.values()].map((ids) => [...ids][0]!);
+    assert.equal(new Set(numbers).size, sets.length, 'two label sets share a number');
+    for (const id of numbers) assert.ok(id >= 256 && id <= 65535);
+    // Each node knows every identity, also those it has no endpoint of.
+    const lone = await addEp(nodes[0]!, 'lone', ['app=lone']);
+    for (const n of nodes) {
+      assert.ok(await eventually(async () => (await n.api.listIdentities()).some((i: Identity) => i.id === lone.identity && i.labels.includes('k8s:app=lone'))), `identity of app=lone on ${n.name}`);
+    }
+  });
+
+  it("puts the other nodes' endpoints, addresses and pod CIDRs in every node's ipcache", async () => {
+    const web = await addEp(nodes[0]!, 'web', ['app=web']);
+    const remote = nodes[1]!;
+    let rows = new Map<string, IpcacheRow>();
+    assert.ok(await eventually(async () => (rows = await ipcache(remote)).has(`${web.ipv4}/32`), 5000), 'the endpoint of node 0 in node 1 ipcache');
+    const entry = (prefix: string) => {
+      const r = rows.get(prefix);
+      return r && { identity: r.identity, tunnelEndpoint: r.tunnelEndpoint };
+    };
+    assert.deepEqual(entry(`${web.ipv4}/32`), { identity: web.identity, tunnelEndpoint: cluster.nodeIp(0) });
+    assert.equal(rows.get(`${cluster.nodeIp(0)}/32`)?.identity, 6, 'another node is remote-node');
+    assert.equal(rows.get(`${cluster.nodeIp(2)}/32`)?.identity, 6);
+    assert.deepEqual(entry(cluster.podCidr(0)), { identity: 2, tunnelEndpoint: cluster.nodeIp(0) });
+    // Deleted on its node: gone from the others.
+    await nodes[0]!.api.deleteEndpoint('default', 'web');
+    assert.ok(await eventually(async () => !(await ipcache(remote)).has(`${web.ipv4}/32`), 5000), 'a deleted endpoint leaves the other ipcaches');
+  });
+
+  it('keeps known identities usable while etcd is down, refuses new label sets clearly, and catches up when it is back', async () => {
+    const known = await addEp(nodes[1]!, 'known-1', ['app=known']);
+    await cluster.etcd.kill();
+    try {
+      const again = await addEp(nodes[1]!, 'known-2', ['app=known']);
+      assert.equal(again.identity, known.identity, 'labels with a known identity are added while etcd is down');
+      await assert.rejects(addEp(nodes[1]!, 'fresh-1', ['app=fresh']), /need a new cluster-wide identity and etcd does not answer/);
+      assert.equal((await nodes[1]!.api.listEndpoints()).some((e: Endpoint) => e.name === 'fresh-1'), false, 'nothing left of the refused add');
+      const s = (await nodes[1]!.api.status()).kvstore;
+      assert.ok(s.backend === 'etcd' && !s.connected && s.outageSince, `status shows the outage: ${JSON.stringify(s)}`);
+    } finally {
+      await cluster.etcd.restart();
+    }
+    assert.ok(await eventually(async () => {
+      const s = (await nodes[1]!.api.status()).kvstore;
+      return s.backend === 'etcd' && s.connected;
+    }, 20_000), 'reconnected');
+    const fresh = await addEp(nodes[1]!, 'fresh-1', ['app=fresh']);
+    assert.ok(fresh.identity >= 256);
+    // What node 1 did while etcd was down reaches the others.
+    const k2 = (await nodes[1]!.api.getEndpoint('default', 'known-2')).ipv4;
+    assert.ok(await eventually(async () => (await ipcache(nodes[0]!)).has(`${k2}/32`), 20_000), 'an endpoint added during the outage is published afterwards');
+  });
+
+  it('adopts its lease across a restart: the node never leaves the others\' lists', async () => {
+    const n = nodes[2]!;
+    await n.killAgent();
+    await n.startAgent();
+    assert.match(n.agentLog(), /adopted the lease of this node's previous run/);
+    assert.doesNotMatch(n.agentLog(), /the node lease expired/);
+    assert.equal((await nodeList(nodes[0]!)).length, 3);
+  });
+
+  it("removes a dead node's entry and endpoints once its lease expires", async () => {
+    const n = nodes[2]!;
+    const ep = await addEp(n, 'doomed', ['app=doomed']);
+    assert.ok(await eventually(async () => (await ipcache(nodes[0]!)).has(`${ep.ipv4}/32`), 5000));
+    await n.killAgent();
+    const t0 = Date.now();
+    assert.ok(await eventually(async () => (await nodeList(nodes[0]!)).length === 2, (LEASE_TTL + 10) * 1000), 'the dead node is still listed');
+    assert.ok(await eventually(async () => !(await ipcache(nodes[0]!)).has(`${ep.ipv4}/32`), 5000), "the dead node's endpoint is still in the ipcache");
+    assert.ok(!(await ipcache(nodes[0]!)).has(cluster.podCidr(2)), "the dead node's pod CIDR is still in the ipcache");
+    assert.ok(Date.now() - t0 >= (LEASE_TTL - 1) * 1000, 'removed before the lease could expire');
+  });
+
+  it('frees an identity no node uses any more, after the grace period', async () => {
+    const ep = await addEp(nodes[0]!, 'passing', ['app=passing']);
+    const key = `membrane/state/identities/v1/id/${ep.identity}`;
+    const has = async () => (await cluster.etcd.etcdctl(['get', key, '--keys-only'])).stdout.includes(key);
+    assert.ok(await has());
+    await nodes[0]!.api.deleteEndpoint('default', 'passing');
+    assert.ok(await eventually(async () => !(await has()), GC_INTERVAL * 3000 + 5000), 'the unused identity is still in etcd');
+    // An identity still in use stays.
+    const used = (await nodes[0]!.api.getEndpoint('default', 'lone')).identity;
+    assert.match((await cluster.etcd.etcdctl(['get', `membrane/state/identities/v1/id/${used}`])).stdout, /k8s:app=lone/);
+  });
+});

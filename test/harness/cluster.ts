@@ -1,0 +1,300 @@
+/* Cluster harness (DESIGN.md "Test topologies"): a namespace plays the network between the nodes
+ * (a Linux bridge holding the underlay gateway address), etcd runs in it, and every node is a
+ * TestNode whose namespace is joined to the bridge by a veth before its agent starts.
+ * Everything lives in namespaces named `mbcXXXXXX-…`; nothing is routed in or out of them, and
+ * cleanup removes every namespace, process, file and cgroup, also from a process 'exit' hook. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { TestNode, namespacesWithPrefix, run, sleep, type RunResult } from './node.js';
+
+/** The environment for etcd and etcdctl, without the caller's ETCD... and ETCDCTL... settings. */
+function etcdEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('ETCD')) env[k] = v;
+  env.ETCDCTL_API = '3';
+  return env;
+}
+
+function alive(child: ChildProcess | undefined): boolean {
+  return child !== undefined && child.exitCode === null && child.signalCode === null;
+}
+
+/** A single-member etcd 3.4 inside a namespace, listening for clients on IP:2379. */
+export class TestEtcd {
+  readonly url: string;
+  readonly name: string;
+  readonly dataDir: string;
+  readonly logFile: string;
+  private proc?: ChildProcess;
+
+  private constructor(
+    readonly netns: string,
+    readonly ip: string,
+    readonly dir: string,
+  ) {
+    this.url = `http://${ip}:2379`;
+    this.name = netns;
+    this.dataDir = path.join(dir, 'etcd');
+    this.logFile = path.join(dir, 'etcd.log');
+  }
+
+  /** Starts etcd in `netns` (data in DIR/etcd, log in DIR/etcd.log) and waits until it is healthy. */
+  static async start(netns: string, ip: string, dir: string): Promise<TestEtcd> {
+    const etcd = new TestEtcd(netns, ip, dir);
+    liveEtcds.add(etcd);
+    installExitHook();
+    try {
+      await etcd.launch();
+    } catch (err) {
+      await etcd.stop();
+      throw err;
+    }
+    return etcd;
+  }
+
+  /** The etcd process's PID (`ip netns exec` execs etcd, so it is etcd's own); undefined when stopped. */
+  get pid(): number | undefined {
+    return alive(this.proc) ? this.proc!.pid : undefined;
+  }
+
+  get running(): boolean {
+    return alive(this.proc);
+  }
+
+  /** Starts etcd again on the same data dir (after `kill` or `stop`); the data written before survives. */
+  async restart(): Promise<void> {
+    if (alive(this.proc)) await this.stop();
+    liveEtcds.add(this);
+    await this.launch();
+  }
+
+  /** SIGTERM, SIGKILL after 5 s; resolves once the process has exited. */
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    if (proc && alive(proc)) {
+      const exited = new Promise((r) => proc.once('exit', r));
+      signal(proc.pid, 'SIGTERM');
+      const timer = setTimeout(() => signal(proc.pid, 'SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    liveEtcds.delete(this);
+  }
+
+  /** SIGKILL, like a crash (for outage tests); resolves once the process has exited. */
+  async kill(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || !alive(proc)) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    signal(proc.pid, 'SIGKILL');
+    await exited;
+  }
+
+  /** Synchronous SIGKILL, for the process 'exit' hook. */
+  killSync(): void {
+    if (alive(this.proc)) signal(this.proc!.pid, 'SIGKILL');
+    liveEtcds.delete(this);
+  }
+
+  /** `etcdctl --endpoints URL ARGS`, run inside `fromNetns` (default: etcd's own namespace). */
+  etcdctl(args: string[], fromNetns = this.netns, timeoutMs = 10_000): Promise<RunResult> {
+    return run('ip', ['netns', 'exec', fromNetns, 'etcdctl', '--endpoints', this.url, '--dial-timeout=1s', '--command-timeout=3s', ...args], {
+      env: etcdEnv(),
+      timeoutMs,
+    });
+  }
+
+  log(): string {
+    return fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8') : '';
+  }
+
+  private async launch(): Promise<void> {
+    fs.mkdirSync(this.dir, { recursive: true });
+    const peer = 'http://127.0.0.1:2380';
+    const log = fs.openSync(this.logFile, 'a');
+    const proc = spawn(
+      'ip',
+      [
+        'netns', 'exec', this.netns,
+        'etcd',
+        '--name', this.name,
+        '--data-dir', this.dataDir,
+        '--listen-client-urls', this.url,
+        '--advertise-client-urls', this.url,
+        '--listen-peer-urls', peer,
+        '--initial-advertise-peer-urls', peer,
+        '--initial-cluster', `${this.name}=${peer}`,
+        '--initial-cluster-token', this.name,
+        // One member never loses its leadership: short timeouts only make it elect itself
+        // quickly after a restart (3.4's initial tick advance does not cover that: ~1.5 s).
+        '--heartbeat-interval', '20',
+        '--election-timeout', '200',
+        '--logger', 'zap',
+        '--log-outputs', 'stderr',
+        '--log-level', 'warn',
+      ],
+      { env: etcdEnv(), stdio: ['ignore', log, log] },
+    );
+    fs.closeSync(log);
+    this.proc = proc;
+    proc.on('error', () => undefined); // reported below as an early exit
+    // etcdctl retries a refused connection until its timeouts expire: first wait (cheaply, no
+    // process per poll) until etcd listens, then until it answers a health check (has a leader).
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (!alive(proc)) throw new Error(`etcd in ${this.netns} exited with ${proc.exitCode ?? proc.signalCode}:\n${this.log()}`);
+      if (listening(proc.pid!, 2379) && (await this.etcdctl(['endpoint', 'health'], this.netns, 5000)).code === 0) return;
+      await sleep(20);
+    }
+    throw new Error(`etcd in ${this.netns} was not healthy within 20 s:\n${this.log()}`);
+  }
+}
+
+/** Whether a TCP socket listens on `port` in the network namespace of process `pid`. */
+function listening(pid: number, port: number): boolean {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  try {
+    return fs
+      .readFileSync(`/proc/${pid}/net/tcp`, 'utf8')
+      .split('\n')
+      .slice(1)
+      .some((l) => {
+        const f = l.trim().split(/\s+/);
+        return f[1]?.endsWith(`:${hexPort}`) === true && f[3] === '0A';
+      });
+  } catch {
+    return false;
+  }
+}
+
+function signal(pid: number | undefined, sig: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+export interface ClusterOptions {
+  nodes: number;
+  /** Appended to every agent's arguments (after the kvstore flags). */
+  extraAgentArgs?: string[];
+  /** Join the agents through etcd (`--kvstore etcd --kvstore-endpoints URL --node-ip IP`); default true. */
+  kvstore?: boolean;
+}
+
+/**
+ * N nodes on one underlay (172.30.0.0/24: the network namespace's bridge .1, node i .(10+i))
+ * with etcd on 172.30.0.1:2379. Node i's pod CIDR is 10.210.i.0/24 and its prefix `PREFIX-nI`.
+ */
+export class TestCluster {
+  readonly prefix = `mbc${crypto.randomBytes(3).toString('hex')}`;
+  /** The namespace that plays the network: bridge `br0` with the gateway address, and etcd. */
+  readonly net = `${this.prefix}-net`;
+  readonly gatewayIp = '172.30.0.1';
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), `${this.prefix}-`));
+  etcd!: TestEtcd;
+  /** nodes[i] is node i (underlay nodeIp(i), pod CIDR podCidr(i)). */
+  readonly nodes: TestNode[] = [];
+  private nextIndex = 0;
+
+  private constructor(private readonly opts: ClusterOptions) {
+    liveClusters.add(this);
+    installExitHook();
+  }
+
+  static async create(opts: ClusterOptions): Promise<TestCluster> {
+    const cluster = new TestCluster(opts);
+    try {
+      await cluster.createNetwork();
+      cluster.etcd = await TestEtcd.start(cluster.net, cluster.gatewayIp, cluster.dir);
+      // One at a time: agents starting together on a small, busy machine can miss their deadline.
+      for (let i = 0; i < opts.nodes; i++) await cluster.addNode();
+    } catch (err) {
+      await cluster.cleanup();
+      throw err;
+    }
+    return cluster;
+  }
+
+  nodeIp(i: number): string {
+    return `172.30.0.${10 + i}`;
+  }
+
+  podCidr(i: number): string {
+    return `10.210.${i}.0/24`;
+  }
+
+  /** One more node, wired to the bridge before its agent starts; it is nodes[nodes.length - 1]. */
+  async addNode(): Promise<TestNode> {
+    const i = this.nextIndex++;
+    if (i > 244) throw new Error('the underlay has room for 245 nodes');
+    const ip = this.nodeIp(i);
+    const kvstore = this.opts.kvstore ?? true;
+    const node = await TestNode.create({
+      prefix: `${this.prefix}-n${i}`,
+      podCidr: this.podCidr(i),
+      extraAgentArgs: [
+        ...(kvstore ? ['--kvstore', 'etcd', '--kvstore-endpoints', this.etcd.url, '--node-ip', ip] : []),
+        ...(this.opts.extraAgentArgs ?? []),
+      ],
+      beforeAgent: (n) => this.wire(n, i),
+    });
+    this.nodes[i] = node;
+    return node;
+  }
+
+  /** Nodes, etcd, the network namespace and the files; never throws, safe to call twice. */
+  async cleanup(): Promise<void> {
+    await Promise.allSettled(this.nodes.map((n) => n.cleanup()));
+    await this.etcd?.stop().catch(() => undefined);
+    cleanupSync(this);
+  }
+
+  private async createNetwork(): Promise<void> {
+    await ip(['netns', 'add', this.net]);
+    await ip(['-n', this.net, 'link', 'set', 'lo', 'up']);
+    await ip(['-n', this.net, 'link', 'add', 'br0', 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0']);
+    await ip(['-n', this.net, 'address', 'add', `${this.gatewayIp}/24`, 'dev', 'br0']);
+    await ip(['-n', this.net, 'link', 'set', 'br0', 'up']);
+  }
+
+  /** A veth from the node (`eth0`, NODE_IP/24) to the bridge (`nI` in the network namespace). */
+  private async wire(node: TestNode, i: number): Promise<void> {
+    const port = `n${i}`;
+    await ip(['-n', node.netns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', port, 'netns', this.net]);
+    await ip(['-n', this.net, 'link', 'set', port, 'master', 'br0']);
+    await ip(['-n', this.net, 'link', 'set', port, 'up']);
+    await ip(['-n', node.netns, 'address', 'add', `${this.nodeIp(i)}/24`, 'dev', 'eth0']);
+    await ip(['-n', node.netns, 'link', 'set', 'eth0', 'up']);
+  }
+}
+
+async function ip(args: string[]): Promise<void> {
+  const r = await run('ip', args);
+  if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
+}
+
+/** Synchronous so it can also run from a process 'exit' handler (TestNode has its own hook). */
+function cleanupSync(cluster: TestCluster): void {
+  cluster.etcd?.killSync();
+  for (const ns of namespacesWithPrefix(cluster.prefix)) spawnSync('ip', ['netns', 'delete', ns]);
+  fs.rmSync(cluster.dir, { recursive: true, force: true });
+  liveClusters.delete(cluster);
+}
+
+const liveEtcds = new Set<TestEtcd>();
+const liveClusters = new Set<TestCluster>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const e of liveEtcds) e.killSync();
+    for (const c of liveClusters) cleanupSync(c);
+  });
+}
