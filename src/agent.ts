@@ -25,6 +25,7 @@ import { EmbeddedStore } from './store/embedded.js';
 import { EtcdStore, type EtcdTlsFiles } from './store/etcd.js';
 import { NodeRegistry, type ClusterNode } from './cluster/node-registry.js';
 import { nodeIp } from './cluster/node-ip.js';
+import { claimPodCidr, type ClusterPool } from './cluster/cluster-pool.js';
 import { SharedIpcache } from './cluster/shared-ipcache.js';
 import { ClusterNumbering } from './identity/cluster-numbering.js';
 import type { IdentityListener } from './identity/allocator.js';
@@ -53,7 +54,9 @@ import { PolicyRepository } from './policy/repository.js';
 
 export interface AgentOptions {
   nodeName: string;
-  podCidr: string;
+  /** This node's pod CIDR; in a cluster it may be claimed from `clusterPool` instead. */
+  podCidr?: string;
+  clusterPool?: ClusterPool;
   stateDir: string;
   bpffsDir: string;
   socket: string;
@@ -157,6 +160,14 @@ async function prepareNode(nl: Netlink, ipam: Ipam): Promise<void> {
   ]);
 }
 
+function parsePodCidr(text: string) {
+  try {
+    return parseCidr(text);
+  } catch (err) {
+    throw new StartupError(`--pod-cidr: ${(err as Error).message}`);
+  }
+}
+
 function agentMemory(): Status['memory'] {
   const m = process.memoryUsage();
   return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external };
@@ -173,35 +184,36 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const metricsTcp = checkListener('metrics', { address: opts.metricsAddress, ...opts.metricsTls, disableTls: opts.metricsDisableTls ?? false });
   const features = preflight(opts);
   const started = Date.now();
-  let podCidr;
-  try {
-    podCidr = parseCidr(opts.podCidr);
-  } catch (err) {
-    throw new StartupError(`--pod-cidr: ${(err as Error).message}`);
-  }
-  const mutex = new Mutex();
-  const serial = <T>(fn: () => Promise<T> | T) => mutex.run(fn);
-  const ipam = new Ipam(podCidr);
+  if (opts.clusterPool && !opts.kvstore) throw new StartupError('--cluster-pool-ipv4-cidr needs a cluster: add --kvstore etcd --kvstore-endpoints URL (or give --pod-cidr)');
+  if (!opts.podCidr && !opts.clusterPool) throw new StartupError('give this node its pod CIDR with --pod-cidr, or a cluster pool to claim one from with --cluster-pool-ipv4-cidr');
   const nl = new IprouteNetlink();
+  const underlayIp = await nodeIp(nl, opts.nodeIp, opts.kvstore !== undefined);
   // Late-bound: the registry's heartbeat reads what the rest of the agent builds below.
   let local: { health: () => ClusterNode['health']; endpoints: () => number } = { health: () => 'ok', endpoints: () => 0 };
-  const self = { name: opts.nodeName, ip: await nodeIp(nl, opts.nodeIp, opts.kvstore !== undefined), podCIDR: formatCidr(podCidr), labels: opts.nodeLabels ?? {}, version: VERSION };
   let kv: EtcdStore | undefined;
   let registry: NodeRegistry | undefined;
+  let podCidrText = opts.podCidr;
   if (opts.kvstore) {
     // Joined before anything on the machine changes: a refusal (name taken, CIDR overlapping)
     // leaves this node as it was.
     fs.mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
     kv = await EtcdStore.connect({ ...opts.kvstore, leaseFile: path.join(opts.stateDir, 'etcd-lease') }, log, opts.signal);
-    registry = new NodeRegistry(kv, opts.cluster, self, { health: () => local.health(), endpoints: () => local.endpoints() }, log);
     try {
+      if (opts.clusterPool) podCidrText = await claimPodCidr(kv, opts.cluster, opts.nodeName, opts.clusterPool, path.join(opts.stateDir, 'pod-cidr'), log);
+      const self = { name: opts.nodeName, ip: underlayIp, podCIDR: formatCidr(parsePodCidr(podCidrText!)), labels: opts.nodeLabels ?? {}, version: VERSION };
+      registry = new NodeRegistry(kv, opts.cluster, self, { health: () => local.health(), endpoints: () => local.endpoints() }, log);
       await registry.join();
     } catch (err) {
-      registry.stop();
+      registry?.stop();
       kv.close();
       throw err;
     }
   }
+  const podCidr = parsePodCidr(podCidrText!);
+  const self = { name: opts.nodeName, ip: underlayIp, podCIDR: formatCidr(podCidr), labels: opts.nodeLabels ?? {}, version: VERSION };
+  const mutex = new Mutex();
+  const serial = <T>(fn: () => Promise<T> | T) => mutex.run(fn);
+  const ipam = new Ipam(podCidr);
   ensureBpffs(opts.bpffsDir);
   await prepareNode(nl, ipam);
   const nodeAddresses = (await nl.addresses()).map((a) => a.address).filter((a) => a !== ipam.router);

@@ -58,6 +58,12 @@ function kvstoreOptions(o: KvstoreFlags): { kvstore?: NonNullable<AgentOptions['
   };
 }
 
+function clusterPool(o: { podCidr?: string; clusterPoolIpv4Cidr?: string; clusterPoolMaskSize: string }): { clusterPool?: NonNullable<AgentOptions['clusterPool']> } {
+  if (o.clusterPoolIpv4Cidr === undefined) return {};
+  if (o.podCidr !== undefined) throw new UserError('invalid', '--pod-cidr and --cluster-pool-ipv4-cidr exclude each other: give the node its CIDR, or let it claim one from the pool');
+  return { clusterPool: { cidr: o.clusterPoolIpv4Cidr, maskSize: wholeNumber(o.clusterPoolMaskSize, '--cluster-pool-mask-size', 1, 30) } };
+}
+
 function nodeLabels(pairs: string[]): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const pair of pairs) {
@@ -72,7 +78,9 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
   const cmd = new Command('agent')
     .description('run the agent in the foreground; the current network namespace plays the node')
     .requiredOption('--node-name <name>', 'name of this node')
-    .requiredOption('--pod-cidr <cidr>', 'IPv4 CIDR that endpoint addresses come from, e.g. 10.244.0.0/24')
+    .option('--pod-cidr <cidr>', 'IPv4 CIDR that endpoint addresses come from, e.g. 10.244.0.0/24 (or claim one with --cluster-pool-ipv4-cidr)')
+    .option('--cluster-pool-ipv4-cidr <cidr>', "in a cluster: the pods' range, from which the node claims a block at its first start and keeps it, e.g. 10.0.0.0/8")
+    .option('--cluster-pool-mask-size <bits>', 'prefix length of the blocks nodes claim from the cluster pool', '24')
     .option('--state-dir <dir>', 'where desired state is persisted', '/var/lib/membrane')
     .option('--bpffs-dir <dir>', 'bpffs directory for pinned maps and links', '/sys/fs/bpf/membrane')
     .option('--cluster-name <name>', 'cluster name (label io.cilium.k8s.policy.cluster)', 'default')
@@ -126,7 +134,8 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
     process.once('SIGTERM', stopStarting);
     const agent = await runAgent({
       nodeName: o.nodeName,
-      podCidr: o.podCidr,
+      ...(o.podCidr !== undefined ? { podCidr: o.podCidr } : {}),
+      ...clusterPool(o),
       stateDir: o.stateDir,
       bpffsDir: o.bpffsDir,
       socket,

@@ -159,6 +159,29 @@ describe('a cluster through etcd', { concurrency: false }, () => {
     assert.ok(Date.now() - t0 >= (LEASE_TTL - 1) * 1000, 'removed before the lease could expire');
   });
 
+  it('claims a pod CIDR block from the cluster pool, a different one per node, and keeps it across a restart', async () => {
+    const pool = { pool: '10.220.0.0/16', maskSize: 24 };
+    const a = await cluster.addNode({ podCidr: pool });
+    const b = await cluster.addNode({ podCidr: pool });
+    assert.match(a.podCidr, /^10\.220\.\d+\.0\/24$/);
+    assert.match(b.podCidr, /^10\.220\.\d+\.0\/24$/);
+    assert.notEqual(a.podCidr, b.podCidr);
+    await a.api.setNamespace('default');
+    const ep = await addEp(a, 'pooled', ['app=pooled']);
+    assert.ok(ep.ipv4.startsWith(a.podCidr.slice(0, a.podCidr.lastIndexOf('.'))), `${ep.ipv4} outside ${a.podCidr}`);
+    const before = a.podCidr;
+    await a.killAgent();
+    await a.startAgent();
+    assert.equal(a.podCidr, before, 'the node claimed another block after a restart');
+    assert.equal((await a.api.getEndpoint('default', 'pooled')).ipv4, ep.ipv4);
+    assert.ok(await eventually(async () => (await nodeList(nodes[0]!)).some((n) => n.name === b.name && n.podCIDR === b.podCidr), 5000));
+    // --pod-cidr and the pool exclude each other.
+    const both = await a.cli('agent', '--node-name', 'x', '--pod-cidr', '10.9.0.0/24', '--cluster-pool-ipv4-cidr', '10.220.0.0/16');
+    assert.match(both.stderr, /--pod-cidr and --cluster-pool-ipv4-cidr exclude each other/);
+    await a.cleanup();
+    await b.cleanup();
+  });
+
   it('frees an identity no node uses any more, after the grace period', async () => {
     const ep = await addEp(nodes[0]!, 'passing', ['app=passing']);
     const key = `membrane/state/identities/v1/id/${ep.identity}`;

@@ -229,15 +229,18 @@ export class TestCluster {
     return `10.210.${i}.0/24`;
   }
 
-  /** One more node, wired to the bridge before its agent starts; it is nodes[nodes.length - 1]. */
-  async addNode(): Promise<TestNode> {
+  /**
+   * One more node, wired to the bridge before its agent starts; it is nodes[nodes.length - 1].
+   * `podCidr` a pool: the node claims its CIDR from it instead of getting podCidr(i).
+   */
+  async addNode(opts: { podCidr?: { pool: string; maskSize: number } } = {}): Promise<TestNode> {
     const i = this.nextIndex++;
     if (i > 244) throw new Error('the underlay has room for 245 nodes');
     const ip = this.nodeIp(i);
     const kvstore = this.opts.kvstore ?? true;
     const node = await TestNode.create({
       prefix: `${this.prefix}-n${i}`,
-      podCidr: this.podCidr(i),
+      podCidr: opts.podCidr ?? this.podCidr(i),
       extraAgentArgs: [
         ...(kvstore ? ['--kvstore', 'etcd', '--kvstore-endpoints', this.etcd.url, '--node-ip', ip] : []),
         ...(this.opts.extraAgentArgs ?? []),

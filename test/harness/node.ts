@@ -64,7 +64,8 @@ export function waitForLine(child: ChildProcess, match: (line: string) => boolea
 }
 
 export interface NodeOptions {
-  podCidr?: string;
+  /** The node's pod CIDR, or `{ pool }`: claimed from a cluster pool (then read back from the agent). */
+  podCidr?: string | { pool: string; maskSize: number };
   extraAgentArgs?: string[];
   /**
    * The node's prefix (default `mbt` + random hex). Every name the node makes starts with
@@ -86,7 +87,7 @@ export class TestNode {
   readonly stateDir: string;
   readonly bpffsDir: string;
   readonly logFile: string;
-  readonly podCidr: string;
+  podCidr: string;
   /** This node's cgroup: workloads run in it, so the socket-level service hooks apply to them. */
   readonly cgroupDir: string;
   readonly api: AgentClient;
@@ -108,7 +109,7 @@ export class TestNode {
     this.logFile = path.join(this.dir, 'agent.log');
     this.cgroupDir = path.join(cgroup2Mount(), this.prefix);
     this.api = new AgentClient(this.socket);
-    this.podCidr = opts.podCidr ?? '10.210.0.0/24';
+    this.podCidr = typeof opts.podCidr === 'string' ? opts.podCidr : opts.podCidr ? '' : '10.210.0.0/24';
     fs.mkdirSync(this.cgroupDir, { recursive: true });
     registerForExitCleanup(this);
   }
@@ -141,7 +142,9 @@ export class TestNode {
         bin,
         'agent',
         '--node-name', this.name,
-        '--pod-cidr', this.podCidr,
+        ...(typeof this.opts.podCidr === 'object'
+          ? ['--cluster-pool-ipv4-cidr', this.opts.podCidr.pool, '--cluster-pool-mask-size', String(this.opts.podCidr.maskSize)]
+          : ['--pod-cidr', this.podCidr]),
         '--state-dir', this.stateDir,
         '--bpffs-dir', this.bpffsDir,
         '--log-level', 'debug',
@@ -157,7 +160,8 @@ export class TestNode {
     while (Date.now() < deadline) {
       if (agent.exitCode !== null) throw new Error(`agent exited with ${agent.exitCode}:\n${this.agentLog()}`);
       try {
-        await this.api.status();
+        const status = await this.api.status();
+        this.podCidr = status.node.podCIDR; // claimed from a pool: known once the agent answers
         return;
       } catch {
         await sleep(50);
