@@ -27,6 +27,7 @@ import { NodeRegistry, type ClusterNode } from './cluster/node-registry.js';
 import { nodeIp } from './cluster/node-ip.js';
 import { claimPodCidr, type ClusterPool } from './cluster/cluster-pool.js';
 import { SharedIpcache } from './cluster/shared-ipcache.js';
+import { SharedIntent, type IntentTarget } from './cluster/shared-intent.js';
 import { ClusterNumbering } from './identity/cluster-numbering.js';
 import type { IdentityListener } from './identity/allocator.js';
 import { registerNodeRoutes } from './api/node-routes.js';
@@ -258,9 +259,11 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     registry.listener = { nodeChanged: (n) => shared.nodeChanged(n), nodeRemoved: (name) => shared.nodeRemoved(name) };
     for (const n of registry.list()) shared.nodeChanged(n);
     await shared.start();
+    const intent = new SharedIntent(kv, opts.cluster, intentTarget(), log);
     return {
       shared,
       numbering,
+      intent,
       /** After the restore: the restored identities reclaimed and marked used, this node's endpoints published. */
       restored: async () => {
         for (const i of manager.localIdentities()) {
@@ -271,8 +274,42 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         shared.listener = (reason, changed, removed) => void serial(() => reconciler.remoteChanged(reason, changed, removed)).catch((err) => log.error({ err: errorMessage(err) }, 'remote peers not written'));
         reconciler.onChange(() => void shared.publish(manager.listEndpoints()));
         await shared.publish(manager.listEndpoints());
+        await intent.start();
       },
-      stop: () => (numbering.stop(), shared.stop()),
+      remoteEndpointsIn: (namespace: string) => shared.remoteEndpoints().filter((e) => e.namespace === namespace).length,
+      stop: () => (numbering.stop(), shared.stop(), intent.stop()),
+    };
+  }
+
+  /** How policies and namespaces from the cluster are applied here: as the API would, serialised with it. */
+  function intentTarget(): IntentTarget {
+    return {
+      applyPolicies: (put, deleted, reason) =>
+        serial(() => {
+          if (deleted.length) {
+            const plan = reconciler.planPolicy(repo.previewDelete(deleted));
+            const revision = repo.delete(deleted);
+            reconciler.policyChanged(`policy revision ${revision} (${reason})`, plan);
+          }
+          if (put.length) {
+            const plan = reconciler.planPolicy(repo.preview(put));
+            const { revision } = repo.import(put);
+            reconciler.policyChanged(`policy revision ${revision} (${reason})`, plan);
+          }
+        }),
+      applyNamespace: (name, labels, reason) =>
+        serial(async () => {
+          const have = manager.namespaceUserLabels(name);
+          if (labels === undefined) {
+            if (have !== undefined) manager.deleteNamespace(name);
+            return;
+          }
+          if (have !== undefined && JSON.stringify(have) === JSON.stringify([...labels].sort())) return;
+          log.info({ namespace: name, reason }, 'namespace set from the cluster');
+          await manager.setNamespace(name, labels);
+        }),
+      localPolicies: () => repo.list().map((p) => ({ ref: p.ref, source: p.source, rules: p.rules })),
+      localNamespaces: () => manager.listNamespaces().map((n) => ({ name: n.name, labels: manager.namespaceUserLabels(n.name) ?? [] })),
     };
   }
   repo.listener = agentEvents.policyListener();
@@ -329,7 +366,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     if (gc) gc();
     return { collected: gc !== undefined, memory: agentMemory() };
   });
-  registerEndpointRoutes(api, { manager, datapath, serial });
+  registerEndpointRoutes(api, { manager, datapath, serial, ...(cluster ? { shared: cluster.intent, remoteEndpointsIn: cluster.remoteEndpointsIn } : {}) });
   registerServiceRoutes(api, { services, lb, serial });
   registerNodeRoutes(api, clusterNodes);
 
@@ -346,7 +383,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const monitor = new FlowMonitor(datapath, ring, metrics, decoder, log);
   monitor.configure(opts.aggregation, opts.fastPath);
   monitor.start();
-  registerPolicyRoutes(api, { repo, realizer, manager, reconciler, datapath, serial, metrics });
+  registerPolicyRoutes(api, { repo, realizer, manager, reconciler, datapath, serial, metrics, ...(cluster ? { shared: cluster.intent } : {}) });
   registerFlowRoutes(api, ring, metrics);
   // Both listeners disabled ('' and ''): no Observer server at all.
   const observer = !hubbleTcp && !opts.hubbleSocket ? undefined : await startObserverServer(ring, {

@@ -8,21 +8,41 @@ import type { EndpointManager } from '../endpoint/manager.js';
 import { parseEndpointRef } from '../endpoint/validate.js';
 import { endpointAddBody, endpointUpdateBody, namespaceBody, readBody } from './bodies.js';
 import type { ApiServer } from './server.js';
+import type { SharedIntent } from '../cluster/shared-intent.js';
+import { conflict } from '../errors.js';
 import type { IpcacheRow, MetricsRow } from './types.js';
 
 export interface EndpointRouteDeps {
   manager: EndpointManager;
   datapath: Datapath;
   serial: <T>(fn: () => Promise<T> | T) => Promise<T>;
+  /** In a cluster: namespaces are written there first, for every node to apply. */
+  shared?: SharedIntent;
+  /** In a cluster: how many endpoints of other nodes a namespace has (it cannot go while it has any). */
+  remoteEndpointsIn?: (namespace: string) => number;
 }
 
-export function registerEndpointRoutes(api: ApiServer, { manager, datapath, serial }: EndpointRouteDeps): void {
+export function registerEndpointRoutes(api: ApiServer, { manager, datapath, serial, shared, remoteEndpointsIn }: EndpointRouteDeps): void {
   api
     .route('GET', '/v1/namespaces', () => manager.listNamespaces())
-    .route('PUT', '/v1/namespaces/:name', ({ params, body: b }) =>
-      serial(() => manager.setNamespace(params.name!, readBody(namespaceBody, b).labels)),
+    .route('PUT', '/v1/namespaces/:name', ({ params, body: b }) => {
+      const labels = readBody(namespaceBody, b).labels;
+      return serial(async () => {
+        manager.checkNamespace(params.name!, labels); // refused here, nothing reaches the cluster
+        await shared?.setNamespace(params.name!, labels ?? []);
+        return manager.setNamespace(params.name!, labels);
+      });
+    })
+    .route('DELETE', '/v1/namespaces/:name', ({ params }) =>
+      serial(async () => {
+        const name = params.name!;
+        manager.checkNamespaceDeletable(name);
+        const remote = remoteEndpointsIn?.(name) ?? 0;
+        if (remote > 0) throw conflict(`namespace "${name}" still has ${remote} endpoint(s) on other nodes: delete them first`);
+        await shared?.deleteNamespace(name);
+        manager.deleteNamespace(name);
+      }),
     )
-    .route('DELETE', '/v1/namespaces/:name', ({ params }) => serial(() => manager.deleteNamespace(params.name!)))
     .route('GET', '/v1/endpoints', () => manager.listEndpoints())
     .route('POST', '/v1/endpoints', ({ body: b }) => {
       const req = readBody(endpointAddBody, b);

@@ -16,6 +16,7 @@ import type { PolicyRef } from '../policy/types.js';
 import { policyFilesBody, readBody } from './bodies.js';
 import type { ApiServer } from './server.js';
 import type { Metrics } from '../flow/metrics.js';
+import type { SharedIntent } from '../cluster/shared-intent.js';
 import type {
   CtRow,
   EndpointPolicyView,
@@ -36,6 +37,8 @@ export interface PolicyRouteDeps {
   metrics: Metrics;
   /** Reads policy files off the event loop; one is made when not given. */
   parser?: PolicyParser;
+  /** In a cluster: where policies are written first, for every node to apply. */
+  shared?: SharedIntent;
 }
 
 function files(body: unknown): PolicyFile[] {
@@ -102,12 +105,13 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
       const started = process.hrtime.bigint();
       const all = await parseAll(parser, files(body), signal); // everything validated before anything changes
       const parsed = all.map(toStore);
-      return d.serial(() => {
+      return d.serial(async () => {
         // The import may have waited here behind other changes: a client that has given up
         // (Ctrl-C, a timeout) must not find it applied later.
         if (signal.aborted) throw new UserError('unavailable', 'the client went away before the import was applied; nothing was changed');
         // Computed (and checked against the map's capacity) before anything is stored.
         const plan = d.reconciler.planPolicy(d.repo.preview(parsed));
+        await d.shared?.importPolicies(parsed); // the cluster's first: refused there, nothing changes
         const { revision, undo } = d.repo.import(parsed);
         try {
           d.reconciler.policyChanged(`policy revision ${revision}`, plan);
@@ -115,6 +119,7 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
           // The kernel refused part of it: put the previous policies back, in the maps too.
           d.repo.revert(undo);
           d.reconciler.repairPolicy(`policy revision ${revision} rolled back`);
+          await d.shared?.revertImport(parsed, undo).catch(() => undefined);
           throw err;
         }
         d.metrics.policyImport.observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -127,7 +132,7 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
     }))
     .route('DELETE', '/v1/policies', ({ body }) => {
       const target = deleteTarget(body);
-      return d.serial(() => {
+      return d.serial(async () => {
         let refs: PolicyRef[] | undefined;
         if (!('all' in target)) {
           const found = d.repo.find(target.namespace, target.name);
@@ -140,6 +145,7 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
           refs = found.map((p) => p.ref);
         }
         const plan = d.reconciler.planPolicy(d.repo.previewDelete(refs));
+        await d.shared?.deletePolicies(refs);
         const revision = d.repo.delete(refs);
         d.reconciler.policyChanged(`policy revision ${revision}`, plan);
         return { revision };

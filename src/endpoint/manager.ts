@@ -16,6 +16,7 @@ import {
   endpointLabels,
   formatLabel,
   namespaceLabels,
+  NAMESPACE_NAME_LABEL,
   parseLabel,
   parseEndpointLabels,
   parseUserLabels,
@@ -207,10 +208,31 @@ export class EndpointManager {
     return this.namespaceView(name);
   }
 
-  deleteNamespace(name: string): void {
+  /** Refuses what setNamespace would refuse, changing nothing (checked before a cluster hears of it). */
+  checkNamespace(name: string, labelsText: string[] | undefined): void {
+    validateNamespaceName(name);
+    parseUserLabels(labelsText);
+  }
+
+  /** Refuses what deleteNamespace would refuse, changing nothing. */
+  checkNamespaceDeletable(name: string): void {
     if (!this.namespaces.has(name)) throw notFound(`namespace ${quoted(name)} does not exist`);
     const n = [...this.endpoints.values()].filter((e) => e.namespace === name).length;
     if (n > 0) throw conflict(`namespace "${name}" still has ${n} endpoint(s): delete them first`);
+  }
+
+  /** A namespace's labels as given by the user (without the one the agent derives), if it exists. */
+  namespaceUserLabels(name: string): string[] | undefined {
+    const labels = this.namespaces.get(name);
+    if (!labels) return undefined;
+    return Object.entries(labels)
+      .filter(([k]) => k !== NAMESPACE_NAME_LABEL)
+      .map(([k, v]) => `${k}=${v}`)
+      .sort();
+  }
+
+  deleteNamespace(name: string): void {
+    this.checkNamespaceDeletable(name);
     this.store.commit({ delete: [K.ns(name)] });
     this.namespaces.delete(name);
   }

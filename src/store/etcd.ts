@@ -11,7 +11,7 @@
  * Pitfalls: etcd3's own Lease class cannot adopt an existing lease, hence the keeper here; a call
  * to an unreachable etcd hangs until its deadline, so every call carries one. */
 import fs from 'node:fs';
-import { Etcd3, type ComparatorBuilder, type IKeyValue, type IOptions, type ITxnResponse, type Watcher } from 'etcd3';
+import { Etcd3, type ComparatorBuilder, type DeleteBuilder, type IKeyValue, type PutBuilder, type IOptions, type ITxnResponse, type Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { StartupError, errorMessage } from '../errors.js';
 
@@ -214,6 +214,12 @@ export class EtcdStore {
   /** Commits a transaction built on the client, with a deadline, keeping track of etcd's answers. */
   txn(build: (client: Etcd3) => ComparatorBuilder): Promise<ITxnResponse> {
     return this.call(() => build(this.client).options(deadline()).commit());
+  }
+
+  /** Commits operations together, all or none (a transaction whose condition always holds). */
+  atomically(ops: (client: Etcd3) => (PutBuilder | DeleteBuilder)[]): Promise<ITxnResponse> {
+    // etcd's transactions need a comparison: any key's create revision is at least 0.
+    return this.txn((c) => c.if('membrane/', 'Create', '>', -1).then(...ops(c)));
   }
 
   /** Deletes `key` only while it still holds `value` (nobody replaced it meanwhile). */

@@ -22,7 +22,9 @@ describe('a cluster through etcd', { concurrency: false }, () => {
   before(async () => {
     cluster = await TestCluster.create({ nodes: 3, extraAgentArgs: ['--kvstore-lease-ttl', String(LEASE_TTL), '--identity-gc-interval', String(GC_INTERVAL)] });
     nodes = cluster.nodes;
-    for (const n of nodes) await n.api.setNamespace('default');
+    // A namespace set on one node is every node's.
+    await nodes[0]!.api.setNamespace('default');
+    for (const n of nodes) assert.ok(await eventually(async () => (await n.api.listNamespaces()).some((x) => x.name === 'default'), 5000), `namespace default on ${n.name}`);
   });
   after(async () => {
     await cluster?.cleanup();
@@ -114,6 +116,36 @@ describe('a cluster through etcd', { concurrency: false }, () => {
     assert.ok(await eventually(async () => !(await ipcache(remote)).has(`${web.ipv4}/32`), 5000), 'a deleted endpoint leaves the other ipcaches');
   });
 
+  it('applies a policy imported on one node on every node, against remote identities; deletes it everywhere', async () => {
+    const server = await addEp(nodes[1]!, 'db', ['app=db']);
+    const client = await addEp(nodes[0]!, 'api', ['app=api']);
+    const yaml = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: db-from-api, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: db}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: api}}]
+    toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
+`;
+    await nodes[2]!.api.importPolicies([{ name: 'db.yaml', content: yaml }]);
+    for (const n of nodes) {
+      assert.ok(await eventually(async () => (await n.api.listPolicies()).policies.some((p) => p.name === 'db-from-api'), 5000), `policy on ${n.name}`);
+    }
+    // Enforced on the server's node for the client's identity, which lives on another node.
+    const entries = async () => (await nodes[1]!.api.endpointPolicy('default', 'db')).entries;
+    assert.ok(await eventually(async () => (await entries()).some((e) => e.direction === 'INGRESS' && e.identity === client.identity && e.port === '5432/TCP'), 5000), JSON.stringify(await entries()));
+    assert.ok(server.identity !== client.identity);
+    await nodes[0]!.api.deletePolicy({ namespace: 'default', name: 'db-from-api' });
+    for (const n of nodes) {
+      assert.ok(await eventually(async () => !(await n.api.listPolicies()).policies.some((p) => p.name === 'db-from-api'), 5000), `policy still on ${n.name}`);
+    }
+    // Namespace labels set on one node relabel the endpoints of every node.
+    await nodes[1]!.api.setNamespace('default', ['team=blue']);
+    assert.ok(await eventually(async () => (await nodes[0]!.api.getEndpoint('default', 'api')).labels.includes('k8s:io.cilium.k8s.namespace.labels.team=blue'), 5000), 'relabelled on another node');
+    await nodes[1]!.api.setNamespace('default', []);
+  });
+
   it('keeps known identities usable while etcd is down, refuses new label sets clearly, and catches up when it is back', async () => {
     const known = await addEp(nodes[1]!, 'known-1', ['app=known']);
     await cluster.etcd.kill();
@@ -122,6 +154,14 @@ describe('a cluster through etcd', { concurrency: false }, () => {
       assert.equal(again.identity, known.identity, 'labels with a known identity are added while etcd is down');
       await assert.rejects(addEp(nodes[1]!, 'fresh-1', ['app=fresh']), /need a new cluster-wide identity and etcd does not answer/);
       assert.equal((await nodes[1]!.api.listEndpoints()).some((e: Endpoint) => e.name === 'fresh-1'), false, 'nothing left of the refused add');
+      // Cluster-wide intent is refused whole too.
+      const before = (await nodes[1]!.api.listPolicies()).revision;
+      await assert.rejects(
+        nodes[1]!.api.importPolicies([{ name: 'p.yaml', content: 'apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: during-outage}\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n' }]),
+        /policy is shared through etcd, which does not answer .*nothing was changed/,
+      );
+      assert.equal((await nodes[1]!.api.listPolicies()).revision, before);
+      await assert.rejects(nodes[1]!.api.setNamespace('outage', []), /a namespace is shared through etcd, which does not answer/);
       const s = (await nodes[1]!.api.status()).kvstore;
       assert.ok(s.backend === 'etcd' && !s.connected && s.outageSince, `status shows the outage: ${JSON.stringify(s)}`);
     } finally {

@@ -1,0 +1,162 @@
+/* What users declare for the whole cluster — policies and namespaces — lives in etcd:
+ *   membrane/state/policies/v1/<cluster>/<kind>/<namespace>/<name> -> { ref, source, rules }
+ *   membrane/state/namespaces/v1/<cluster>/<name>                  -> { labels: ["k=v", ...] }
+ * A change made through any agent's API is validated there, written to etcd in one transaction
+ * (all of an import's policies, or none), then applied by that agent before its API answers, so
+ * "returns after the datapath enforces it" still holds on the node the user talks to. Every
+ * agent watches both prefixes and applies what the others wrote; its own writes come back as
+ * no-ops. etcd is the truth: at start an agent makes its own state equal to etcd's (a policy
+ * imported while it was standalone, and not in etcd, goes).
+ * Policies are stored parsed (the rule model), so a remote agent never parses YAML again. */
+import type { Logger } from 'pino';
+import { UserError, errorMessage } from '../errors.js';
+import { policyId, type NewPolicy } from '../policy/repository.js';
+import type { PolicyRef } from '../policy/types.js';
+import type { EtcdStore } from '../store/etcd.js';
+
+export const policiesPrefix = (cluster: string) => `membrane/state/policies/v1/${cluster}/`;
+export const namespacesPrefix = (cluster: string) => `membrane/state/namespaces/v1/${cluster}/`;
+
+/** How the agent applies what the cluster holds (serialised with its API, by the agent). */
+export interface IntentTarget {
+  /** Makes these policies present (imported or replaced) and those refs absent. */
+  applyPolicies(put: NewPolicy[], deleted: PolicyRef[], reason: string): Promise<void>;
+  applyNamespace(name: string, labels: string[] | undefined, reason: string): Promise<void>;
+  /** What the agent has now, to reconcile with etcd at start. */
+  localPolicies(): NewPolicy[];
+  localNamespaces(): { name: string; labels: string[] }[];
+}
+
+const unreachable = (what: string, err: unknown) =>
+  new UserError('unavailable', `${what} is shared through etcd, which does not answer (${errorMessage(err)}): nothing was changed; retry when etcd is back`);
+
+function parse<T>(value: string): T | undefined {
+  try {
+    return JSON.parse(value) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+export class SharedIntent {
+  private stops: (() => void)[] = [];
+
+  constructor(
+    private readonly kv: EtcdStore,
+    private readonly cluster: string,
+    private readonly target: IntentTarget,
+    private readonly log: Logger,
+  ) {}
+
+  private policyKey(ref: PolicyRef): string {
+    return policiesPrefix(this.cluster) + policyId(ref).split('/').map(encodeURIComponent).join('/');
+  }
+
+  /** Makes the agent's policies and namespaces etcd's, then follows etcd. */
+  async start(): Promise<void> {
+    const pPrefix = policiesPrefix(this.cluster);
+    const nPrefix = namespacesPrefix(this.cluster);
+    // Namespaces first: policies and endpoints may name them.
+    const ns = await this.kv.list(nPrefix);
+    const inEtcd = new Set<string>();
+    for (const kv of ns.kvs) {
+      const name = decodeURIComponent(kv.key.slice(nPrefix.length));
+      inEtcd.add(name);
+      await this.applyNamespace(name, parse<{ labels: string[] }>(kv.value)?.labels ?? [], 'namespaces from the cluster');
+    }
+    for (const n of this.target.localNamespaces()) if (!inEtcd.has(n.name)) await this.applyNamespace(n.name, undefined, 'namespace not in the cluster');
+    const policies = await this.kv.list(pPrefix);
+    const wanted = policies.kvs.map((kv) => parse<NewPolicy>(kv.value)).filter((p): p is NewPolicy => p !== undefined);
+    const ids = new Set(wanted.map((p) => policyId(p.ref)));
+    const gone = this.target.localPolicies().filter((p) => !ids.has(policyId(p.ref))).map((p) => p.ref);
+    await this.apply(wanted, gone, 'policies from the cluster');
+    this.stops.push(
+      await this.kv.watchPrefix(pPrefix, {
+        put: (_key, value) => {
+          const p = parse<NewPolicy>(value);
+          if (p) void this.apply([p], [], `policy ${policyId(p.ref)} from the cluster`);
+        },
+        delete: (key) => {
+          const [kind, namespace, name] = key.slice(pPrefix.length).split('/').map(decodeURIComponent) as [PolicyRef['kind'], string, string];
+          void this.apply([], [{ kind, ...(namespace ? { namespace } : {}), name }], `policy ${kind}/${namespace}/${name} deleted in the cluster`);
+        },
+      }),
+      await this.kv.watchPrefix(nPrefix, {
+        put: (key, value) => void this.applyNamespace(decodeURIComponent(key.slice(nPrefix.length)), parse<{ labels: string[] }>(value)?.labels ?? [], 'namespace from the cluster'),
+        delete: (key) => void this.applyNamespace(decodeURIComponent(key.slice(nPrefix.length)), undefined, 'namespace deleted in the cluster'),
+      }),
+    );
+  }
+
+  stop(): void {
+    for (const s of this.stops) s();
+  }
+
+  /** Writes an import's policies, all or none; refuses (nothing changed) when etcd does not answer. */
+  async importPolicies(policies: NewPolicy[]): Promise<void> {
+    try {
+      await this.kv.atomically((c) => policies.map((p) => c.put(this.policyKey(p.ref)).value(JSON.stringify(p))));
+    } catch (err) {
+      throw unreachable('policy', err);
+    }
+  }
+
+  /** After this node could not enforce an import: what it replaced goes back into etcd. */
+  async revertImport(imported: NewPolicy[], undo: Map<string, NewPolicy | undefined>): Promise<void> {
+    await this.kv.atomically((c) =>
+      imported.map((p) => {
+        const before = undo.get(policyId(p.ref));
+        return before ? c.put(this.policyKey(p.ref)).value(JSON.stringify({ ref: before.ref, source: before.source, rules: before.rules })) : c.delete().key(this.policyKey(p.ref));
+      }),
+    );
+  }
+
+  /** Deletes these policies in the cluster, or all of them. */
+  async deletePolicies(refs: PolicyRef[] | undefined): Promise<void> {
+    try {
+      await this.kv.atomically((c) => (refs === undefined ? [c.delete().prefix(policiesPrefix(this.cluster))] : refs.map((r) => c.delete().key(this.policyKey(r)))));
+    } catch (err) {
+      throw unreachable('policy', err);
+    }
+  }
+
+  async setNamespace(name: string, labels: string[]): Promise<void> {
+    try {
+      await this.kv.atomically((c) => [c.put(namespacesPrefix(this.cluster) + encodeURIComponent(name)).value(JSON.stringify({ labels }))]);
+    } catch (err) {
+      throw unreachable('a namespace', err);
+    }
+  }
+
+  async deleteNamespace(name: string): Promise<void> {
+    try {
+      await this.kv.atomically((c) => [c.delete().key(namespacesPrefix(this.cluster) + encodeURIComponent(name))]);
+    } catch (err) {
+      throw unreachable('a namespace', err);
+    }
+  }
+
+  private async apply(put: NewPolicy[], deleted: PolicyRef[], reason: string): Promise<void> {
+    const local = new Map(this.target.localPolicies().map((p) => [policyId(p.ref), p]));
+    const same = (p: NewPolicy) => {
+      const have = local.get(policyId(p.ref));
+      return have !== undefined && JSON.stringify(have.source) === JSON.stringify(p.source) && JSON.stringify(have.rules) === JSON.stringify(p.rules);
+    };
+    const changed = put.filter((p) => !same(p));
+    const gone = deleted.filter((r) => local.has(policyId(r)));
+    if (!changed.length && !gone.length) return; // this agent's own write coming back, or nothing new
+    try {
+      await this.target.applyPolicies(changed, gone, reason);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err), reason }, 'a policy change from the cluster could not be applied on this node');
+    }
+  }
+
+  private async applyNamespace(name: string, labels: string[] | undefined, reason: string): Promise<void> {
+    try {
+      await this.target.applyNamespace(name, labels, reason);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err), namespace: name, reason }, 'a namespace change from the cluster could not be applied on this node');
+    }
+  }
+}
