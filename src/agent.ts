@@ -37,7 +37,7 @@ import { checkListener, type TlsFiles } from './util/listen.js';
 import { registerEndpointRoutes } from './api/endpoint-routes.js';
 import { registerServiceRoutes } from './api/service-routes.js';
 import { LbDatapath, SOCK_OBJECT } from './service/datapath.js';
-import { ServiceManager } from './service/manager.js';
+import { ServiceManager, type BackendCandidate } from './service/manager.js';
 import { registerPolicyRoutes } from './api/policy-routes.js';
 import { registerFlowRoutes } from './api/flow-routes.js';
 import type { AggregationLevel } from './datapath/layouts.js';
@@ -274,7 +274,6 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         shared.listener = (reason, changed, removed) => void serial(() => reconciler.remoteChanged(reason, changed, removed)).catch((err) => log.error({ err: errorMessage(err) }, 'remote peers not written'));
         reconciler.onChange(() => void shared.publish(manager.listEndpoints()));
         await shared.publish(manager.listEndpoints());
-        await intent.start();
       },
       remoteEndpointsIn: (namespace: string) => shared.remoteEndpoints().filter((e) => e.namespace === namespace).length,
       stop: () => (numbering.stop(), shared.stop(), intent.stop()),
@@ -310,6 +309,14 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         }),
       localPolicies: () => repo.list().map((p) => ({ ref: p.ref, source: p.source, rules: p.rules })),
       localNamespaces: () => manager.listNamespaces().map((n) => ({ name: n.name, labels: manager.namespaceUserLabels(n.name) ?? [] })),
+      applyService: (name, req, reason) =>
+        serial(() => {
+          log.info({ service: name, reason }, req ? 'service set from the cluster' : 'service deleted from the cluster');
+          if (!req) services.delete(name);
+          else if (services.has(name)) services.update(req);
+          else services.add(req);
+        }),
+      localServices: () => services.names(),
     };
   }
   repo.listener = agentEvents.policyListener();
@@ -322,8 +329,14 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   manager.pool = new InterfacePool(nl, datapath, opts.nodeName, ipam.router, opts.interfacePool, log);
   const lb = LbDatapath.load(opts.bpfObjectDir, opts.bpffsDir);
   lb.attach(opts.cgroupRoot, opts.bpffsDir);
-  const services = new ServiceManager(store, lb, () => manager.listEndpoints(), log, opts.maglevSize);
+  // A service's selector chooses among this node's endpoints and, in a cluster, the others'.
+  const backendCandidates = (): BackendCandidate[] => [
+    ...manager.listEndpoints(),
+    ...(cluster?.shared.remoteEndpoints().map((e) => ({ state: 'ready' as const, labels: e.labels, ipv4: e.ip, namespace: e.namespace, name: e.name })) ?? []),
+  ];
+  const services = new ServiceManager(store, lb, backendCandidates, log, opts.maglevSize);
   services.syncAll();
+  await cluster?.intent.start(); // policies, namespaces and services as the cluster has them
   reconciler.onChange(() => services.endpointsChanged());
   log.info({ endpoints: manager.listEndpoints().length, sync: reconciler.lastSync }, 'state restored');
   const health = (): ClusterNode['health'] => (manager.listEndpoints().every((e) => e.state === 'ready') ? 'ok' : 'degraded');
@@ -367,7 +380,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     return { collected: gc !== undefined, memory: agentMemory() };
   });
   registerEndpointRoutes(api, { manager, datapath, serial, ...(cluster ? { shared: cluster.intent, remoteEndpointsIn: cluster.remoteEndpointsIn } : {}) });
-  registerServiceRoutes(api, { services, lb, serial });
+  registerServiceRoutes(api, { services, lb, serial, ...(cluster ? { shared: cluster.intent } : {}) });
   registerNodeRoutes(api, clusterNodes);
 
   const decoder = new FlowDecoder(flowContext(opts.nodeName, reconciler, realizer, services, cluster?.shared));

@@ -1,6 +1,7 @@
-/* What users declare for the whole cluster — policies and namespaces — lives in etcd:
+/* What users declare for the whole cluster — policies, namespaces and services — lives in etcd:
  *   membrane/state/policies/v1/<cluster>/<kind>/<namespace>/<name> -> { ref, source, rules }
  *   membrane/state/namespaces/v1/<cluster>/<name>                  -> { labels: ["k=v", ...] }
+ *   membrane/state/services/v1/<cluster>/<name>                    -> the service as requested
  * A change made through any agent's API is validated there, written to etcd in one transaction
  * (all of an import's policies, or none), then applied by that agent before its API answers, so
  * "returns after the datapath enforces it" still holds on the node the user talks to. Every
@@ -13,9 +14,11 @@ import { UserError, errorMessage } from '../errors.js';
 import { policyId, type NewPolicy } from '../policy/repository.js';
 import type { PolicyRef } from '../policy/types.js';
 import type { EtcdStore } from '../store/etcd.js';
+import type { ServiceRequest } from '../service/types.js';
 
 export const policiesPrefix = (cluster: string) => `membrane/state/policies/v1/${cluster}/`;
 export const namespacesPrefix = (cluster: string) => `membrane/state/namespaces/v1/${cluster}/`;
+export const servicesPrefix = (cluster: string) => `membrane/state/services/v1/${cluster}/`;
 
 /** How the agent applies what the cluster holds (serialised with its API, by the agent). */
 export interface IntentTarget {
@@ -25,6 +28,9 @@ export interface IntentTarget {
   /** What the agent has now, to reconcile with etcd at start. */
   localPolicies(): NewPolicy[];
   localNamespaces(): { name: string; labels: string[] }[];
+  /** Adds or updates a service as requested (undefined: deletes it). */
+  applyService(name: string, req: ServiceRequest | undefined, reason: string): Promise<void>;
+  localServices(): string[];
 }
 
 const unreachable = (what: string, err: unknown) =>
@@ -40,6 +46,8 @@ function parse<T>(value: string): T | undefined {
 
 export class SharedIntent {
   private stops: (() => void)[] = [];
+  /** Each service as last applied here (its JSON): a watch event that repeats it is a no-op. */
+  private readonly appliedServices = new Map<string, string>();
 
   constructor(
     private readonly kv: EtcdStore,
@@ -65,6 +73,15 @@ export class SharedIntent {
       await this.applyNamespace(name, parse<{ labels: string[] }>(kv.value)?.labels ?? [], 'namespaces from the cluster');
     }
     for (const n of this.target.localNamespaces()) if (!inEtcd.has(n.name)) await this.applyNamespace(n.name, undefined, 'namespace not in the cluster');
+    const sPrefix = servicesPrefix(this.cluster);
+    const services = await this.kv.list(sPrefix);
+    const sNames = new Set<string>();
+    for (const kv of services.kvs) {
+      const name = decodeURIComponent(kv.key.slice(sPrefix.length));
+      sNames.add(name);
+      await this.applyService(name, kv.value, 'services from the cluster');
+    }
+    for (const name of this.target.localServices()) if (!sNames.has(name)) await this.applyService(name, undefined, 'service not in the cluster');
     const policies = await this.kv.list(pPrefix);
     const wanted = policies.kvs.map((kv) => parse<NewPolicy>(kv.value)).filter((p): p is NewPolicy => p !== undefined);
     const ids = new Set(wanted.map((p) => policyId(p.ref)));
@@ -80,6 +97,10 @@ export class SharedIntent {
           const [kind, namespace, name] = key.slice(pPrefix.length).split('/').map(decodeURIComponent) as [PolicyRef['kind'], string, string];
           void this.apply([], [{ kind, ...(namespace ? { namespace } : {}), name }], `policy ${kind}/${namespace}/${name} deleted in the cluster`);
         },
+      }),
+      await this.kv.watchPrefix(sPrefix, {
+        put: (key, value) => void this.applyService(decodeURIComponent(key.slice(sPrefix.length)), value, 'service from the cluster'),
+        delete: (key) => void this.applyService(decodeURIComponent(key.slice(sPrefix.length)), undefined, 'service deleted in the cluster'),
       }),
       await this.kv.watchPrefix(nPrefix, {
         put: (key, value) => void this.applyNamespace(decodeURIComponent(key.slice(nPrefix.length)), parse<{ labels: string[] }>(value)?.labels ?? [], 'namespace from the cluster'),
@@ -133,6 +154,39 @@ export class SharedIntent {
       await this.kv.atomically((c) => [c.delete().key(namespacesPrefix(this.cluster) + encodeURIComponent(name))]);
     } catch (err) {
       throw unreachable('a namespace', err);
+    }
+  }
+
+  async putService(req: ServiceRequest): Promise<void> {
+    const value = JSON.stringify(req);
+    try {
+      await this.kv.atomically((c) => [c.put(servicesPrefix(this.cluster) + encodeURIComponent(req.name)).value(value)]);
+    } catch (err) {
+      throw unreachable('a service', err);
+    }
+    this.appliedServices.set(req.name, value); // the caller applies it now
+  }
+
+  async deleteService(name: string): Promise<void> {
+    try {
+      await this.kv.atomically((c) => [c.delete().key(servicesPrefix(this.cluster) + encodeURIComponent(name))]);
+    } catch (err) {
+      throw unreachable('a service', err);
+    }
+    this.appliedServices.delete(name);
+  }
+
+  private async applyService(name: string, value: string | undefined, reason: string): Promise<void> {
+    if (value !== undefined && this.appliedServices.get(name) === value) return;
+    if (value === undefined && !this.appliedServices.has(name) && !this.target.localServices().includes(name)) return;
+    const req = value === undefined ? undefined : parse<ServiceRequest>(value);
+    if (value !== undefined && !req) return;
+    try {
+      await this.target.applyService(name, req, reason);
+      if (value === undefined) this.appliedServices.delete(name);
+      else this.appliedServices.set(name, value);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err), service: name, reason }, 'a service change from the cluster could not be applied on this node');
     }
   }
 

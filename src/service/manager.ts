@@ -18,6 +18,9 @@ import { IP_PROTOCOL } from '../net/protocols.js';
 const PREFIX = 'services/';
 const NEXT_ID = 'meta/next-service-id';
 
+/** What a service's selector chooses from: this node's endpoints and, in a cluster, the others'. */
+export type BackendCandidate = Pick<Endpoint, 'state' | 'labels' | 'ipv4' | 'namespace' | 'name'>;
+
 export class ServiceManager {
   private readonly services = new Map<string, Service>();
   private nextId: number;
@@ -32,7 +35,7 @@ export class ServiceManager {
   constructor(
     private readonly store: Store,
     private readonly lb: LbDatapath,
-    private readonly endpoints: () => Endpoint[],
+    private readonly endpoints: () => BackendCandidate[],
     private readonly log: Logger,
     private readonly maglevSize = MAGLEV_DEFAULT_SIZE,
   ) {
@@ -41,6 +44,21 @@ export class ServiceManager {
       this.frontends.set(frontendKey(s), s.name);
     }
     this.nextId = store.get<number>(NEXT_ID) ?? 1;
+  }
+
+  /** Refuses what add (or update, `existing`) would refuse, changing nothing. */
+  check(req: ServiceRequest, existing: boolean): void {
+    if (existing) this.mustGet(req.name);
+    else if (this.services.has(req.name)) throw conflict(`service ${req.name} already exists: use 'membrane service update'`);
+    this.checkFrontendFree(parseServiceRequest(req, this.services.get(req.name)?.id ?? this.nextId));
+  }
+
+  has(name: string): boolean {
+    return this.services.has(name);
+  }
+
+  names(): string[] {
+    return [...this.services.keys()];
   }
 
   add(req: ServiceRequest): ServiceView {

@@ -146,6 +146,26 @@ spec:
     await nodes[1]!.api.setNamespace('default', []);
   });
 
+  it('shares a service added on one node with every node, its selector choosing backends on any node', async () => {
+    const b0 = await addEp(nodes[0]!, 'shop-0', ['app=shop']);
+    const b1 = await addEp(nodes[1]!, 'shop-1', ['app=shop']);
+    await nodes[2]!.api.addService({ name: 'shop', frontend: '10.96.0.50:80/TCP', selector: ['app=shop'], targetPort: 8080 });
+    const backends = async (n: TestNode) => {
+      const svc = (await n.api.listServices()).find((x) => x.name === 'shop');
+      return svc ? svc.activeBackends.map((b) => `${b.ip}:${b.port}`).sort() : undefined;
+    };
+    const want = [`${b0.ipv4}:8080`, `${b1.ipv4}:8080`].sort();
+    for (const n of nodes) {
+      assert.ok(await eventually(async () => JSON.stringify(await backends(n)) === JSON.stringify(want), 5000), `service on ${n.name}: ${JSON.stringify(await backends(n))}`);
+    }
+    // A backend that goes away on its node leaves the service everywhere.
+    await nodes[1]!.api.deleteEndpoint('default', 'shop-1');
+    assert.ok(await eventually(async () => JSON.stringify(await backends(nodes[2]!)) === JSON.stringify([`${b0.ipv4}:8080`]), 5000));
+    await nodes[0]!.api.deleteService('shop');
+    for (const n of nodes) assert.ok(await eventually(async () => (await backends(n)) === undefined, 5000), `service still on ${n.name}`);
+    await nodes[0]!.api.deleteEndpoint('default', 'shop-0');
+  });
+
   it('keeps known identities usable while etcd is down, refuses new label sets clearly, and catches up when it is back', async () => {
     const known = await addEp(nodes[1]!, 'known-1', ['app=known']);
     await cluster.etcd.kill();
@@ -162,6 +182,8 @@ spec:
       );
       assert.equal((await nodes[1]!.api.listPolicies()).revision, before);
       await assert.rejects(nodes[1]!.api.setNamespace('outage', []), /a namespace is shared through etcd, which does not answer/);
+      await assert.rejects(nodes[1]!.api.addService({ name: 'outage', frontend: '10.96.0.51:80/TCP' }), /a service is shared through etcd, which does not answer/);
+      assert.equal((await nodes[1]!.api.listServices()).some((x) => x.name === 'outage'), false);
       const s = (await nodes[1]!.api.status()).kvstore;
       assert.ok(s.backend === 'etcd' && !s.connected && s.outageSince, `status shows the outage: ${JSON.stringify(s)}`);
     } finally {
