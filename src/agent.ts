@@ -27,6 +27,7 @@ import { NodeRegistry, type ClusterNode } from './cluster/node-registry.js';
 import { nodeIp } from './cluster/node-ip.js';
 import { claimPodCidr, type ClusterPool } from './cluster/cluster-pool.js';
 import { SharedIpcache } from './cluster/shared-ipcache.js';
+import { coalesced } from './cluster/coalesce.js';
 import { SharedIntent, type IntentTarget } from './cluster/shared-intent.js';
 import { ClusterNumbering } from './identity/cluster-numbering.js';
 import type { IdentityListener } from './identity/allocator.js';
@@ -271,7 +272,9 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
           if (!(await numbering.reclaim(i.id, key).catch(() => true))) log.error({ identity: i.id, labels: key }, 'another label set took this identity in the cluster while the node was away: update the endpoints that use it');
           used(i.id, true);
         }
-        shared.listener = (reason, changed, removed) => void serial(() => reconciler.remoteChanged(reason, changed, removed)).catch((err) => log.error({ err: errorMessage(err) }, 'remote peers not written'));
+        shared.listener = coalesced((reason, changed, removed) =>
+          serial(() => reconciler.remoteChanged(reason, changed, removed)).catch((err) => log.error({ err: errorMessage(err) }, 'remote peers not written')),
+        );
         reconciler.onChange(() => void shared.publish(manager.listEndpoints()));
         await shared.publish(manager.listEndpoints());
       },

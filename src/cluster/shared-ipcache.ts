@@ -33,9 +33,31 @@ export const ipcachePrefix = (cluster: string) => `membrane/state/ip/v1/${cluste
 function parseEntry(value: string): SharedEndpoint | undefined {
   try {
     const e = JSON.parse(value) as SharedEndpoint;
-    return typeof e.ip === 'string' && typeof e.identity === 'number' && typeof e.node === 'string' ? e : undefined;
+    return typeof e.ip === 'string' && typeof e.identity === 'number' && typeof e.node === 'string' && Array.isArray(e.labels) ? e : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Remote endpoints repeat a few values (their node, namespace, label set) thousands of times;
+ * JSON.parse makes a fresh copy of each. Holding one copy keeps memory per remote endpoint small.
+ */
+class Interner {
+  private readonly strings = new Map<string, string>();
+  private readonly lists = new Map<string, string[]>();
+  string(s: string): string {
+    const have = this.strings.get(s);
+    if (have !== undefined) return have;
+    this.strings.set(s, s);
+    return s;
+  }
+  list(l: string[]): string[] {
+    const key = l.join('\n');
+    const have = this.lists.get(key);
+    if (have) return have;
+    this.lists.set(key, l);
+    return l;
   }
 }
 
@@ -48,6 +70,7 @@ export class SharedIpcache implements RemoteSource {
   private readonly remote = new Map<string, SharedEndpoint>();
   private readonly remoteByInt = new Map<number, SharedEndpoint>();
   private readonly nodes = new Map<string, ClusterNode>();
+  private readonly intern = new Interner();
   private stopWatch?: () => void;
   listener?: PeersListener;
 
@@ -64,12 +87,20 @@ export class SharedIpcache implements RemoteSource {
     const prefix = ipcachePrefix(this.cluster);
     this.stopWatch = await this.kv.watchPrefix(prefix, {
       put: (_key, value) => {
-        const e = parseEntry(value);
-        if (!e) return;
-        if (e.node === this.self) {
-          this.published.set(e.ip, value);
+        const parsed = parseEntry(value);
+        if (!parsed) return;
+        if (parsed.node === this.self) {
+          this.published.set(parsed.ip, value);
           return;
         }
+        const e: SharedEndpoint = {
+          ip: parsed.ip,
+          identity: parsed.identity,
+          node: this.intern.string(parsed.node),
+          namespace: this.intern.string(parsed.namespace),
+          name: parsed.name,
+          labels: this.intern.list(parsed.labels),
+        };
         this.remote.set(e.ip, e);
         this.remoteByInt.set(ipToInt(e.ip), e);
         const peer = this.endpointPeer(e);

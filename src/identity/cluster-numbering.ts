@@ -29,6 +29,9 @@ const ID = `${PREFIX}id/`;
 const LABELS = `${PREFIX}labels/`;
 const USERS = `${PREFIX}users/`;
 
+/** Tries of a numbering while etcd does not answer, before the add is refused. */
+const RESOLVE_ATTEMPTS = 3;
+
 /** Attempts at a free number before giving up (each one a transaction). */
 const MAX_ATTEMPTS = 16;
 
@@ -107,10 +110,20 @@ export class ClusterNumbering implements IdentityNumbering {
     const key = identityKey(labels);
     const seen = this.byKey.get(key);
     if (seen !== undefined) return seen;
-    try {
-      return await this.number(key);
-    } catch (err) {
-      if (err instanceof UserError) throw err;
+    // A connection being re-established (after an etcd restart, say) fails a call or two: a new
+    // label set waits a little for etcd before the add is refused.
+    let lastError: unknown;
+    for (let attempt = 0; attempt < RESOLVE_ATTEMPTS; attempt++) {
+      try {
+        return await this.number(key);
+      } catch (err) {
+        if (err instanceof UserError) throw err;
+        lastError = err;
+        await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+      }
+    }
+    {
+      const err = lastError;
       throw new UserError(
         'unavailable',
         `labels ${key || '(none)'} need a new cluster-wide identity and etcd does not answer (${errorMessage(err)}): add the endpoint again once etcd is back (endpoints whose labels already have an identity can still be added)`,

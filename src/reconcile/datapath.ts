@@ -150,7 +150,9 @@ export class DatapathReconciler implements EndpointChanges {
    * those of `removed` prefixes (unless a local owner or a policy CIDR keeps the prefix).
    */
   remoteChanged(reason: string, changed: RemotePeer[], removed: string[]): void {
-    const owned = this.ownedPrefixes();
+    // Only this node's own prefixes can outrank a remote one (the cluster's are the ones changing):
+    // O(local endpoints) per batch, however many remote endpoints the cluster has.
+    const owned = this.ownedPrefixes(false);
     const released = removed.filter((p) => !owned.has(p));
     // A prefix a policy CIDR also names goes back to the CIDR's identity rather than away.
     const toCidr = released.filter((p) => this.realizedCidrs.has(p));
@@ -231,13 +233,13 @@ export class DatapathReconciler implements EndpointChanges {
     return r.changed;
   }
 
-  /** Addresses the ipcache holds for endpoints and the node: a policy CIDR never replaces them. */
-  private ownedPrefixes(): Set<string> {
+  /** Addresses the ipcache holds for endpoints and the nodes: a policy CIDR never replaces them. */
+  private ownedPrefixes(withRemote = true): Set<string> {
     return new Set([
       `${this.node.router}/32`,
       ...this.node.nodeAddresses.map((a) => `${a}/32`),
       ...this.endpoints.listEndpoints().map((e) => `${e.ipv4}/32`),
-      ...(this.remote?.peers() ?? []).map((p) => p.prefix),
+      ...(withRemote ? (this.remote?.peers() ?? []).map((p) => p.prefix) : []),
     ]);
   }
 

@@ -9,7 +9,7 @@
  *  - readers list a prefix and then watch it from the revision after the list, so no change
  *    falls between the two (etcd's revisions are totally ordered).
  * Pitfalls: etcd3's own Lease class cannot adopt an existing lease, hence the keeper here; a call
- * to an unreachable etcd hangs until its deadline, so every call carries one. */
+ * to an unreachable etcd hangs until its deadline, so every call (every retry of it) gets one. */
 import fs from 'node:fs';
 import { Etcd3, type ComparatorBuilder, type DeleteBuilder, type IKeyValue, type PutBuilder, type IOptions, type ITxnResponse, type Watcher } from 'etcd3';
 import type { Logger } from 'pino';
@@ -107,7 +107,9 @@ export class EtcdStore {
    * aborts; then grants the node's lease, or adopts the one an earlier run of this agent held.
    */
   static async connect(opts: EtcdOptions, log: Logger, signal?: AbortSignal): Promise<EtcdStore> {
-    const client = new Etcd3({ hosts: opts.endpoints, credentials: readTls(opts.tls), dialTimeout: CALL_TIMEOUT_MS });
+    // A deadline per attempt: etcd3 retries failed calls, and a deadline fixed once would have
+    // passed before a retry starts ("deadline exceeded after 0.000s").
+    const client = new Etcd3({ hosts: opts.endpoints, credentials: readTls(opts.tls), dialTimeout: CALL_TIMEOUT_MS, defaultCallOptions: deadline });
     const store = new EtcdStore(client, opts, log);
     // Resolves when the signal aborts: every wait below races it, so Ctrl-C is never held up.
     const aborted = new Promise<'aborted'>((resolve) => {
@@ -120,7 +122,7 @@ export class EtcdStore {
     };
     let wait = 250;
     for (let attempt = 1; ; attempt++) {
-      const answer = await Promise.race([client.maintenance.status(deadline()).then(() => 'ok' as const, (err: unknown) => err), aborted]);
+      const answer = await Promise.race([client.maintenance.status().then(() => 'ok' as const, (err: unknown) => err), aborted]);
       if (answer === 'aborted') throw stop();
       if (answer === 'ok') break;
       log.warn({ endpoints: opts.endpoints, attempt, retryInMs: wait, err: errorMessage(answer) }, `waiting for etcd at ${opts.endpoints.join(',')}`);
@@ -151,7 +153,7 @@ export class EtcdStore {
 
   /** Every key under `prefix`, and the revision the list was read at. */
   async list(prefix: string): Promise<{ revision: string; kvs: StoredKey[] }> {
-    const res = await this.call(() => this.client.getAll().prefix(prefix).options(deadline()).exec());
+    const res = await this.call(() => this.client.getAll().prefix(prefix).exec());
     return {
       revision: res.header.revision,
       kvs: res.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), createRevision: BigInt(kv.create_revision), modRevision: BigInt(kv.mod_revision), lease: kv.lease })),
@@ -159,7 +161,7 @@ export class EtcdStore {
   }
 
   async get(key: string): Promise<string | undefined> {
-    return (await this.call(() => this.client.get(key).options(deadline()).string())) ?? undefined;
+    return (await this.call(() => this.client.get(key).string())) ?? undefined;
   }
 
   /** Puts a key under the node's lease: it goes when the node does; put again after a lease loss. */
@@ -167,7 +169,7 @@ export class EtcdStore {
     this.owned.set(key, value);
     this.unwritten.delete(key);
     try {
-      await this.call(() => this.client.put(key).value(value).lease(this.leaseId).options(deadline()).exec());
+      await this.call(() => this.client.put(key).value(value).lease(this.leaseId).exec());
     } catch (err) {
       this.unwritten.add(key);
       throw err;
@@ -178,7 +180,7 @@ export class EtcdStore {
     this.owned.delete(key);
     this.unwritten.delete(key);
     try {
-      await this.call(() => this.client.delete().key(key).options(deadline()).exec());
+      await this.call(() => this.client.delete().key(key).exec());
     } catch (err) {
       this.unwritten.add(key);
       throw err;
@@ -213,7 +215,7 @@ export class EtcdStore {
 
   /** Commits a transaction built on the client, with a deadline, keeping track of etcd's answers. */
   txn(build: (client: Etcd3) => ComparatorBuilder): Promise<ITxnResponse> {
-    return this.call(() => build(this.client).options(deadline()).commit());
+    return this.call(() => build(this.client).commit());
   }
 
   /** Commits operations together, all or none (a transaction whose condition always holds). */
@@ -230,7 +232,7 @@ export class EtcdStore {
 
   /** The lease that holds `key` ('0' if none), or undefined when the key does not exist. */
   async leaseOf(key: string): Promise<string | undefined> {
-    const res = await this.call(() => this.client.get(key).options(deadline()).exec());
+    const res = await this.call(() => this.client.get(key).exec());
     return res.kvs[0]?.lease;
   }
 
@@ -259,7 +261,7 @@ export class EtcdStore {
 
   /** Revokes the lease: the node's keys go now (a node leaving for good). */
   async leave(): Promise<void> {
-    await this.client.leaseClient.leaseRevoke({ ID: this.leaseId }, deadline()).catch(() => undefined);
+    await this.client.leaseClient.leaseRevoke({ ID: this.leaseId }).catch(() => undefined);
     this.close();
   }
 
@@ -305,7 +307,7 @@ export class EtcdStore {
   }
 
   private async grant(): Promise<void> {
-    const res = await this.call(() => this.client.leaseClient.leaseGrant({ TTL: this.opts.leaseTtlSeconds, ID: 0 }, deadline()));
+    const res = await this.call(() => this.client.leaseClient.leaseGrant({ TTL: this.opts.leaseTtlSeconds, ID: 0 }));
     this.leaseId = res.ID;
     fs.writeFileSync(this.opts.leaseFile, `${this.leaseId}\n`, { mode: 0o600 });
   }
@@ -327,7 +329,7 @@ export class EtcdStore {
         if ((await this.call(() => keepAliveOnce(this.client, this.leaseId))) > 0) return;
         this.log.warn({ lease: this.leaseId }, 'the node lease expired (etcd was out of reach longer than its TTL): granting a new one and putting the node keys again');
         await this.grant();
-        for (const [k, v] of this.owned) await this.call(() => this.client.put(k).value(v).lease(this.leaseId).options(deadline()).exec());
+        for (const [k, v] of this.owned) await this.call(() => this.client.put(k).value(v).lease(this.leaseId).exec());
       } catch {
         // unanswered() has recorded the outage; the next tick tries again
       } finally {
