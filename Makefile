@@ -7,7 +7,7 @@ BPF_OBJECTS := $(patsubst bpf/%.c,build/%.o,$(BPF_SOURCES))
 BPF_HEADERS := $(wildcard bpf/include/*.h)
 TS_SOURCES := $(shell find src -name '*.ts' 2>/dev/null)
 
-.PHONY: all deps build run clean-run test test-unit test-e2e bench clean
+.PHONY: all deps build run clean-run cluster clean-cluster test test-unit test-e2e bench clean
 all: build
 
 deps: build/.apt-stamp node_modules/.package-lock.json
@@ -49,6 +49,13 @@ run: build
 
 clean-run:
 	scripts/clean-run.sh
+
+# Three nodes and etcd in namespaces on this machine, agents in the background (README: "A cluster on one machine").
+cluster: build
+	scripts/cluster.sh
+
+clean-cluster:
+	scripts/cluster.sh clean
 
 test: build
 	scripts/test.sh

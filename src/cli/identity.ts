@@ -13,7 +13,7 @@ const identityColumns: Column<Identity>[] = [
 const ipcacheColumns: Column<IpcacheRow>[] = [
   { header: 'PREFIX', value: (r) => r.prefix },
   { header: 'IDENTITY', value: (r) => r.identity },
-  { header: 'TUNNEL ENDPOINT', value: (r) => r.tunnelEndpoint || '-' },
+  { header: 'TUNNEL ENDPOINT', value: (r) => (r.tunnelEndpoint && r.tunnelEndpoint !== '0.0.0.0' ? r.tunnelEndpoint : '-') },
 ];
 
 export function identityCommand(ctx: CliContext): CommandUnknownOpts {
