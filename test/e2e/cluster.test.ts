@@ -5,6 +5,7 @@
  * with its lease, an etcd outage keeps known identities usable and refuses new ones until etcd
  * is back, a restart keeps the node's lease, and identities no node uses are freed. */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ClusterNode, Endpoint, Identity, IpcacheRow, Status } from '../../src/api/types.js';
@@ -209,16 +210,51 @@ spec:
     assert.equal((await nodeList(nodes[0]!)).length, 3);
   });
 
-  it("removes a dead node's entry and endpoints once its lease expires", async () => {
+  it("removes a dead node's entry, endpoints and service backends once its lease expires", async () => {
     const n = nodes[2]!;
     const ep = await addEp(n, 'doomed', ['app=doomed']);
+    await nodes[0]!.api.addService({ name: 'doomed', frontend: '10.96.0.60:80/TCP', selector: ['app=doomed'] });
+    const backends = async () => (await nodes[0]!.api.getService('doomed')).activeBackends.map((b) => b.ip);
+    assert.ok(await eventually(async () => (await backends()).includes(ep.ipv4), 5000), 'the remote backend is selected');
     assert.ok(await eventually(async () => (await ipcache(nodes[0]!)).has(`${ep.ipv4}/32`), 5000));
     await n.killAgent();
     const t0 = Date.now();
     assert.ok(await eventually(async () => (await nodeList(nodes[0]!)).length === 2, (LEASE_TTL + 10) * 1000), 'the dead node is still listed');
     assert.ok(await eventually(async () => !(await ipcache(nodes[0]!)).has(`${ep.ipv4}/32`), 5000), "the dead node's endpoint is still in the ipcache");
     assert.ok(!(await ipcache(nodes[0]!)).has(cluster.podCidr(2)), "the dead node's pod CIDR is still in the ipcache");
+    assert.deepEqual(await backends(), [], "the dead node's endpoint is still a backend");
+    await nodes[0]!.api.deleteService('doomed');
     assert.ok(Date.now() - t0 >= (LEASE_TTL - 1) * 1000, 'removed before the lease could expire');
+  });
+
+  it('waits for an etcd that does not answer, saying so, with backoff; Ctrl-C stops it at once', async () => {
+    const agent = spawn('nsenter', [
+      `--net=/run/netns/${nodes[0]!.netns}`,
+      bin,
+      '--socket', path.join(cluster.dir, 'waiting.sock'),
+      'agent',
+      '--node-name', `${cluster.prefix}-waiting`,
+      '--pod-cidr', '10.99.1.0/24',
+      '--state-dir', path.join(cluster.dir, 'waiting-state'),
+      '--bpffs-dir', `/sys/fs/bpf/${cluster.prefix}-waiting`,
+      '--hubble-address', '', '--hubble-socket', '', '--metrics-address', '',
+      '--cgroup-root', nodes[0]!.cgroupDir,
+      '--kvstore', 'etcd', '--kvstore-endpoints', `http://${cluster.gatewayIp}:2399`, // nothing listens there
+    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    agent.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => agent.once('exit', (code) => resolve(code)));
+    try {
+      assert.ok(await eventually(() => (stderr.match(/waiting for etcd at http:\/\/172\.30\.0\.1:2399/g) ?? []).length >= 3, 15_000), stderr);
+      const waits = [...stderr.matchAll(/"retryInMs":(\d+)/g)].map((m) => Number(m[1]));
+      assert.ok(waits[1]! > waits[0]! && waits[2]! > waits[1]!, `no backoff: ${waits}`);
+      agent.kill('SIGINT');
+      assert.equal(await exited, 1);
+      assert.match(stderr, /Error: stopped while waiting for etcd/);
+      assert.equal((await run('ls', [`/sys/fs/bpf/${cluster.prefix}-waiting`])).code, 2, 'the waiting agent touched the machine');
+    } finally {
+      agent.kill('SIGKILL');
+    }
   });
 
   it('claims a pod CIDR block from the cluster pool, a different one per node, and keeps it across a restart', async () => {
