@@ -53,4 +53,5 @@ enum mb_ct_state anchor_ct_state;
 enum mb_match_type anchor_match_type;
 enum mb_direction anchor_direction;
 enum mb_identity anchor_identity;
+enum mb_routing_mode anchor_routing_mode;
 enum mb_drop_reason anchor_drop_reason;

@@ -27,6 +27,9 @@ import { NodeRegistry, type ClusterNode } from './cluster/node-registry.js';
 import { nodeIp } from './cluster/node-ip.js';
 import { claimPodCidr, type ClusterPool } from './cluster/cluster-pool.js';
 import { SharedIpcache } from './cluster/shared-ipcache.js';
+import { disableTunnel, enableTunnel, TUNNEL_DEVICE, type TunnelState } from './cluster/overlay.js';
+import { NodeRouting } from './cluster/routing.js';
+import { endpointMtu, underlayMtu } from './cluster/mtu.js';
 import { coalesced } from './cluster/coalesce.js';
 import { SharedIntent, type IntentTarget } from './cluster/shared-intent.js';
 import { ClusterNumbering } from './identity/cluster-numbering.js';
@@ -98,6 +101,8 @@ export interface AgentOptions {
   kvstore?: { endpoints: string[]; tls?: EtcdTlsFiles; leaseTtlSeconds: number; identityGcSeconds: number };
   /** Between nodes: encapsulated (VXLAN, identity in the VNI) or routed as is. */
   routingMode: 'tunnel' | 'native';
+  /** UDP port of the VXLAN overlay (tunnel mode), the same on every node. */
+  tunnelPort: number;
   /** Underlay address the other nodes reach this one at (default: detected). */
   nodeIp?: string;
   nodeLabels?: Record<string, string>;
@@ -138,7 +143,7 @@ function preflight(opts: AgentOptions): KernelFeatures {
   if (missing.length) {
     throw new StartupError(`this kernel lacks ${missing.map((m) => ESSENTIAL[m]).join(', ')}: membrane needs them to run`);
   }
-  for (const name of ['endpoint.o', 'sock.o']) {
+  for (const name of ['endpoint.o', 'sock.o', 'overlay.o']) {
     const obj = path.join(opts.bpfObjectDir, name);
     if (!fs.existsSync(obj)) throw new StartupError(`BPF object ${obj} is missing: build it with 'make build'`);
   }
@@ -228,7 +233,19 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   }
   const repo = new PolicyRepository(store);
   const realizer = new PolicyRealizer(repo, datapath, { cluster: opts.cluster, enforcement: opts.enforcement, allowLocalhost: opts.allowLocalhost, auditMode: opts.auditMode }, log);
-  const manager = new EndpointManager({ nodeName: opts.nodeName, cluster: opts.cluster, ipam, stateDir: opts.stateDir }, store, nl, datapath, log);
+  // In a cluster: endpoints leave room for the encapsulation (tunnel mode), and the node reaches
+  // the other nodes' pods through the overlay device or its routes. Outside tunnel mode a device
+  // an earlier run made goes, and the datapath stops encapsulating.
+  const mtu = registry ? endpointMtu(opts.routingMode, await underlayMtu(nl, self.ip)) : undefined;
+  let tunnel: TunnelState | undefined;
+  if (registry && opts.routingMode === 'tunnel') {
+    tunnel = await enableTunnel(nl, datapath, { port: opts.tunnelPort, mtu: mtu!, objectDir: opts.bpfObjectDir }, log);
+    log.info({ device: TUNNEL_DEVICE, ifindex: tunnel.ifindex, created: tunnel.created, linksAdopted: tunnel.linksAdopted, mtu }, 'tunnel mode: overlay ready');
+  } else if (await disableTunnel(nl, datapath)) {
+    log.info({ device: TUNNEL_DEVICE }, 'no tunnel mode: the tunnel device of an earlier run removed');
+  }
+  const routing = registry ? new NodeRouting(nl, { nodeName: opts.nodeName, mode: opts.routingMode, routerIp: ipam.router, device: TUNNEL_DEVICE, mtu: mtu! }, log) : undefined;
+  const manager = new EndpointManager({ nodeName: opts.nodeName, cluster: opts.cluster, ipam, stateDir: opts.stateDir, ...(mtu ? { mtu } : {}) }, store, nl, datapath, log);
   const reconciler = new DatapathReconciler(manager, { router: ipam.router, nodeAddresses }, datapath, realizer, log);
   manager.changes = reconciler;
   const agentEvents = new AgentEventLog(opts.nodeName);
@@ -257,7 +274,11 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     };
     const shared = new SharedIpcache(kv, opts.cluster, opts.nodeName, opts.routingMode === 'tunnel', log);
     reconciler.remote = shared;
-    registry.listener = { nodeChanged: (n) => shared.nodeChanged(n), nodeRemoved: (name) => shared.nodeRemoved(name) };
+    registry.listener = {
+      nodeChanged: (n) => (shared.nodeChanged(n), void routing?.nodeChanged(n)),
+      nodeRemoved: (name) => (shared.nodeRemoved(name), void routing?.nodeRemoved(name)),
+    };
+    await routing?.sync(registry.list());
     for (const n of registry.list()) shared.nodeChanged(n);
     await shared.start();
     const intent = new SharedIntent(kv, opts.cluster, intentTarget(), log);
@@ -329,7 +350,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const cluster = kv && registry ? await joinClusterState(kv, registry) : undefined;
   await manager.restore();
   await cluster?.restored();
-  manager.pool = new InterfacePool(nl, datapath, opts.nodeName, ipam.router, opts.interfacePool, log);
+  manager.pool = new InterfacePool(nl, datapath, opts.nodeName, ipam.router, opts.interfacePool, log, mtu);
   const lb = LbDatapath.load(opts.bpfObjectDir, opts.bpffsDir);
   lb.attach(opts.cgroupRoot, opts.bpffsDir);
   // A service's selector chooses among this node's endpoints and, in a cluster, the others'.
@@ -437,6 +458,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       metricsServer?.server.close();
       await api.close();
       datapath.close(); // links stay pinned: traffic keeps flowing while the agent is away
+      tunnel?.overlay.close(); // the device, its links and the routes stay too
       lb.close();
       registry?.stop();
       cluster?.stop();

@@ -1,6 +1,7 @@
 /* Datapath notifications into the mb_events ring buffer, throttled like Cilium's monitor
  * aggregation: drops and policy verdicts always; traces of every packet at none; from low up
- * only where packets are delivered (to-endpoint, not from-endpoint); at medium once per
+ * only where packets are delivered or leave the node (to-endpoint, to-overlay; not
+ * from-endpoint); at medium once per
  * connection direction (a new connection, TCP flags not seen before in that direction, or once
  * per report interval); at maximum only new connections and closing flags. */
 #ifndef MEMBRANE_EVENTS_H
@@ -81,7 +82,8 @@ static __always_inline int trace_wanted(const struct datapath_config *cfg, struc
 					__u8 point, __u64 now)
 {
 	__u32 level = cfg ? cfg->aggregation : MB_AGG_MEDIUM;
-	/* From low up, as in Cilium, only the delivery side traces: a local packet is seen twice. */
+	/* From low up, as in Cilium, only the delivery side traces (and the sender's to-overlay,
+	 * for what another node delivers): a local packet is seen twice. */
 	if (level >= MB_AGG_LOW && point == MB_TRACE_FROM_ENDPOINT)
 		return 0;
 	if (level < MB_AGG_MEDIUM || !ct)

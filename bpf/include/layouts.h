@@ -32,7 +32,8 @@ struct ipcache_key {
 	__u8 addr[16];
 };
 
-/* tunnel_endpoint and encrypt_key are reserved for the overlay and encryption issues. */
+/* tunnel_endpoint: the underlay address of the node hosting the address (0: none, or this node),
+ * where tunnel mode encapsulates traffic to it. encrypt_key is reserved for encryption. */
 struct ipcache_value {
 	__u32 identity;
 	__be32 tunnel_endpoint;
@@ -160,6 +161,10 @@ struct ct_value {
 	__be32 nat_addr;        /* tc-level service translation (see enum mb_ct_flags) */
 	__be16 nat_port;
 	__u16 pad;
+	/* With MB_CT_F_TUNNEL: the node the remote peer is reached through (0: not the overlay), as
+	 * the ipcache said at the egress side's revision. Placed in what was the tail padding, so
+	 * the entry keeps its size and a restart adopts the map; older entries lack the flag. */
+	__be32 tunnel_endpoint;
 };
 
 enum mb_ct_flags {
@@ -170,6 +175,8 @@ enum mb_ct_flags {
 	MB_CT_F_REVNAT = 1 << 1,
 	/* The connection's first packet came from the key's side b. */
 	MB_CT_F_ORIG_B = 1 << 2,
+	/* tunnel_endpoint is known: egress needs no ipcache lookup to encapsulate. */
+	MB_CT_F_TUNNEL = 1 << 3,
 };
 
 /* Connection lifetimes in seconds (include/conntrack.h, and the agent's sweep). */
@@ -195,6 +202,17 @@ struct datapath_config {
 	__u32 ipcache_revision;
 	/* Connection tracking's clock: bpf_jiffies64() times this (0: the coarse monotonic clock). */
 	__u32 ns_per_jiffy;
+	__u32 routing_mode;   /* enum mb_routing_mode: how traffic to other nodes' endpoints leaves */
+	__u32 tunnel_ifindex; /* the VXLAN device (tunnel mode) */
+};
+
+/* Between nodes (DESIGN.md §3.13). Native: the node's routes carry packets to the other nodes'
+ * pod CIDRs and receivers classify by the ipcache. Tunnel: packets to an address whose ipcache
+ * entry names a tunnel endpoint are encapsulated in VXLAN to that node, the sender's security
+ * identity in the VNI. */
+enum mb_routing_mode {
+	MB_ROUTING_NATIVE = 0,
+	MB_ROUTING_TUNNEL = 1,
 };
 
 /* Monitor aggregation levels (Cilium's numbers). */
@@ -337,6 +355,7 @@ enum mb_event_type {
 /* Trace observation points as Cilium's monitor numbers them (event_type.sub_type). */
 enum mb_trace_point {
 	MB_TRACE_TO_ENDPOINT = 0,
+	MB_TRACE_TO_OVERLAY = 4,   /* encapsulated towards another node */
 	MB_TRACE_FROM_ENDPOINT = 5,
 };
 
@@ -387,6 +406,7 @@ enum mb_direction {
 enum mb_identity {
 	MB_IDENTITY_HOST = 1,
 	MB_IDENTITY_WORLD = 2,
+	MB_IDENTITY_REMOTE_NODE = 6, /* another node's host: a VNI of HOST means this on receipt */
 };
 
 #endif

@@ -4,6 +4,7 @@ import { DEFAULT_SOCKET } from '../api/client.js';
 import { UserError } from '../errors.js';
 import { MAGLEV_DEFAULT_SIZE, MAGLEV_SIZES } from '../service/maglev.js';
 import { collectList } from './context.js';
+import { DEFAULT_TUNNEL_PORT } from '../cluster/routing-mode.js';
 import type { AgentOptions } from '../agent.js';
 
 function wholeNumber(text: string, flag: string, min: number, max: number): number {
@@ -121,15 +122,21 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
     .option('--kvstore-lease-ttl <seconds>', "how long a dead node's entries live on in the cluster", '15')
     .option('--identity-gc-interval <seconds>', 'a cluster identity no node has used for this long (twice at most) is freed', '60')
     .addOption(new Option('--routing-mode <mode>', "between nodes: tunnel (VXLAN, the source identity in the VNI) or native (the underlay routes pod CIDRs)").choices(['tunnel', 'native'] as const).default('tunnel' as const))
+    .option('--tunnel-port <port>', 'UDP port of the VXLAN overlay (tunnel mode), the same on every node', String(DEFAULT_TUNNEL_PORT))
     .option('--node-ip <address>', 'IPv4 address the other nodes reach this one at (default: the first non-loopback address)')
     .option('--node-labels <k=v,...>', 'labels of this node in the cluster, comma-separated or repeated', collectList);
   cmd.action(async (o) => {
     const { runAgent, DEFAULT_BPF_OBJECT_DIR } = await import('../agent.js');
     const { dirname, join } = await import('node:path');
     const socket = socketOption() ?? process.env.MEMBRANE_SOCKET ?? DEFAULT_SOCKET;
-    // Ctrl-C while the start waits (for etcd) stops it at once.
+    // Ctrl-C or SIGTERM during the start stops it at once: a wait for etcd ends with its own
+    // message (the rejection runs before the next turn); anything else is left as a crash would
+    // leave it, which the next start repairs.
     const starting = new AbortController();
-    const stopStarting = () => starting.abort();
+    const stopStarting = () => {
+      starting.abort();
+      setImmediate(() => process.exit(1));
+    };
     process.once('SIGINT', stopStarting);
     process.once('SIGTERM', stopStarting);
     const agent = await runAgent({
@@ -162,6 +169,7 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
       metricsDisableTls: o.metricsDisableTls ?? false,
       ...kvstoreOptions(o),
       routingMode: o.routingMode,
+      tunnelPort: wholeNumber(o.tunnelPort, '--tunnel-port', 1, 65535),
       ...(o.nodeIp !== undefined ? { nodeIp: o.nodeIp } : {}),
       nodeLabels: nodeLabels(o.nodeLabels ?? []),
       signal: starting.signal,

@@ -13,7 +13,10 @@ import { errorMessage } from '../errors.js';
 import type { Endpoint } from '../endpoint/types.js';
 import type { FlowPeer } from '../flow/decoder.js';
 import { IDENTITY_REMOTE_NODE, IDENTITY_WORLD } from '../identity/reserved.js';
-import { ipToInt } from '../net/ipv4.js';
+import { ipToInt, parseCidr } from '../net/ipv4.js';
+import { routerAddress } from '../endpoint/ipam.js';
+
+const routerOf = (podCidr: string) => routerAddress(parseCidr(podCidr));
 import type { RemotePeer, RemoteSource } from '../reconcile/datapath.js';
 import type { EtcdStore } from '../store/etcd.js';
 import type { ClusterNode } from './node-registry.js';
@@ -152,7 +155,8 @@ export class SharedIpcache implements RemoteSource {
     const old = this.nodes.get(node.name);
     this.nodes.set(node.name, node);
     if (old && old.ip === node.ip && old.podCIDR === node.podCIDR) return;
-    const removed = old ? [`${old.ip}/32`, old.podCIDR].filter((p) => p !== `${node.ip}/32` && p !== node.podCIDR) : [];
+    const keep = new Set(this.nodePeers(node).map((p) => p.prefix));
+    const removed = old ? this.nodePeers(old).map((p) => p.prefix).filter((p) => !keep.has(p)) : [];
     // The node's endpoints wait for their node to be known (to tunnel to it) and follow its address.
     const moved = !old || old.ip !== node.ip ? [...this.remote.values()].filter((e) => e.node === node.name).map((e) => this.endpointPeer(e)!) : [];
     this.listener?.(`node ${node.name} changed`, [...this.nodePeers(node), ...moved], removed);
@@ -162,7 +166,7 @@ export class SharedIpcache implements RemoteSource {
     const old = this.nodes.get(name);
     if (!old) return;
     this.nodes.delete(name);
-    this.listener?.(`node ${name} left`, [], [`${old.ip}/32`, old.podCIDR]);
+    this.listener?.(`node ${name} left`, [], this.nodePeers(old).map((p) => p.prefix));
   }
 
   peers(): RemotePeer[] {
@@ -187,10 +191,13 @@ export class SharedIpcache implements RemoteSource {
   }
 
   private nodePeers(node: ClusterNode): RemotePeer[] {
+    const tunnel = this.tunnel ? { tunnelEndpoint: node.ip } : {};
     return [
       { prefix: `${node.ip}/32`, identity: IDENTITY_REMOTE_NODE },
+      // The node's router address (the first of its pod CIDR) is the node too, reached like its pods.
+      { prefix: `${routerOf(node.podCIDR)}/32`, identity: IDENTITY_REMOTE_NODE, ...tunnel },
       // Addresses of the node's pod CIDR that no endpoint holds yet still go to that node.
-      { prefix: node.podCIDR, identity: IDENTITY_WORLD, ...(this.tunnel ? { tunnelEndpoint: node.ip } : {}) },
+      { prefix: node.podCIDR, identity: IDENTITY_WORLD, ...tunnel },
     ];
   }
 

@@ -87,6 +87,7 @@ export const ctValue = defineStruct('ct_value', [
   ['nat_addr', 'ipv4'],
   ['nat_port', 'be16'],
   ['pad', 'u16'],
+  ['tunnel_endpoint', 'ipv4'],
 ] as const);
 
 export const ctSide = defineStruct('ct_side', [
@@ -101,6 +102,8 @@ export const datapathConfig = defineStruct('datapath_config', [
   ['fast_path', 'u32'],
   ['ipcache_revision', 'u32'],
   ['ns_per_jiffy', 'u32'],
+  ['routing_mode', 'u32'],
+  ['tunnel_ifindex', 'u32'],
 ] as const);
 
 export const flowEvent = defineStruct('flow_event', [
@@ -257,6 +260,7 @@ export const CT_FLAGS = {
   SERVICE: 1,
   REVNAT: 2,
   ORIG_B: 4,
+  TUNNEL: 8,
 } as const;
 
 export const CT_LIFETIME = {
@@ -291,6 +295,7 @@ export const EVENT_TYPE = {
 
 export const TRACE_POINT = {
   TO_ENDPOINT: 0,
+  TO_OVERLAY: 4,
   FROM_ENDPOINT: 5,
 } as const;
 
@@ -323,6 +328,12 @@ export const DIRECTION = {
 export const IDENTITY = {
   HOST: 1,
   WORLD: 2,
+  REMOTE_NODE: 6,
+} as const;
+
+export const ROUTING_MODE = {
+  NATIVE: 0,
+  TUNNEL: 1,
 } as const;
 
 export const DROP_REASON = {
@@ -341,5 +352,6 @@ export const DROP_REASON = {
 /** The maps each object declares, by name (bpf/include/maps.h, lb.h). */
 export const OBJECT_MAPS = {
   endpoint: ['mb_endpoints', 'mb_lxc', 'mb_ipcache', 'mb_metrics', 'mb_policy', 'mb_ct', 'mb_agent_ports', 'mb_events', 'mb_events_lost', 'mb_config', 'mb_lb_services', 'mb_lb_backends', 'mb_lb_revnat', 'mb_lb_maglev', 'mb_lb_affinity', 'mb_lb_members'],
+  overlay: ['mb_lxc', 'mb_ipcache', 'mb_endpoints', 'mb_metrics', 'mb_policy', 'mb_ct', 'mb_agent_ports', 'mb_events', 'mb_events_lost', 'mb_config', 'mb_lb_services', 'mb_lb_backends', 'mb_lb_revnat', 'mb_lb_maglev', 'mb_lb_affinity', 'mb_lb_members'],
   sock: ['mb_lb_services', 'mb_lb_backends', 'mb_lb_revnat', 'mb_lb_maglev', 'mb_lb_affinity', 'mb_lb_members'],
 } as const;

@@ -21,6 +21,7 @@ import {
   lxcKey,
   ipcacheValue,
   OBJECT_MAPS,
+  ROUTING_MODE,
   RULE,
   type EndpointMap,
   metricsKey,
@@ -43,6 +44,9 @@ export interface DesiredDatapath {
 }
 
 export type PolicyMapEntry = StructEntry<typeof policyKey, typeof policyValue>;
+
+/** The datapath's routing settings (ROUTING_MODE; the VXLAN device's ifindex in tunnel mode). */
+export type Routing = Pick<StructValue<typeof datapathConfig>, 'routing_mode' | 'tunnel_ifindex'>;
 
 export interface DatapathChange {
   upsert: DesiredDatapath;
@@ -94,9 +98,18 @@ export class Datapath {
     this.agentPortsMirror = new MapMirror(new TypedMap(map('mb_agent_ports'), agentPortKey, agentPortValue));
     this.linkDir = path.join(bpffsDir, 'links');
     fs.mkdirSync(this.linkDir, { recursive: true });
-    // Continue the revision an earlier agent left, so its connections stay judged.
+    // Continue the revision an earlier agent left, so its connections stay judged, and its
+    // routing, so traffic to other nodes keeps its way until the agent configures it again.
     const realized = this.config.get({ index: 0 });
-    this.settings = { aggregation: 3, report_interval: 5, fast_path: 1, ipcache_revision: realized?.ipcache_revision ?? 0, ns_per_jiffy: this.clock.nsPerJiffy };
+    this.settings = {
+      aggregation: 3,
+      report_interval: 5,
+      fast_path: 1,
+      ipcache_revision: realized?.ipcache_revision ?? 0,
+      ns_per_jiffy: this.clock.nsPerJiffy,
+      routing_mode: realized?.routing_mode ?? ROUTING_MODE.NATIVE,
+      tunnel_ifindex: realized?.tunnel_ifindex ?? 0,
+    };
   }
 
   private settings: StructValue<typeof datapathConfig>;
@@ -245,10 +258,23 @@ export class Datapath {
     return stats;
   }
 
-  /** Writes the settings the programs read on every packet (the ipcache revision is the datapath's own). */
-  configure(settings: Omit<StructValue<typeof datapathConfig>, 'ipcache_revision' | 'ns_per_jiffy'>): void {
-    this.settings = { ...settings, ipcache_revision: this.settings.ipcache_revision, ns_per_jiffy: this.clock.nsPerJiffy };
+  /**
+   * Writes the settings the programs read on every packet (the ipcache revision is the
+   * datapath's own; routing is set apart, by configureRouting).
+   */
+  configure(settings: Omit<StructValue<typeof datapathConfig>, 'ipcache_revision' | 'ns_per_jiffy' | keyof Routing>): void {
+    this.settings = { ...this.settings, ...settings, ns_per_jiffy: this.clock.nsPerJiffy };
     this.config.set({ index: 0 }, this.settings);
+  }
+
+  /** How traffic to other nodes' endpoints leaves: natively routed, or encapsulated into the VXLAN device. */
+  configureRouting(routing: Routing): void {
+    this.settings = { ...this.settings, ...routing };
+    this.config.set({ index: 0 }, this.settings);
+  }
+
+  get routing(): Routing {
+    return { routing_mode: this.settings.routing_mode, tunnel_ifindex: this.settings.tunnel_ifindex };
   }
 
   /**

@@ -4,6 +4,11 @@
 import { conflict, invalid } from '../errors.js';
 import { cidrContains, formatCidr, intToIp, ipToInt, type Cidr } from '../net/ipv4.js';
 
+/** A node's router address: the first host address of its pod CIDR (other nodes reach it too). */
+export function routerAddress(cidr: Cidr): string {
+  return intToIp(cidr.base + 1);
+}
+
 export class Ipam {
   private readonly used = new Set<number>();
   private readonly first: number;
@@ -15,7 +20,7 @@ export class Ipam {
     if (size < 4) throw invalid(`pod CIDR ${formatCidr(cidr)} is too small: use a /30 or larger`);
     this.first = cidr.base + 2; // after the network address and the router
     this.last = cidr.base + size - 2; // before broadcast
-    this.router = intToIp(cidr.base + 1);
+    this.router = routerAddress(cidr);
   }
 
   /** Allocates `requested` or the lowest free address. */

@@ -29,7 +29,7 @@ import { attachNetns, ifindexOf, isNetns, NETNS_NAME_MAX, netnsIdentity, netnsPa
 import type { Store } from '../store/store.js';
 import { poolNetnsPattern, type InterfacePool } from './pool.js';
 import type { Ipam } from './ipam.js';
-import { plumb, plumbPrewired, randomMac, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
+import { plumb, plumbPrewired, randomMac, setEndpointMtu, unplumb, WORKLOAD_IFNAME } from './plumbing.js';
 import { PendingAdds } from './pending.js';
 import { parseNamedPorts, validateEndpointName, validateNamespaceName } from './validate.js';
 
@@ -41,6 +41,8 @@ export interface ManagerConfig {
   ipam: Ipam;
   /** Where adds in progress are recorded (see pending.ts). */
   stateDir: string;
+  /** MTU of endpoints' interfaces (see Plumbing.mtu); the kernel's default when absent. */
+  mtu?: number;
 }
 
 /** Room kept in a namespace name for the suffix that makes it unique (`-<id>-<n>`). */
@@ -131,6 +133,8 @@ export class EndpointManager {
     if (removed.length) this.log.info({ removed }, 'removed pinned links of endpoints that no longer exist');
     await this.removeUnfinishedAdds();
     await this.removeStrayInterfaces();
+    // Endpoints plumbed before the node's MTU changed (e.g. it joined a cluster in tunnel mode).
+    const mtus = this.cfg.mtu ? new Map((await this.nl.links()).map((l) => [l.name, l.mtu])) : undefined;
     for (const ep of this.endpoints.values()) {
       try {
         let ifindex = ifindexOf(ep.interface);
@@ -139,7 +143,12 @@ export class EndpointManager {
           // Neither the namespace nor its name goes: not ours to remove, and a name given to a
           // process's namespace cannot be made again once removed.
           await unplumb(this.nl, { ...ep, netnsOwned: false, netnsAttached: false });
-          ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, (i) => this.datapath.attachNewEndpoint(ep.id, i));
+          ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router, mtu: this.cfg.mtu }, (i) => this.datapath.attachNewEndpoint(ep.id, i));
+        }
+        const mtu = mtus?.get(ep.interface);
+        if (this.cfg.mtu && mtu !== undefined && mtu !== this.cfg.mtu) {
+          await setEndpointMtu(this.nl, ep, this.cfg.mtu);
+          this.log.info({ endpoint: ep.id, from: mtu, to: this.cfg.mtu }, 'endpoint MTU changed');
         }
         const adopted = this.datapath.attachEndpoint(ep.id, ifindex);
         Object.assign(ep, { ifindex, state: 'ready', stateReason: undefined });
@@ -308,9 +317,9 @@ export class EndpointManager {
       if (given?.attach) attachNetns(given.attach, ep.netns);
       if (prewired) {
         this.datapath.claimPooled(prewired.slot, id);
-        ep.ifindex = await plumbPrewired(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, prewired);
+        ep.ifindex = await plumbPrewired(this.nl, { ...ep, routerIP: this.cfg.ipam.router, mtu: this.cfg.mtu }, prewired);
       } else {
-        ep.ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router }, (ifindex) => this.datapath.attachNewEndpoint(id, ifindex));
+        ep.ifindex = await plumb(this.nl, { ...ep, routerIP: this.cfg.ipam.router, mtu: this.cfg.mtu }, (ifindex) => this.datapath.attachNewEndpoint(id, ifindex));
       }
       lap(prewired ? 'plumbed (prepared)' : 'plumbed');
       ep.state = 'ready';

@@ -36,6 +36,9 @@ export interface Plumbing {
   mac: string;
   hostMac: string;
   routerIP: string;
+  /** MTU of both ends of the veth; the kernel's default (1500) when absent. In tunnel mode the
+   * underlay's less the encapsulation, or large transfers stall (src/cluster/mtu.ts). */
+  mtu?: number;
 }
 
 /**
@@ -58,7 +61,7 @@ export async function plumb(nl: Netlink, p: Plumbing, onHostInterface: (ifindex:
   await nl.apply(
     [
       ...(createNetns ? [{ op: 'add-netns' as const, name: p.netns }] : []),
-      { op: 'veth', name: p.interface, mac: p.hostMac, peer: WORKLOAD_IFNAME, peerMac: p.mac, peerNetns: p.netns },
+      { op: 'veth', name: p.interface, mac: p.hostMac, peer: WORKLOAD_IFNAME, peerMac: p.mac, peerNetns: p.netns, ...(p.mtu ? { mtu: p.mtu } : {}) },
       { op: 'up', name: p.interface },
       { op: 'route', dst: `${p.ipv4}/32`, dev: p.interface, scope: 'link' },
       { op: 'neighbour', ip: p.ipv4, mac: p.mac, dev: p.interface },
@@ -105,6 +108,16 @@ export async function plumbPrewired(nl: Netlink, p: Plumbing, prewired: { netns:
     nl.apply([{ op: 'address', dev: WORKLOAD_IFNAME, cidr: `${p.ipv4}/32` }], p.netns),
   ]);
   return prewired.ifindex;
+}
+
+/**
+ * Gives both ends of an existing endpoint's veth the MTU `mtu` (an endpoint plumbed before the
+ * node's routing mode or underlay changed). The inside first: a workload never sends more than
+ * the host side takes.
+ */
+export async function setEndpointMtu(nl: Netlink, p: Pick<Plumbing, 'interface' | 'netns' | 'nodeNetns'>, mtu: number): Promise<void> {
+  await nl.apply([{ op: 'set-link', name: WORKLOAD_IFNAME, mtu }], p.netns);
+  await nl.apply([{ op: 'set-link', name: p.interface, mtu }], p.nodeNetns);
 }
 
 /** Removes the veth pair (both ends go together) and the namespace when the agent owns it. */

@@ -43,6 +43,8 @@ export class InterfacePool {
     private readonly routerIP: string,
     readonly size: number,
     private readonly log: Logger,
+    /** MTU of the prepared veths (see Plumbing.mtu). */
+    private readonly mtu?: number,
   ) {}
 
   private refill?: NodeJS.Timeout;
@@ -85,7 +87,9 @@ export class InterfacePool {
     const p: Prewired = { slot, netns: `${this.nodeName}.pool${slot}`, hostName: `lxcp${slot}`, ifindex: 0, hostMac: randomMac(), mac: randomMac() };
     await this.nl.addNetns(p.netns);
     try {
-      await this.nl.apply([{ op: 'veth', name: p.hostName, mac: p.hostMac, peer: WORKLOAD_IFNAME, peerMac: p.mac, peerNetns: p.netns }]);
+      await this.nl.apply([
+        { op: 'veth', name: p.hostName, mac: p.hostMac, peer: WORKLOAD_IFNAME, peerMac: p.mac, peerNetns: p.netns, ...(this.mtu ? { mtu: this.mtu } : {}) },
+      ]);
       p.ifindex = ifindexOf(p.hostName);
       if (!p.ifindex) throw new Error(`${p.hostName} vanished right after it was created`);
       disableIpv6(p.hostName);

@@ -325,7 +325,7 @@ export class FlowDecoder {
     const fromService = this.ctx.serviceOfBackend?.(ev.saddr, ev.sport, ev.protocol);
     if (fromService) flow.source_service = { name: fromService, namespace: SERVICE_NAMESPACE };
     if (ev.type === EVENT_TYPE.TRACE) {
-      flow.trace_observation_point = ev.subtype === TRACE_POINT.TO_ENDPOINT ? 'TO_ENDPOINT' : 'FROM_ENDPOINT';
+      flow.trace_observation_point = ev.subtype === TRACE_POINT.TO_ENDPOINT ? 'TO_ENDPOINT' : ev.subtype === TRACE_POINT.TO_OVERLAY ? 'TO_OVERLAY' : 'FROM_ENDPOINT';
     }
     if (ev.type === EVENT_TYPE.DROP) {
       flow.drop_reason = ev.subtype;

@@ -9,13 +9,28 @@ const execFileP = promisify(execFile);
 
 export type NetOp =
   | { op: 'add-netns'; name: string }
-  | { op: 'veth'; name: string; mac: string; peer: string; peerMac: string; peerNetns?: string }
+  | { op: 'veth'; name: string; mac: string; peer: string; peerMac: string; peerNetns?: string; mtu?: number }
+  /** A collect_md VXLAN device: every packet's tunnel key (VNI, remote) comes from BPF, no FDB. */
+  | { op: 'vxlan'; name: string; port: number; mtu: number }
   | { op: 'rename-link'; name: string; newName: string }
   | { op: 'up'; name: string }
+  | { op: 'set-link'; name: string; mtu?: number; arp?: boolean; up?: boolean }
   | { op: 'delete-link'; name: string }
   | { op: 'address'; dev: string; cidr: string }
-  | { op: 'route'; dst: string; dev?: string; via?: string; scope?: 'link' | 'host'; unreachable?: boolean }
-  | { op: 'delete-route'; dst: string; unreachable?: boolean }
+  | {
+      op: 'route';
+      dst: string;
+      dev?: string;
+      via?: string;
+      src?: string;
+      scope?: 'link' | 'host';
+      mtu?: number;
+      /** The route's protocol number: who owns it (`ip route show proto N` lists them). */
+      proto?: number;
+      unreachable?: boolean;
+    }
+  /** With `proto`, only a route of that protocol goes: never somebody else's for the same prefix. */
+  | { op: 'delete-route'; dst: string; unreachable?: boolean; proto?: number }
   | { op: 'neighbour'; ip: string; mac: string; dev: string };
 
 export interface LinkState {
@@ -23,6 +38,22 @@ export interface LinkState {
   ifindex: number;
   mac: string;
   up: boolean;
+  mtu: number;
+}
+
+/** One link with its kind (`ip -d link`): enough to tell whether a device is the one wanted. */
+export interface LinkDetails extends LinkState {
+  kind?: string;
+  noarp: boolean;
+  vxlan?: { port: number; external: boolean; learning: boolean };
+}
+
+export interface RouteState {
+  dst: string;
+  dev?: string;
+  via?: string;
+  src?: string;
+  mtu?: number;
 }
 
 export interface Netlink {
@@ -31,6 +62,10 @@ export interface Netlink {
   links(netns?: string): Promise<LinkState[]>;
   /** IPv4 addresses configured in the namespace, with their interface. */
   addresses(netns?: string): Promise<{ dev: string; address: string; prefixlen: number }[]>;
+  /** The link named `name`, or undefined when there is none. */
+  link(name: string, netns?: string): Promise<LinkDetails | undefined>;
+  /** IPv4 routes of the main table with protocol `proto`. */
+  routes(proto: number, netns?: string): Promise<RouteState[]>;
   addNetns(name: string): Promise<void>;
   deleteNetns(name: string): Promise<void>;
   netnsExists(name: string): boolean;
@@ -40,8 +75,19 @@ function render(op: NetOp): string {
   switch (op.op) {
     case 'add-netns':
       return `netns add ${op.name}`;
-    case 'veth':
-      return `link add ${op.name} address ${op.mac} type veth peer name ${op.peer} address ${op.peerMac}${op.peerNetns ? ` netns ${op.peerNetns}` : ''}`;
+    case 'veth': {
+      const mtu = op.mtu ? ` mtu ${op.mtu}` : '';
+      return `link add ${op.name} address ${op.mac}${mtu} type veth peer name ${op.peer} address ${op.peerMac}${mtu}${op.peerNetns ? ` netns ${op.peerNetns}` : ''}`;
+    }
+    case 'vxlan':
+      return `link add ${op.name} mtu ${op.mtu} type vxlan external dstport ${op.port} nolearning`;
+    case 'set-link': {
+      let s = `link set dev ${op.name}`;
+      if (op.mtu !== undefined) s += ` mtu ${op.mtu}`;
+      if (op.arp !== undefined) s += ` arp ${op.arp ? 'on' : 'off'}`;
+      if (op.up !== undefined) s += op.up ? ' up' : ' down';
+      return s;
+    }
     case 'rename-link':
       return `link set dev ${op.name} name ${op.newName}`;
     case 'up':
@@ -55,14 +101,32 @@ function render(op: NetOp): string {
       let s = `route replace ${op.dst}`;
       if (op.via) s += ` via ${op.via}`;
       if (op.dev) s += ` dev ${op.dev}`;
+      if (op.src) s += ` src ${op.src}`;
       if (op.scope) s += ` scope ${op.scope}`;
+      if (op.mtu) s += ` mtu ${op.mtu}`;
+      if (op.proto !== undefined) s += ` proto ${op.proto}`;
       return s;
     }
-    case 'delete-route':
-      return op.unreachable ? `route del unreachable ${op.dst}` : `route del ${op.dst}`;
+    case 'delete-route': {
+      const s = op.unreachable ? `route del unreachable ${op.dst}` : `route del ${op.dst}`;
+      return op.proto !== undefined ? `${s} proto ${op.proto}` : s;
+    }
     case 'neighbour':
       return `neighbour replace ${op.ip} lladdr ${op.mac} dev ${op.dev} nud permanent`;
   }
+}
+
+interface IpLink {
+  ifname: string;
+  ifindex: number;
+  address?: string;
+  mtu: number;
+  flags: string[];
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+}
+
+function linkState(l: IpLink): LinkState {
+  return { name: l.ifname, ifindex: l.ifindex, mac: l.address ?? '', up: l.flags.includes('UP'), mtu: l.mtu };
 }
 
 function nsArgs(netns?: string): string[] {
@@ -88,8 +152,35 @@ export class IprouteNetlink implements Netlink {
 
   async links(netns?: string): Promise<LinkState[]> {
     const { stdout } = await execFileP('ip', [...nsArgs(netns), '-j', 'link', 'show']);
-    const parsed = JSON.parse(stdout) as { ifname: string; ifindex: number; address?: string; flags: string[] }[];
-    return parsed.map((l) => ({ name: l.ifname, ifindex: l.ifindex, mac: l.address ?? '', up: l.flags.includes('UP') }));
+    return (JSON.parse(stdout) as IpLink[]).map(linkState);
+  }
+
+  async link(name: string, netns?: string): Promise<LinkDetails | undefined> {
+    let stdout: string;
+    try {
+      ({ stdout } = await execFileP('ip', [...nsArgs(netns), '-d', '-j', 'link', 'show', 'dev', name]));
+    } catch (err) {
+      if (/does not exist/.test((err as { stderr?: string }).stderr ?? '')) return undefined;
+      throw err;
+    }
+    const l = (JSON.parse(stdout) as IpLink[])[0];
+    if (!l) return undefined;
+    const data = l.linkinfo?.info_data;
+    return {
+      ...linkState(l),
+      kind: l.linkinfo?.info_kind,
+      noarp: l.flags.includes('NOARP'),
+      ...(l.linkinfo?.info_kind === 'vxlan' ? { vxlan: { port: Number(data?.port ?? 0), external: data?.external === true, learning: data?.learning === true } } : {}),
+    };
+  }
+
+  async routes(proto: number, netns?: string): Promise<RouteState[]> {
+    const { stdout } = await execFileP('ip', [...nsArgs(netns), '-j', '-4', 'route', 'show', 'proto', String(proto)]);
+    const parsed = JSON.parse(stdout) as { dst: string; dev?: string; gateway?: string; prefsrc?: string; metrics?: { mtu?: number }[] }[];
+    return parsed.map((r) => {
+      const mtu = r.metrics?.find((m) => m.mtu !== undefined)?.mtu;
+      return { dst: r.dst, ...(r.dev ? { dev: r.dev } : {}), ...(r.gateway ? { via: r.gateway } : {}), ...(r.prefsrc ? { src: r.prefsrc } : {}), ...(mtu ? { mtu } : {}) };
+    });
   }
 
   async addresses(netns?: string): Promise<{ dev: string; address: string; prefixlen: number }[]> {

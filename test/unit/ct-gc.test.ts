@@ -26,6 +26,7 @@ const entry = (lastSeenS: number, flags: number) => ({
   nat_addr: '0.0.0.0',
   nat_port: 0,
   pad: 0,
+  tunnel_endpoint: '0.0.0.0',
 });
 
 describe('connection-tracking expiry (mirrors bpf/include/conntrack.h)', () => {
