@@ -167,16 +167,19 @@ export class TestNode {
         await sleep(50);
       }
     }
+    await this.killAgent(); // not left running behind a failed start
     throw new Error(`agent did not answer within 15 s:\n${this.agentLog()}`);
   }
 
-  /** SIGKILL: nothing runs on the way out, like a crash. */
+  /** SIGKILL: nothing runs on the way out, like a crash. Another signal is followed by SIGKILL after 10 s. */
   async killAgent(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const agent = this.agent;
     if (!agent || agent.exitCode !== null || agent.signalCode !== null) return;
     const exited = new Promise((r) => agent.once('exit', r));
     agent.kill(signal);
+    const escalate = signal === 'SIGKILL' ? undefined : setTimeout(() => agent.kill('SIGKILL'), 10_000);
     await exited;
+    clearTimeout(escalate);
     this.agent = undefined;
   }
 
