@@ -6,6 +6,7 @@ import { AgentClient, DEFAULT_SOCKET } from '../api/client.js';
 import { AgentUnreachable, ApiError, StartupError, UserError } from '../errors.js';
 import { agentCommand } from './agent.js';
 import { bpfCommand } from './bpf.js';
+import { clusterCommand } from './cluster.js';
 import { completionCommand } from './completion.js';
 import type { CliContext } from './context.js';
 import { colourWanted, styled } from '../util/style.js';
@@ -31,7 +32,7 @@ const ctx: CliContext = {
 };
 
 program.addCommand(agentCommand(() => program.opts().socket));
-for (const make of [versionCommand, serviceCommand, statusCommand, namespaceCommand, endpointCommand, identityCommand, ipcacheCommand, nodeCommand, policyCommand, applyCommand, observeCommand, bpfCommand]) {
+for (const make of [versionCommand, serviceCommand, statusCommand, namespaceCommand, endpointCommand, identityCommand, ipcacheCommand, nodeCommand, clusterCommand, policyCommand, applyCommand, observeCommand, bpfCommand]) {
   program.addCommand(make(ctx));
 }
 program.addCommand(completionCommand(program));
