@@ -37,7 +37,7 @@ import type { IdentityListener } from './identity/allocator.js';
 import { registerNodeRoutes } from './api/node-routes.js';
 import { Mutex } from './util/mutex.js';
 import { VERSION } from './util/version.js';
-import { checkListener, type TlsFiles } from './util/listen.js';
+import { checkListener, checkPeerAddress, checkPeerTls, type PeerTlsFiles, type TlsFiles } from './util/listen.js';
 import { registerEndpointRoutes } from './api/endpoint-routes.js';
 import { registerServiceRoutes } from './api/service-routes.js';
 import { LbDatapath, SOCK_OBJECT } from './service/datapath.js';
@@ -50,6 +50,9 @@ import { flowContext } from './flow/context.js';
 import { FlowDecoder } from './flow/decoder.js';
 import { matchesRequest } from './flow/filter.js';
 import { startObserverServer } from './flow/grpc-server.js';
+import { LocalFlows } from './cluster/relay/node-flows.js';
+import { PeerPool } from './cluster/relay/peers.js';
+import { Relay } from './cluster/relay/relay.js';
 import { Metrics } from './flow/metrics.js';
 import { FlowMonitor } from './flow/monitor.js';
 import { FlowRing } from './flow/ring.js';
@@ -97,6 +100,12 @@ export interface AgentOptions {
   hubbleDisableTls?: boolean;
   metricsTls?: TlsFiles;
   metricsDisableTls?: boolean;
+  /**
+   * In a cluster: the Observer for the other nodes' relays (mutual TLS only) and the files this
+   * node serves and dials its peers with. address undefined: NODE_IP:4244 when the files are
+   * given; '' serves nothing (this node still relays its peers' flows).
+   */
+  hubblePeer?: PeerTlsFiles & { address?: string };
   /** A cluster's etcd: the agent joins it (nodes registry); without it, one node on its own. */
   kvstore?: { endpoints: string[]; tls?: EtcdTlsFiles; leaseTtlSeconds: number; identityGcSeconds: number };
   /** Between nodes: encapsulated (VXLAN, identity in the VNI) or routed as is. */
@@ -114,6 +123,8 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 export const DEFAULT_BPF_OBJECT_DIR = path.join(repoRoot, 'build');
 
 const CT_GC_INTERVAL_MS = 30_000;
+/** How long a relay waits for a peer's Observer to answer before it reports the node unavailable. */
+const PEER_TIMEOUT_MS = 3000;
 
 
 /** Capabilities the agent needs (bit numbers of linux/capability.h). CAP_SYS_ADMIN also covers BPF. */
@@ -189,12 +200,17 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   // Flags alone decide these: refused before anything on the machine is touched.
   const hubbleTcp = checkListener('hubble', { address: opts.hubbleAddress, ...opts.hubbleTls, disableTls: opts.hubbleDisableTls ?? false });
   const metricsTcp = checkListener('metrics', { address: opts.metricsAddress, ...opts.metricsTls, disableTls: opts.metricsDisableTls ?? false });
+  const peerTls = checkPeerTls(opts.hubblePeer ?? {}, opts.nodeName);
+  if ((peerTls || opts.hubblePeer?.address) && !opts.kvstore) {
+    throw new StartupError('--hubble-peer-* serve and reach the other nodes of a cluster: add --kvstore etcd --kvstore-endpoints URL, or leave them out');
+  }
   const features = preflight(opts);
   const started = Date.now();
   if (opts.clusterPool && !opts.kvstore) throw new StartupError('--cluster-pool-ipv4-cidr needs a cluster: add --kvstore etcd --kvstore-endpoints URL (or give --pod-cidr)');
   if (!opts.podCidr && !opts.clusterPool) throw new StartupError('give this node its pod CIDR with --pod-cidr, or a cluster pool to claim one from with --cluster-pool-ipv4-cidr');
   const nl = new IprouteNetlink();
   const underlayIp = await nodeIp(nl, opts.nodeIp, opts.kvstore !== undefined);
+  const peerAddress = opts.kvstore ? checkPeerAddress(opts.hubblePeer?.address, peerTls, underlayIp) : undefined;
   // Late-bound: the registry's heartbeat reads what the rest of the agent builds below.
   let local: { health: () => ClusterNode['health']; endpoints: () => number } = { health: () => 'ok', endpoints: () => 0 };
   let kv: EtcdStore | undefined;
@@ -368,7 +384,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const clusterNodes = (): ClusterNode[] =>
     registry?.list() ?? [{ ...self, health: health(), endpoints: manager.listEndpoints().length, heartbeat: new Date().toISOString() }];
 
-  const listening = { hubble: '', metrics: '' };
+  const listening = { hubble: '', metrics: '', hubblePeer: '' };
 
   const api = new ApiServer(log)
     .route('GET', '/v1/status', (): Status => {
@@ -388,7 +404,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         lastSync: reconciler.lastSync,
         memory: agentMemory(),
         flows: { ...ring.status(), aggregation: opts.aggregation, eventsRead: monitor.eventsRead, backlogBytes: monitor.backlogBytes, decodeErrors: monitor.decodeErrors },
-        listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics, hubbleTls: hubbleTcp?.mode, metricsTls: metricsTcp?.mode },
+        listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics, hubbleTls: hubbleTcp?.mode, metricsTls: metricsTcp?.mode, ...(listening.hubblePeer ? { hubblePeer: listening.hubblePeer } : {}) },
         paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
         policy: { enforcement: opts.enforcement, auditMode: opts.auditMode, revision: repo.revision },
         datapath: { objects: { [ENDPOINT_OBJECT]: datapath.objectVersion, [SOCK_OBJECT]: lb.objectVersion }, programsAdopted: datapath.programsAdopted },
@@ -421,7 +437,10 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   monitor.configure(opts.aggregation, opts.fastPath);
   monitor.start();
   registerPolicyRoutes(api, { repo, realizer, manager, reconciler, datapath, serial, metrics, ...(cluster ? { shared: cluster.intent } : {}) });
-  registerFlowRoutes(api, ring, metrics);
+  // In a cluster this agent is also a relay: what its readers ask for flows (the API, the
+  // Observer on --hubble-address and hubble.sock) covers every node, read over mutual TLS.
+  const relay = registry ? new Relay(new PeerPool(new LocalFlows(ring, matchesRequest, VERSION), () => registry!.list(), peerTls, PEER_TIMEOUT_MS), { log }) : undefined;
+  registerFlowRoutes(api, ring, metrics, relay);
   // Both listeners disabled ('' and ''): no Observer server at all.
   const observer = !hubbleTcp && !opts.hubbleSocket ? undefined : await startObserverServer(ring, {
     ...(hubbleTcp ? { tcpAddress: opts.hubbleAddress, ...(hubbleTcp.tls ? { tls: hubbleTcp.tls } : {}) } : {}),
@@ -429,7 +448,19 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     version: VERSION,
     filter: matchesRequest,
     agentEvents,
+    ...(relay ? { cluster: relay } : {}),
   });
+  // The Observer the other nodes' relays read: this node's own flows, on the underlay, mutual TLS
+  // only (a client without a certificate the cluster CA signed fails the handshake).
+  const peerObserver = peerAddress === undefined || !peerTls ? undefined : await startObserverServer(ring, {
+    tcpAddress: peerAddress,
+    tls: { cert: peerTls.cert, key: peerTls.key, clientCa: peerTls.ca },
+    version: VERSION,
+    filter: matchesRequest,
+    agentEvents,
+  });
+  if (registry && !peerObserver) log.warn('this node serves no Observer to its peers (no --hubble-peer-tls-* files): the other nodes report it unavailable in cluster-wide flows');
+  if (registry && !peerTls) log.warn('this node has no certificate to reach its peers with (--hubble-peer-tls-*): its cluster-wide flows report them unavailable');
   const metricsServer = metricsTcp ? await metrics.serve(opts.metricsAddress, metricsTcp.tls) : undefined;
   for (const warning of [hubbleTcp?.warning, metricsTcp?.warning]) if (warning) log.warn(warning);
   const ctGc = setInterval(() => {
@@ -439,9 +470,12 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   ctGc.unref();
   listening.hubble = observer?.tcpPort !== undefined ? `${opts.hubbleAddress.slice(0, opts.hubbleAddress.lastIndexOf(':'))}:${observer.tcpPort}` : '';
   listening.metrics = metricsServer?.address ?? '';
+  listening.hubblePeer = peerObserver?.tcpPort !== undefined && peerAddress ? `${peerAddress.slice(0, peerAddress.lastIndexOf(':'))}:${peerObserver.tcpPort}` : '';
   // Endpoints may not reach the agent's own listeners through the node, whatever address they bind.
   const metricsPort = (metricsServer?.server.address() as AddressInfo | null)?.port;
-  datapath.protectAgentPorts([observer?.tcpPort, metricsPort].filter((p): p is number => p !== undefined));
+  datapath.protectAgentPorts([observer?.tcpPort, peerObserver?.tcpPort, metricsPort].filter((p): p is number => p !== undefined));
+  // Peers find this node's Observer in its registry entry.
+  if (registry && peerObserver?.tcpPort !== undefined) await registry.advertise({ observerPort: peerObserver.tcpPort });
 
   fs.mkdirSync(path.dirname(opts.socket), { recursive: true, mode: 0o700 });
   await api.listen(opts.socket);
@@ -455,6 +489,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       clearInterval(ctGc);
       monitor.stop();
       await observer?.close();
+      await peerObserver?.close();
+      relay?.close();
       metricsServer?.server.close();
       await api.close();
       datapath.close(); // links stay pinned: traffic keeps flowing while the agent is away

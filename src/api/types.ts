@@ -70,7 +70,8 @@ export interface Status {
     decodeErrors: number;
   };
   /** Bound addresses ('' when disabled), and how the TCP ones are secured (absent when disabled). */
-  listen: { hubble: string; hubbleSocket: string; metrics: string; hubbleTls?: 'plaintext' | 'tls' | 'mtls'; metricsTls?: 'plaintext' | 'tls' | 'mtls' };
+  /** hubblePeer: the Observer other nodes' relays read (mutual TLS only), in a cluster. */
+  listen: { hubble: string; hubbleSocket: string; metrics: string; hubbleTls?: 'plaintext' | 'tls' | 'mtls'; metricsTls?: 'plaintext' | 'tls' | 'mtls'; hubblePeer?: string };
   paths: { stateDir: string; bpffsDir: string; socket: string };
   /** How policy is enforced, and the repository's revision (what `policy get` shows). */
   policy: { enforcement: 'default' | 'always' | 'never'; auditMode: boolean; revision: number };

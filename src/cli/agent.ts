@@ -110,6 +110,10 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
     .option('--hubble-tls-key-file <path>', 'PEM private key of --hubble-tls-cert-file')
     .option('--hubble-tls-client-ca-files <paths>', 'PEM CA files, comma-separated or repeated: clients must present a certificate one of them signed (mutual TLS)', collectList)
     .option('--hubble-disable-tls', 'accept plaintext gRPC on a non-loopback --hubble-address (anyone who reaches it reads every flow)')
+    .option('--hubble-peer-address <host:port>', "in a cluster: the Observer other nodes' relays read, mutual TLS only (default: NODE_IP:4244 when the --hubble-peer-tls-* files are given; '' serves none)")
+    .option('--hubble-peer-tls-cert-file <path>', "this node's certificate (membrane cluster certs): served to peers and presented to them")
+    .option('--hubble-peer-tls-key-file <path>', 'PEM private key of --hubble-peer-tls-cert-file')
+    .option('--hubble-peer-tls-ca-file <path>', "the cluster CA: every peer's certificate must be signed by it")
     .option('--metrics-tls-cert-file <path>', 'PEM certificate (chain): serve /metrics over HTTPS; needs --metrics-tls-key-file')
     .option('--metrics-tls-key-file <path>', 'PEM private key of --metrics-tls-cert-file')
     .option('--metrics-tls-client-ca-files <paths>', 'PEM CA files, comma-separated or repeated: scrapers must present a certificate one of them signed (mutual TLS)', collectList)
@@ -165,6 +169,12 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
       metricsAddress: o.metricsAddress,
       hubbleTls: { certFile: o.hubbleTlsCertFile, keyFile: o.hubbleTlsKeyFile, clientCaFiles: o.hubbleTlsClientCaFiles ?? [] },
       hubbleDisableTls: o.hubbleDisableTls ?? false,
+      hubblePeer: {
+        ...(o.hubblePeerAddress !== undefined ? { address: o.hubblePeerAddress } : {}),
+        certFile: o.hubblePeerTlsCertFile,
+        keyFile: o.hubblePeerTlsKeyFile,
+        caFile: o.hubblePeerTlsCaFile,
+      },
       metricsTls: { certFile: o.metricsTlsCertFile, keyFile: o.metricsTlsKeyFile, clientCaFiles: o.metricsTlsClientCaFiles ?? [] },
       metricsDisableTls: o.metricsDisableTls ?? false,
       ...kvstoreOptions(o),

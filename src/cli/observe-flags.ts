@@ -49,6 +49,8 @@ export interface ObserveFilterFlags {
   trafficDirection?: string[];
   uuid?: string[];
   nodeName?: string[];
+  /** The same as nodeName (`--node`, the relay's spelling). */
+  node?: string[];
   tcpFlags?: string[];
   service?: string[];
   fromService?: string[];
@@ -408,8 +410,10 @@ function buildFilters(flags: ObserveFilterFlags): FlowFilter[] | undefined {
   both('protocol', list(flags.protocol).map(parseProtocol));
   both('traffic_direction', list(flags.trafficDirection).map(parseDirection));
   both('tcp_flags', list(flags.tcpFlags).map(parseTcpFlags));
-  both('node_name', list(flags.nodeName).map((v) => {
-    if (v.trim() === '') throw invalid('--node-name: give a node name or pattern, e.g. node1 or k8s*');
+  // --node is the short spelling of --node-name: its values join the same filter (ORed). In a
+  // cluster the relay asks only the nodes these can match.
+  both('node_name', [...list(flags.nodeName), ...list(flags.node)].map((v) => {
+    if (v.trim() === '') throw invalid('--node/--node-name: give a node name or pattern, e.g. node1 or k8s*');
     return v;
   }));
   // --namespace: the left filter's source pods and services, the right filter's destination ones
@@ -476,7 +480,8 @@ export function registerObserveOptions(cmd: Command): Command {
   repeat('--protocol <proto>', 'L4 protocol: tcp, udp, icmp, icmpv4, sctp');
   repeat('--traffic-direction <dir>', 'ingress or egress');
   repeat('--tcp-flags <flags>', 'flows with all these TCP flags set, comma-separated (e.g. syn or syn,ack)');
-  repeat('--node-name <pattern>', 'flows observed on nodes matching the pattern (e.g. node1, k8s*)');
+  repeat('--node-name <pattern>', 'flows observed on nodes matching the pattern (e.g. node1, k8s*, cluster/node1)');
+  repeat('--node <name>', 'in a cluster: only the flows of this node (a name or pattern, as --node-name); the others are not asked');
   repeat('--uuid <uuid>', 'the flow with this UUID');
   repeat('--service <[ns/]svc>', 'flows from or to the service (name prefix); no namespace means "default", where flows put every service');
   repeat('--from-service <[ns/]svc>', 'flows from the service (name prefix)');

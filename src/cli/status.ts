@@ -39,6 +39,7 @@ export function statusCommand(ctx: CliContext): CommandUnknownOpts {
           ['Interface pool', `${s.interfacePool.ready}/${s.interfacePool.size} ready`],
           ['Policy', `enforcement ${s.policy.enforcement}${s.policy.auditMode ? ', audit mode (drops reported, not enforced)' : ''}, revision ${s.policy.revision}`],
           ['Observer', [s.listen.hubble ? `${s.listen.hubble} (${s.listen.hubbleTls ?? 'plaintext'})` : 'no TCP listener', s.listen.hubbleSocket].filter(Boolean).join(', ')],
+          ...(s.listen.hubblePeer ? [['Observer for peers', `${s.listen.hubblePeer} (mtls)`] as [string, string]] : []),
           ['Metrics', s.listen.metrics ? `${s.listen.metrics}/metrics (${s.listen.metricsTls ?? 'plaintext'})` : 'off'],
           ['Flows', `${s.flows.num_flows}/${s.flows.max_flows} in the ring, ${s.flows.seen_flows} seen, ${s.flows.lost_events} lost, ${s.flows.followers} following (aggregation ${s.flows.aggregation})`],
           ['Memory', `RSS ${mib(s.memory.rssBytes)}, heap ${mib(s.memory.heapUsedBytes)} used of ${mib(s.memory.heapTotalBytes)}`],

@@ -24,6 +24,11 @@ export interface ClusterNode {
   /** When the node last put its entry (ISO time). */
   heartbeat: string;
   version: string;
+  /**
+   * Port of the node's Observer for its peers, on `ip`, mutual TLS only (--hubble-peer-address);
+   * absent when it serves none. Relays read flows there.
+   */
+  observerPort?: number;
 }
 
 /** What the registry needs to know of its own node, asked at every heartbeat. */
@@ -65,7 +70,7 @@ export class NodeRegistry {
   constructor(
     private readonly kv: EtcdStore,
     private readonly cluster: string,
-    private readonly self: Omit<ClusterNode, 'health' | 'endpoints' | 'heartbeat'>,
+    private self: Omit<ClusterNode, 'health' | 'endpoints' | 'heartbeat'>,
     private readonly local: LocalNodeSource,
     private readonly log: Logger,
   ) {}
@@ -146,6 +151,15 @@ export class NodeRegistry {
     } catch (err) {
       this.log.debug({ err: errorMessage(err) }, 'node heartbeat not written (etcd unreachable)');
     }
+  }
+
+  /**
+   * Adds what this node serves to its entry once it listens (the Observer's peer port, known
+   * after the bind) and puts the entry at once, so peers need not wait for the next heartbeat.
+   */
+  async advertise(extra: Pick<ClusterNode, 'observerPort'>): Promise<void> {
+    this.self = { ...this.self, ...extra };
+    await this.beat();
   }
 
   list(): ClusterNode[] {

@@ -396,3 +396,19 @@ export function selectFromRing(flows: Flow[], req: GetFlowsRequest): Flow[] {
   if (n <= 0 || n >= matching.length) return matching;
   return req.first ? matching.slice(0, n) : matching.slice(matching.length - n);
 }
+
+/**
+ * Whether flows observed on node `nodeName` can pass the request's filters at all, judged by
+ * node_name alone: a relay asks only the nodes that can (and does not report the others as
+ * unavailable). Every flow of a node carries that node's name, so a whitelist whose every filter
+ * names other nodes rules all of them out, and so does a blacklist filter that names nothing but
+ * this node.
+ */
+export function mayMatchNode(req: Pick<GetFlowsRequest, 'whitelist' | 'blacklist'>, nodeName: string): boolean {
+  const probe = { node_name: nodeName } as Flow;
+  const names = (f: FlowFilter) => !set(f.node_name) || compileNodeNames(f.node_name)(probe);
+  const wl = req.whitelist ?? [];
+  if (wl.length > 0 && !wl.some(names)) return false;
+  const onlyNodeName = (f: FlowFilter) => set(f.node_name) && Object.entries(f).every(([k, v]) => k === 'node_name' || !(Array.isArray(v) && v.length > 0));
+  return !(req.blacklist ?? []).some((f) => onlyNodeName(f) && names(f));
+}

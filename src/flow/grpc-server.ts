@@ -32,10 +32,13 @@ import {
   getFlowsRequestFromProto,
   rfc3339FromTimestamp,
   rfc3339ToNanos,
+  timestampFromRfc3339,
 } from './proto-map.js';
 import type { AgentEventRecord, AgentEventSource } from './agent-events.js';
+import type { ClusterFlowsEvent, ClusterObserver } from './cluster-view.js';
 import type { Flow, FlowSource, GetFlowsRequest } from './types.js';
 import { loadObserverProto } from './proto.js';
+import { meterSource } from './rate-meter.js';
 
 export interface ObserverServerOptions {
   /** host:port to listen on, e.g. "127.0.0.1:4245" (port 0 picks a free one). */
@@ -60,6 +63,11 @@ export interface ObserverServerOptions {
   maxQueuedPerStream?: number;
   /** The agent's event log for GetAgentEvents; without it GetAgentEvents answers UNIMPLEMENTED. */
   agentEvents?: AgentEventSource;
+  /**
+   * In a cluster: the relay, through which GetFlows, GetNodes and ServerStatus answer for every
+   * node (Hubble Relay's view). Without it they answer for `source`'s node alone.
+   */
+  cluster?: ClusterObserver;
 }
 
 export interface ObserverServer {
@@ -86,48 +94,13 @@ function statusOf(err: unknown): Status {
   return failure(grpc.status.INTERNAL, err instanceof Error ? err.message : String(err));
 }
 
-/** Flows per second over the last minute, counted in one-second buckets. */
-class RateMeter {
-  private readonly buckets = new Array<number>(60).fill(0);
-  private readonly started = Date.now();
-  private last = Math.floor(Date.now() / 1000);
-
-  add(n = 1): void {
-    this.advance();
-    this.buckets[this.last % 60]! += n;
-  }
-
-  perSecond(): number {
-    this.advance();
-    const total = this.buckets.reduce((a, b) => a + b, 0);
-    const window = Math.min(60, Math.max(1, (Date.now() - this.started) / 1000));
-    return total / window;
-  }
-
-  private advance(): void {
-    const now = Math.floor(Date.now() / 1000);
-    for (let s = Math.max(this.last + 1, now - 59); s <= now; s++) this.buckets[s % 60] = 0;
-    this.last = Math.max(this.last, now);
-  }
-}
-
 export async function startObserverServer(source: FlowSource, opts: ObserverServerOptions): Promise<ObserverServer> {
   if (!opts.tcpAddress && !opts.unixSocket) throw new Error('observer server: neither tcpAddress nor unixSocket given');
   const maxQueued = opts.maxQueuedPerStream ?? 8192;
   const pkg = grpc.loadPackageDefinition(loadObserverProto());
   const service = ((pkg.observer as grpc.GrpcObject).Observer as grpc.ServiceClientConstructor).service;
 
-  // Sampled from the source's counter rather than subscribed to: a subscriber would make the
-  // source build every flow, which is exactly the work the flow ring defers until someone reads.
-  const rate = new RateMeter();
-  let lastSeen = source.status().seen_flows;
-  const rateTimer = setInterval(() => {
-    const seen = source.status().seen_flows;
-    rate.add(seen - lastSeen);
-    lastSeen = seen;
-  }, 1000);
-  rateTimer.unref();
-  const unsubscribeRate = () => clearInterval(rateTimer);
+  const { meter: rate, stop: unsubscribeRate } = meterSource(source);
   /** Open GetFlows streams: each entry ends its stream with the given status. */
   const open = new Set<(status: Status) => void>();
   let nodeAddress = '';
@@ -246,6 +219,10 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
       );
     }
 
+    // The response headers say the request was taken (and, following, that the subscription is
+    // in place): a relay waits for them before it counts this node as streaming.
+    call.sendMetadata(new grpc.Metadata());
+
     // Hubble: follow with neither number nor since starts at the ring's end (no history).
     const history = req.follow && req.number === undefined && req.since === undefined ? [] : source.query(req);
     const seen = new Set<string | Flow>();
@@ -268,6 +245,56 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     call.on('drain', drain);
     if (!blocked) drain(); // reports flows lost while the history was being sent
     // From here the stream lives on in `follow` until the client cancels, `until` passes or close().
+  }
+
+  /**
+   * GetFlows through the relay: every node's flows, as the relay emits them. History waits for a
+   * slow reader; live responses the reader cannot take wait in the bounded queue, and past it
+   * they are counted and reported as lost (HUBBLE_RING_BUFFER), as for this node's own flows.
+   */
+  async function clusterGetFlows(cluster: ClusterObserver, call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>): Promise<void> {
+    const req = requestOf(call, (): GetFlowsRequest => {
+      const r = getFlowsRequestFromProto(call.request);
+      if (r.first && r.follow) throw new ProtoMapError('first cannot be combined with follow');
+      opts.checkRequest?.(r);
+      return r;
+    });
+    if (!req) return;
+    const stream = track(call);
+    const abort = new AbortController();
+    stream.unsubscribe = () => abort.abort();
+    const queue: ProtoGetFlowsResponse[] = [];
+    let blocked = false;
+    let lost = 0;
+    let waiting: Promise<void> | undefined;
+    call.on('drain', () => {
+      blocked = false;
+      while (queue.length > 0 && !blocked && !stream.finished) blocked = !call.write(queue.shift()!);
+      if (!blocked && lost > 0 && !stream.finished) {
+        blocked = !call.write({ lost_events: { source: 'HUBBLE_RING_BUFFER', num_events_lost: lost } });
+        lost = 0;
+      }
+    });
+    const emit = (ev: ClusterFlowsEvent): Promise<void> | undefined => {
+      if (stream.finished) return undefined;
+      let resp: ProtoGetFlowsResponse | undefined;
+      try {
+        resp = clusterEventToProto(ev);
+      } catch {
+        resp = undefined;
+      }
+      if (!resp) lost++;
+      else if (!blocked) blocked = !call.write(resp);
+      else if (queue.length < maxQueued) queue.push(resp);
+      else lost++;
+      if (!blocked) return undefined;
+      return (waiting ??= new Promise<void>((resolve) => waitDrain(call, resolve)).finally(() => (waiting = undefined)));
+    };
+    await cluster.getFlows(req, emit, abort.signal);
+    if (stream.finished) return;
+    while (blocked && !stream.finished) await new Promise<void>((resolve) => waitDrain(call, resolve));
+    if (lost > 0 && !stream.finished) call.write({ lost_events: { source: 'HUBBLE_RING_BUFFER', num_events_lost: lost } });
+    stream.finish();
   }
 
   /**
@@ -323,7 +350,7 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
 
   const implementation: grpc.UntypedServiceImplementation = {
     GetFlows: (call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>) => {
-      getFlows(call).catch((err: unknown) => {
+      (opts.cluster ? clusterGetFlows(opts.cluster, call) : getFlows(call)).catch((err: unknown) => {
         if (!call.cancelled) call.emit('error', statusOf(err)); // e.g. source.query refusing the request
       });
     },
@@ -347,7 +374,21 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
       }
       track(call); // silent until the client cancels or the server closes
     },
-    ServerStatus: unary(() => {
+    ServerStatus: unary(async () => {
+      if (opts.cluster) {
+        const c = await opts.cluster.status();
+        return {
+          num_flows: c.num_flows,
+          max_flows: c.max_flows,
+          seen_flows: c.seen_flows,
+          uptime_ns: c.uptime_ns,
+          num_connected_nodes: { value: c.num_connected_nodes },
+          num_unavailable_nodes: { value: c.num_unavailable_nodes },
+          unavailable_nodes: c.unavailable_nodes,
+          version: opts.version,
+          flows_rate: c.flows_rate,
+        };
+      }
       const st = source.status();
       return {
         num_flows: st.num_flows,
@@ -360,7 +401,8 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
         flows_rate: rate.perSecond(),
       };
     }),
-    GetNodes: unary(() => {
+    GetNodes: unary(async () => {
+      if (opts.cluster) return { nodes: await opts.cluster.nodes() };
       const st = source.status();
       return {
         nodes: [
@@ -461,8 +503,17 @@ function unary(answer: () => unknown): grpc.handleUnaryCall<unknown, unknown> {
       callback(statusOf(err));
       return;
     }
-    callback(null, response);
+    if (response instanceof Promise) response.then((r) => callback(null, r), (err: unknown) => callback(statusOf(err)));
+    else callback(null, response);
   };
+}
+
+/** A relay's response as an observer.GetFlowsResponse message object. */
+function clusterEventToProto(ev: ClusterFlowsEvent): ProtoGetFlowsResponse {
+  const time = timestampFromRfc3339(ev.time);
+  if ('flow' in ev) return { flow: flowToProto(ev.flow), node_name: ev.node_name, time };
+  if ('node_status' in ev) return { node_status: { ...ev.node_status, node_names: [...ev.node_status.node_names] }, node_name: ev.node_name, time };
+  return { lost_events: { ...ev.lost_events }, node_name: ev.node_name, time };
 }
 
 /** Resolves once the stream can take more, or is over. */

@@ -6,6 +6,7 @@ import { renderTable } from '../util/table.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
 import { parseTimestampNs, utcParts } from '../util/time.js';
 import { DROP_REASON, EVENT_TYPE } from '../datapath/layouts.js';
+import type { NodeStatusEvent } from './cluster-view.js';
 import type { Flow, FlowEndpoint, FlowPolicy, Layer4 } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -311,4 +312,29 @@ export function formatDict(flow: Flow, opts: { nodeName?: boolean; colour?: bool
   ];
   const width = 'DESTINATION'.length;
   return pairs.map(([k, v]) => `${k.padStart(width)}: ${v}`).join('\n');
+}
+
+/**
+ * A relay's node status as Hubble's CLI prints it, for stderr (flows stay alone on stdout): only
+ * the nodes it cannot read (NODE_UNAVAILABLE, NODE_ERROR), as `hubble observe` does without
+ * --debug; undefined for the informational ones. Compact and table print one line, with the
+ * reason after it (Hubble's line leaves it out for unavailable nodes); dict prints a record.
+ */
+export function formatNodeStatus(ev: { node_status: NodeStatusEvent; node_name: string; time: string }, format: 'compact' | 'table' | 'dict'): string | undefined {
+  const s = ev.node_status;
+  if (s.state_change !== 'NODE_UNAVAILABLE' && s.state_change !== 'NODE_ERROR') return undefined;
+  const names = s.node_names.join(', ');
+  if (format === 'dict') {
+    const pairs: [string, string][] = [
+      ['TIMESTAMP', formatStampMilli(ev.time)],
+      ['STATE', s.state_change],
+      ['NODES', names],
+      ['MESSAGE', s.message ? JSON.stringify(s.message) : 'N/A'],
+    ];
+    return pairs.map(([k, v]) => `${k.padStart('DESTINATION'.length)}: ${v}`).join('\n');
+  }
+  const prefix = `${formatStampMilli(ev.time)} [${ev.node_name}]`;
+  const n = s.node_names.length;
+  if (s.state_change === 'NODE_ERROR') return `${prefix}: Error ${JSON.stringify(s.message ?? '')} on ${n} nodes: ${names}`;
+  return `${prefix}: ${n} nodes are unavailable: ${names}${s.message ? ` (${s.message})` : ''}`;
 }

@@ -11,6 +11,7 @@
 
 import { formatTimestampNs, NS_PER_SECOND, parseTimestampNs } from '../util/time.js';
 import type { AgentEventRecord, GetAgentEventsRequest } from './agent-events.js';
+import { dropReasonName } from './proto.js';
 import type {
   Flow,
   FlowEndpoint,
@@ -69,8 +70,16 @@ export interface ProtoLostEvent {
   num_events_lost?: number;
 }
 
+/** relay.NodeStatusEvent as decoded (NodeState by name). */
+export interface ProtoNodeStatusEvent {
+  state_change?: string;
+  node_names?: string[];
+  message?: string;
+}
+
 export interface ProtoGetFlowsResponse {
   flow?: ProtoFlow;
+  node_status?: ProtoNodeStatusEvent;
   lost_events?: ProtoLostEvent;
   response_types?: string;
   node_name?: string;
@@ -336,4 +345,72 @@ export function agentEventResponseToProto(record: AgentEventRecord): { agent_eve
     node_name: record.node_name,
     time: timestampFromRfc3339(record.time),
   };
+}
+
+// ---- the other way: what a relay sends to a node and reads back ----
+
+/** Our FlowFilter as a flow.FlowFilter message object: the same field names and shapes. */
+export function flowFilterToProto(filter: FlowFilter): ProtoFlowFilter {
+  const out: ProtoFlowFilter = {};
+  for (const [field, value] of Object.entries(filter)) {
+    if (Array.isArray(value) && value.length > 0) out[field] = value.map((v: unknown) => (typeof v === 'object' && v !== null ? { ...v } : v));
+  }
+  return out;
+}
+
+/** Our GetFlowsRequest as an observer.GetFlowsRequest message object (what a relay asks each node). */
+export function getFlowsRequestToProto(req: GetFlowsRequest): ProtoGetFlowsRequest {
+  const out: ProtoGetFlowsRequest = {};
+  if (req.number !== undefined) out.number = req.number;
+  if (req.first) out.first = true;
+  if (req.follow) out.follow = true;
+  if (req.since !== undefined) out.since = timestampFromRfc3339(req.since);
+  if (req.until !== undefined) out.until = timestampFromRfc3339(req.until);
+  if (req.whitelist?.length) out.whitelist = req.whitelist.map(flowFilterToProto);
+  if (req.blacklist?.length) out.blacklist = req.blacklist.map(flowFilterToProto);
+  return out;
+}
+
+function policiesFromProto(list: ProtoPolicy[] | undefined): FlowPolicy[] | undefined {
+  return list?.length ? list.map((p) => ({ ...p, name: p.name ?? '', kind: p.kind ?? '' })) : undefined;
+}
+
+/**
+ * A flow.Flow message object (as another node sent it) as our Flow: flowToProto undone.
+ * Fields left out on the wire (proto3 defaults) stay absent, which is how the JSON printer
+ * leaves them out anyway. A drop reason our enum lacks arrives as its number and keeps it.
+ */
+export function flowFromProto(p: ProtoFlow, nodeName: string): Flow {
+  const flow: Flow = {
+    time: rfc3339FromTimestamp(p.time ?? {}),
+    uuid: p.uuid ?? '',
+    verdict: (p.verdict ?? 'VERDICT_UNKNOWN') as Verdict,
+    Type: 'L3_L4',
+    node_name: p.node_name || nodeName,
+    event_type: { type: p.event_type?.type ?? 0, ...(p.event_type?.sub_type !== undefined ? { sub_type: p.event_type.sub_type } : {}) },
+    Summary: p.Summary ?? '',
+  };
+  if (p.drop_reason !== undefined) flow.drop_reason = p.drop_reason;
+  if (p.drop_reason_desc !== undefined) flow.drop_reason_desc = typeof p.drop_reason_desc === 'number' ? dropReasonName(p.drop_reason_desc) : p.drop_reason_desc;
+  if (p.ethernet) flow.ethernet = { source: p.ethernet.source ?? '', destination: p.ethernet.destination ?? '' };
+  if (p.IP) flow.IP = { source: p.IP.source ?? '', destination: p.IP.destination ?? '', ipVersion: 'IPv4' };
+  if (p.l4) {
+    const { protocol: _oneofName, ...l4 } = p.l4;
+    flow.l4 = l4;
+  }
+  if (p.source) flow.source = p.source;
+  if (p.destination) flow.destination = p.destination;
+  if (p.traffic_direction !== undefined) flow.traffic_direction = p.traffic_direction as TrafficDirection;
+  if (p.policy_match_type !== undefined) flow.policy_match_type = p.policy_match_type;
+  if (p.trace_observation_point !== undefined) flow.trace_observation_point = p.trace_observation_point as Flow['trace_observation_point'];
+  if (p.is_reply !== undefined) flow.is_reply = p.is_reply.value === true;
+  else if (p.reply !== undefined) flow.is_reply = p.reply;
+  if (p.interface) flow.interface = { index: p.interface.index ?? 0, ...(p.interface.name !== undefined ? { name: p.interface.name } : {}) };
+  if (p.source_service) flow.source_service = { name: p.source_service.name ?? '', ...(p.source_service.namespace !== undefined ? { namespace: p.source_service.namespace } : {}) };
+  if (p.destination_service) flow.destination_service = { name: p.destination_service.name ?? '', ...(p.destination_service.namespace !== undefined ? { namespace: p.destination_service.namespace } : {}) };
+  for (const key of ['egress_allowed_by', 'ingress_allowed_by', 'egress_denied_by', 'ingress_denied_by', 'default_deny_by'] as const) {
+    const list = policiesFromProto(p[key]);
+    if (list) flow[key] = list;
+  }
+  return flow;
 }

@@ -182,3 +182,73 @@ function readPrivateKey(flag: string, file: string): { pem: Buffer; object: cryp
     throw invalid(`${flag} ${show(file)} is not an unencrypted PEM private key`);
   }
 }
+
+/** The files of the Observer for peers (--hubble-peer-tls-*), as given. */
+export interface PeerTlsFiles {
+  certFile?: string;
+  keyFile?: string;
+  caFile?: string;
+}
+
+/**
+ * What a node of a cluster serves its peers and dials them with: its certificate (server and
+ * client), its key, and the cluster CA that every peer's certificate must be signed by.
+ */
+export interface PeerTls {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+}
+
+/** Default port of the Observer for peers (Hubble's agents serve theirs on 4244). */
+export const PEER_OBSERVER_PORT = 4244;
+
+/**
+ * Checks and loads the peer TLS files of node `nodeName`, so a mistake stops the agent at start
+ * with one line: all three or none, a key that is the certificate's, a certificate the CA signed,
+ * that names this node (relays check the name) and allows both server and client use. The
+ * listener for peers is mutual TLS only: there is no flag for plaintext on the underlay, and an
+ * address without these files is refused (`checkPeerAddress`). Undefined when none is given.
+ */
+export function checkPeerTls(files: PeerTlsFiles, nodeName: string): PeerTls | undefined {
+  const flag = { cert: '--hubble-peer-tls-cert-file', key: '--hubble-peer-tls-key-file', ca: '--hubble-peer-tls-ca-file' };
+  const given = { cert: files.certFile, key: files.keyFile, ca: files.caFile };
+  const missing = (Object.keys(given) as (keyof typeof given)[]).filter((k) => !given[k]);
+  if (missing.length === 3) return undefined;
+  if (missing.length > 0) {
+    throw invalid(`${missing.map((k) => flag[k]).join(' and ')} missing: peers are reached with mutual TLS only, which needs the node's certificate, its key and the cluster CA (membrane cluster certs makes them)`);
+  }
+  const cert = readPemCertificates(flag.cert, files.certFile!);
+  const key = readPrivateKey(flag.key, files.keyFile!);
+  const ca = readPemCertificates(flag.ca, files.caFile!);
+  const certName = `${flag.cert} ${show(files.certFile!)}`;
+  if (!cert.leaf.checkPrivateKey(key.object)) {
+    throw invalid(`${flag.key} ${show(files.keyFile!)} is not the private key of the certificate in ${certName}: give the matching pair`);
+  }
+  if (!cert.leaf.checkIssued(ca.leaf) || !cert.leaf.verify(ca.leaf.publicKey)) {
+    throw invalid(`the certificate in ${certName} is not signed by the CA in ${flag.ca} ${show(files.caFile!)}: give the cluster's CA, or a certificate it signed`);
+  }
+  if (cert.leaf.checkHost(nodeName) === undefined) {
+    throw invalid(`the certificate in ${certName} does not name this node (${nodeName}): its peers check the name; give this node's own certificate (membrane cluster certs --node ${nodeName}=IP)`);
+  }
+  const usages = cert.leaf.keyUsage; // extended key usage OIDs; undefined means any use
+  if (usages && !(usages.includes('1.3.6.1.5.5.7.3.1') && usages.includes('1.3.6.1.5.5.7.3.2'))) {
+    throw invalid(`the certificate in ${certName} is not for both TLS server and client use: a node serves its peers and dials them with the same certificate`);
+  }
+  return { cert: cert.pem, key: key.pem, ca: ca.pem };
+}
+
+/**
+ * The address of the Observer for peers: `address` as given ('' disables it), else the node's
+ * underlay address on PEER_OBSERVER_PORT when it has peer TLS. An address without peer TLS is
+ * refused: nothing is served in plaintext on the underlay.
+ */
+export function checkPeerAddress(address: string | undefined, tls: PeerTls | undefined, underlayIp: string): string | undefined {
+  if (address === '') return undefined;
+  if (address === undefined) return tls ? joinHostPort(underlayIp, PEER_OBSERVER_PORT) : undefined;
+  parseHostPort(address, '--hubble-peer-address');
+  if (!tls) {
+    throw invalid(`--hubble-peer-address ${show(address)} serves flows to other nodes, over mutual TLS only: give --hubble-peer-tls-cert-file, --hubble-peer-tls-key-file and --hubble-peer-tls-ca-file (membrane cluster certs makes them)`);
+  }
+  return address;
+}

@@ -185,6 +185,12 @@ export interface ClusterOptions {
   extraAgentArgs?: string[];
   /** Join the agents through etcd (`--kvstore etcd --kvstore-endpoints URL --node-ip IP`); default true. */
   kvstore?: boolean;
+  /**
+   * Give every node a certificate of the cluster's CA (made as `membrane cluster certs` makes
+   * them, in DIR/certs) and the --hubble-peer-tls-* flags, so that agents read each other's flows
+   * over mutual TLS on NODE_IP:4244; default true (with the kvstore).
+   */
+  peerTls?: boolean;
 }
 
 /**
@@ -198,6 +204,8 @@ export class TestCluster {
   readonly gatewayIp = '172.30.0.1';
   readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), `${this.prefix}-`));
   etcd!: TestEtcd;
+  /** The cluster CA and the nodes' certificates (NAME.crt, NAME.key), when peerTls. */
+  readonly certDir = path.join(this.dir, 'certs');
   /** nodes[i] is node i (underlay nodeIp(i), pod CIDR podCidr(i)). */
   readonly nodes: TestNode[] = [];
   private nextIndex = 0;
@@ -238,17 +246,43 @@ export class TestCluster {
     if (i > 244) throw new Error('the underlay has room for 245 nodes');
     const ip = this.nodeIp(i);
     const kvstore = this.opts.kvstore ?? true;
+    const prefix = `${this.prefix}-n${i}`;
+    const peerTls = kvstore && (this.opts.peerTls ?? true) ? await this.nodeCertificate(`${prefix}-node`, ip) : [];
     const node = await TestNode.create({
-      prefix: `${this.prefix}-n${i}`,
+      prefix,
       podCidr: opts.podCidr ?? this.podCidr(i),
       extraAgentArgs: [
         ...(kvstore ? ['--kvstore', 'etcd', '--kvstore-endpoints', this.etcd.url, '--node-ip', ip] : []),
+        ...peerTls,
         ...(this.opts.extraAgentArgs ?? []),
       ],
       beforeAgent: (n) => this.wire(n, i),
     });
     this.nodes[i] = node;
     return node;
+  }
+
+  /**
+   * A certificate for node `name` at `ip` signed by the cluster CA (made on first use), written
+   * as `membrane cluster certs` writes them; returns the agent flags that use it.
+   */
+  async nodeCertificate(name: string, ip: string): Promise<string[]> {
+    const certs = await import('../../src/cluster/certs.js');
+    fs.mkdirSync(this.certDir, { recursive: true, mode: 0o700 });
+    const caCert = path.join(this.certDir, 'ca.crt');
+    const caKey = path.join(this.certDir, 'ca.key');
+    if (!fs.existsSync(caCert)) {
+      const ca = await certs.createClusterCa(this.prefix, 1);
+      fs.writeFileSync(caKey, ca.key, { mode: 0o600 });
+      fs.writeFileSync(caCert, ca.cert);
+    }
+    const ca = await certs.loadClusterCa({ cert: fs.readFileSync(caCert, 'utf8'), key: fs.readFileSync(caKey, 'utf8') }, this.certDir);
+    const pair = await certs.issueNodeCertificate(ca, { name, ips: [ip] }, 1);
+    const cert = path.join(this.certDir, `${name}.crt`);
+    const key = path.join(this.certDir, `${name}.key`);
+    fs.writeFileSync(key, pair.key, { mode: 0o600 });
+    fs.writeFileSync(cert, pair.cert);
+    return ['--hubble-peer-tls-cert-file', cert, '--hubble-peer-tls-key-file', key, '--hubble-peer-tls-ca-file', caCert];
   }
 
   /** Nodes, etcd, the network namespace and the files; never throws, safe to call twice. */
