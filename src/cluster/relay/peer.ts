@@ -25,8 +25,14 @@ const observerClient = () => (clientClass ??= (grpc.loadPackageDefinition(loadOb
 /** A peer's failure as one line: grpc-js's details carry the cause (refused, certificate, ...). */
 function peerError(err: unknown): Error {
   const e = err as Partial<grpc.ServiceError>;
-  const text = (e.details || e.message || String(err)).replace(/\s+/g, ' ').trim();
-  return new Error(text);
+  const text = (e.details || e.message || String(err))
+    .replace(/\s+/g, ' ')
+    .replace(/^No connection established\. Last error: /, '')
+    .replace(/ ?Resolution note:.*$/, '')
+    .replace(/^Error(?: \[\w+\])?: /, '')
+    .replace(/ \(\d{4}-\d\d-\d\dT[^)]*\)/, '')
+    .trim();
+  return new Error(text || 'no answer');
 }
 
 function lostEvents(l: ProtoLostEvent): LostEvents {
