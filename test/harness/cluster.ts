@@ -240,14 +240,15 @@ export class TestCluster {
   /**
    * One more node, wired to the bridge before its agent starts; it is nodes[nodes.length - 1].
    * `podCidr` a pool: the node claims its CIDR from it instead of getting podCidr(i).
+   * `peerTlsArgs` replace the --hubble-peer-tls-* flags of the cluster's CA (e.g. another CA's).
    */
-  async addNode(opts: { podCidr?: { pool: string; maskSize: number } } = {}): Promise<TestNode> {
+  async addNode(opts: { podCidr?: { pool: string; maskSize: number }; peerTlsArgs?: (name: string, ip: string) => Promise<string[]> } = {}): Promise<TestNode> {
     const i = this.nextIndex++;
     if (i > 244) throw new Error('the underlay has room for 245 nodes');
     const ip = this.nodeIp(i);
     const kvstore = this.opts.kvstore ?? true;
     const prefix = `${this.prefix}-n${i}`;
-    const peerTls = kvstore && (this.opts.peerTls ?? true) ? await this.nodeCertificate(`${prefix}-node`, ip) : [];
+    const peerTls = !kvstore ? [] : opts.peerTlsArgs ? await opts.peerTlsArgs(`${prefix}-node`, ip) : (this.opts.peerTls ?? true) ? await this.nodeCertificate(`${prefix}-node`, ip) : [];
     const node = await TestNode.create({
       prefix,
       podCidr: opts.podCidr ?? this.podCidr(i),

@@ -31,7 +31,8 @@ function peerError(err: unknown): Error {
     .replace(/ ?Resolution note:.*$/, '')
     .replace(/^Error(?: \[\w+\])?: /, '')
     .replace(/ \(\d{4}-\d\d-\d\dT[^)]*\)/, '')
-    .trim();
+    .trim()
+    .replace(/\.$/, '');
   return new Error(text || 'no answer');
 }
 
