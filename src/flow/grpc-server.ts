@@ -14,7 +14,12 @@
  * GetAgentEvents serves the agent's event log (agent-events.ts) the same way: history by number or
  * time range, then with follow every new event. GetDebugEvents answers with an empty stream:
  * Membrane's datapath has no debug events (with follow the stream stays open, silent, until the
- * client cancels, as Hubble's would on an agent without debug mode). */
+ * client cancels, as Hubble's would on an agent without debug mode).
+ *
+ * In a cluster the agent's main server is given the relay (`cluster`): GetFlows, GetNodes and
+ * ServerStatus then answer for every node (src/cluster/relay/), while the server it runs for its
+ * peers answers for this node alone. Either way the response headers of GetFlows go out once the
+ * request is taken (following: once subscribed), which is how a relay knows a peer is streaming. */
 
 import fs from 'node:fs';
 import path from 'node:path';
