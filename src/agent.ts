@@ -385,6 +385,12 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
     registry?.list() ?? [{ ...self, health: health(), endpoints: manager.listEndpoints().length, heartbeat: new Date().toISOString() }];
 
   const listening = { hubble: '', metrics: '', hubblePeer: '' };
+  /**
+   * Who follows flows. In a cluster every reader of this agent follows through its relay, and the
+   * ring's other subscribers are the other nodes' relays.
+   */
+  const followers = (): Pick<Status['flows'], 'followers' | 'peerFollowers'> =>
+    relay && localFlows ? { followers: relay.followers, peerFollowers: Math.max(0, ring.status().followers - localFlows.subscribed) } : { followers: ring.status().followers };
 
   const api = new ApiServer(log)
     .route('GET', '/v1/status', (): Status => {
@@ -403,7 +409,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         maps,
         lastSync: reconciler.lastSync,
         memory: agentMemory(),
-        flows: { ...ring.status(), aggregation: opts.aggregation, eventsRead: monitor.eventsRead, backlogBytes: monitor.backlogBytes, decodeErrors: monitor.decodeErrors },
+        flows: { ...ring.status(), ...followers(), aggregation: opts.aggregation, eventsRead: monitor.eventsRead, backlogBytes: monitor.backlogBytes, decodeErrors: monitor.decodeErrors },
         listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics, hubbleTls: hubbleTcp?.mode, metricsTls: metricsTcp?.mode, ...(listening.hubblePeer ? { hubblePeer: listening.hubblePeer } : {}) },
         paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
         policy: { enforcement: opts.enforcement, auditMode: opts.auditMode, revision: repo.revision },
@@ -439,7 +445,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   registerPolicyRoutes(api, { repo, realizer, manager, reconciler, datapath, serial, metrics, ...(cluster ? { shared: cluster.intent } : {}) });
   // In a cluster this agent is also a relay: what its readers ask for flows (the API, the
   // Observer on --hubble-address and hubble.sock) covers every node, read over mutual TLS.
-  const relay = registry ? new Relay(new PeerPool(new LocalFlows(ring, matchesRequest, VERSION), () => registry!.list(), peerTls, PEER_TIMEOUT_MS), { log }) : undefined;
+  const localFlows = registry ? new LocalFlows(ring, matchesRequest, VERSION) : undefined;
+  const relay = localFlows ? new Relay(new PeerPool(localFlows, () => registry!.list(), peerTls, PEER_TIMEOUT_MS), { log }) : undefined;
   registerFlowRoutes(api, ring, metrics, relay);
   // Both listeners disabled ('' and ''): no Observer server at all.
   const observer = !hubbleTcp && !opts.hubbleSocket ? undefined : await startObserverServer(ring, {

@@ -62,15 +62,22 @@ export interface Status {
     seen_flows: number;
     uptime_ns: number;
     lost_events: number;
-    /** Clients following new flows (CLI and Observer API). */
+    /**
+     * Clients following new flows (CLI and Observer API). In a cluster, those following through
+     * this node's relay, counted once every node they asked is streaming to them.
+     */
     followers: number;
+    /** In a cluster: other nodes' relays following this node's flows (through its Observer for peers). */
+    peerFollowers?: number;
     aggregation: string;
     eventsRead: number;
     backlogBytes: number;
     decodeErrors: number;
   };
-  /** Bound addresses ('' when disabled), and how the TCP ones are secured (absent when disabled). */
-  /** hubblePeer: the Observer other nodes' relays read (mutual TLS only), in a cluster. */
+  /**
+   * Bound addresses ('' when disabled), and how the TCP ones are secured (absent when disabled);
+   * hubblePeer: in a cluster, the Observer other nodes' relays read (mutual TLS only).
+   */
   listen: { hubble: string; hubbleSocket: string; metrics: string; hubbleTls?: 'plaintext' | 'tls' | 'mtls'; metricsTls?: 'plaintext' | 'tls' | 'mtls'; hubblePeer?: string };
   paths: { stateDir: string; bpffsDir: string; socket: string };
   /** How policy is enforced, and the repository's revision (what `policy get` shows). */

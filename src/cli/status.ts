@@ -41,7 +41,7 @@ export function statusCommand(ctx: CliContext): CommandUnknownOpts {
           ['Observer', [s.listen.hubble ? `${s.listen.hubble} (${s.listen.hubbleTls ?? 'plaintext'})` : 'no TCP listener', s.listen.hubbleSocket].filter(Boolean).join(', ')],
           ...(s.listen.hubblePeer ? [['Observer for peers', `${s.listen.hubblePeer} (mtls)`] as [string, string]] : []),
           ['Metrics', s.listen.metrics ? `${s.listen.metrics}/metrics (${s.listen.metricsTls ?? 'plaintext'})` : 'off'],
-          ['Flows', `${s.flows.num_flows}/${s.flows.max_flows} in the ring, ${s.flows.seen_flows} seen, ${s.flows.lost_events} lost, ${s.flows.followers} following (aggregation ${s.flows.aggregation})`],
+          ['Flows', `${s.flows.num_flows}/${s.flows.max_flows} in the ring, ${s.flows.seen_flows} seen, ${s.flows.lost_events} lost, ${s.flows.followers} following${s.flows.peerFollowers !== undefined ? ` (and ${s.flows.peerFollowers} other nodes' relays)` : ''} (aggregation ${s.flows.aggregation})`],
           ['Memory', `RSS ${mib(s.memory.rssBytes)}, heap ${mib(s.memory.heapUsedBytes)} used of ${mib(s.memory.heapTotalBytes)}`],
           ['Last sync', `${s.lastSync.reason}: ${s.lastSync.written} written, ${s.lastSync.deleted} deleted, ${s.lastSync.unchanged} unchanged`],
           ...s.maps.map((m): [string, string] => [`Map ${m.map}`, `${m.entries}/${m.maxEntries} (${(m.pressure * 100).toFixed(2)}%)`]),

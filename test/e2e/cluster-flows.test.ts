@@ -128,12 +128,23 @@ describe('cluster-wide flows', { concurrency: false }, () => {
     const follower = await nodes[0]!.follow(['-o', 'json', '--from-pod', 'default/a']);
     const got = lines(follower);
     // Node 0 counts the follower only once its peers have subscribed: nothing sent now is missed.
-    for (const i of [1, 2]) assert.ok((await nodes[i]!.api.status()).flows.followers >= 1, `subscribed on node ${i}`);
+    for (const i of [1, 2]) assert.equal((await nodes[i]!.api.status()).flows.peerFollowers, 1, `node 0's relay subscribed on node ${i}`);
     for (const i of [2, 1, 2]) await ping(i);
     const flows = () => got.map((l) => l.flow).filter((f): f is Flow => f !== undefined);
     assert.ok(await eventually(() => requests(flows()).length === 3, 10_000), JSON.stringify(got));
     assert.deepEqual(requests(flows()).map((f) => f.node_name), [2, 1, 2].map((i) => nodes[i]!.name));
     assert.ok(sorted(flows()), 'followed flows in time order');
+    // Narrowed to node 2, on node 1 (whose ring node 0's relay also follows): counted as following
+    // there, though node 1 itself is not asked.
+    const narrowed = await nodes[1]!.follow(['-o', 'json', '--node', nodes[2]!.name, '--from-pod', 'default/a']);
+    const got2 = lines(narrowed);
+    assert.equal((await nodes[1]!.api.status()).flows.followers, 1);
+    await ping(2);
+    await ping(1);
+    assert.ok(await eventually(() => got2.some((l) => l.flow?.node_name === nodes[2]!.name), 10_000));
+    assert.ok(await eventually(() => requests(flows()).length === 5, 10_000), 'both pings on the first follower');
+    assert.ok(got2.every((l) => !l.flow || l.flow.node_name === nodes[2]!.name), 'only node 2 on the narrowed one');
+    narrowed.kill('SIGINT');
     follower.kill('SIGINT');
   });
 

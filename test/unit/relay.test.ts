@@ -144,6 +144,7 @@ describe('relay follow', () => {
     assert.ok(await eventually(() => r.flows().length === 2, 2000));
     assert.deepEqual(c.calls.slice(0, 3).sort(), ['follow n1', 'follow n2', 'follow n3']);
     assert.equal(c.calls[2], 'follow n1', 'this node last: once it counts a follower, the peers are subscribed');
+    assert.equal(c.relay.followers, 1, 'counted once every node is subscribed');
     assert.deepEqual(r.statuses(), ['NODE_CONNECTED n1,n2,n3']);
     assert.deepEqual(r.flows(), [old[2]!.uuid, during.uuid], 'the last 2 of the cluster');
     // Live flows of several nodes, published out of order within the window, come out in order.
@@ -156,6 +157,7 @@ describe('relay follow', () => {
     r.abort.abort();
     await r.done;
     assert.equal(c.node('n2').followers.size, 0, 'unsubscribed everywhere');
+    assert.equal(c.relay.followers, 0);
   });
 
   it('reports a node whose stream breaks, goes on with the others, and takes it back when it answers again', async () => {

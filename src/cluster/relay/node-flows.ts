@@ -39,6 +39,8 @@ export interface NodeFlows {
 /** This node's own ring. */
 export class LocalFlows implements NodeFlows {
   private readonly rate: { meter: RateMeter; stop: () => void };
+  /** Follows of this node's relay subscribed to the ring now (the ring's other subscribers are peers' relays). */
+  subscribed = 0;
 
   constructor(
     private readonly source: FlowSource,
@@ -59,12 +61,18 @@ export class LocalFlows implements NodeFlows {
   async follow(req: GetFlowsRequest, on: FollowHandlers): Promise<() => void> {
     const until = req.until === undefined ? undefined : parseTimestampNs(req.until);
     let over = false;
+    this.subscribed++;
+    const stop = () => {
+      if (over) return;
+      over = true;
+      this.subscribed--;
+      unsubscribe();
+    };
     const unsubscribe = this.source.subscribe(
       (flow) => {
         if (over) return;
         if (until !== undefined && (parseTimestampNs(flow.time) ?? 0n) > until) {
-          over = true;
-          unsubscribe();
+          stop();
           on.end();
           return;
         }
@@ -72,10 +80,7 @@ export class LocalFlows implements NodeFlows {
       },
       (n) => on.lost({ source: 'PERF_EVENT_RING_BUFFER', num_events_lost: n }),
     );
-    return () => {
-      over = true;
-      unsubscribe();
-    };
+    return stop;
   }
 
   async stats(): Promise<NodeStats> {

@@ -51,6 +51,8 @@ interface Failure {
 export class Relay implements ClusterObserver {
   private readonly sortBuffer: SortBufferOptions;
   private readonly peerUpdateMs: number;
+  /** Follows streaming now, counted once every node they asked has subscribed (or failed). */
+  followers = 0;
 
   constructor(
     private readonly pool: Pick<PeerPool, 'selfName' | 'entries' | 'close'>,
@@ -177,56 +179,62 @@ export class Relay implements ClusterObserver {
     const results = [...(await tried(initial.filter((e) => e.node.name !== self))), ...(await tried(initial.filter((e) => e.node.name === self)))];
     const failed = results.filter((r): r is Failure => r.why !== undefined);
     for (const f of failed) down.add(f.name);
-    await this.reportStates(emit, results.filter((r) => r.why === undefined).map((r) => r.name), failed);
-
-    let seen = new Set<string>();
-    if (wantsHistory) {
-      const connected = initial.filter((e) => streams.has(e.node.name));
-      const { answers, failed: broke } = await this.collectHistory(connected, { ...req, follow: false }, signal);
-      for (const b of broke) await emit(this.statusEvent('NODE_ERROR', [b.name], b.why));
-      seen = await this.sendHistory(answers, req, emit, signal);
-    }
-    for (const flow of pending) if (!flow.uuid || !seen.has(flow.uuid)) sorter.push(flow);
-    pending = [];
-    if (pendingLost) send({ lost_events: { source: 'HUBBLE_RING_BUFFER', num_events_lost: pendingLost }, node_name: self, time: now() });
-    live = true;
-    sorter.start();
-    if (untilReached()) endAll();
-
-    const update = () => {
-      if (signal.aborted) return;
-      const entries = this.targets(req);
-      const names = new Set(entries.map((e) => e.node.name));
-      for (const [name, cancel] of streams) {
-        if (names.has(name)) continue;
-        streams.delete(name);
-        cancel();
-        send(this.statusEvent('NODE_GONE', [name]));
-      }
-      for (const e of entries) {
-        const name = e.node.name;
-        if (streams.has(name) || connecting.has(name) || !e.flows) continue;
-        void subscribe(e).then((why) => {
-          if (signal.aborted) return;
-          if (why === undefined) {
-            down.delete(name);
-            send(this.statusEvent('NODE_CONNECTED', [name]));
-          } else if (!down.has(name)) {
-            down.add(name);
-            send(this.statusEvent('NODE_UNAVAILABLE', [name], why));
-          }
-        });
-      }
-    };
-    const timer = setInterval(update, this.peerUpdateMs);
+    // From here nothing any node sends is missed: the agent may count this reader as following.
+    this.followers++;
     try {
-      await Promise.race([allEnded, aborted(signal)]);
+      await this.reportStates(emit, results.filter((r) => r.why === undefined).map((r) => r.name), failed);
+
+      let seen = new Set<string>();
+      if (wantsHistory) {
+        const connected = initial.filter((e) => streams.has(e.node.name));
+        const { answers, failed: broke } = await this.collectHistory(connected, { ...req, follow: false }, signal);
+        for (const b of broke) await emit(this.statusEvent('NODE_ERROR', [b.name], b.why));
+        seen = await this.sendHistory(answers, req, emit, signal);
+      }
+      for (const flow of pending) if (!flow.uuid || !seen.has(flow.uuid)) sorter.push(flow);
+      pending = [];
+      if (pendingLost) send({ lost_events: { source: 'HUBBLE_RING_BUFFER', num_events_lost: pendingLost }, node_name: self, time: now() });
+      live = true;
+      sorter.start();
+      if (untilReached()) endAll();
+
+      const update = () => {
+        if (signal.aborted) return;
+        const entries = this.targets(req);
+        const names = new Set(entries.map((e) => e.node.name));
+        for (const [name, cancel] of streams) {
+          if (names.has(name)) continue;
+          streams.delete(name);
+          cancel();
+          send(this.statusEvent('NODE_GONE', [name]));
+        }
+        for (const e of entries) {
+          const name = e.node.name;
+          if (streams.has(name) || connecting.has(name) || !e.flows) continue;
+          void subscribe(e).then((why) => {
+            if (signal.aborted) return;
+            if (why === undefined) {
+              down.delete(name);
+              send(this.statusEvent('NODE_CONNECTED', [name]));
+            } else if (!down.has(name)) {
+              down.add(name);
+              send(this.statusEvent('NODE_UNAVAILABLE', [name], why));
+            }
+          });
+        }
+      };
+      const timer = setInterval(update, this.peerUpdateMs);
+      try {
+        await Promise.race([allEnded, aborted(signal)]);
+      } finally {
+        clearInterval(timer);
+        for (const cancel of streams.values()) cancel();
+        streams.clear();
+        sorter.stop();
+        if (!signal.aborted) sorter.flush();
+      }
     } finally {
-      clearInterval(timer);
-      for (const cancel of streams.values()) cancel();
-      streams.clear();
-      sorter.stop();
-      if (!signal.aborted) sorter.flush();
+      this.followers--;
     }
   }
 
