@@ -123,8 +123,11 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 export const DEFAULT_BPF_OBJECT_DIR = path.join(repoRoot, 'build');
 
 const CT_GC_INTERVAL_MS = 30_000;
-/** How long a relay waits for a peer's Observer to answer before it reports the node unavailable. */
-const PEER_TIMEOUT_MS = 3000;
+/**
+ * How long a relay waits for a peer's Observer to answer before it reports the node unavailable
+ * (a refused connection fails at once; this bounds a node that is gone from the network, or busy).
+ */
+const PEER_TIMEOUT_MS = 5000;
 
 
 /** Capabilities the agent needs (bit numbers of linux/capability.h). CAP_SYS_ADMIN also covers BPF. */
