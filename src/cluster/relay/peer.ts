@@ -64,6 +64,9 @@ export class PeerFlows implements NodeFlows {
     this.client = new Client(address, grpc.credentials.createSsl(tls.ca, tls.key, tls.cert), {
       'grpc.ssl_target_name_override': name,
       'grpc.default_authority': name,
+      // grpc-js backs off up to 120 s between attempts on a channel that failed: a node that
+      // comes back after a long absence would wait that long to be read again.
+      'grpc.max_reconnect_backoff_ms': 5000,
     }) as unknown as ObserverStub;
   }
 
