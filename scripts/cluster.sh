@@ -3,8 +3,9 @@
 # creates (nothing in the root namespace, no route out of the machine): a namespace playing the
 # network between the nodes (a bridge, 172.31.0.0/24) with etcd on 172.31.0.1:2379, and three
 # node namespaces mb-n1..mb-n3 (172.31.0.11-13) each running an agent in the background that
-# claims its pod CIDR from the cluster pool 10.245.0.0/16. `make clean-cluster` (this script
-# with `clean`) ends them and removes everything.
+# claims its pod CIDR from the cluster pool 10.245.0.0/16, with a certificate of the cluster's CA
+# (made here by `membrane cluster certs`) to read the others' flows over mutual TLS.
+# `make clean-cluster` (this script with `clean`) ends them and removes everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NET=mbcluster-net
@@ -61,6 +62,11 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+# The nodes read each other's flows with mutual TLS: a CA and one certificate per node.
+certs=()
+for n in $(seq ${#NODES[@]}); do certs+=(--node "${NODES[$((n - 1))]}=172.31.0.1$n"); done
+bin/membrane cluster certs --out "$DIR/certs" "${certs[@]}" >/dev/null
+
 i=0
 for node in "${NODES[@]}"; do
   i=$((i + 1))
@@ -79,6 +85,8 @@ for node in "${NODES[@]}"; do
     --cluster-pool-ipv4-cidr 10.245.0.0/16 --cluster-pool-mask-size 24 \
     --state-dir "$DIR/$node/state" --bpffs-dir "/sys/fs/bpf/membrane-$node" \
     --hubble-socket "/run/membrane/$node-hubble.sock" \
+    --hubble-peer-tls-cert-file "$DIR/certs/$node.crt" --hubble-peer-tls-key-file "$DIR/certs/$node.key" \
+    --hubble-peer-tls-ca-file "$DIR/certs/ca.crt" \
     --cgroup-root "$CGROUP_ROOT/membrane-$node" --log-format json \
     >"$DIR/$node/agent.log" 2>&1 &
   echo $! >"$DIR/$node/agent.pid"
@@ -97,6 +105,7 @@ Talk to a node through its socket:
   export MEMBRANE_SOCKET=/run/membrane/mb-n1.sock
   bin/membrane node list
   bin/membrane --socket /run/membrane/mb-n2.sock status
+  bin/membrane observe --last 10 --print-node-name      # every node's flows
 
 See "A cluster on one machine" in README.md for a walk through.
 EOF
