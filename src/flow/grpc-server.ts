@@ -156,13 +156,17 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
     return stream;
   };
 
-  async function getFlows(call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>): Promise<void> {
-    const req = requestOf(call, (): GetFlowsRequest => {
+  /** A GetFlows request, checked (answered with the error and undefined when it is refused). */
+  const flowsRequestOf = (call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>) =>
+    requestOf(call, (): GetFlowsRequest => {
       const r = getFlowsRequestFromProto(call.request);
       if (r.first && r.follow) throw new ProtoMapError('first cannot be combined with follow');
       opts.checkRequest?.(r);
       return r;
     });
+
+  async function getFlows(call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>): Promise<void> {
+    const req = flowsRequestOf(call);
     if (!req) return;
     const since = req.since === undefined ? undefined : rfc3339ToNanos(req.since);
     const until = req.until === undefined ? undefined : rfc3339ToNanos(req.until);
@@ -258,12 +262,7 @@ export async function startObserverServer(source: FlowSource, opts: ObserverServ
    * they are counted and reported as lost (HUBBLE_RING_BUFFER), as for this node's own flows.
    */
   async function clusterGetFlows(cluster: ClusterObserver, call: grpc.ServerWritableStream<ProtoGetFlowsRequest, ProtoGetFlowsResponse>): Promise<void> {
-    const req = requestOf(call, (): GetFlowsRequest => {
-      const r = getFlowsRequestFromProto(call.request);
-      if (r.first && r.follow) throw new ProtoMapError('first cannot be combined with follow');
-      opts.checkRequest?.(r);
-      return r;
-    });
+    const req = flowsRequestOf(call);
     if (!req) return;
     const stream = track(call);
     const abort = new AbortController();
