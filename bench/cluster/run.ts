@@ -11,15 +11,11 @@
  * Usage: node --import tsx bench/cluster/run.ts [--nodes 100] [--endpoints 10000] [--rate 1000]
  *        [--seconds 5] [--samples 50] [--quick] [--json FILE] */
 import fs from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { ipcacheKeyFor } from '../../src/datapath/ipcache.js';
 import { ipcacheKey, ipcacheValue, policyKey, policyValue, DIRECTION, POLICY_PREFIX } from '../../src/datapath/layouts.js';
-import type { FieldList, Struct } from '../../src/datapath/struct.js';
-import { TypedMap } from '../../src/datapath/typed-map.js';
-import { BpfMap } from '../../src/kernel/bpf-map.js';
-import { c, check } from '../../src/kernel/libbpf.js';
+import { check } from '../../src/kernel/libbpf.js';
 import { libc } from '../../src/kernel/libc.js';
 import { intToIp, ipToInt } from '../../src/net/ipv4.js';
 import { TestCluster } from '../../test/harness/cluster.js';
@@ -48,10 +44,6 @@ const GOALS = { addP50: 50, addP99: 250, policyP99: 100, syncS: 2, churnP99: 100
 const CLONE_NEWNET = 0x40000000;
 const ms = () => performance.now();
 
-function pinnedMap<K extends FieldList, V extends FieldList>(node: TestNode, name: string, key: Struct<K>, value: Struct<V>): TypedMap<K, V> {
-  return new TypedMap(new BpfMap(check(`opening ${name}`, c.objGet(path.join(node.bpffsDir, 'maps', name)))), key, value);
-}
-
 /** Polls `done` every millisecond until it holds (or `timeoutMs` passes); resolves with when. */
 async function until(done: () => boolean, timeoutMs: number): Promise<number> {
   const deadline = ms() + timeoutMs;
@@ -74,8 +66,8 @@ async function main(): Promise<void> {
   try {
     const [a, b] = cluster.nodes as [TestNode, TestNode];
     await a.api.setNamespace('bench');
-    const ipcacheB = pinnedMap(b, 'mb_ipcache', ipcacheKey, ipcacheValue);
-    const policyB = pinnedMap(b, 'mb_policy', policyKey, policyValue);
+    const ipcacheB = b.pinnedMap('mb_ipcache', ipcacheKey, ipcacheValue);
+    const policyB = b.pinnedMap('mb_policy', policyKey, policyValue);
 
     // 1. endpoint added on A → in B's ipcache
     const addMs: number[] = [];
@@ -190,7 +182,7 @@ spec:
     const j0 = ms();
     const joiner = await cluster.addNode();
     const readyS = (ms() - j0) / 1000;
-    const ipcacheC = pinnedMap(joiner, 'mb_ipcache', ipcacheKey, ipcacheValue);
+    const ipcacheC = joiner.pinnedMap('mb_ipcache', ipcacheKey, ipcacheValue);
     const joinS = ((await until(() => last.every((k) => ipcacheC.get(k) !== undefined), 60_000)) - j0) / 1000;
     process.stderr.write(`join: all ${endpoints.length} remote endpoints in the new node's map ${joinS.toFixed(2)} s after its start\n`);
 

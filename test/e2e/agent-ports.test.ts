@@ -43,10 +43,7 @@ describe("the agent's ports, seen from an endpoint", () => {
       const r = await node.exec(client.netns, ['node', path.join(tools, 'probe.mjs'), 'tcp-connect', router, String(port), '1000']);
       assert.notEqual(r.code, 0, `the endpoint reached the agent's port ${port}`);
     }
-    const drops = async () => {
-      const r = await node.cli('observe', '--from-pod', 'default/client', '--verdict', 'DROPPED', '-o', 'json');
-      return r.stdout.trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { flow: Flow }).flow);
-    };
+    const drops = () => node.observeFlows('--from-pod', 'default/client', '--verdict', 'DROPPED');
     let seen: Flow[] = [];
     // A policy denial: a policy verdict (DROPPED) before each drop, as for any denial.
     const types = () => new Set(seen.map((f) => f.event_type?.type));

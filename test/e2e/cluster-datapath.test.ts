@@ -16,9 +16,6 @@ import type { Endpoint, IpcacheRow } from '../../src/api/types.js';
 import type { Flow } from '../../src/flow/types.js';
 import { ipcacheKeyFor } from '../../src/datapath/ipcache.js';
 import { ipcacheKey, ipcacheValue } from '../../src/datapath/layouts.js';
-import { TypedMap } from '../../src/datapath/typed-map.js';
-import { openPinned } from '../../src/kernel/bpf-link.js';
-import { BpfMap } from '../../src/kernel/bpf-map.js';
 import { ROUTE_PROTO } from '../../src/cluster/routing.js';
 import { TUNNEL_DEVICE } from '../../src/cluster/overlay.js';
 import { VXLAN_OVERHEAD } from '../../src/cluster/mtu.js';
@@ -53,15 +50,7 @@ async function roundTrip(conn: ChildProcess, word: string): Promise<void> {
 }
 
 /** The flows `node` holds, oldest first. */
-async function flows(node: TestNode): Promise<Flow[]> {
-  const r = await node.cli('observe', '--all', '-o', 'json');
-  assert.equal(r.code, 0, r.stderr);
-  return r.stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => (JSON.parse(l) as { flow: Flow }).flow);
-}
+const flows = (node: TestNode): Promise<Flow[]> => node.observeFlows('--all');
 
 /** The IPv4 counter `name` of the node's /proc/net/snmp (e.g. FragCreates). */
 async function ipCounter(node: TestNode, name: string): Promise<number> {
@@ -210,9 +199,7 @@ interface Ctx {
 }
 
 /** Node `node`'s pinned ipcache, as the datapath reads it. */
-function ipcacheMap(node: TestNode) {
-  return new TypedMap(new BpfMap(openPinned(path.join(node.bpffsDir, 'maps', 'mb_ipcache'))), ipcacheKey, ipcacheValue);
-}
+const ipcacheMap = (node: TestNode) => node.pinnedMap('mb_ipcache', ipcacheKey, ipcacheValue);
 
 clusterDatapath('tunnel', (ctx) => {
   it('runs one external VXLAN device with the overlay programs, and routes the other pod CIDR into it', async () => {

@@ -31,6 +31,23 @@ describe('a cluster through etcd', { concurrency: false }, () => {
     await cluster?.cleanup();
   });
 
+  /**
+   * `nsenter` arguments of a second agent in `host`'s namespace, with files of its own named by
+   * `tag` (and no TCP listeners), joining the cluster through `etcdUrl`.
+   */
+  const extraAgent = (host: TestNode, tag: string, name: string, podCidr: string, etcdUrl: string) => [
+    `--net=/run/netns/${host.netns}`,
+    bin,
+    '--socket', path.join(cluster.dir, `${tag}.sock`),
+    'agent',
+    '--node-name', name,
+    '--pod-cidr', podCidr,
+    '--state-dir', path.join(cluster.dir, `${tag}-state`),
+    '--bpffs-dir', `/sys/fs/bpf/${cluster.prefix}-${tag}`,
+    '--hubble-address', '', '--hubble-socket', '', '--metrics-address', '',
+    '--cgroup-root', host.cgroupDir,
+    '--kvstore', 'etcd', '--kvstore-endpoints', etcdUrl,
+  ];
   const nodeList = (n: TestNode) => n.cliJson<ClusterNode[]>('node', 'list');
   const ipcache = async (n: TestNode) => new Map((await n.cliJson<IpcacheRow[]>('ipcache', 'list')).map((r) => [r.prefix, r]));
   const addEp = (n: TestNode, name: string, labels: string[]) => n.api.addEndpoint({ namespace: 'default', name, labels });
@@ -53,20 +70,7 @@ describe('a cluster through etcd', { concurrency: false }, () => {
   });
 
   it('refuses a second agent with a taken node name, or a pod CIDR that overlaps another node, in one line', async () => {
-    const tryAgent = (name: string, podCidr: string) =>
-      run('nsenter', [
-        `--net=/run/netns/${nodes[1]!.netns}`,
-        bin,
-        '--socket', path.join(cluster.dir, 'intruder.sock'),
-        'agent',
-        '--node-name', name,
-        '--pod-cidr', podCidr,
-        '--state-dir', path.join(cluster.dir, 'intruder-state'),
-        '--bpffs-dir', `/sys/fs/bpf/${cluster.prefix}-intruder`,
-        '--hubble-address', '', '--hubble-socket', '', '--metrics-address', '',
-        '--cgroup-root', nodes[1]!.cgroupDir,
-        '--kvstore', 'etcd', '--kvstore-endpoints', cluster.etcd.url,
-      ], { timeoutMs: 30_000 });
+    const tryAgent = (name: string, podCidr: string) => run('nsenter', extraAgent(nodes[1]!, 'intruder', name, podCidr, cluster.etcd.url), { timeoutMs: 30_000 });
     const taken = await tryAgent(nodes[0]!.name, '10.99.0.0/24');
     assert.equal(taken.code, 1);
     assert.equal(taken.stderr.trim().split('\n').length, 1, taken.stderr);
@@ -228,19 +232,8 @@ spec:
   });
 
   it('waits for an etcd that does not answer, saying so, with backoff; Ctrl-C stops it at once', async () => {
-    const agent = spawn('nsenter', [
-      `--net=/run/netns/${nodes[0]!.netns}`,
-      bin,
-      '--socket', path.join(cluster.dir, 'waiting.sock'),
-      'agent',
-      '--node-name', `${cluster.prefix}-waiting`,
-      '--pod-cidr', '10.99.1.0/24',
-      '--state-dir', path.join(cluster.dir, 'waiting-state'),
-      '--bpffs-dir', `/sys/fs/bpf/${cluster.prefix}-waiting`,
-      '--hubble-address', '', '--hubble-socket', '', '--metrics-address', '',
-      '--cgroup-root', nodes[0]!.cgroupDir,
-      '--kvstore', 'etcd', '--kvstore-endpoints', `http://${cluster.gatewayIp}:2399`, // nothing listens there
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Nothing listens on port 2399.
+    const agent = spawn('nsenter', extraAgent(nodes[0]!, 'waiting', `${cluster.prefix}-waiting`, '10.99.1.0/24', `http://${cluster.gatewayIp}:2399`), { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     agent.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((resolve) => agent.once('exit', (code) => resolve(code)));

@@ -4,9 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Endpoint, MetricsRow } from '../../src/api/types.js';
 import { TestNode, eventually, run } from '../harness/node.js';
-import { LINK_TYPE_TCX, openPinned, pinnedLinkInfo } from '../../src/kernel/bpf-link.js';
-import { BpfMap } from '../../src/kernel/bpf-map.js';
-import { TypedMap } from '../../src/datapath/typed-map.js';
+import { LINK_TYPE_TCX, pinnedLinkInfo } from '../../src/kernel/bpf-link.js';
 import { closeFd } from '../../src/kernel/libc.js';
 import { ctKey, ctValue } from '../../src/datapath/layouts.js';
 import { sweepConntrack } from '../../src/datapath/ct-gc.js';
@@ -121,7 +119,7 @@ describe('connectivity between endpoints of one node', () => {
   });
 
   it('sweeps expired connection-tracking entries without disturbing traffic', async () => {
-    const ct = new TypedMap(new BpfMap(openPinned(path.join(node.bpffsDir, 'maps', 'mb_ct'))), ctKey, ctValue);
+    const ct = node.pinnedMap('mb_ct', ctKey, ctValue);
     try {
       const clock = probeDatapathClock();
       // Entries of the tests before may expire at any moment (a slow run): only the probe's own

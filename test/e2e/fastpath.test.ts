@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { CtRow, Endpoint } from '../../src/api/types.js';
-import type { Flow } from '../../src/flow/types.js';
 import path from 'node:path';
 import { TestNode, repoRoot } from '../harness/node.js';
 
@@ -80,8 +79,7 @@ for (const fastPath of [true, false]) {
 
     it('still reports flows on both endpoints', async () => {
       assert.ok(await node.probe(client.netns, 'tcp', server.ipv4, 80));
-      const r = await node.cli('observe', '--all', '-o', 'json', '--pod', 'fp/server', '--type', 'trace');
-      const flows = r.stdout.trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { flow: Flow }).flow);
+      const flows = await node.observeFlows('--all', '--pod', 'fp/server', '--type', 'trace');
       const points = new Set(flows.map((f) => `${f.trace_observation_point} ${f.interface?.name} reply=${f.is_reply}`));
       assert.ok(points.has(`TO_ENDPOINT ${server.interface} reply=false`), [...points].join(', '));
       assert.ok(points.has(`TO_ENDPOINT ${client.interface} reply=true`), [...points].join(', '));

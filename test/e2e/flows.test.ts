@@ -32,15 +32,7 @@ describe('flows', () => {
   let stranger: Endpoint;
   let banned: Endpoint;
 
-  const observe = async (...args: string[]): Promise<Flow[]> => {
-    const r = await node.cli('observe', '--all', '-o', 'json', ...args);
-    assert.equal(r.code, 0, r.stderr);
-    return r.stdout
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => (JSON.parse(l) as { flow: Flow }).flow);
-  };
+  const observe = (...args: string[]): Promise<Flow[]> => node.observeFlows('--all', ...args);
 
   before(async () => {
     node = await TestNode.create({ podCidr: '10.227.0.0/24' });

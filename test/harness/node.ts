@@ -10,6 +10,11 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../../src/api/client.js';
+import type { FieldList, Struct } from '../../src/datapath/struct.js';
+import { TypedMap } from '../../src/datapath/typed-map.js';
+import type { Flow } from '../../src/flow/types.js';
+import { BpfMap } from '../../src/kernel/bpf-map.js';
+import { openPinned } from '../../src/kernel/bpf-link.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const bin = path.join(repoRoot, 'bin/membrane');
@@ -223,6 +228,21 @@ export class TestNode {
   /** Runs `membrane ARGS` against this node's agent. */
   cli(...args: string[]): Promise<RunResult> {
     return run(bin, args, { env: this.env });
+  }
+
+  /** `membrane observe ARGS -o json`, expected to succeed: its flows, oldest first. */
+  async observeFlows(...args: string[]): Promise<Flow[]> {
+    const r = await this.cli('observe', ...args, '-o', 'json');
+    if (r.code !== 0) throw new Error(`membrane observe ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { flow: Flow }).flow);
+  }
+
+  /** One of the agent's pinned maps, read directly (what the datapath sees, not what the agent says). */
+  pinnedMap<K extends FieldList, V extends FieldList>(name: string, key: Struct<K>, value: Struct<V>): TypedMap<K, V> {
+    return new TypedMap(new BpfMap(openPinned(path.join(this.bpffsDir, 'maps', name))), key, value);
   }
 
   /** Runs the CLI, expects success and parses its JSON output. */
