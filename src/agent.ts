@@ -218,28 +218,33 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   let local: { health: () => ClusterNode['health']; endpoints: () => number } = { health: () => 'ok', endpoints: () => 0 };
   let kv: EtcdStore | undefined;
   let registry: NodeRegistry | undefined;
-  let podCidrText = opts.podCidr;
+  let podCidr = opts.podCidr !== undefined ? parsePodCidr(opts.podCidr) : undefined;
   if (opts.kvstore) {
     // Joined before anything on the machine changes: a refusal (name taken, CIDR overlapping)
     // leaves this node as it was.
     fs.mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
     kv = await EtcdStore.connect({ ...opts.kvstore, leaseFile: path.join(opts.stateDir, 'etcd-lease') }, log, opts.signal);
     try {
-      if (opts.clusterPool) podCidrText = await claimPodCidr(kv, opts.cluster, opts.nodeName, opts.clusterPool, path.join(opts.stateDir, 'pod-cidr'), log);
-      const self = { name: opts.nodeName, ip: underlayIp, podCIDR: formatCidr(parsePodCidr(podCidrText!)), labels: opts.nodeLabels ?? {}, version: VERSION };
-      registry = new NodeRegistry(kv, opts.cluster, self, { health: () => local.health(), endpoints: () => local.endpoints() }, log);
-      await registry.join();
+      podCidr ??= parsePodCidr(await claimPodCidr(kv, opts.cluster, opts.nodeName, opts.clusterPool!, path.join(opts.stateDir, 'pod-cidr'), log));
     } catch (err) {
-      registry?.stop();
       kv.close();
       throw err;
     }
   }
-  const podCidr = parsePodCidr(podCidrText!);
-  const self = { name: opts.nodeName, ip: underlayIp, podCIDR: formatCidr(podCidr), labels: opts.nodeLabels ?? {}, version: VERSION };
+  const self = { name: opts.nodeName, ip: underlayIp, podCIDR: formatCidr(podCidr!), labels: opts.nodeLabels ?? {}, version: VERSION };
+  if (kv) {
+    registry = new NodeRegistry(kv, opts.cluster, self, { health: () => local.health(), endpoints: () => local.endpoints() }, log);
+    try {
+      await registry.join();
+    } catch (err) {
+      registry.stop();
+      kv.close();
+      throw err;
+    }
+  }
   const mutex = new Mutex();
   const serial = <T>(fn: () => Promise<T> | T) => mutex.run(fn);
-  const ipam = new Ipam(podCidr);
+  const ipam = new Ipam(podCidr!);
   ensureBpffs(opts.bpffsDir);
   await prepareNode(nl, ipam);
   const nodeAddresses = (await nl.addresses()).map((a) => a.address).filter((a) => a !== ipam.router);

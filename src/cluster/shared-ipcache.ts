@@ -75,6 +75,8 @@ export class SharedIpcache implements RemoteSource {
   private readonly nodes = new Map<string, ClusterNode>();
   private readonly intern = new Interner();
   private stopWatch?: () => void;
+  /** The peers' prefixes until the next change (see prefixes()). */
+  private peerPrefixes?: Set<string>;
   listener?: PeersListener;
 
   constructor(
@@ -105,6 +107,7 @@ export class SharedIpcache implements RemoteSource {
           labels: this.intern.list(parsed.labels),
         };
         this.remote.set(e.ip, e);
+        this.peerPrefixes = undefined;
         this.remoteByInt.set(ipToInt(e.ip), e);
         const peer = this.endpointPeer(e);
         if (peer) this.listener?.('remote endpoint changed', [peer], []);
@@ -114,6 +117,7 @@ export class SharedIpcache implements RemoteSource {
         const e = this.remote.get(ip);
         if (!e) return;
         this.remote.delete(ip);
+        this.peerPrefixes = undefined;
         this.remoteByInt.delete(ipToInt(ip));
         this.listener?.('remote endpoint gone', [], [`${ip}/32`]);
       },
@@ -154,7 +158,8 @@ export class SharedIpcache implements RemoteSource {
     if (node.name === this.self) return;
     const old = this.nodes.get(node.name);
     this.nodes.set(node.name, node);
-    if (old && old.ip === node.ip && old.podCIDR === node.podCIDR) return;
+    if (old && old.ip === node.ip && old.podCIDR === node.podCIDR) return; // a heartbeat
+    this.peerPrefixes = undefined;
     const keep = new Set(this.nodePeers(node).map((p) => p.prefix));
     const removed = old ? this.nodePeers(old).map((p) => p.prefix).filter((p) => !keep.has(p)) : [];
     // The node's endpoints wait for their node to be known (to tunnel to it) and follow its address.
@@ -166,7 +171,13 @@ export class SharedIpcache implements RemoteSource {
     const old = this.nodes.get(name);
     if (!old) return;
     this.nodes.delete(name);
+    this.peerPrefixes = undefined;
     this.listener?.(`node ${name} left`, [], this.nodePeers(old).map((p) => p.prefix));
+  }
+
+  prefixes(): ReadonlySet<string> {
+    this.peerPrefixes ??= new Set(this.peers().map((p) => p.prefix));
+    return this.peerPrefixes;
   }
 
   peers(): RemotePeer[] {

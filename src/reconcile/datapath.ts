@@ -49,6 +49,8 @@ export interface RemotePeer {
 /** Where the remote peers come from (the cluster's shared ipcache and node registry). */
 export interface RemoteSource {
   peers(): RemotePeer[];
+  /** The peers' prefixes, kept between changes: asked on every local change, thousands of peers or not. */
+  prefixes(): ReadonlySet<string>;
 }
 
 const remoteEntry = (p: RemotePeer): DesiredDatapath['ipcache'][number] => [
@@ -234,13 +236,14 @@ export class DatapathReconciler implements EndpointChanges {
   }
 
   /** Addresses the ipcache holds for endpoints and the nodes: a policy CIDR never replaces them. */
-  private ownedPrefixes(withRemote = true): Set<string> {
-    return new Set([
+  private ownedPrefixes(withRemote = true): { has(prefix: string): boolean } {
+    const local = new Set([
       `${this.node.router}/32`,
       ...this.node.nodeAddresses.map((a) => `${a}/32`),
       ...this.endpoints.listEndpoints().map((e) => `${e.ipv4}/32`),
-      ...(withRemote ? (this.remote?.peers() ?? []).map((p) => p.prefix) : []),
     ]);
+    const remote = withRemote ? this.remote?.prefixes() : undefined;
+    return { has: (prefix) => local.has(prefix) || (remote?.has(prefix) ?? false) };
   }
 
   private policyCidrs(): Map<string, number> {
