@@ -35,6 +35,8 @@ struct lxc_key *anchor_lxc_key;
 struct config_key *anchor_config_key;
 struct lb_maglev_value *anchor_lb_maglev_value;
 struct lb_member_value *anchor_lb_member_value;
+struct snat_key *anchor_snat_key;
+struct snat_value *anchor_snat_value;
 
 enum mb_family anchor_family;
 enum mb_ep_flags anchor_ep_flags;
@@ -55,3 +57,5 @@ enum mb_direction anchor_direction;
 enum mb_identity anchor_identity;
 enum mb_routing_mode anchor_routing_mode;
 enum mb_drop_reason anchor_drop_reason;
+enum mb_ipcache_flags anchor_ipcache_flags;
+enum mb_snat_direction anchor_snat_direction;

@@ -120,7 +120,7 @@ export function generate(objects: { layouts: string; programs: Record<string, st
 
 export const OBJECTS = {
   layouts: path.join(root, 'build/layouts.o'),
-  programs: { endpoint: path.join(root, 'build/endpoint.o'), overlay: path.join(root, 'build/overlay.o'), sock: path.join(root, 'build/sock.o') },
+  programs: { endpoint: path.join(root, 'build/endpoint.o'), netdev: path.join(root, 'build/netdev.o'), overlay: path.join(root, 'build/overlay.o'), sock: path.join(root, 'build/sock.o') },
 };
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

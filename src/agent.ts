@@ -27,6 +27,8 @@ import { NodeRegistry, type ClusterNode } from './cluster/node-registry.js';
 import { nodeIp } from './cluster/node-ip.js';
 import { claimPodCidr, type ClusterPool } from './cluster/cluster-pool.js';
 import { SharedIpcache } from './cluster/shared-ipcache.js';
+import { NETDEV_PROGRAMS, OVERLAY_PROGRAMS } from './datapath/device-programs.js';
+import { disableMasquerade, enableMasquerade, type MasqueradeState } from './cluster/masquerade.js';
 import { disableTunnel, enableTunnel, TUNNEL_DEVICE, type TunnelState } from './cluster/overlay.js';
 import { NodeRouting } from './cluster/routing.js';
 import { endpointMtu, underlayMtu } from './cluster/mtu.js';
@@ -114,6 +116,8 @@ export interface AgentOptions {
   tunnelPort: number;
   /** Underlay address the other nodes reach this one at (default: detected). */
   nodeIp?: string;
+  /** BPF masquerading of endpoints' traffic leaving the cluster to the node address (default: in a cluster). */
+  masquerade?: boolean;
   nodeLabels?: Record<string, string>;
   /** Aborts the start while it waits (for etcd): Ctrl-C stops a waiting agent at once. */
   signal?: AbortSignal;
@@ -268,6 +272,13 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   } else if (await disableTunnel(nl, datapath)) {
     log.info({ device: TUNNEL_DEVICE }, 'no tunnel mode: the tunnel device of an earlier run removed');
   }
+  let masquerade: MasqueradeState | undefined;
+  if (opts.masquerade ?? registry !== undefined) {
+    if (!underlayIp) throw new StartupError('--enable-bpf-masquerade true needs an address for the node: give one with --node-ip');
+    masquerade = await enableMasquerade(nl, datapath, underlayIp, opts.bpfObjectDir, log);
+  } else {
+    disableMasquerade(datapath);
+  }
   const routing = registry ? new NodeRouting(nl, { nodeName: opts.nodeName, mode: opts.routingMode, routerIp: ipam.router, device: TUNNEL_DEVICE, mtu: mtu! }, log) : undefined;
   const manager = new EndpointManager({ nodeName: opts.nodeName, cluster: opts.cluster, ipam, stateDir: opts.stateDir, ...(mtu ? { mtu } : {}) }, store, nl, datapath, log);
   const reconciler = new DatapathReconciler(manager, { router: ipam.router, nodeAddresses }, datapath, realizer, log);
@@ -421,9 +432,18 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         listen: { hubble: listening.hubble, hubbleSocket: opts.hubbleSocket, metrics: listening.metrics, hubbleTls: hubbleTcp?.mode, metricsTls: metricsTcp?.mode, ...(listening.hubblePeer ? { hubblePeer: listening.hubblePeer } : {}) },
         paths: { stateDir: opts.stateDir, bpffsDir: opts.bpffsDir, socket: opts.socket },
         policy: { enforcement: opts.enforcement, auditMode: opts.auditMode, revision: repo.revision },
-        datapath: { objects: { [ENDPOINT_OBJECT]: datapath.objectVersion, [SOCK_OBJECT]: lb.objectVersion }, programsAdopted: datapath.programsAdopted },
+        datapath: {
+          objects: {
+            [ENDPOINT_OBJECT]: datapath.objectVersion,
+            [SOCK_OBJECT]: lb.objectVersion,
+            ...(tunnel ? { [OVERLAY_PROGRAMS.object]: tunnel.overlay.objectVersion } : {}),
+            ...(masquerade ? { [NETDEV_PROGRAMS.object]: masquerade.programs.objectVersion } : {}),
+          },
+          programsAdopted: datapath.programsAdopted,
+        },
         kvstore: kv ? { backend: 'etcd', ...kv.status() } : { backend: 'embedded' },
         cluster: { nodes: clusterNodes().length, healthy: clusterNodes().filter((n) => n.health === 'ok').length },
+        routing: { ...(registry ? { mode: opts.routingMode } : {}), ...(masquerade ? { masquerade: { device: masquerade.device, address: masquerade.address } } : {}) },
       };
     });
   // Diagnostics: a full garbage collection when the agent runs with node's --expose-gc (the
@@ -510,6 +530,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       await api.close();
       datapath.close(); // links stay pinned: traffic keeps flowing while the agent is away
       tunnel?.overlay.close(); // the device, its links and the routes stay too
+      masquerade?.programs.close(); // its links and the NAT table stay: connections to the outside live on
       lb.close();
       registry?.stop();
       cluster?.stop();

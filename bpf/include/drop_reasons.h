@@ -18,6 +18,8 @@ enum mb_drop_reason {
 	MB_DROP_ERROR_WRITING_TO_PACKET = 141, /* a rewrite (service translation) failed */
 	MB_DROP_CT_MAP_INSERTION_FAILED = 155, /* connection tracking is full */
 	MB_DROP_SERVICE_BACKEND_NOT_FOUND = 158, /* a service without backends */
+	MB_DROP_NO_MAPPING_FOR_NAT_MASQUERADE = 167, /* masquerading found no free port */
+	MB_DROP_UNSUPPORTED_PROTOCOL_FOR_NAT_MASQUERADE = 168, /* nothing to translate by (no ports) */
 	MB_DROP_FIB_LOOKUP_FAILED = 169,       /* the node has no route to the destination */
 	MB_DROP_POLICY_DENY = 181,             /* a deny rule matched */
 };

@@ -215,8 +215,12 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 		*tunnel = to_node;
 	/* Forwarded traffic is counted in its connection's CT entry (the agent sums those); the
 	 * counters map holds drops only: one map update less on every forwarded packet. What leaves
-	 * for another node is traced where it enters the overlay, as Cilium's to-overlay. */
-	__u8 point = dir == MB_DIR_INGRESS ? MB_TRACE_TO_ENDPOINT : to_node ? MB_TRACE_TO_OVERLAY : MB_TRACE_FROM_ENDPOINT;
+	 * for another node is traced where it enters the overlay, as Cilium's to-overlay; what no
+	 * endpoint here receives (the outside, routed peers) where it is handed to the stack, as
+	 * Cilium's to-stack, since no delivery side traces it. */
+	__u8 point = MB_TRACE_TO_ENDPOINT;
+	if (dir == MB_DIR_EGRESS)
+		point = to_node ? MB_TRACE_TO_OVERLAY : local_dst && !*local_dst ? MB_TRACE_TO_STACK : MB_TRACE_FROM_ENDPOINT;
 	if (trace_wanted(cfg, ct, is_reply, p->tcp_flags, point, now)) {
 		ev.type = MB_EVENT_TRACE;
 		ev.subtype = point;

@@ -38,8 +38,14 @@ struct ipcache_value {
 	__u32 identity;
 	__be32 tunnel_endpoint;
 	__u8 encrypt_key;
-	__u8 flags;
+	__u8 flags; /* enum mb_ipcache_flags */
 	__u16 pad;
+};
+
+enum mb_ipcache_flags {
+	/* An address of the cluster beyond this node (another node's endpoint, pod CIDR or
+	 * underlay address): traffic to it keeps its pod source, never masqueraded. */
+	MB_IPCACHE_F_CLUSTER = 1 << 0,
 };
 
 /* One entry per local endpoint, keyed by the ifindex of its host-side interface (mb_endpoints:
@@ -204,6 +210,36 @@ struct datapath_config {
 	__u32 ns_per_jiffy;
 	__u32 routing_mode;   /* enum mb_routing_mode: how traffic to other nodes' endpoints leaves */
 	__u32 tunnel_ifindex; /* the VXLAN device (tunnel mode) */
+	/* BPF masquerading: the node's underlay address that endpoints' traffic leaving the cluster
+	 * is translated to (0: off). */
+	__be32 snat_ipv4;
+};
+
+/* BPF masquerading's NAT table (mb_snat): two entries per translated connection. OUT is keyed by
+ * the endpoint's own tuple as it leaves (to_*: the node's address and port it goes out with);
+ * IN by the reply's tuple as it arrives at the node (to_*: the endpoint's address and port). For
+ * ICMP echo the ports are the echo identifier, on the side parse_packet puts it (sport out,
+ * dport in). A mapping lives as long as the endpoint's connection-tracking entry. */
+struct snat_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 direction; /* enum mb_snat_direction */
+	__u8 pad[2];
+};
+
+struct snat_value {
+	__be32 to_addr;
+	__be16 to_port;
+	__u16 pad;
+	__u64 created_ns; /* the datapath clock */
+};
+
+enum mb_snat_direction {
+	MB_SNAT_OUT = 0,
+	MB_SNAT_IN = 1,
 };
 
 /* Between nodes (DESIGN.md §3.13). Native: the node's routes carry packets to the other nodes'
@@ -355,6 +391,7 @@ enum mb_event_type {
 /* Trace observation points as Cilium's monitor numbers them (event_type.sub_type). */
 enum mb_trace_point {
 	MB_TRACE_TO_ENDPOINT = 0,
+	MB_TRACE_TO_STACK = 3,     /* an endpoint's packet handed to the node's stack (out of the cluster, or routed) */
 	MB_TRACE_TO_OVERLAY = 4,   /* encapsulated towards another node */
 	MB_TRACE_FROM_ENDPOINT = 5,
 };

@@ -60,6 +60,14 @@ struct {
 	__type(value, struct agent_port_value);
 } mb_agent_ports SEC(".maps");
 
+/* BPF masquerading's NAT table (include/snat.h): LRU, as connections can end unseen. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct snat_key);
+	__type(value, struct snat_value);
+} mb_snat SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 * 1024 * 1024);

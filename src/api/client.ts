@@ -5,6 +5,7 @@ import type {
   ApiErrorBody,
   ClusterNode,
   CtRow,
+  NatRow,
   EndpointPolicyView,
   PolicyFile,
   PolicyImportResult,
@@ -94,6 +95,7 @@ export class AgentClient {
   endpointPolicy = (ns: string, name: string) =>
     this.request<EndpointPolicyView>('GET', `/v1/bpf/policy/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
   listCt = () => this.request<CtRow[]>('GET', '/v1/bpf/ct');
+  listNat = () => this.request<NatRow[]>('GET', '/v1/bpf/nat');
   addService = (req: ServiceRequest) => this.request<ServiceView>('POST', '/v1/services', req);
   updateService = (req: ServiceRequest) => this.request<ServiceView>('PUT', `/v1/services/${encodeURIComponent(req.name)}`, req);
   deleteService = (name: string) => this.request<void>('DELETE', `/v1/services/${encodeURIComponent(name)}`);

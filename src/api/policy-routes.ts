@@ -4,7 +4,7 @@
 import { UserError, invalid, quoted } from '../errors.js';
 import { connectionOf } from '../datapath/conntrack.js';
 import type { Datapath } from '../datapath/datapath.js';
-import { CT_FLAGS, directionName, POLICY_FLAGS, POLICY_PREFIX } from '../datapath/layouts.js';
+import { CT_FLAGS, directionName, POLICY_FLAGS, POLICY_PREFIX, SNAT_DIRECTION } from '../datapath/layouts.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { DatapathReconciler } from '../reconcile/datapath.js';
 import type { ParsedPolicy } from '../policy/parse.js';
@@ -19,6 +19,7 @@ import type { Metrics } from '../flow/metrics.js';
 import type { SharedIntent } from '../cluster/shared-intent.js';
 import type {
   CtRow,
+  NatRow,
   EndpointPolicyView,
   PolicyFile,
   PolicyImportResult,
@@ -188,13 +189,23 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
         entries,
       };
     })
+    .route('GET', '/v1/bpf/nat', (): NatRow[] => {
+      const now = d.datapath.clock.nowNs(); // the datapath's clock, as connection tracking's
+      return d.datapath.snat.entries().map(([k, v]) => ({
+        protocol: PROTOCOL_NAME[k.protocol] ?? String(k.protocol),
+        direction: k.direction === SNAT_DIRECTION.OUT ? 'OUT' : 'IN',
+        source: `${k.saddr}:${k.sport}`,
+        destination: `${k.daddr}:${k.dport}`,
+        translated: `${v.to_addr}:${v.to_port}`,
+        ageSeconds: Number((now - v.created_ns) / 1_000_000_000n),
+      }));
+    })
     .route('GET', '/v1/bpf/ct', (): CtRow[] => {
       const now = d.datapath.clock.nowNs(); // connection tracking's clock
-      const protoName: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
       return d.datapath.ct.entries().map(([k, v]) => {
         const conn = connectionOf(k, v);
         return {
-          protocol: protoName[k.protocol] ?? String(k.protocol),
+          protocol: PROTOCOL_NAME[k.protocol] ?? String(k.protocol),
           source: conn.source,
           destination: conn.destination,
           endpoints: conn.sides.map((s) => ({ endpoint: s.endpoint, direction: directionName(s.direction), remoteIdentity: s.remoteIdentity })),
@@ -211,6 +222,8 @@ export function registerPolicyRoutes(api: ApiServer, d: PolicyRouteDeps): void {
       });
     });
 }
+
+const PROTOCOL_NAME: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
 
 /** Labels of an identity for display: 0 is ANY, reserved, CIDR and allocated identities by their labels. */
 function identityLabeller(manager: EndpointManager, realizer: PolicyRealizer): (id: number) => string[] {

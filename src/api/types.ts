@@ -89,6 +89,11 @@ export interface Status {
   kvstore: { backend: 'embedded' } | ({ backend: 'etcd' } & EtcdStatus);
   /** The cluster's nodes as this agent sees them (just this one without a kvstore). */
   cluster: { nodes: number; healthy: number };
+  /**
+   * How traffic leaves the node: to other nodes' endpoints (routing mode, in a cluster), and out
+   * of the cluster (BPF masquerading to `address` on `device`, or none).
+   */
+  routing: { mode?: 'tunnel' | 'native'; masquerade?: { device: string; address: string } };
 }
 
 export interface ApiErrorBody {
@@ -148,6 +153,18 @@ export interface EndpointPolicyView {
 }
 
 /** One tracked connection: `source` sent its first packet. */
+/** One entry of BPF masquerading's NAT table, as `cilium bpf nat list` shows it. */
+export interface NatRow {
+  protocol: string;
+  /** OUT: an endpoint's packets leaving (their source is translated); IN: the replies (their destination). */
+  direction: 'OUT' | 'IN';
+  source: string;
+  destination: string;
+  /** The address and port the source (OUT) or destination (IN) is translated to. */
+  translated: string;
+  ageSeconds: number;
+}
+
 export interface CtRow {
   protocol: string;
   source: string;

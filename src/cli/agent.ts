@@ -127,6 +127,7 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
     .option('--identity-gc-interval <seconds>', 'a cluster identity no node has used for this long (twice at most) is freed', '60')
     .addOption(new Option('--routing-mode <mode>', "between nodes: tunnel (VXLAN, the source identity in the VNI) or native (the underlay routes pod CIDRs)").choices(['tunnel', 'native'] as const).default('tunnel' as const))
     .option('--tunnel-port <port>', 'UDP port of the VXLAN overlay (tunnel mode), the same on every node', String(DEFAULT_TUNNEL_PORT))
+    .addOption(new Option('--enable-bpf-masquerade <bool>', "endpoints' traffic leaving the cluster takes the node address, translated in eBPF (default: true in a cluster)").choices(['true', 'false'] as const))
     .option('--node-ip <address>', 'IPv4 address the other nodes reach this one at (default: the first non-loopback address)')
     .option('--node-labels <k=v,...>', 'labels of this node in the cluster, comma-separated or repeated', collectList);
   cmd.action(async (o) => {
@@ -180,6 +181,7 @@ export function agentCommand(socketOption: () => string | undefined): CommandUnk
       ...kvstoreOptions(o),
       routingMode: o.routingMode,
       tunnelPort: wholeNumber(o.tunnelPort, '--tunnel-port', 1, 65535),
+      ...(o.enableBpfMasquerade !== undefined ? { masquerade: o.enableBpfMasquerade === 'true' } : {}),
       ...(o.nodeIp !== undefined ? { nodeIp: o.nodeIp } : {}),
       nodeLabels: nodeLabels(o.nodeLabels ?? []),
       signal: starting.signal,

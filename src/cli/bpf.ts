@@ -1,6 +1,6 @@
-/* `membrane bpf policy get|ct list|lb list|metrics`: raw views of the kernel maps. */
+/* `membrane bpf policy get|ct list|nat list|lb list|metrics`: raw views of the kernel maps. */
 import { Command, type CommandUnknownOpts } from '@commander-js/extra-typings';
-import type { CtRow, LbRow, MetricsRow, PolicyEntryRow } from '../api/types.js';
+import type { CtRow, LbRow, MetricsRow, NatRow, PolicyEntryRow } from '../api/types.js';
 import { parseEndpointRef } from '../endpoint/validate.js';
 import { outputOption, type CliContext } from './context.js';
 import { parseFormat, print, type Column } from './output.js';
@@ -24,6 +24,15 @@ const ctColumns: Column<CtRow>[] = [
   { header: 'PACKETS', value: (c) => c.packets },
   { header: 'IDLE', value: (c) => `${c.idleSeconds}s` },
   { header: 'NAT', value: (c) => (c.nat?.backend ? `to backend ${c.nat.backend}` : c.nat?.frontend ? `replies from ${c.nat.frontend}` : '') },
+];
+
+const natColumns: Column<NatRow>[] = [
+  { header: 'PROTO', value: (n) => n.protocol },
+  { header: 'DIRECTION', value: (n) => n.direction },
+  { header: 'SOURCE', value: (n) => n.source },
+  { header: 'DESTINATION', value: (n) => n.destination },
+  { header: 'TRANSLATED', value: (n) => `${n.direction === 'OUT' ? 'source' : 'destination'} ${n.translated}` },
+  { header: 'AGE', value: (n) => `${n.ageSeconds}s` },
 ];
 
 const lbColumns: Column<LbRow>[] = [
@@ -69,6 +78,12 @@ export function bpfCommand(ctx: CliContext): CommandUnknownOpts {
     .command('list')
     .addOption(outputOption())
     .action(async (o) => print(await ctx.client().listCt(), parseFormat(o.output), ctColumns));
+  bpf
+    .command('nat')
+    .description("BPF masquerading's NAT table: endpoints' connections out of the cluster, both ways")
+    .command('list')
+    .addOption(outputOption())
+    .action(async (o) => print(await ctx.client().listNat(), parseFormat(o.output), natColumns));
   bpf
     .command('lb')
     .description('service load-balancing maps')

@@ -4,6 +4,11 @@ import type { Status } from '../api/types.js';
 import { outputOption, type CliContext } from './context.js';
 import { parseFormat, print, renderKeyValues } from './output.js';
 
+function routingText(r: Status['routing']): string {
+  const between = r.mode ? `${r.mode} between nodes` : 'one node';
+  return `${between}; out of the cluster ${r.masquerade ? `masqueraded to ${r.masquerade.address} in eBPF (on ${r.masquerade.device})` : 'not masqueraded'}`;
+}
+
 function kvstoreText(k: Status['kvstore']): string {
   if (k.backend === 'embedded') return 'embedded (this node only)';
   const state = k.connected ? `connected, last contact ${k.lastContact}` : `UNREACHABLE since ${k.outageSince} (the datapath keeps its last state)`;
@@ -30,6 +35,7 @@ export function statusCommand(ctx: CliContext): CommandUnknownOpts {
           ['Node', `${s.node.name}${s.node.ip ? ` at ${s.node.ip}` : ''} (pod CIDR ${s.node.podCIDR}, router ${s.node.routerIP})`],
           ['KVStore', kvstoreText(s.kvstore)],
           ['Cluster', `${s.cluster.healthy}/${s.cluster.nodes} nodes healthy`],
+          ['Routing', routingText(s.routing)],
           ['Uptime', `${s.uptimeSeconds}s`],
           ['Kernel', `${s.kernel.release}: ${features}`],
           ['Endpoints', `${s.counts.endpoints} (${s.counts.endpointsNotReady} not ready)`],

@@ -3,8 +3,8 @@
  * smaller than the underlay: a full-sized TCP segment that no longer fits would leave as
  * outer fragments, or be dropped, and large transfers stall (measured with the overlay
  * prototype). In native mode packets leave as they are: the underlay's MTU. */
-import { StartupError } from '../errors.js';
 import type { Netlink } from '../kernel/netlink.js';
+import { underlayDevice } from './node-ip.js';
 import type { RoutingMode } from './routing-mode.js';
 
 /** What VXLAN adds to a packet: outer IPv4 (20), UDP (8), VXLAN (8), inner Ethernet (14). */
@@ -12,10 +12,7 @@ export const VXLAN_OVERHEAD = 50;
 
 /** The MTU of the interface holding the node's underlay address. */
 export async function underlayMtu(nl: Netlink, nodeIp: string): Promise<number> {
-  const dev = (await nl.addresses()).find((a) => a.address === nodeIp)?.dev;
-  const link = dev === undefined ? undefined : (await nl.links()).find((l) => l.name === dev);
-  if (!link) throw new StartupError(`no interface of this node holds its address ${nodeIp}: give the underlay address with --node-ip`);
-  return link.mtu;
+  return (await underlayDevice(nl, nodeIp)).mtu;
 }
 
 /** The MTU of endpoints' interfaces and of the routes into the overlay. */

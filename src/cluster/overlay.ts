@@ -11,7 +11,7 @@
  * encapsulation (mtu.ts). */
 import type { Logger } from 'pino';
 import type { Datapath } from '../datapath/datapath.js';
-import { OverlayDatapath } from '../datapath/overlay.js';
+import { DevicePrograms, OVERLAY_PROGRAMS } from '../datapath/device-programs.js';
 import { ROUTING_MODE } from '../datapath/layouts.js';
 import { disableIpv6 } from '../endpoint/plumbing.js';
 import type { LinkDetails, Netlink } from '../kernel/netlink.js';
@@ -31,7 +31,7 @@ export interface TunnelOptions {
 }
 
 export interface TunnelState {
-  overlay: OverlayDatapath;
+  overlay: DevicePrograms;
   ifindex: number;
   /** The device was made now (it did not exist, or differed). */
   created: boolean;
@@ -65,7 +65,7 @@ export async function enableTunnel(nl: Netlink, datapath: Datapath, opts: Tunnel
   disableIpv6(name); // IPv4 only: no router solicitations or MLD into the overlay
   const ifindex = ifindexOf(name);
   if (!ifindex) throw new Error(`tunnel device ${name} vanished right after it was set up`);
-  const overlay = OverlayDatapath.load(datapath, opts.objectDir);
+  const overlay = DevicePrograms.load(datapath, opts.objectDir, OVERLAY_PROGRAMS);
   const linksAdopted = overlay.attach(ifindex);
   datapath.configureRouting({ routing_mode: ROUTING_MODE.TUNNEL, tunnel_ifindex: ifindex });
   return { overlay, ifindex, created, linksAdopted };
@@ -77,7 +77,7 @@ export async function enableTunnel(nl: Netlink, datapath: Datapath, opts: Tunnel
  */
 export async function disableTunnel(nl: Netlink, datapath: Datapath, device = TUNNEL_DEVICE): Promise<boolean> {
   datapath.configureRouting({ routing_mode: ROUTING_MODE.NATIVE, tunnel_ifindex: 0 });
-  OverlayDatapath.detach(datapath.bpffsDir);
+  DevicePrograms.detach(datapath.bpffsDir, OVERLAY_PROGRAMS);
   const link = await nl.link(device);
   if (link?.kind !== 'vxlan') return false;
   await nl.apply([{ op: 'delete-link', name: device }]);

@@ -104,6 +104,7 @@ export const datapathConfig = defineStruct('datapath_config', [
   ['ns_per_jiffy', 'u32'],
   ['routing_mode', 'u32'],
   ['tunnel_ifindex', 'u32'],
+  ['snat_ipv4', 'ipv4'],
 ] as const);
 
 export const flowEvent = defineStruct('flow_event', [
@@ -230,6 +231,23 @@ export const lbMemberValue = defineStruct('lb_member_value', [
   ['weight', 'u32'],
 ] as const);
 
+export const snatKey = defineStruct('snat_key', [
+  ['saddr', 'ipv4'],
+  ['daddr', 'ipv4'],
+  ['sport', 'be16'],
+  ['dport', 'be16'],
+  ['protocol', 'u8'],
+  ['direction', 'u8'],
+  ['pad', { bytes: 2 }],
+] as const);
+
+export const snatValue = defineStruct('snat_value', [
+  ['to_addr', 'ipv4'],
+  ['to_port', 'be16'],
+  ['pad', 'u16'],
+  ['created_ns', 'u64'],
+] as const);
+
 export const FAMILY = {
   IPV4: 4,
   IPV6: 6,
@@ -295,6 +313,7 @@ export const EVENT_TYPE = {
 
 export const TRACE_POINT = {
   TO_ENDPOINT: 0,
+  TO_STACK: 3,
   TO_OVERLAY: 4,
   FROM_ENDPOINT: 5,
 } as const;
@@ -345,13 +364,25 @@ export const DROP_REASON = {
   ERROR_WRITING_TO_PACKET: 141,
   CT_MAP_INSERTION_FAILED: 155,
   SERVICE_BACKEND_NOT_FOUND: 158,
+  NO_MAPPING_FOR_NAT_MASQUERADE: 167,
+  UNSUPPORTED_PROTOCOL_FOR_NAT_MASQUERADE: 168,
   FIB_LOOKUP_FAILED: 169,
   POLICY_DENY: 181,
 } as const;
 
+export const IPCACHE_FLAGS = {
+  CLUSTER: 1,
+} as const;
+
+export const SNAT_DIRECTION = {
+  OUT: 0,
+  IN: 1,
+} as const;
+
 /** The maps each object declares, by name (bpf/include/maps.h, lb.h). */
 export const OBJECT_MAPS = {
-  endpoint: ['mb_endpoints', 'mb_lxc', 'mb_ipcache', 'mb_metrics', 'mb_policy', 'mb_ct', 'mb_agent_ports', 'mb_events', 'mb_events_lost', 'mb_config', 'mb_lb_services', 'mb_lb_backends', 'mb_lb_revnat', 'mb_lb_maglev', 'mb_lb_affinity', 'mb_lb_members'],
-  overlay: ['mb_lxc', 'mb_ipcache', 'mb_endpoints', 'mb_metrics', 'mb_policy', 'mb_ct', 'mb_agent_ports', 'mb_events', 'mb_events_lost', 'mb_config', 'mb_lb_services', 'mb_lb_backends', 'mb_lb_revnat', 'mb_lb_maglev', 'mb_lb_affinity', 'mb_lb_members'],
+  endpoint: ['mb_endpoints', 'mb_lxc', 'mb_ipcache', 'mb_metrics', 'mb_policy', 'mb_ct', 'mb_agent_ports', 'mb_snat', 'mb_events', 'mb_events_lost', 'mb_config', 'mb_lb_services', 'mb_lb_backends', 'mb_lb_revnat', 'mb_lb_maglev', 'mb_lb_affinity', 'mb_lb_members'],
+  netdev: ['mb_lxc', 'mb_ipcache', 'mb_endpoints', 'mb_metrics', 'mb_policy', 'mb_ct', 'mb_agent_ports', 'mb_snat', 'mb_events', 'mb_events_lost', 'mb_config', 'mb_lb_services', 'mb_lb_backends', 'mb_lb_revnat', 'mb_lb_maglev', 'mb_lb_affinity', 'mb_lb_members'],
+  overlay: ['mb_lxc', 'mb_ipcache', 'mb_endpoints', 'mb_metrics', 'mb_policy', 'mb_ct', 'mb_agent_ports', 'mb_snat', 'mb_events', 'mb_events_lost', 'mb_config', 'mb_lb_services', 'mb_lb_backends', 'mb_lb_revnat', 'mb_lb_maglev', 'mb_lb_affinity', 'mb_lb_members'],
   sock: ['mb_lb_services', 'mb_lb_backends', 'mb_lb_revnat', 'mb_lb_maglev', 'mb_lb_affinity', 'mb_lb_members'],
 } as const;

@@ -28,6 +28,8 @@ import {
   metricsValue,
   policyKey,
   policyValue,
+  snatKey,
+  snatValue,
 } from './layouts.js';
 import { offsetsOf, type StructValue } from './struct.js';
 import { addStats, MapMirror, type StructEntry, type SyncStats } from './mirror.js';
@@ -45,8 +47,11 @@ export interface DesiredDatapath {
 
 export type PolicyMapEntry = StructEntry<typeof policyKey, typeof policyValue>;
 
-/** The datapath's routing settings (ROUTING_MODE; the VXLAN device's ifindex in tunnel mode). */
-export type Routing = Pick<StructValue<typeof datapathConfig>, 'routing_mode' | 'tunnel_ifindex'>;
+/**
+ * How traffic leaves the node: ROUTING_MODE, the VXLAN device's ifindex in tunnel mode, and the
+ * address endpoints' traffic leaving the cluster is masqueraded to ('0.0.0.0': none).
+ */
+export type Routing = Pick<StructValue<typeof datapathConfig>, 'routing_mode' | 'tunnel_ifindex' | 'snat_ipv4'>;
 
 export interface DatapathChange {
   upsert: DesiredDatapath;
@@ -67,6 +72,8 @@ export class Datapath {
   readonly metrics;
   readonly policy;
   readonly ct;
+  /** BPF masquerading's NAT table (bpf/include/snat.h). */
+  readonly snat;
   readonly config;
   readonly events: BpfMap;
   private readonly agentPortsMirror;
@@ -88,6 +95,7 @@ export class Datapath {
     this.metrics = new TypedMap(map('mb_metrics'), metricsKey, metricsValue);
     this.policy = new TypedMap(map('mb_policy'), policyKey, policyValue);
     this.ct = new TypedMap(map('mb_ct'), ctKey, ctValue);
+    this.snat = new TypedMap(map('mb_snat'), snatKey, snatValue);
     this.config = new TypedMap(map('mb_config'), configKey, datapathConfig);
     this.events = map('mb_events');
     this.eventsLostMap = map('mb_events_lost');
@@ -109,6 +117,7 @@ export class Datapath {
       ns_per_jiffy: this.clock.nsPerJiffy,
       routing_mode: realized?.routing_mode ?? ROUTING_MODE.NATIVE,
       tunnel_ifindex: realized?.tunnel_ifindex ?? 0,
+      snat_ipv4: realized?.snat_ipv4 ?? '0.0.0.0',
     };
   }
 
@@ -267,14 +276,14 @@ export class Datapath {
     this.config.set({ index: 0 }, this.settings);
   }
 
-  /** How traffic to other nodes' endpoints leaves: natively routed, or encapsulated into the VXLAN device. */
-  configureRouting(routing: Routing): void {
+  /** How traffic leaves: to other nodes' endpoints natively routed or encapsulated, out of the cluster masqueraded or not. */
+  configureRouting(routing: Partial<Routing>): void {
     this.settings = { ...this.settings, ...routing };
     this.config.set({ index: 0 }, this.settings);
   }
 
   get routing(): Routing {
-    return { routing_mode: this.settings.routing_mode, tunnel_ifindex: this.settings.tunnel_ifindex };
+    return { routing_mode: this.settings.routing_mode, tunnel_ifindex: this.settings.tunnel_ifindex, snat_ipv4: this.settings.snat_ipv4 };
   }
 
   /**

@@ -9,7 +9,7 @@ import { offsetsOf } from '../datapath/struct.js';
 import type { PolicyRef } from '../policy/types.js';
 import { formatTimestampNs } from '../util/time.js';
 import { dropReasonName, hubbleEnum } from './proto.js';
-import type { Flow, FlowEndpoint, FlowPolicy, Layer4, TCPFlags, Workload } from './types.js';
+import type { Flow, FlowEndpoint, FlowPolicy, Layer4, ObservationPoint, TCPFlags, Workload } from './types.js';
 
 /**
  * What a flow says of an endpoint at one end: a local one (with its ID and interface) or, in a
@@ -99,6 +99,11 @@ const TCP_FLAG_BITS: [keyof TCPFlags, number][] = [
 ];
 
 /** What the datapath drops as an unsupported L3 protocol, as a summary names it. */
+/** The datapath's trace points by number (each TRACE_POINT name is Hubble's TraceObservationPoint name). */
+const TRACE_POINT_NAME: Record<number, ObservationPoint> = Object.fromEntries(
+  Object.entries(TRACE_POINT).map(([name, code]) => [code, name as ObservationPoint]),
+);
+
 const ETHERTYPE_NAMES: Record<number, string> = { 0x86dd: 'IPv6', 0x8100: 'VLAN', 0x88cc: 'LLDP' };
 
 const ICMP_NAMES: Record<number, string> = {
@@ -325,7 +330,7 @@ export class FlowDecoder {
     const fromService = this.ctx.serviceOfBackend?.(ev.saddr, ev.sport, ev.protocol);
     if (fromService) flow.source_service = { name: fromService, namespace: SERVICE_NAMESPACE };
     if (ev.type === EVENT_TYPE.TRACE) {
-      flow.trace_observation_point = ev.subtype === TRACE_POINT.TO_ENDPOINT ? 'TO_ENDPOINT' : ev.subtype === TRACE_POINT.TO_OVERLAY ? 'TO_OVERLAY' : 'FROM_ENDPOINT';
+      flow.trace_observation_point = TRACE_POINT_NAME[ev.subtype] ?? 'UNKNOWN_POINT';
     }
     if (ev.type === EVENT_TYPE.DROP) {
       flow.drop_reason = ev.subtype;

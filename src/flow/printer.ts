@@ -37,6 +37,8 @@ const DROP_REASON_TEXT: Record<Exclude<keyof typeof DROP_REASON, 'FORWARDED'>, s
   ERROR_WRITING_TO_PACKET: 'Error writing to packet',
   CT_MAP_INSERTION_FAILED: 'CT: Map insertion failed',
   SERVICE_BACKEND_NOT_FOUND: 'Service backend not found',
+  NO_MAPPING_FOR_NAT_MASQUERADE: 'No mapping for NAT masquerade',
+  UNSUPPORTED_PROTOCOL_FOR_NAT_MASQUERADE: 'Unsupported protocol for NAT masquerade',
   FIB_LOOKUP_FAILED: 'FIB lookup failed',
   POLICY_DENY: 'Policy denied by denylist',
 };

@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import type { Datapath, DatapathChange, DesiredDatapath } from '../datapath/datapath.js';
 import { ipcacheKeyFor } from '../datapath/ipcache.js';
+import { IPCACHE_FLAGS } from '../datapath/layouts.js';
 import type { SyncStats } from '../datapath/mirror.js';
 import type { EndpointChanges } from '../endpoint/manager.js';
 import type { Endpoint } from '../endpoint/types.js';
@@ -53,9 +54,10 @@ export interface RemoteSource {
   prefixes(): ReadonlySet<string>;
 }
 
+/** Marked as the cluster's: the datapath never masquerades traffic to it. */
 const remoteEntry = (p: RemotePeer): DesiredDatapath['ipcache'][number] => [
   ipcacheKeyFor(p.prefix),
-  p.tunnelEndpoint ? { identity: p.identity, tunnel_endpoint: p.tunnelEndpoint } : { identity: p.identity },
+  { identity: p.identity, flags: IPCACHE_FLAGS.CLUSTER, ...(p.tunnelEndpoint ? { tunnel_endpoint: p.tunnelEndpoint } : {}) },
 ];
 
 function appendEntries(into: DesiredDatapath, from: DesiredDatapath): void {

@@ -286,6 +286,39 @@ export class TestCluster {
     return ['--hubble-peer-tls-cert-file', cert, '--hubble-peer-tls-key-file', key, '--hubble-peer-tls-ca-file', caCert];
   }
 
+  /**
+   * A host outside the cluster, beyond the underlay: namespace `PREFIX-out-NAME` holding `address`
+   * (a documentation address), joined to the network namespace by a veth; the network forwards
+   * between it and the nodes, and knows no way to the pod CIDRs, so only traffic masqueraded to
+   * a node's address is answered. Every node present gets its default route via the gateway.
+   * Nothing leads out of the harness's namespaces. Returns the namespace.
+   */
+  async addOutsideHost(name: string, address: string): Promise<string> {
+    const netns = `${this.prefix}-out-${name}`;
+    const netSide = `out-${name}`.slice(0, 15);
+    const steps: string[][] = [
+      ['netns', 'add', netns],
+      ['-n', this.net, 'link', 'add', netSide, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns],
+      ['-n', this.net, 'link', 'set', netSide, 'up'],
+      ['-n', this.net, 'route', 'add', `${address}/32`, 'dev', netSide],
+      ['-n', netns, 'link', 'set', 'lo', 'up'],
+      ['-n', netns, 'address', 'add', `${address}/32`, 'dev', 'eth0'],
+      ['-n', netns, 'link', 'set', 'eth0', 'up'],
+      ['-n', netns, 'route', 'add', 'default', 'dev', 'eth0'],
+    ];
+    for (const args of steps) await ip(args);
+    // The network answers ARP on the host's link for whatever it routes (the nodes), and forwards.
+    for (const sysctl of [`net.ipv4.conf.${netSide}.proxy_arp=1`, 'net.ipv4.ip_forward=1']) {
+      const r = await run('ip', ['netns', 'exec', this.net, 'sysctl', '-qw', sysctl]);
+      if (r.code !== 0) throw new Error(`sysctl ${sysctl}: ${r.stderr.trim()}`);
+    }
+    for (const node of this.nodes) {
+      const r = await run('ip', ['-n', node.netns, 'route', 'replace', 'default', 'via', this.gatewayIp]);
+      if (r.code !== 0) throw new Error(`default route of ${node.name}: ${r.stderr.trim()}`);
+    }
+    return netns;
+  }
+
   /** Nodes, etcd, the network namespace and the files; never throws, safe to call twice. */
   async cleanup(): Promise<void> {
     await Promise.allSettled(this.nodes.map((n) => n.cleanup()));
