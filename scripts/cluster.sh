@@ -4,7 +4,9 @@
 # network between the nodes (a bridge, 172.31.0.0/24) with etcd on 172.31.0.1:2379, and three
 # node namespaces mb-n1..mb-n3 (172.31.0.11-13) each running an agent in the background that
 # claims its pod CIDR from the cluster pool 10.245.0.0/16, with a certificate of the cluster's CA
-# (made here by `membrane cluster certs`) to read the others' flows over mutual TLS.
+# (made here by `membrane cluster certs`) to read the others' flows over mutual TLS, and a host
+# "outside" the cluster, mbcluster-out (203.0.113.10, a documentation address), beyond the
+# network, which the pods reach masqueraded to their node's address.
 # `make clean-cluster` (this script with `clean`) ends them and removes everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +51,18 @@ ip -n "$NET" link set lo up
 ip -n "$NET" link add br0 type bridge forward_delay 0 stp_state 0
 ip -n "$NET" address add 172.31.0.1/24 dev br0
 ip -n "$NET" link set br0 up
+# The outside host: routed by the network namespace, which knows no way to the pod CIDRs (only
+# masqueraded traffic is answered); the nodes get their default route via the network below.
+OUT=mbcluster-out
+ip netns add "$OUT"
+ip -n "$NET" link add out0 type veth peer name eth0 netns "$OUT"
+ip -n "$NET" link set out0 up
+ip -n "$NET" route add 203.0.113.10/32 dev out0
+ip netns exec "$NET" sysctl -qw net.ipv4.conf.out0.proxy_arp=1 net.ipv4.ip_forward=1
+ip -n "$OUT" link set lo up
+ip -n "$OUT" address add 203.0.113.10/32 dev eth0
+ip -n "$OUT" link set eth0 up
+ip -n "$OUT" route add default dev eth0
 
 echo "membrane: starting etcd in $NET at $ETCD_URL"
 ip netns exec "$NET" etcd --name mbcluster --data-dir "$DIR/etcd" \
@@ -77,6 +91,7 @@ for node in "${NODES[@]}"; do
   ip -n "$NET" link set "n$i" master br0 up
   ip -n "$node" address add "$ip/24" dev eth0
   ip -n "$node" link set eth0 up
+  ip -n "$node" route add default via 172.31.0.1
   mkdir -p "$DIR/$node" "$CGROUP_ROOT/membrane-$node"
   echo "membrane: starting the agent of $node ($ip)"
   nsenter --net="/run/netns/$node" bin/membrane --socket "/run/membrane/$node.sock" agent \
