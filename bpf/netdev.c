@@ -29,6 +29,8 @@ int to_netdev(struct __sk_buff *skb)
 	if (parse_packet(skb, &p) < 0)
 		return TC_ACT_OK;
 	__u32 saddr = p.t.saddr;
+	if (saddr == node)
+		return TC_ACT_OK; /* the node's own, the overlay's encapsulated packets included: no lookup */
 	struct endpoint_info *ep = bpf_map_lookup_elem(&mb_lxc, &saddr);
 	/* An endpoint's ICMP error towards the outside (it has no connection there to report on)
 	 * is left alone, as everything not sent by an endpoint. */

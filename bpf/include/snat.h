@@ -35,6 +35,20 @@ static __always_inline int snat_destination(__u32 daddr)
 	return v->identity == MB_IDENTITY_WORLD || v->identity >= (1 << 24);
 }
 
+/* The table's key for a packet's own tuple. */
+static __always_inline struct snat_key snat_key_of(const struct tuple *t, __u8 direction)
+{
+	struct snat_key k = {
+		.saddr = t->saddr,
+		.daddr = t->daddr,
+		.sport = t->sport,
+		.dport = t->dport,
+		.protocol = t->protocol,
+		.direction = direction,
+	};
+	return k;
+}
+
 /* Rewrites the source (`source`) or destination address and port; for ICMP echo the "port" is
  * the identifier, under the ICMP checksum (which, unlike TCP's and UDP's, covers no addresses). */
 static __always_inline int snat_rewrite(struct __sk_buff *skb, const struct packet *p, int source, __u32 old_addr, __u32 new_addr,
@@ -131,14 +145,7 @@ static __always_inline int snat_out(struct __sk_buff *skb, const struct packet *
 {
 	if (!snat_supported(p))
 		return MB_DROP_UNSUPPORTED_PROTOCOL_FOR_NAT_MASQUERADE;
-	struct snat_key out = {
-		.saddr = p->t.saddr,
-		.daddr = p->t.daddr,
-		.sport = p->t.sport,
-		.dport = p->t.dport,
-		.protocol = p->t.protocol,
-		.direction = MB_SNAT_OUT,
-	};
+	struct snat_key out = snat_key_of(&p->t, MB_SNAT_OUT);
 	struct snat_value *v = bpf_map_lookup_elem(&mb_snat, &out);
 	__be16 port;
 	if (v && v->to_addr == node) {
@@ -207,14 +214,7 @@ static __always_inline int snat_in(struct __sk_buff *skb, const struct packet *p
 {
 	if (p->icmp_error)
 		return snat_in_icmp_error(skb, p);
-	struct snat_key in = {
-		.saddr = p->t.saddr,
-		.daddr = p->t.daddr,
-		.sport = p->t.sport,
-		.dport = p->t.dport,
-		.protocol = p->t.protocol,
-		.direction = MB_SNAT_IN,
-	};
+	struct snat_key in = snat_key_of(&p->t, MB_SNAT_IN);
 	if (p->t.protocol == IPPROTO_ICMP_ ? p->icmp_type != ICMP_ECHOREPLY : !p->has_ports)
 		return 0;
 	struct snat_value *v = bpf_map_lookup_elem(&mb_snat, &in);

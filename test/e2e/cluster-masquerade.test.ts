@@ -52,42 +52,59 @@ async function roundTrip(conn: ChildProcess, word: string): Promise<void> {
   assert.equal(await echoed, `echo ${word}`);
 }
 
-async function outsideHosts(cluster: TestCluster, n0: TestNode): Promise<void> {
-  for (const [name, ip] of [['a', OUTSIDE], ['b', OUTSIDE_2]] as const) {
-    const netns = await cluster.addOutsideHost(name, ip);
-    await waitForLine(n0.spawnIn(netns, ['node', peerServer, String(PORT)], { outsideCgroup: true }), (l) => l === 'ready');
-  }
-}
-
 async function known(n: TestNode, ep: Endpoint): Promise<boolean> {
   return (await n.cliJson<IpcacheRow[]>('ipcache', 'list')).some((r) => r.prefix === `${ep.ipv4}/32`);
+}
+
+/** "ADDRESS:any port", as the outside host reports a peer. */
+const fromAddress = (address: string) => new RegExp(`^${address.replaceAll('.', '\\.')}:\\d+$`);
+
+interface Ctx {
+  cluster: TestCluster;
+  n0: TestNode;
+  n1: TestNode;
+  /** Two endpoints on node 0 and a server (peer-server.mjs) on node 1. */
+  client: Endpoint;
+  other: Endpoint;
+  server: Endpoint;
+}
+
+/** Two nodes in routing mode `mode`, their endpoints, and the outside hosts with their servers. */
+async function setUp(mode: 'tunnel' | 'native'): Promise<Ctx> {
+  const cluster = await TestCluster.create({ nodes: 2, extraAgentArgs: ['--routing-mode', mode] });
+  try {
+    const [n0, n1] = cluster.nodes as [TestNode, TestNode];
+    await n0.api.setNamespace('default');
+    const client = await n0.api.addEndpoint({ namespace: 'default', name: 'client', labels: ['app=client'] });
+    const other = await n0.api.addEndpoint({ namespace: 'default', name: 'other', labels: ['app=other'] });
+    const server = await n1.api.addEndpoint({ namespace: 'default', name: 'server', labels: ['app=server'] });
+    await waitForLine(n1.spawnIn(server.netns, ['node', peerServer, String(PORT)]), (l) => l === 'ready');
+    assert.ok(await eventually(() => known(n0, server), 10_000), "the server in node 0's ipcache");
+    for (const [name, ip] of [['a', OUTSIDE], ['b', OUTSIDE_2]] as const) {
+      const netns = await cluster.addOutsideHost(name, ip);
+      await waitForLine(n0.spawnIn(netns, ['node', peerServer, String(PORT)], { outsideCgroup: true }), (l) => l === 'ready');
+    }
+    return { cluster, n0, n1, client, other, server };
+  } catch (err) {
+    await cluster.cleanup();
+    throw err;
+  }
 }
 
 describe('the way out of the cluster, tunnel routing', { concurrency: false }, () => {
   let cluster: TestCluster;
   let n0: TestNode;
-  let n1: TestNode;
   let client: Endpoint;
   let other: Endpoint;
   let server: Endpoint;
 
-  before(async () => {
-    cluster = await TestCluster.create({ nodes: 2 });
-    [n0, n1] = cluster.nodes as [TestNode, TestNode];
-    await n0.api.setNamespace('default');
-    client = await n0.api.addEndpoint({ namespace: 'default', name: 'client', labels: ['app=client'] });
-    other = await n0.api.addEndpoint({ namespace: 'default', name: 'other', labels: ['app=other'] });
-    server = await n1.api.addEndpoint({ namespace: 'default', name: 'server', labels: ['app=server'] });
-    await waitForLine(n1.spawnIn(server.netns, ['node', peerServer, String(PORT)]), (l) => l === 'ready');
-    assert.ok(await eventually(() => known(n0, server), 10_000), "the server in node 0's ipcache");
-    await outsideHosts(cluster, n0);
-  });
+  before(async () => ({ cluster, n0, client, other, server } = await setUp('tunnel')));
   after(async () => cluster?.cleanup());
 
   it("reaches hosts outside over TCP, UDP and ICMP as its node's address, and flows name the pod", async () => {
     const node0 = cluster.nodeIp(0);
-    assert.match(await seenFrom(n0, client, OUTSIDE), new RegExp(`^${node0.replaceAll('.', '\\.')}:\\d+$`), 'TCP seen from the node');
-    assert.match(await seenFromUdp(n0, client, OUTSIDE), new RegExp(`^${node0.replaceAll('.', '\\.')}:\\d+$`), 'UDP seen from the node');
+    assert.match(await seenFrom(n0, client, OUTSIDE), fromAddress(node0), 'TCP seen from the node');
+    assert.match(await seenFromUdp(n0, client, OUTSIDE), fromAddress(node0), 'UDP seen from the node');
     assert.ok(await n0.ping(client.netns, OUTSIDE), 'ping');
     const flows = await n0.observeFlows('--all', '--ip', OUTSIDE);
     const out = flows.filter((f) => f.IP?.source === client.ipv4 && f.IP?.destination === OUTSIDE);
@@ -103,7 +120,7 @@ describe('the way out of the cluster, tunnel routing', { concurrency: false }, (
     assert.equal(first, `${node0}:40000`, 'the port kept');
     // The first connection is closed but its tracking entry lives on: the port is still taken.
     const second = await seenFrom(n0, other, OUTSIDE, 40_000);
-    assert.match(second, new RegExp(`^${node0.replaceAll('.', '\\.')}:\\d+$`));
+    assert.match(second, fromAddress(node0));
     assert.notEqual(second, first, 'a colliding endpoint gets another port');
     // The node's own connection from port 40001 to the same host and port.
     const own = n0.spawnIn(n0.netns, ['node', '-e', `
@@ -162,7 +179,7 @@ spec:
   });
 
   it('translates nothing within the cluster: a pod on the other node sees the pod address', async () => {
-    assert.match(await seenFrom(n0, client, server.ipv4), new RegExp(`^${client.ipv4.replaceAll('.', '\\.')}:\\d+$`));
+    assert.match(await seenFrom(n0, client, server.ipv4), fromAddress(client.ipv4));
   });
 
   it('lists the NAT table both ways, and status says where traffic leaves', async () => {
@@ -182,7 +199,7 @@ spec:
 
   it('keeps a connection to the outside across an agent restart', async () => {
     const conn = n0.holdConnection(client.netns, OUTSIDE, PORT);
-    assert.match(await waitForLine(conn, (l) => l.startsWith('echo') || l.startsWith('error')), new RegExp(`^echo ${cluster.nodeIp(0).replaceAll('.', '\\.')}:`));
+    assert.match(await waitForLine(conn, (l) => l.startsWith('echo') || l.startsWith('error')), new RegExp(`^echo ${cluster.nodeIp(0)}:`));
     await roundTrip(conn, 'before');
     await n0.killAgent('SIGTERM');
     await roundTrip(conn, 'while-away');
@@ -193,27 +210,14 @@ spec:
 });
 
 describe('the way out of the cluster, native routing', { concurrency: false }, () => {
-  let cluster: TestCluster;
-  let n0: TestNode;
-  let n1: TestNode;
-  let client: Endpoint;
-  let server: Endpoint;
-
-  before(async () => {
-    cluster = await TestCluster.create({ nodes: 2, extraAgentArgs: ['--routing-mode', 'native'] });
-    [n0, n1] = cluster.nodes as [TestNode, TestNode];
-    await n0.api.setNamespace('default');
-    client = await n0.api.addEndpoint({ namespace: 'default', name: 'client', labels: ['app=client'] });
-    server = await n1.api.addEndpoint({ namespace: 'default', name: 'server', labels: ['app=server'] });
-    await waitForLine(n1.spawnIn(server.netns, ['node', peerServer, String(PORT)]), (l) => l === 'ready');
-    assert.ok(await eventually(() => known(n0, server), 10_000), "the server in node 0's ipcache");
-    await outsideHosts(cluster, n0);
-  });
-  after(async () => cluster?.cleanup());
+  let c: Ctx;
+  before(async () => (c = await setUp('native')));
+  after(async () => c?.cluster.cleanup());
 
   it("masquerades what leaves the cluster, and nothing that goes to the other node's pods over the same device", async () => {
-    assert.match(await seenFrom(n0, client, OUTSIDE), new RegExp(`^${cluster.nodeIp(0).replaceAll('.', '\\.')}:\\d+$`));
+    const { cluster, n0, client, server } = c;
+    assert.match(await seenFrom(n0, client, OUTSIDE), fromAddress(cluster.nodeIp(0)));
     assert.ok(await n0.ping(client.netns, OUTSIDE), 'ping');
-    assert.match(await seenFrom(n0, client, server.ipv4), new RegExp(`^${client.ipv4.replaceAll('.', '\\.')}:\\d+$`));
+    assert.match(await seenFrom(n0, client, server.ipv4), fromAddress(client.ipv4));
   });
 });
