@@ -49,9 +49,21 @@ export interface SelectorUse {
   identities: number[];
 }
 
+/** An endpoint of another node, as far as policy knows it: its address and identity. */
+export interface RemoteEndpoint {
+  identity: number;
+  ipv4: string;
+}
+
 export interface EngineInput {
   rules: { rule: Rule; ruleId: number }[];
   endpoints: PolicyEndpoint[];
+  /**
+   * The other nodes' endpoints: Kubernetes ipBlocks select them by address too. Their identity
+   * travels with their packets, so it is never split into address identities here: an identity
+   * with endpoints on both sides of a block is not selected.
+   */
+  remoteEndpoints?: RemoteEndpoint[];
   /** Reserved and allocated identities (CIDR identities are added by the engine). */
   identities: PolicyIdentity[];
   cluster: string;
@@ -234,7 +246,7 @@ export class PolicyEngine {
       case 'entity':
         return this.entityIdentities(peer.entity, input);
       case 'cidr':
-        return this.cidrPeerIdentities(peer, cidrs, input.endpoints, warnings);
+        return this.cidrPeerIdentities(peer, cidrs, [...input.endpoints, ...(input.remoteEndpoints ?? [])], warnings);
     }
   }
 
@@ -258,7 +270,7 @@ export class PolicyEngine {
   private cidrPeerIdentities(
     peer: Extract<Peer, { type: 'cidr' }>,
     cidrs: Map<string, number>,
-    endpoints: PolicyEndpoint[],
+    endpoints: RemoteEndpoint[],
     warnings: string[],
   ): number[] {
     const block = parseCidr(peer.cidr);
@@ -279,11 +291,16 @@ export class PolicyEngine {
       if (cidrInside(cidr, block) && !excepts.some((x) => cidrInside(cidr, x))) ids.push(id);
     }
     if (peer.matchEndpoints) {
-      // Kubernetes ipBlock also selects pods by address. An identity is selected only when all
-      // of its endpoints qualify: selecting it for some would let the others through too.
+      // Kubernetes ipBlock also selects pods by address, this node's and the others'. An identity
+      // is selected only when all of its endpoints qualify: selecting it for some would let the
+      // others through too.
       const inBlock = (ip: string) => ipInside(ip, block) && !excepts.some((x) => ipInside(ip, x));
-      const byIdentity = new Map<number, PolicyEndpoint[]>();
-      for (const e of endpoints) byIdentity.set(e.identity, [...(byIdentity.get(e.identity) ?? []), e]);
+      const byIdentity = new Map<number, RemoteEndpoint[]>();
+      for (const e of endpoints) {
+        const list = byIdentity.get(e.identity);
+        if (list) list.push(e);
+        else byIdentity.set(e.identity, [e]);
+      }
       for (const [identity, eps] of byIdentity) {
         const n = eps.filter((e) => inBlock(e.ipv4)).length;
         if (n === eps.length) ids.push(identity);

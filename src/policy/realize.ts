@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Datapath, PolicyMapEntry } from '../datapath/datapath.js';
 import { EP_FLAGS, POLICY_FLAGS, POLICY_PREFIX } from '../datapath/layouts.js';
 import { RESERVED_IDENTITIES } from '../identity/reserved.js';
-import { collectPrefixes, DIRECTION_CODE, endpointBlocks, PolicyEngine, type EndpointPolicy, type EngineInput, type EngineOutput, type EnforcementMode, type PolicyEndpoint, type PolicyIdentity } from './engine.js';
+import { collectPrefixes, DIRECTION_CODE, endpointBlocks, PolicyEngine, type EndpointPolicy, type EngineInput, type EngineOutput, type EnforcementMode, type PolicyEndpoint, type PolicyIdentity, type RemoteEndpoint } from './engine.js';
 import { LabelSet, matches } from './selector.js';
 import type { Rule } from './types.js';
 import { invalid } from '../errors.js';
@@ -27,16 +27,20 @@ function prefixKey(rules: Rule[]): string {
   return [...new Set([...collectPrefixes(rules), ...endpointBlocks(rules).map((b) => `endpoints in ${b.key}`)])].sort().join(',');
 }
 
-/** What of the endpoints policy depends on, as one comparable string. */
-function endpointKey(endpoints: PolicyEndpoint[]): string {
+/** What of the endpoints policy depends on (the other nodes' too, when given), as one comparable string. */
+function endpointKey(endpoints: PolicyEndpoint[], remote: RemoteEndpoint[]): string {
   let key = '';
   for (const e of endpoints) {
     key += `${e.id}:${e.identity}:${e.ipv4}`;
     for (const p of e.ports) key += `:${p.name}=${p.port}/${p.protocol}`;
     key += ',';
   }
+  if (remote.length) key += `remote:${remote.map((e) => `${e.identity}@${e.ipv4}`).sort().join(',')}`;
   return key;
 }
+
+/** Whether rules with these prefixes (prefixKey) have ipBlocks that select endpoints by address. */
+const selectsByAddress = (prefixes: string) => prefixes.includes('endpoints in ');
 
 export interface EndpointPolicyState {
   flags: number;
@@ -79,21 +83,31 @@ export class PolicyRealizer {
    * is rejected whole, never half-applied. A change of some policies recomputes only the
    * endpoints their rules select (old or new) — unless it names new CIDR prefixes, which every
    * world and CIDR peer depends on, or the endpoints changed since the last plan.
+   * `remote` gives the other nodes' endpoints (in a cluster): asked only while an ipBlock
+   * selects endpoints by address, since nothing else in policy depends on where they are.
    */
-  plan(endpoints: PolicyEndpoint[], identities: PolicyIdentity[], ruleSet: RuleSet = this.repo.rules(), checkCapacity = false): PolicyPlan {
-    const input: EngineInput = {
-      rules: ruleSet.rules,
-      endpoints: endpoints.map((e) => ({ id: e.id, identity: e.identity, identityLabels: e.identityLabels, ipv4: e.ipv4, ports: e.ports })),
-      identities: [...RESERVED_IDENTITIES.map((r) => ({ id: r.id, labels: [`reserved:${r.name}`] })), ...identities],
-      cluster: this.opts.cluster,
-      enforcement: this.opts.enforcement,
-    };
+  plan(
+    endpoints: PolicyEndpoint[],
+    identities: PolicyIdentity[],
+    ruleSet: RuleSet = this.repo.rules(),
+    checkCapacity = false,
+    remote: () => RemoteEndpoint[] = () => [],
+  ): PolicyPlan {
     const last = this.last;
     const changed = ruleSet.changed;
     // The prefix set cannot move when the changed policies name the same prefixes as before.
     const prefixes =
       changed && last && prefixKey(changed.before) === prefixKey(changed.after) ? last.prefixes : prefixKey(ruleSet.rules.map((r) => r.rule));
-    const endpointsKey = endpointKey(endpoints);
+    const remoteEndpoints = selectsByAddress(prefixes) ? remote() : [];
+    const input: EngineInput = {
+      rules: ruleSet.rules,
+      endpoints: endpoints.map((e) => ({ id: e.id, identity: e.identity, identityLabels: e.identityLabels, ipv4: e.ipv4, ports: e.ports })),
+      remoteEndpoints,
+      identities: [...RESERVED_IDENTITIES.map((r) => ({ id: r.id, labels: [`reserved:${r.name}`] })), ...identities],
+      cluster: this.opts.cluster,
+      enforcement: this.opts.enforcement,
+    };
+    const endpointsKey = endpointKey(endpoints, remoteEndpoints);
     let affected: Set<number> | undefined;
     if (changed && last && last.prefixes === prefixes && last.endpointsKey === endpointsKey) {
       const subjects = [...changed.before, ...changed.after].map((r) => r.subject);
@@ -127,8 +141,8 @@ export class PolicyRealizer {
   }
 
   /** Writes what differs from a plan (computed now from the repository when not given). */
-  regenerate(endpoints: PolicyEndpoint[], identities: PolicyIdentity[], planned?: PolicyPlan): RegenerateResult {
-    const plan = planned ?? this.plan(endpoints, identities);
+  regenerate(endpoints: PolicyEndpoint[], identities: PolicyIdentity[], planned?: PolicyPlan, remote?: () => RemoteEndpoint[]): RegenerateResult {
+    const plan = planned ?? this.plan(endpoints, identities, undefined, false, remote);
     const { out, ruleTable, affected } = plan;
     this.ruleTable = ruleTable;
     for (const w of out.warnings) this.log.warn(w);
@@ -159,6 +173,11 @@ export class PolicyRealizer {
     }
     for (const epId of [...this.states.keys()]) if (!live.has(epId)) this.states.delete(epId);
     return result;
+  }
+
+  /** Whether the realized policy depends on the other nodes' endpoints (an ipBlock selects endpoints). */
+  dependsOnRemoteEndpoints(): boolean {
+    return this.last !== undefined && selectsByAddress(this.last.prefixes);
   }
 
   /** The identity policy sees an endpoint by: an address identity where ipBlocks split its own. */

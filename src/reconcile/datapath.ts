@@ -15,9 +15,9 @@ import { IPCACHE_FLAGS } from '../datapath/layouts.js';
 import type { SyncStats } from '../datapath/mirror.js';
 import type { EndpointChanges } from '../endpoint/manager.js';
 import type { Endpoint } from '../endpoint/types.js';
-import { IDENTITY_HOST, IDENTITY_WORLD, RESERVED_IDENTITIES } from '../identity/reserved.js';
+import { IDENTITY_HOST, IDENTITY_WORLD, MIN_ALLOCATED_IDENTITY, RESERVED_IDENTITIES } from '../identity/reserved.js';
 import { ipToInt } from '../net/ipv4.js';
-import type { PolicyIdentity } from '../policy/engine.js';
+import type { PolicyIdentity, RemoteEndpoint } from '../policy/engine.js';
 import type { PolicyPlan, PolicyRealizer } from '../policy/realize.js';
 import type { RuleSet } from '../policy/repository.js';
 
@@ -141,7 +141,7 @@ export class DatapathReconciler implements EndpointChanges {
 
   /** Computes policy for a prospective rule set against the current endpoints (nothing changes). */
   planPolicy(ruleSet: RuleSet): PolicyPlan {
-    return this.policy.plan(this.endpoints.listEndpoints(), this.endpoints.allocatedIdentities(), ruleSet, true);
+    return this.policy.plan(this.endpoints.listEndpoints(), this.endpoints.allocatedIdentities(), ruleSet, true, this.remoteEndpoints);
   }
 
   /** Realizes policy after the repository changed (`planned`: computed for it beforehand). */
@@ -151,7 +151,8 @@ export class DatapathReconciler implements EndpointChanges {
 
   /**
    * The cluster's remote peers changed: writes the ipcache entries of `changed` ones, removes
-   * those of `removed` prefixes (unless a local owner or a policy CIDR keeps the prefix).
+   * those of `removed` prefixes (unless a local owner or a policy CIDR keeps the prefix), and
+   * realizes policy again when an ipBlock selects endpoints by address.
    */
   remoteChanged(reason: string, changed: RemotePeer[], removed: string[]): void {
     // Only this node's own prefixes can outrank a remote one (the cluster's are the ones changing):
@@ -171,6 +172,8 @@ export class DatapathReconciler implements EndpointChanges {
         remove: { ipcache: released.filter((p) => !this.realizedCidrs.has(p)).map((p) => ipcacheKeyFor(p)), endpoints: [], lxc: [] },
       }),
     );
+    // An ipBlock selects the other nodes' endpoints by address: who is inside it may have changed.
+    if (this.policy.dependsOnRemoteEndpoints()) this.endpointsChanged(`${reason} (ipBlocks select remote endpoints)`, []);
   }
 
   /** After a failed policy write: re-read the policy map and realize the repository again. */
@@ -232,10 +235,16 @@ export class DatapathReconciler implements EndpointChanges {
   }
 
   private regeneratePolicy(planned?: PolicyPlan): Set<number> {
-    const r = this.policy.regenerate(this.endpoints.listEndpoints(), this.endpoints.allocatedIdentities(), planned);
+    const r = this.policy.regenerate(this.endpoints.listEndpoints(), this.endpoints.allocatedIdentities(), planned, this.remoteEndpoints);
     this.policyRegenerations++;
     return r.changed;
   }
+
+  /** The other nodes' endpoints (policy's ipBlocks select them by address): their /32s with an allocated identity. */
+  private readonly remoteEndpoints = (): RemoteEndpoint[] =>
+    (this.remote?.peers() ?? [])
+      .filter((p) => p.identity >= MIN_ALLOCATED_IDENTITY && p.prefix.endsWith('/32'))
+      .map((p) => ({ identity: p.identity, ipv4: p.prefix.slice(0, -3) }));
 
   /** Addresses the ipcache holds for endpoints and the nodes: a policy CIDR never replaces them. */
   private ownedPrefixes(withRemote = true): { has(prefix: string): boolean } {

@@ -10,6 +10,7 @@ import {
   type PolicyEndpoint,
   type PolicyEntry,
   type PolicyIdentity,
+  type RemoteEndpoint,
 } from '../../src/policy/engine.js';
 import { parsePolicyText } from '../../src/policy/parse.js';
 import { describeL4 } from '../../src/policy/ports.js';
@@ -73,6 +74,7 @@ function dedent(text: string): string {
 interface RunOptions {
   enforcement?: EnforcementMode;
   endpoints?: PolicyEndpoint[];
+  remoteEndpoints?: RemoteEndpoint[];
   identities?: PolicyIdentity[];
   engine?: PolicyEngine;
 }
@@ -83,6 +85,7 @@ function run(yaml: string, opts: RunOptions = {}): EngineOutput {
   return (opts.engine ?? new PolicyEngine()).compute({
     rules: rules.map((rule, i) => ({ rule, ruleId: i + 1 })),
     endpoints: opts.endpoints ?? ENDPOINTS,
+    remoteEndpoints: opts.remoteEndpoints,
     identities: opts.identities ?? IDENTITIES,
     cluster: 'default',
     enforcement: opts.enforcement ?? 'default',
@@ -866,6 +869,31 @@ describe('CIDR peers', () => {
     // a (10.200.0.1) and both endpoints of b (10.200.0.2, .4) are inside; c (10.200.1.3) is not.
     assert.deepEqual(peers(out, C, 'ingress'), nums([256, 257, cidrId(out, '10.200.0.0/24')]));
     assert.deepEqual(out.warnings, []);
+  });
+
+  it("an ipBlock also selects the other nodes' endpoints by address, unless their identity has endpoints outside it", () => {
+    const yaml = `
+      apiVersion: networking.k8s.io/v1
+      kind: NetworkPolicy
+      metadata: {name: p, namespace: y}
+      spec:
+        podSelector: {}
+        ingress:
+          - from: [{ipBlock: {cidr: 10.200.0.0/22, except: [10.200.3.0/24]}}]
+    `;
+    const out = run(yaml, {
+      remoteEndpoints: [
+        { identity: 300, ipv4: '10.200.2.7' }, // inside: selected
+        { identity: 301, ipv4: '10.200.3.7' }, // excepted
+        { identity: 302, ipv4: '10.201.0.7' }, // outside
+        { identity: 256, ipv4: '10.201.0.8' }, // a's identity, outside: a is not selected either
+      ],
+    });
+    // b (both endpoints) and c are inside, here; 300 is inside, on another node.
+    assert.deepEqual(peers(out, C, 'ingress'), nums([257, 258, 300, cidrId(out, '10.200.0.0/22')]));
+    assert.match(out.warnings.join('\n'), /identity 256 has endpoints inside and outside the block/);
+    // A remote endpoint never gets an address identity: its identity travels with its packets.
+    assert.equal(out.addressIdentities.size, 0);
   });
 
   it('an ipBlock selects, by an address identity, the endpoints of an identity it splits (an except)', () => {
