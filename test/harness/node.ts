@@ -161,7 +161,8 @@ export class TestNode {
     );
     fs.closeSync(log);
     const agent = this.agent;
-    const deadline = Date.now() + 15_000;
+    // Generous: on a shared 2-core machine under load an agent joining a cluster was seen to need more than 15 s.
+    const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
       if (agent.exitCode !== null) throw new Error(`agent exited with ${agent.exitCode}:\n${this.agentLog()}`);
       try {
@@ -173,7 +174,7 @@ export class TestNode {
       }
     }
     await this.killAgent(); // not left running behind a failed start
-    throw new Error(`agent did not answer within 15 s:\n${this.agentLog()}`);
+    throw new Error(`agent did not answer within 30 s:\n${this.agentLog()}`);
   }
 
   /** SIGKILL: nothing runs on the way out, like a crash. Another signal is followed by SIGKILL after 10 s. */
@@ -326,8 +327,9 @@ export class TestNode {
       const r = await run('ip', args);
       if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
     }
-    // The node answers ARP for the pods on the external host's link.
-    await this.execNode(['sysctl', '-qw', `net.ipv4.conf.${nodeSide}.proxy_arp=1`]);
+    // The node answers ARP for the pods on the external host's link, at once (proxy answers
+    // are otherwise delayed up to 0.8 s, longer than a short probe waits).
+    await this.execNode(['sysctl', '-qw', `net.ipv4.conf.${nodeSide}.proxy_arp=1`, `net.ipv4.neigh.${nodeSide}.proxy_delay=0`]);
     return netns;
   }
 
