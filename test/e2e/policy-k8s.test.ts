@@ -1,23 +1,13 @@
 /* Kubernetes NetworkPolicy through the real datapath, checked as full reachability matrices
- * over namespaces x, y, z and pods a, b, c (the Kubernetes network policy e2e model). */
+ * over namespaces x, y, z and pods a, b, c (the Kubernetes network policy e2e model), on one
+ * node. The cases kept as data in test/harness/k8s-policy-cases.ts also run with the pods
+ * spread over three nodes (test/e2e/cluster-matrix.test.ts). */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { K8S_CASES, knp, runCase } from '../harness/k8s-policy-cases.js';
 import { Cluster } from '../harness/matrix.js';
 import { eventually } from '../harness/node.js';
 import { allowedExcept, deleteAllPolicies, expectMatrix, importPolicy } from '../harness/policy.js';
-
-const knp = (name: string, namespace: string, spec: string) => `apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata:
-  name: ${name}
-  namespace: ${namespace}
-spec:
-${spec
-  .trim()
-  .split('\n')
-  .map((l) => '  ' + l)
-  .join('\n')}
-`;
 
 describe('Kubernetes NetworkPolicy', () => {
   let cluster: Cluster;
@@ -27,131 +17,8 @@ describe('Kubernetes NetworkPolicy', () => {
   after(async () => cluster?.cleanup());
   afterEach(async () => deleteAllPolicies(cluster));
 
-  it('default-deny ingress for a namespace', async () => {
-    await importPolicy(cluster, knp('deny-ingress', 'x', 'podSelector: {}\npolicyTypes: [Ingress]'));
-    const expected = allowedExcept((r) => r.expectPeers({}, { namespace: 'x' }, false));
-    await expectMatrix(cluster, 'deny all ingress into x', { port: 80, proto: 'tcp', expected }, { port: 81, proto: 'udp', expected });
-  });
-
-  it('default-deny egress for a namespace (replies to others still pass)', async () => {
-    await importPolicy(cluster, knp('deny-egress', 'x', 'podSelector: {}\npolicyTypes: [Egress]'));
-    const expected = allowedExcept((r) => r.expectPeers({ namespace: 'x' }, {}, false));
-    await expectMatrix(cluster, 'deny all egress from x', { port: 80, proto: 'tcp', expected }, { port: 80, proto: 'udp', expected });
-  });
-
-  it('allows by pod selector', async () => {
-    await importPolicy(
-      cluster,
-      knp('allow-b', 'x', `podSelector: {matchLabels: {pod: a}}
-ingress:
-- from:
-  - podSelector: {matchLabels: {pod: b}}`),
-    );
-    const expected = allowedExcept((r) => {
-      r.expectAllIngress('x/a', false);
-      r.expect('x/b', 'x/a', true);
-    });
-    await expectMatrix(cluster, 'only x/b reaches x/a', { port: 80, proto: 'tcp', expected });
-  });
-
-  it('allows by namespace selector', async () => {
-    await importPolicy(
-      cluster,
-      knp('allow-ns-y', 'x', `podSelector: {matchLabels: {pod: a}}
-ingress:
-- from:
-  - namespaceSelector: {matchLabels: {ns: y}}`),
-    );
-    const expected = allowedExcept((r) => {
-      r.expectAllIngress('x/a', false);
-      r.expectPeers({ namespace: 'y' }, { namespace: 'x', pod: 'a' }, true);
-    });
-    await expectMatrix(cluster, 'namespace y reaches x/a', { port: 80, proto: 'tcp', expected });
-  });
-
-  it('allows by namespace and pod selector together (AND)', async () => {
-    await importPolicy(
-      cluster,
-      knp('allow-y-c', 'x', `podSelector: {matchLabels: {pod: a}}
-ingress:
-- from:
-  - namespaceSelector: {matchLabels: {ns: y}}
-    podSelector: {matchLabels: {pod: c}}`),
-    );
-    const expected = allowedExcept((r) => {
-      r.expectAllIngress('x/a', false);
-      r.expect('y/c', 'x/a', true);
-    });
-    await expectMatrix(cluster, 'only y/c reaches x/a', { port: 80, proto: 'tcp', expected });
-  });
-
-  it('allows by matchExpressions', async () => {
-    await importPolicy(
-      cluster,
-      knp('allow-expr', 'x', `podSelector: {matchLabels: {pod: a}}
-ingress:
-- from:
-  - namespaceSelector: {matchExpressions: [{key: ns, operator: NotIn, values: [x]}]}
-    podSelector: {matchExpressions: [{key: pod, operator: In, values: [b, c]}]}`),
-    );
-    const expected = allowedExcept((r) => {
-      r.expectAllIngress('x/a', false);
-      for (const p of ['y/b', 'y/c', 'z/b', 'z/c'] as const) r.expect(p, 'x/a', true);
-    });
-    await expectMatrix(cluster, 'pods b and c outside x reach x/a', { port: 80, proto: 'tcp', expected });
-  });
-
-  it('resolves named ports on the destination pod', async () => {
-    await importPolicy(
-      cluster,
-      knp('named-port', 'x', `podSelector: {matchLabels: {pod: a}}
-ingress:
-- ports:
-  - port: serve-81-tcp`),
-    );
-    const blockedToA = allowedExcept((r) => r.expectAllIngress('x/a', false));
-    await expectMatrix(
-      cluster,
-      'only the port named serve-81-tcp is open on x/a',
-      { port: 81, proto: 'tcp', expected: allowedExcept(() => undefined) },
-      { port: 80, proto: 'tcp', expected: blockedToA },
-      { port: 81, proto: 'udp', expected: blockedToA },
-    );
-  });
-
-  it('allows port ranges with endPort', async () => {
-    await importPolicy(
-      cluster,
-      knp('range', 'x', `podSelector: {matchLabels: {pod: a}}
-ingress:
-- ports:
-  - protocol: TCP
-    port: 80
-    endPort: 81`),
-    );
-    await expectMatrix(
-      cluster,
-      'TCP 80-81 open on x/a, UDP closed',
-      { port: 80, proto: 'tcp', expected: allowedExcept(() => undefined) },
-      { port: 81, proto: 'tcp', expected: allowedExcept(() => undefined) },
-      { port: 80, proto: 'udp', expected: allowedExcept((r) => r.expectAllIngress('x/a', false)) },
-    );
-  });
-
-  it('selects pods by ipBlock with except (Kubernetes semantics)', async () => {
-    const yb = cluster.endpoint('y/b').ipv4;
-    await importPolicy(
-      cluster,
-      knp('ipblock', 'x', `podSelector: {matchLabels: {pod: a}}
-ingress:
-- from:
-  - ipBlock:
-      cidr: 10.221.0.0/24
-      except: [${yb}/32]`),
-    );
-    const expected = allowedExcept((r) => r.expect('y/b', 'x/a', false));
-    await expectMatrix(cluster, 'everyone but y/b reaches x/a', { port: 80, proto: 'tcp', expected });
-  });
+  // The cases the cluster matrix shares (test/harness/k8s-policy-cases.ts), then those of one node.
+  for (const c of K8S_CASES) it(c.title, () => runCase(cluster, c));
 
   it('selects by address within one identity: twins with the same labels, one excepted', async () => {
     // Two pods with the same labels share an identity; the ipBlock lets one in and not the other.
@@ -189,48 +56,6 @@ ingress:
       await cluster.node.api.deleteEndpoint('z', 'twin1');
       await cluster.node.api.deleteEndpoint('z', 'twin2');
     }
-  });
-
-  it('combines several policies as a union', async () => {
-    await importPolicy(
-      cluster,
-      [
-        knp('allow-y', 'x', `podSelector: {matchLabels: {pod: a}}
-ingress:
-- from:
-  - namespaceSelector: {matchLabels: {ns: y}}`),
-        knp('allow-z-c', 'x', `podSelector: {matchLabels: {pod: a}}
-ingress:
-- from:
-  - namespaceSelector: {matchLabels: {ns: z}}
-    podSelector: {matchLabels: {pod: c}}`),
-      ].join('---\n'),
-    );
-    const expected = allowedExcept((r) => {
-      r.expectAllIngress('x/a', false);
-      r.expectPeers({ namespace: 'y' }, { namespace: 'x', pod: 'a' }, true);
-      r.expect('z/c', 'x/a', true);
-    });
-    await expectMatrix(cluster, 'y/* and z/c reach x/a', { port: 80, proto: 'tcp', expected });
-  });
-
-  it('restricts egress to selected peers and ports', async () => {
-    await importPolicy(
-      cluster,
-      knp('egress-y-80', 'x', `podSelector: {matchLabels: {pod: a}}
-policyTypes: [Egress]
-egress:
-- to:
-  - namespaceSelector: {matchLabels: {ns: y}}
-  ports:
-  - port: 80`),
-    );
-    await expectMatrix(
-      cluster,
-      'x/a reaches only namespace y on TCP 80',
-      { port: 80, proto: 'tcp', expected: allowedExcept((r) => { r.expectAllEgress('x/a', false); r.expectPeers({ namespace: 'x', pod: 'a' }, { namespace: 'y' }, true); }) },
-      { port: 81, proto: 'tcp', expected: allowedExcept((r) => r.expectAllEgress('x/a', false)) },
-    );
   });
 
   it('follows label changes made after the import', async () => {
@@ -307,24 +132,6 @@ ingress:
     await expectMatrix(cluster, 'no namespace is team b: nobody reaches x/a', { port: 80, proto: 'tcp', expected });
   });
 
-  it('resolves egress named ports on the destination pods', async () => {
-    await importPolicy(
-      cluster,
-      knp('egress-named', 'x', `podSelector: {matchLabels: {pod: a}}
-policyTypes: [Egress]
-egress:
-- ports:
-  - port: serve-80-tcp`),
-    );
-    await expectMatrix(
-      cluster,
-      'x/a reaches every pod on the port they name serve-80-tcp, and nothing else',
-      { port: 80, proto: 'tcp', expected: allowedExcept(() => undefined) },
-      { port: 81, proto: 'tcp', expected: allowedExcept((r) => r.expectAllEgress('x/a', false)) },
-      { port: 80, proto: 'udp', expected: allowedExcept((r) => r.expectAllEgress('x/a', false)) },
-    );
-  });
-
   it('applies policy updates and restores traffic on delete', async () => {
     await importPolicy(cluster, knp('p', 'x', 'podSelector: {}\npolicyTypes: [Ingress]'));
     await expectMatrix(cluster, 'deny into x', { port: 80, proto: 'tcp', expected: allowedExcept((r) => r.expectPeers({}, { namespace: 'x' }, false)) });
@@ -344,8 +151,4 @@ ingress:
     await expectMatrix(cluster, 'deleted', { port: 80, proto: 'tcp', expected: allowedExcept(() => undefined) });
   });
 
-  it('treats an empty ingress rule as allow-all', async () => {
-    await importPolicy(cluster, knp('allow-all', 'x', 'podSelector: {}\ningress:\n- {}'));
-    await expectMatrix(cluster, 'ingress: [{}] allows everything', { port: 80, proto: 'tcp', expected: allowedExcept(() => undefined) });
-  });
 });

@@ -1,6 +1,8 @@
 /* Reachability matrix harness modelled on the Kubernetes NetworkPolicy e2e tests: three
  * namespaces x, y, z with three pods a, b, c each, every pod serving TCP and UDP on ports 80
- * and 81, and a long-lived prober per pod so that a full 9x9 matrix is probed concurrently.
+ * and 81 (and 53, like DNS), and a long-lived prober per pod so that a full 9x9 matrix is
+ * probed concurrently.
+ * The pods live on one node, or spread over the nodes of a cluster by a `Placement`.
  * `Reachability` holds an expected or observed matrix for one port/protocol; `probeAll`
  * measures one, `assertReachability` compares two and prints a readable table. */
 import { AssertionError } from 'node:assert';
@@ -8,7 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Endpoint } from '../../src/api/types.js';
-import { TestNode, repoRoot } from './node.js';
+import { TestNode, repoRoot, sleep } from './node.js';
 
 export const NAMESPACES = ['x', 'y', 'z'] as const;
 export const PODS = ['a', 'b', 'c'] as const;
@@ -20,6 +22,8 @@ export type PodName = `${'x' | 'y' | 'z'}/${'a' | 'b' | 'c'}`;
 export const ALL_PODS: readonly PodName[] = NAMESPACES.flatMap((ns) => PODS.map((p) => `${ns}/${p}` as PodName));
 
 export const POD_PORTS = ['serve-80-tcp:80/TCP', 'serve-80-udp:80/UDP', 'serve-81-tcp:81/TCP', 'serve-81-udp:81/UDP'];
+/** Where every pod's echo server listens (TCP and UDP); 53 plays DNS, which egress policies let out. */
+export const SERVED_PORTS = [80, 81, 53];
 
 const proberPath = path.join(repoRoot, 'test/harness/tools/prober.mjs');
 
@@ -63,7 +67,8 @@ export class Prober {
       markReady = resolve;
       failReady = reject;
     });
-    const readyTimer = setTimeout(() => failReady(new Error(`prober in ${pod} did not start within 10 s: ${this.stderr}`)), 10_000);
+    // Generous: eighteen node processes (probers and echo servers) start at once on a shared 2-core machine.
+    const readyTimer = setTimeout(() => failReady(new Error(`prober in ${pod} did not start within 30 s: ${this.stderr}`)), 30_000);
     rl.on('line', (line) => {
       if (line === 'ready') {
         clearTimeout(readyTimer);
@@ -122,29 +127,83 @@ export interface ClusterOptions {
   podCidr?: string;
 }
 
+/** Which node each pod lives on: an index into the nodes the matrix is spread over. */
+export type Placement = (pod: PodName) => number;
+
+/** Pod a on node 0, b on node 1, c on node 2: every namespace spans three nodes. */
+export const BY_POD: Placement = (p) => PODS.indexOf(splitPod(p).pod);
+
+/**
+ * The nine pods, their probers and echo servers, on one node (`create`) or spread over the
+ * nodes of a cluster (`spread`). Policy goes in through `node` (the first node); with several
+ * nodes, `converged` waits until every node holds what that node holds.
+ */
 export class Cluster {
   readonly pods = new Map<PodName, Endpoint>();
   readonly probers = new Map<PodName, Prober>();
 
-  private constructor(readonly node: TestNode) {}
+  private constructor(
+    /** The nodes the pods live on; one for `create`. */
+    readonly nodes: readonly TestNode[],
+    private readonly placement: Placement,
+    private readonly teardown: () => Promise<void>,
+  ) {}
 
+  /** The node policies are imported through (and, on one node, the only one). */
+  get node(): TestNode {
+    return this.nodes[0]!;
+  }
+
+  /** The matrix on a node of its own, removed by `cleanup`. */
   static async create(opts: ClusterOptions = {}): Promise<Cluster> {
     const node = await TestNode.create({ podCidr: opts.podCidr ?? '10.220.0.0/24' });
-    const cluster = new Cluster(node);
+    return Cluster.populate(new Cluster([node], () => 0, () => node.cleanup()));
+  }
+
+  /**
+   * The matrix over the nodes of a cluster that already exists (joined through etcd): pod P
+   * lives on nodes[placement(P)]. Resolves once every node knows every pod's address and
+   * identity. `cleanup` leaves the nodes to their owner (their cleanup ends the pods' processes).
+   */
+  static async spread(nodes: readonly TestNode[], placement: Placement): Promise<Cluster> {
+    for (const p of ALL_PODS) {
+      if (nodes[placement(p)] === undefined) throw new Error(`placement puts ${p} on node ${placement(p)}, of ${nodes.length}`);
+    }
+    return Cluster.populate(new Cluster(nodes, placement, async () => undefined));
+  }
+
+  private static async populate(cluster: Cluster): Promise<Cluster> {
+    const node = cluster.node;
     try {
       for (const ns of NAMESPACES) await node.api.setNamespace(ns, [`ns=${ns}`]);
+      if (cluster.nodes.length > 1) {
+        await cluster.until('every node has namespaces x, y, z', async (n) => {
+          const names = new Set((await n.api.listNamespaces()).map((x) => x.name));
+          return NAMESPACES.every((ns) => names.has(ns));
+        });
+      }
       // The agent serializes endpoint changes, so adding them one by one costs nothing.
       for (const p of ALL_PODS) {
         const { namespace, pod } = splitPod(p);
-        const ep = await node.api.addEndpoint({ namespace, name: pod, labels: [`pod=${pod}`], ports: POD_PORTS });
+        const ep = await cluster.nodeOf(p).api.addEndpoint({ namespace, name: pod, labels: [`pod=${pod}`], ports: POD_PORTS });
         cluster.pods.set(p, ep);
+      }
+      if (cluster.nodes.length > 1) {
+        // Remote pods are classified by the ipcache (native routing) and selected by their identity's labels.
+        await cluster.until("every node knows every pod's address and identity", async (n) => {
+          const [ipcache, identities] = await Promise.all([n.api.listIpcache(), n.api.listIdentities()]);
+          const byPrefix = new Map(ipcache.map((r) => [r.prefix, r.identity]));
+          const known = new Set(identities.map((i) => i.id));
+          return [...cluster.pods.values()].every((ep) => byPrefix.get(`${ep.ipv4}/32`) === ep.identity && known.has(ep.identity));
+        });
       }
       await Promise.all(
         ALL_PODS.map(async (p) => {
           const ep = cluster.endpoint(p);
-          const prober = new Prober(node.spawnIn(ep.netns, ['node', proberPath]), p);
+          const host = cluster.nodeOf(p);
+          const prober = new Prober(host.spawnIn(ep.netns, ['node', proberPath]), p);
           cluster.probers.set(p, prober);
-          await Promise.all([node.echoServer(ep.netns, 80, 81), prober.waitReady()]);
+          await Promise.all([host.echoServer(ep.netns, ...SERVED_PORTS), prober.waitReady()]);
         }),
       );
     } catch (err) {
@@ -152,6 +211,11 @@ export class Cluster {
       throw err;
     }
     return cluster;
+  }
+
+  /** The node pod `p` lives on. */
+  nodeOf(p: PodName): TestNode {
+    return this.nodes[this.placement(p)]!;
   }
 
   endpoint(p: PodName): Endpoint {
@@ -166,8 +230,35 @@ export class Cluster {
     return pr;
   }
 
+  /**
+   * Resolves once every other node lists the policies the first node lists (a node realizes a
+   * policy change in the same step that makes it list it); at once on one node.
+   */
+  async converged(): Promise<void> {
+    if (this.nodes.length < 2) return;
+    const digest = async (n: TestNode) =>
+      JSON.stringify(
+        (await n.api.listPolicies()).policies
+          .map((p) => [p.kind, p.namespace ?? '', p.name, p.source] as const)
+          .sort((a, b) => `${a[0]}/${a[1]}/${a[2]}`.localeCompare(`${b[0]}/${b[1]}/${b[2]}`)),
+      );
+    const want = await digest(this.node);
+    await this.until('every node holds the policies of the first', async (n) => (await digest(n)) === want);
+  }
+
+  /** Polls `ok` on every node until it holds on all of them (20 s in all). */
+  private async until(what: string, ok: (n: TestNode) => Promise<boolean>): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    for (const n of this.nodes) {
+      while (!(await ok(n))) {
+        if (Date.now() > deadline) throw new Error(`${what}: not on ${n.name} within 20 s`);
+        await sleep(50);
+      }
+    }
+  }
+
   async cleanup(): Promise<void> {
-    await this.node.cleanup();
+    await this.teardown();
   }
 }
 

@@ -1,5 +1,6 @@
-/* Helpers for policy e2e tests: import YAML through the agent API, probe a matrix, compare,
- * and always remove the policies afterwards so cases stay independent. */
+/* Helpers for policy e2e tests: import YAML through the agent API (and, on a matrix spread over
+ * several nodes, wait until every node has it), probe a matrix, compare, and always remove the
+ * policies afterwards so cases stay independent. */
 import type { Cluster, PodName, Proto } from './matrix.js';
 import { Reachability, assertReachability, probeAll } from './matrix.js';
 
@@ -9,14 +10,17 @@ export interface Expectation {
   expected: Reachability;
 }
 
+/** Imports through the first node; resolves once every node of the matrix enforces it. */
 export async function importPolicy(cluster: Cluster, yaml: string, name = 'policy.yaml'): Promise<number> {
   const r = await cluster.node.api.importPolicies([{ name, content: yaml }]);
+  await cluster.converged();
   return r.revision;
 }
 
 export async function deleteAllPolicies(cluster: Cluster): Promise<void> {
   const list = await cluster.node.api.listPolicies();
   if (list.policies.length) await cluster.node.api.deletePolicy({ all: true });
+  await cluster.converged();
 }
 
 export async function expectMatrix(cluster: Cluster, context: string, ...expectations: Expectation[]): Promise<void> {
