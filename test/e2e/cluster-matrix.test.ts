@@ -1,0 +1,62 @@
+/* The Kubernetes NetworkPolicy matrix with its nine pods spread over three nodes joined through
+ * etcd (pods a on node 0, b on node 1, c on node 2, so every namespace spans the cluster and
+ * every pod has peers on its own node and on both others): the cases of
+ * test/harness/k8s-policy-cases.ts, imported through node 0 and enforced wherever their pods
+ * live, must give the verdicts they give on one node. In tunnel mode the receiving node judges
+ * by the identity in the VNI, in native mode by its ipcache: both run. An ipBlock follows the
+ * other nodes' endpoints as they come and go. */
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { TestCluster } from '../harness/cluster.js';
+import { K8S_CASES, knp, runCase } from '../harness/k8s-policy-cases.js';
+import { BY_POD, Cluster, Reachability } from '../harness/matrix.js';
+import { eventually } from '../harness/node.js';
+import { deleteAllPolicies, expectMatrix, importPolicy } from '../harness/policy.js';
+
+for (const mode of ['tunnel', 'native'] as const) {
+  describe(`Kubernetes NetworkPolicy matrix over three nodes, ${mode} routing`, { concurrency: false }, () => {
+    let nodes: TestCluster;
+    let matrix: Cluster;
+
+    before(async () => {
+      nodes = await TestCluster.create({ nodes: 3, peerTls: false, extraAgentArgs: ['--routing-mode', mode] });
+      matrix = await Cluster.spread(nodes.nodes, BY_POD);
+    });
+    after(async () => {
+      await matrix?.cleanup();
+      await nodes?.cleanup();
+    });
+    afterEach(async () => deleteAllPolicies(matrix));
+
+    it('reaches every pod from every pod without policy, within and across nodes', async () => {
+      const all = new Reachability(true);
+      await expectMatrix(matrix, 'default allow', { port: 80, proto: 'tcp', expected: all }, { port: 81, proto: 'udp', expected: all });
+    });
+
+    for (const c of K8S_CASES) it(c.title, () => runCase(matrix, c));
+
+    it("re-evaluates an ipBlock as another node's endpoints come and go", async () => {
+      // x/a (node 0) admits the block of node 1's pods: y/b lives there, with an identity of its own.
+      await importPolicy(
+        matrix,
+        knp('from-node-1', 'x', `podSelector: {matchLabels: {pod: a}}
+ingress:
+- from:
+  - ipBlock: {cidr: ${nodes.podCidr(1)}}`),
+      );
+      const [a, yb] = [matrix.endpoint('x/a'), matrix.endpoint('y/b')];
+      const reaches = () => matrix.nodeOf('y/b').probe(yb.netns, 'tcp', a.ipv4, 80, 500);
+      assert.ok(await reaches(), 'y/b is inside the block');
+      // A pod with y/b's labels on node 2, outside the block: the identity is no longer wholly
+      // inside, and its packets cannot tell the two apart, so neither is admitted.
+      const twin = await nodes.nodes[2]!.api.addEndpoint({ namespace: 'y', name: 'b-twin', labels: ['pod=b'] });
+      try {
+        assert.equal(twin.identity, yb.identity);
+        assert.ok(await eventually(async () => !(await reaches()), 10_000), 'y/b is still admitted while its twin on node 2 is outside the block');
+      } finally {
+        await nodes.nodes[2]!.api.deleteEndpoint('y', 'b-twin');
+      }
+      assert.ok(await eventually(reaches, 10_000), 'y/b is admitted again once its twin is gone');
+    });
+  });
+}
