@@ -57,12 +57,13 @@ static __always_inline int deliver_local(struct __sk_buff *skb, const struct dat
 	return forward_to_endpoint(skb, dst);
 }
 
-/* Tunnel mode: into the overlay towards `node`, the sender's identity in the VNI. The packet was
- * judged (and traced as to-overlay); a key the kernel refuses is a drop of its own. */
+/* Tunnel mode: into the overlay towards `node`, the sender's identity in the VNI (the one the
+ * cluster knows, never a node-local address identity). The packet was judged (and traced as
+ * to-overlay); a key the kernel refuses is a drop of its own. */
 static __always_inline int deliver_remote(struct __sk_buff *skb, __u32 tunnel_ifindex, struct endpoint_info *src, struct packet *p,
 					  __u64 now, __be32 node)
 {
-	int rc = forward_to_overlay(skb, src->identity, node, tunnel_ifindex);
+	int rc = forward_to_overlay(skb, src->cluster_identity, node, tunnel_ifindex);
 	if (rc >= 0)
 		return rc;
 	struct event_info ev = {

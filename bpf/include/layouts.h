@@ -51,7 +51,9 @@ enum mb_ipcache_flags {
 /* One entry per local endpoint, keyed by the ifindex of its host-side interface (mb_endpoints:
  * one compiled program serves every endpoint) and by its address (mb_lxc: the fast path finds
  * the destination). policy_revision changes whenever the endpoint's policy entries change, which
- * makes established connections be judged again. */
+ * makes established connections be judged again. `identity` is what this node's policy sees it
+ * by, a node-local address identity where an ipBlock splits its identity; `cluster_identity` is
+ * its identity as every node knows it, what its packets carry to other nodes (the VNI). */
 struct endpoint_info {
 	__u32 ep_id;
 	__u32 identity;
@@ -61,6 +63,7 @@ struct endpoint_info {
 	mb_mac_t node_mac;  /* host-side interface */
 	__u32 policy_revision;
 	__u32 ifindex;    /* host-side interface */
+	__u32 cluster_identity;
 };
 
 /* The keys of mb_endpoints and mb_lxc. */

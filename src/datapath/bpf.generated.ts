@@ -26,6 +26,7 @@ export const endpointInfo = defineStruct('endpoint_info', [
   ['node_mac', 'mac'],
   ['policy_revision', 'u32'],
   ['ifindex', 'u32'],
+  ['cluster_identity', 'u32'],
 ] as const);
 
 export const metricsKey = defineStruct('metrics_key', [

@@ -225,7 +225,7 @@ export class DatapathReconciler implements EndpointChanges {
     const { flags, revision } = this.policy.state(ep.id);
     // The datapath judges peers by the identity policy sees them by (see AddressIdentities).
     const identity = this.policy.policyIdentityOf(ep);
-    const info = { ep_id: ep.id, identity, ipv4: ep.ipv4, flags, mac: ep.mac, node_mac: ep.hostMac, policy_revision: revision, ifindex: ep.ifindex };
+    const info = { ep_id: ep.id, identity, ipv4: ep.ipv4, flags, mac: ep.mac, node_mac: ep.hostMac, policy_revision: revision, ifindex: ep.ifindex, cluster_identity: ep.identity };
     const ready = ep.ifindex > 0;
     return {
       ipcache: [[ipcacheKeyFor(`${ep.ipv4}/32`), { identity }]],

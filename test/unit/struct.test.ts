@@ -6,7 +6,7 @@ import { ipcacheKeyFor, ipcachePrefixOf } from '../../src/datapath/ipcache.js';
 describe('struct codec', () => {
   it('lays out fields with C alignment and round-trips values', () => {
     const buf = endpointInfo.encode({ ep_id: 7, identity: 300, ipv4: '10.0.0.5', mac: '02:00:00:00:00:01', node_mac: 'aa:bb:cc:dd:ee:ff' });
-    assert.equal(buf.length, 36);
+    assert.equal(buf.length, 40);
     assert.deepEqual([...buf.subarray(8, 12)], [10, 0, 0, 5], 'addresses are network order');
     const back = endpointInfo.decode(buf);
     assert.equal(back.ipv4, '10.0.0.5');
