@@ -4,11 +4,12 @@
  * test/harness/k8s-policy-cases.ts, imported through node 0 and enforced wherever their pods
  * live, must give the verdicts they give on one node. In tunnel mode the receiving node judges
  * by the identity in the VNI, in native mode by its ipcache: both run. An ipBlock follows the
- * other nodes' endpoints as they come and go. */
+ * other nodes' endpoints as they come and go, and a pod it splits on its own node keeps its
+ * identity on the others. */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { TestCluster } from '../harness/cluster.js';
-import { K8S_CASES, knp, runCase } from '../harness/k8s-policy-cases.js';
+import { K8S_CASES, knp, podsCidr, runCase } from '../harness/k8s-policy-cases.js';
 import { BY_POD, Cluster, Reachability } from '../harness/matrix.js';
 import { eventually } from '../harness/node.js';
 import { deleteAllPolicies, expectMatrix, importPolicy } from '../harness/policy.js';
@@ -57,6 +58,40 @@ ingress:
         await nodes.nodes[2]!.api.deleteEndpoint('y', 'b-twin');
       }
       assert.ok(await eventually(reaches, 10_000), 'y/b is admitted again once its twin is gone');
+    });
+
+    it('keeps the identity of a pod that an ipBlock of its own node splits, on the other nodes', async () => {
+      // Twins with one identity on node 0; x/a (node 0) admits the block but one twin, so node 0
+      // sees the other by a node-local address identity; y/b (node 1) admits pod=twin by label.
+      const n0 = nodes.nodes[0]!;
+      const twin1 = await n0.api.addEndpoint({ namespace: 'z', name: 'twin1', labels: ['pod=twin'] });
+      const twin2 = await n0.api.addEndpoint({ namespace: 'z', name: 'twin2', labels: ['pod=twin'] });
+      try {
+        assert.equal(twin1.identity, twin2.identity);
+        await importPolicy(
+          matrix,
+          [
+            knp('block-but-twin2', 'x', `podSelector: {matchLabels: {pod: a}}
+ingress:
+- from:
+  - ipBlock: {cidr: ${podsCidr(matrix)}, except: [${twin2.ipv4}/32]}`),
+            knp('twins-only', 'y', `podSelector: {matchLabels: {pod: b}}
+ingress:
+- from:
+  - namespaceSelector: {}
+    podSelector: {matchLabels: {pod: twin}}`),
+          ].join('---\n'),
+        );
+        const [a, yb] = [matrix.endpoint('x/a'), matrix.endpoint('y/b')];
+        const probe = (from: typeof twin1, to: typeof a) => n0.probe(from.netns, 'tcp', to.ipv4, 80, 700);
+        assert.ok(await probe(twin1, a), 'twin1 is inside the block');
+        assert.ok(!(await probe(twin2, a)), 'twin2 is excepted');
+        assert.ok(await probe(twin1, yb), 'twin1 reaches y/b on node 1 by its labels, although node 0 sees it by an address identity');
+        assert.ok(await probe(twin2, yb), 'twin2 reaches y/b on node 1');
+      } finally {
+        await n0.api.deleteEndpoint('z', 'twin1');
+        await n0.api.deleteEndpoint('z', 'twin2');
+      }
     });
   });
 }
