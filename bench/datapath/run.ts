@@ -16,10 +16,10 @@ import { BpfObject } from '../../src/kernel/bpf-object.js';
 import { ensureTcxLink, pinnedLinkInfo, removePinnedLink } from '../../src/kernel/bpf-link.js';
 import { ensureBpffs } from '../../src/kernel/bpffs.js';
 import { ifindexOf, netnsPath, withNetns } from '../../src/kernel/netns.js';
-import type { ChildProcess } from 'node:child_process';
 import { TestNode, repoRoot, run } from '../../test/harness/node.js';
 import { mean, median, ratioLine, REFERENCE, TABLE_HEADER, valueLine, type RatioRow } from '../stats.js';
-import { background, connectionRate as measureConnectionRate, deleteNamespacesOnExit, echoServerArgv, execIn, plainPair, stop, type Pair } from '../topology.js';
+import { deleteNamespacesOnExit, plainPair, type Pair } from '../topology.js';
+import { Alternating, PORT, Servers, connectionRate as measureConnectionRate, requestResponse as measureRequestResponse, tcpStream as measureTcpStream } from '../load.js';
 import { runBenchmark } from '../main.js';
 
 const { values: args } = parseArgs({
@@ -40,8 +40,6 @@ const STREAM_PAIRS = QUICK ? 1 : 3;
 const CRR_PAIRS = QUICK ? 1 : 3;
 /** The per-packet cost needs many runs of the program, not a long one. */
 const COST_SECONDS = Math.min(SECONDS, 1);
-
-const PORT = { iperf: 5201, udp: 9000, rr: 9001, crr: 9002 } as const;
 
 /** The same policy as N nftables rules in the node's forward hook, the match last (no conntrack shortcut, like iptables-style rule lists). */
 async function loadNftRules(pair: Pair, rules: number): Promise<void> {
@@ -97,50 +95,10 @@ async function membranePair(): Promise<Pair & { node: TestNode; programs(role: '
   };
 }
 
-/** Resolves once something in `netns` listens on `port` (TCP) or is bound to it (UDP). */
-async function waitForListener(netns: string, proto: 'tcp' | 'udp', port: number): Promise<void> {
-  for (let tries = 0; tries < 200; tries++) {
-    const r = await run('ip', ['netns', 'exec', netns, 'ss', proto === 'tcp' ? '-Hltn' : '-Hlun', `sport = :${port}`]);
-    if (r.stdout.trim()) return;
-    await new Promise((res) => setTimeout(res, 25));
-  }
-  throw new Error(`nothing listens on ${proto} port ${port} in ${netns}`);
-}
-
-/** Servers that stay up for the whole run, one per pair and workload, so a measurement pays no server start. */
-class Servers {
-  private readonly running = new Map<string, ChildProcess>();
-
-  async ensure(pair: Pair, proto: 'tcp' | 'udp', port: number, argv: string[]): Promise<void> {
-    const key = `${pair.server.netns}/${proto}/${port}`;
-    if (this.running.has(key)) return;
-    const child = background(pair.server.netns, argv);
-    // Nobody reads what the servers print: drain it so a full pipe never blocks them.
-    child.stdout?.resume();
-    child.stderr?.resume();
-    this.running.set(key, child);
-    await waitForListener(pair.server.netns, proto, port);
-  }
-
-  async stopAll(): Promise<void> {
-    for (const c of this.running.values()) await stop(c);
-    this.running.clear();
-  }
-}
 const servers = new Servers();
-
-/**
- * One iperf3 stream for SECONDS, in Gbit/s. The congestion control is named (cubic, Linux's
- * default) so the result does not hang on the machine's sysctl: BBR paces by timer, and on a
- * link with no queue that alone swung runs between 9 and 22 Gbit/s here.
- */
-async function tcpStream(pair: Pair): Promise<number> {
-  await servers.ensure(pair, 'tcp', PORT.iperf, ['iperf3', '-s', '-p', String(PORT.iperf)]);
-  const r = await run('ip', ['netns', 'exec', pair.client.netns, 'iperf3', '-c', pair.server.ip, '-p', String(PORT.iperf), '-t', String(SECONDS), '-C', 'cubic', '-J'], { timeoutMs: 60_000 });
-  const report = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second: number } }; error?: string };
-  if (!report.end?.sum_received) throw new Error(`iperf3 to ${pair.server.ip}: ${report.error ?? r.stderr}`);
-  return report.end.sum_received.bits_per_second / 1e9;
-}
+const tcpStream = (p: Pair) => measureTcpStream(servers, p, SECONDS);
+const requestResponse = (p: Pair) => measureRequestResponse(servers, p, SECONDS);
+const connectionRate = (p: Pair) => measureConnectionRate(servers, p, SECONDS);
 
 async function udpDatagrams(netns: string): Promise<number> {
   const r = await run('ip', ['netns', 'exec', netns, 'cat', '/proc/net/snmp']);
@@ -156,21 +114,6 @@ async function udpPps(pair: Pair, seconds = SECONDS): Promise<number> {
   await run('ip', ['netns', 'exec', pair.client.netns, 'sockperf', 'tp', '-i', pair.server.ip, '-p', String(PORT.udp), '-m', '64', '-t', String(seconds)], { timeoutMs: 60_000 });
   const elapsed = (performance.now() - t0) / 1000;
   return ((await udpDatagrams(pair.server.netns)) - before) / elapsed;
-}
-
-/** One-way latency in microseconds as sockperf reports it (half the round trip). */
-async function requestResponse(pair: Pair): Promise<number> {
-  await servers.ensure(pair, 'tcp', PORT.rr, ['sockperf', 'sr', '--tcp', '-i', pair.server.ip, '-p', String(PORT.rr)]);
-  const r = await run('ip', ['netns', 'exec', pair.client.netns, 'sockperf', 'pp', '--tcp', '-i', pair.server.ip, '-p', String(PORT.rr), '-t', String(SECONDS)], { timeoutMs: 60_000 });
-  const m = /avg-latency=([\d.]+)/.exec(r.stdout + r.stderr) ?? /Latency is ([\d.]+) usec/.exec(r.stdout + r.stderr);
-  if (!m) throw new Error(`sockperf pp printed no latency: ${r.stdout}${r.stderr}`);
-  return Number(m[1]);
-}
-
-/** New TCP connections per second, each carrying one request and its reply (TCP_CRR style). */
-async function connectionRate(pair: Pair): Promise<number> {
-  await servers.ensure(pair, 'tcp', PORT.crr, echoServerArgv(PORT.crr));
-  return await measureConnectionRate(execIn(pair.client.netns), pair.server.ip, PORT.crr, SECONDS);
 }
 
 interface ProgStats {
@@ -273,19 +216,9 @@ async function main(): Promise<void> {
       fs.rmSync(emptyDir, { recursive: true, force: true });
       await emptyPair.cleanup();
     });
-    // Each ratio pairs a candidate's run with a baseline run right next to it, the order
-    // alternating from pair to pair, so the machine's drift (it swings by ±15 % within seconds
-    // here) favours neither side; a row's ratio is the median over its pairs.
-    let flip = false;
-    const pairOf = async (measure: (p: Pair) => Promise<number>, base: Pair, candidate: Pair, r: Row) => {
-      flip = !flip;
-      const [first, second] = flip ? [base, candidate] : [candidate, base];
-      const got = new Map([[first, await measure(first)]]);
-      got.set(second, await measure(second));
-      r.baseline.push(got.get(base)!);
-      r.value.push(got.get(candidate)!);
-      return got.get(base)!;
-    };
+    // Each ratio pairs a candidate's run with a baseline run right next to it (bench/load.ts).
+    const alternating = new Alternating();
+    const pairOf = (measure: (p: Pair) => Promise<number>, base: Pair, candidate: Pair, r: Row) => alternating.pair(measure, base, candidate, r);
     for (let round = 0; round < ROUNDS; round++) {
       process.stderr.write(`round ${round + 1}/${ROUNDS}\n`);
       const baseStream: number[] = [];
