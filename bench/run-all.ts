@@ -22,7 +22,9 @@ const BENCHES = {
   services: args.quick ? ['--quick'] : ['--rounds', '4', '--seconds', '1.5', '--services', '10000'],
   policy: args.quick ? ['--quick'] : ['--endpoints', '1000', '--policies', '1000', '--samples', '60'],
   reliability: args.quick ? ['--quick'] : ['--endpoints', '1000', '--rounds', '3'],
-  cluster: args.quick ? ['--quick'] : ['--nodes', '100', '--endpoints', '10000', '--rate', '1000', '--seconds', '5', '--samples', '50'],
+  cluster: args.quick
+    ? ['--quick']
+    : ['--nodes', '100', '--endpoints', '10000', '--rate', '1000', '--seconds', '5', '--samples', '50', '--datapath-rounds', '3', '--datapath-seconds', '2'],
 } as const;
 
 function runBench(name: keyof typeof BENCHES): Promise<{ command: string; output: string }> {
@@ -86,7 +88,12 @@ async function main(): Promise<void> {
   if (fl.followLatencyMs) {
     lines.push(`| packet → observe --follow line, ms (p50; p99) | | ${f(fl.followLatencyMs.p50)} | p99 ${f(fl.followLatencyMs.p99)} | ≤ 100 ms | ${fl.followLatencyMs.p99 <= 100 ? 'yes' : 'NO'} |`);
   }
-  for (const name of ['services', 'policy', 'reliability', 'cluster'] as const) lines.push(...read<{ lines: string[] }>(name).lines);
+  for (const name of ['services', 'policy', 'reliability'] as const) lines.push(...read<{ lines: string[] }>(name).lines);
+  // The cluster's datapath rows (between nodes, against plain kernel VXLAN and routing) are
+  // ratios like the datapath's: formatted here from the rows, then its control-plane lines.
+  const cl = read<{ rows: RatioRow[]; lines: string[] }>('cluster');
+  for (const r of cl.rows) lines.push(ratioLine(r));
+  lines.push(...cl.lines);
   const table = lines.join('\n');
   console.log(table);
 

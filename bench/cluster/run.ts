@@ -8,8 +8,12 @@
  *  - churn: R ipcache changes per second written to etcd → each one in B's map (p50, p99 ms).
  * B's maps are read directly (the pinned mb_ipcache and mb_policy), so nothing the agent reports
  * about itself is trusted. The benchmark's etcd client runs in the network's namespace.
+ * First, on clusters of their own, the datapath between nodes: TCP stream, request/response and
+ * connection rate, tunnel mode against a plain kernel VXLAN overlay and native routing against
+ * plain kernel routing (./datapath.ts), as ratios measured in the same run.
  * Usage: node --import tsx bench/cluster/run.ts [--nodes 100] [--endpoints 10000] [--rate 1000]
- *        [--seconds 5] [--samples 50] [--quick] [--json FILE] */
+ *        [--seconds 5] [--samples 50] [--datapath-rounds 3] [--datapath-seconds 2]
+ *        [--datapath-only] [--quick] [--json FILE] */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
@@ -20,8 +24,9 @@ import { libc } from '../../src/kernel/libc.js';
 import { intToIp, ipToInt } from '../../src/net/ipv4.js';
 import { TestCluster } from '../../test/harness/cluster.js';
 import type { TestNode } from '../../test/harness/node.js';
-import { formatNumber, percentile, valueLine } from '../stats.js';
+import { formatNumber, percentile, ratioLine, TABLE_HEADER, valueLine } from '../stats.js';
 import { runBenchmark } from '../main.js';
+import { clusterDatapathRows } from './datapath.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -30,6 +35,9 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '5' },
     samples: { type: 'string', default: '50' },
+    'datapath-rounds': { type: 'string', default: '3' },
+    'datapath-seconds': { type: 'string', default: '2' },
+    'datapath-only': { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
   },
@@ -39,6 +47,9 @@ const SIM_ENDPOINTS = args.quick ? 200 : Number(args.endpoints);
 const RATE = args.quick ? 100 : Number(args.rate);
 const SECONDS = args.quick ? 1 : Number(args.seconds);
 const SAMPLES = args.quick ? 5 : Number(args.samples);
+const DATAPATH = args.quick
+  ? { rounds: 1, seconds: 1, pairs: 1 }
+  : { rounds: Number(args['datapath-rounds']), seconds: Number(args['datapath-seconds']), pairs: 3 };
 const GOALS = { addP50: 50, addP99: 250, policyP99: 100, syncS: 2, churnP99: 100, bytesPerRemote: 1024 };
 
 const CLONE_NEWNET = 0x40000000;
@@ -59,6 +70,14 @@ function rssBytes(pid: number): number {
 }
 
 async function main(): Promise<void> {
+  // The datapath first, each mode on a cluster of its own (removed before the next), so the
+  // control plane's clusters and their 10,000 remote endpoints are not around while it runs.
+  const rows = await clusterDatapathRows(DATAPATH);
+  if (args['datapath-only']) {
+    console.log([...TABLE_HEADER, ...rows.map(ratioLine)].join('\n'));
+    if (args.json) fs.writeFileSync(args.json, JSON.stringify({ datapath: DATAPATH, rows, lines: [] }, null, 2));
+    return;
+  }
   // --expose-gc: B's memory is measured after full collections.
   process.env.MEMBRANE_NODE_FLAGS = '--expose-gc';
   const cluster = await TestCluster.create({ nodes: 2 });
@@ -196,8 +215,8 @@ spec:
       valueLine(`ipcache changes in etcd → node B's map at ${f(achieved)}/s, ms (p99; p50)`, f(percentile(churnMs, 99)), `p50 ${f(percentile(churnMs, 50))}; ${unseen} of ${count(churnMs.length + unseen)} timed unseen`, `p99 ≤ ${GOALS.churnP99}, all seen`, percentile(churnMs, 99) <= GOALS.churnP99 && unseen === 0 && achieved >= RATE * 0.9),
       valueLine('agent memory per remote endpoint, bytes (heap after GC)', count(Math.round(bytesPerRemote)), `RSS ${count(Math.round(rssPerRemote))}; ${count(endpoints.length)} endpoints`, `≤ ${GOALS.bytesPerRemote}`, bytesPerRemote <= GOALS.bytesPerRemote),
     ];
-    console.log(lines.join('\n'));
-    const result = { addMs, policyMs, syncS, keptUp, joinS, readyS, churn: { total, achieved, unseen, p50: percentile(churnMs, 50), p99: percentile(churnMs, 99) }, bytesPerRemote, lines };
+    console.log([...TABLE_HEADER, ...rows.map(ratioLine), ...lines].join('\n'));
+    const result = { datapath: DATAPATH, rows, addMs, policyMs, syncS, keptUp, joinS, readyS, churn: { total, achieved, unseen, p50: percentile(churnMs, 50), p99: percentile(churnMs, 99) }, bytesPerRemote, lines };
     if (args.json) fs.writeFileSync(args.json, JSON.stringify(result, null, 2));
   } finally {
     etcd?.close();

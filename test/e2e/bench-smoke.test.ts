@@ -8,7 +8,7 @@ describe('benchmarks (smoke)', () => {
   it('make bench runs every benchmark and prints one table', async () => {
     const r = await run('node', ['--import', 'tsx', 'bench/run-all.ts', '--quick'], { timeoutMs: 300_000 });
     assert.equal(r.code, 0, r.stderr.slice(-2000));
-    for (const row of ['TCP stream', '64-byte UDP', 'request/response', 'per-packet run time', 'endpoint add', 'flow events decoded', 'connect() through a VIP', 'Maglev table build', 'policy import → enforced']) {
+    for (const row of ['TCP stream', '64-byte UDP', 'request/response', 'per-packet run time', 'endpoint add', 'flow events decoded', 'connect() through a VIP', 'Maglev table build', 'policy import → enforced', 'vs plain kernel VXLAN', 'vs plain kernel routing']) {
       assert.ok(r.stdout.includes(row), `the table has a "${row}" row:\n${r.stdout}`);
     }
   });
