@@ -62,13 +62,19 @@ export async function tcpStream(servers: Servers, ends: Ends, seconds: number): 
   return report.end.sum_received.bits_per_second / 1e9;
 }
 
-/** One-way latency in microseconds as sockperf reports it (half the round trip). */
-export async function requestResponse(servers: Servers, ends: Ends, seconds: number): Promise<number> {
+/**
+ * One-way latency in microseconds as sockperf reports it (half the round trip): the mean, and
+ * the median. On a machine shared with other work the mean follows the scheduler (a few round
+ * trips that wait milliseconds for a CPU move it by 2×), while the median follows the datapath.
+ */
+export async function requestResponse(servers: Servers, ends: Ends, seconds: number): Promise<{ mean: number; median: number }> {
   await servers.ensure(ends, 'tcp', PORT.rr, ['sockperf', 'sr', '--tcp', '-i', ends.server.ip, '-p', String(PORT.rr)]);
   const r = await run('ip', ['netns', 'exec', ends.client.netns, 'sockperf', 'pp', '--tcp', '-i', ends.server.ip, '-p', String(PORT.rr), '-t', String(seconds)], { timeoutMs: 60_000 });
-  const m = /avg-latency=([\d.]+)/.exec(r.stdout + r.stderr) ?? /Latency is ([\d.]+) usec/.exec(r.stdout + r.stderr);
-  if (!m) throw new Error(`sockperf pp printed no latency: ${r.stdout}${r.stderr}`);
-  return Number(m[1]);
+  const out = r.stdout + r.stderr;
+  const mean = /avg-latency=([\d.]+)/.exec(out) ?? /Latency is ([\d.]+) usec/.exec(out);
+  const median = /percentile 50\.000 =\s*([\d.]+)/.exec(out);
+  if (!mean || !median) throw new Error(`sockperf pp printed no latency: ${out}`);
+  return { mean: Number(mean[1]), median: Number(median[1]) };
 }
 
 /** New TCP connections per second, each carrying one request and its reply (TCP_CRR style). */

@@ -97,7 +97,7 @@ async function membranePair(): Promise<Pair & { node: TestNode; programs(role: '
 
 const servers = new Servers();
 const tcpStream = (p: Pair) => measureTcpStream(servers, p, SECONDS);
-const requestResponse = (p: Pair) => measureRequestResponse(servers, p, SECONDS);
+const requestResponse = async (p: Pair) => (await measureRequestResponse(servers, p, SECONDS)).mean;
 const connectionRate = (p: Pair) => measureConnectionRate(servers, p, SECONDS);
 
 async function udpDatagrams(netns: string): Promise<number> {
