@@ -24,7 +24,7 @@ const BENCHES = {
   reliability: args.quick ? ['--quick'] : ['--endpoints', '1000', '--rounds', '3'],
   cluster: args.quick
     ? ['--quick']
-    : ['--nodes', '100', '--endpoints', '10000', '--rate', '1000', '--seconds', '5', '--samples', '50', '--datapath-rounds', '3', '--datapath-seconds', '2'],
+    : ['--nodes', '100', '--endpoints', '10000', '--rate', '1000', '--seconds', '5', '--samples', '50', '--datapath-rounds', '3', '--datapath-seconds', '1'],
 } as const;
 
 function runBench(name: keyof typeof BENCHES): Promise<{ command: string; output: string }> {
