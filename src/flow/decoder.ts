@@ -291,10 +291,15 @@ export class FlowDecoder {
   }
 
   private endpoint(ep: FlowPeer | undefined, identity: number): FlowEndpoint {
-    // An endpoint shows its own identity, also where policy saw it by an address identity.
+    // A local endpoint shows its own identity, also where policy saw it by an address identity.
+    // Another node's shows the identity the datapath judged it by (in tunnel mode, the one its
+    // packets carry), which can be newer than what this node has heard of it (a relabel while
+    // etcd is away): a flow never names labels that were not the ones judged.
     if (ep) {
-      const workloads = workloadsOf(ep.labels);
-      return { ...(ep.id ? { ID: ep.id } : {}), identity: ep.identity, namespace: ep.namespace, labels: ep.labels, pod_name: ep.name, ...(workloads ? { workloads } : {}) };
+      const judged = !ep.id && identity !== 0 && identity !== ep.identity ? identity : undefined;
+      const labels = judged === undefined ? ep.labels : this.ctx.identityLabels(judged);
+      const workloads = workloadsOf(labels);
+      return { ...(ep.id ? { ID: ep.id } : {}), identity: judged ?? ep.identity, namespace: ep.namespace, labels, pod_name: ep.name, ...(workloads ? { workloads } : {}) };
     }
     return { identity, labels: this.ctx.identityLabels(identity) };
   }

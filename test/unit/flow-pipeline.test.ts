@@ -15,12 +15,14 @@ const ep = (id: number, name: string, ip: string, identity: number): Endpoint =>
   ({ id, name, namespace: 'app', ipv4: ip, identity, labels: [`k8s:app=${name}`], interface: `lxc${id}` }) as Endpoint;
 const web = ep(1, 'web', '10.0.0.2', 256);
 const client = ep(2, 'client', '10.0.0.3', 257);
+/** An endpoint of another node (ID 0), as this node last heard of it. */
+const remote = ep(0, 'remote', '10.0.1.4', 300);
 const policy = { ref: { kind: 'CiliumNetworkPolicy' as const, namespace: 'app', name: 'web-policy' }, revision: 7 };
 
 const ctx: FlowContext = {
   nodeName: 'node1',
-  endpointByIp: (ip) => [web, client].find((e) => ipToInt(e.ipv4) === ip),
-  identityLabels: (id) => (id === 2 ? ['reserved:world'] : []),
+  endpointByIp: (ip) => [web, client, remote].find((e) => ipToInt(e.ipv4) === ip),
+  identityLabels: (id) => (id === 2 ? ['reserved:world'] : id === 301 ? ['k8s:app=relabelled'] : []),
   rulePolicy: (ruleId) => (ruleId === 3 ? policy : undefined),
   defaultDenyPolicies: (epId, dir) => (epId === web.id && dir === 'ingress' ? [policy] : []),
   serviceOfBackend: (ip, port) => (ip === ipToInt(web.ipv4) && port === 80 ? 'web-svc' : undefined),
@@ -89,6 +91,19 @@ describe('flow decoding', () => {
     assert.deepEqual(f.destination?.workloads, [{ name: 'web' }], 'from k8s:app=web');
     assert.deepEqual(f.destination_service, { name: 'web-svc', namespace: 'default' });
     assert.equal(f.source_service, undefined);
+  });
+
+  it("names another node's endpoint by the identity the datapath judged, with that identity's labels", () => {
+    // As this node knows it: its entry's identity and labels.
+    const known = decode({ type: 1, subtype: 133, direction: 1, verdict: 2, saddr: remote.ipv4, src_identity: 300 });
+    assert.deepEqual([known.source?.identity, known.source?.labels, known.source?.pod_name, known.source?.ID], [300, ['k8s:app=remote'], 'remote', undefined]);
+    // Its packets carry an identity this node has not yet heard it has (relabelled while etcd was away).
+    const judged = decode({ type: 1, subtype: 133, direction: 1, verdict: 2, saddr: remote.ipv4, src_identity: 301 });
+    assert.deepEqual([judged.source?.identity, judged.source?.labels, judged.source?.pod_name], [301, ['k8s:app=relabelled'], 'remote']);
+    assert.deepEqual(judged.source?.workloads, [{ name: 'relabelled' }]);
+    // A local endpoint keeps its own identity whatever the event says (an address identity).
+    const local = decode({ type: 1, subtype: 133, direction: 1, verdict: 2, src_identity: 25165825 });
+    assert.equal(local.source?.identity, client.identity);
   });
 
   it('names the allowing policy of a policy verdict, with its match type', () => {
