@@ -53,7 +53,13 @@ ingress:
       const twin = await nodes.nodes[2]!.api.addEndpoint({ namespace: 'y', name: 'b-twin', labels: ['pod=b'] });
       try {
         assert.equal(twin.identity, yb.identity);
-        assert.ok(await eventually(async () => !(await reaches()), 10_000), 'y/b is still admitted while its twin on node 2 is outside the block');
+        if (!(await eventually(async () => !(await reaches()), 20_000))) {
+          // What node 0 made of it, to tell a slow cluster from a wrong computation.
+          const n0 = nodes.nodes[0]!;
+          const entries = (await n0.api.endpointPolicy('x', 'a')).entries.filter((e) => e.direction === 'INGRESS').map((e) => e.identity);
+          const ipcache = (await n0.api.listIpcache()).filter((r) => r.prefix === `${twin.ipv4}/32`);
+          assert.fail(`y/b is still admitted while its twin on node 2 is outside the block: x/a admits ${entries.join(',')}; node 0's ipcache: ${JSON.stringify(ipcache)}`);
+        }
       } finally {
         await nodes.nodes[2]!.api.deleteEndpoint('y', 'b-twin');
       }
