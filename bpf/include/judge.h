@@ -69,6 +69,14 @@ static __always_inline int unroutable(struct __sk_buff *skb, const struct packet
 	return rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE || rc == BPF_FIB_LKUP_RET_PROHIBIT;
 }
 
+/* Whether the stack will deliver the packet to a local endpoint, which then traces it: only asked
+ * when the fast path is off (with it on, the caller looked the destination up already). */
+static __always_inline int routed_to_endpoint(const struct datapath_config *cfg, const struct packet *p)
+{
+	__u32 daddr = p->t.daddr;
+	return cfg && !cfg->fast_path && bpf_map_lookup_elem(&mb_lxc, &daddr);
+}
+
 /* Records what the side just judged learnt of the overlay: the peer's node when it looked it up
  * (egress in tunnel mode), otherwise that nothing is known, so what an earlier judgement learnt
  * never outlives the revision it was learnt at. */
@@ -220,7 +228,7 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 	 * Cilium's to-stack, since no delivery side traces it. */
 	__u8 point = MB_TRACE_TO_ENDPOINT;
 	if (dir == MB_DIR_EGRESS)
-		point = to_node ? MB_TRACE_TO_OVERLAY : local_dst && !*local_dst ? MB_TRACE_TO_STACK : MB_TRACE_FROM_ENDPOINT;
+		point = to_node ? MB_TRACE_TO_OVERLAY : local_dst && !*local_dst && !routed_to_endpoint(cfg, p) ? MB_TRACE_TO_STACK : MB_TRACE_FROM_ENDPOINT;
 	if (trace_wanted(cfg, ct, is_reply, p->tcp_flags, point, now)) {
 		ev.type = MB_EVENT_TRACE;
 		ev.subtype = point;
