@@ -9,7 +9,10 @@
  * else's: a restarted agent lists them, keeps what is still wanted and removes what is not (a
  * node that left while it was away), and never touches a route it did not make.
  * The registry repeats a node at every heartbeat (10 s): only a route that changed is written,
- * and one whose write failed (e.g. a native next hop not reachable yet) is tried again then. */
+ * and one whose write failed (e.g. a native next hop not reachable yet) is tried again then.
+ * Changes told while a write runs are written together in one batch (a cluster of 100 nodes
+ * appearing at once is one `ip -batch`, not 100 processes: each fork of the agent blocks its
+ * event loop for about 10 ms here, and 100 of them in a row held up the ipcache for seconds). */
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { NetOp, Netlink } from '../kernel/netlink.js';
@@ -69,6 +72,10 @@ export class NodeRouting {
   private readonly installed = new Map<string, RouteOp>();
   /** Changes run one after another, in the order the registry told them. */
   private queue: Promise<void> = Promise.resolve();
+  /** Nodes told since the last flush began, latest state by name (undefined: the node left). */
+  private pending = new Map<string, Pick<ClusterNode, 'name' | 'ip' | 'podCIDR'> | undefined>();
+  /** The queued flush that will write `pending`, until it starts. */
+  private flushing?: Promise<void>;
 
   constructor(
     private readonly nl: Netlink,
@@ -103,21 +110,12 @@ export class NodeRouting {
 
   /** A node joined or changed (or just beat its heartbeat: then nothing is written). */
   nodeChanged(node: Pick<ClusterNode, 'name' | 'ip' | 'podCIDR'>): Promise<void> {
-    return this.enqueue(async () => {
-      const route = nodeRoute(this.local, node);
-      const before = this.installed.get(node.name);
-      if (same(route, before)) return;
-      if (before && before.dst !== route?.dst) await this.remove(node.name, before);
-      if (route) await this.write(node.name, route);
-    });
+    return this.tell(node.name, node);
   }
 
   /** A node left: its route goes. */
   nodeRemoved(name: string): Promise<void> {
-    return this.enqueue(async () => {
-      const before = this.installed.get(name);
-      if (before) await this.remove(name, before);
-    });
+    return this.tell(name, undefined);
   }
 
   /** Resolves when every change told so far has been applied (or has failed and been logged). */
@@ -133,6 +131,40 @@ export class NodeRouting {
   private enqueue(fn: () => Promise<void>): Promise<void> {
     this.queue = this.queue.then(fn).catch((err) => this.log.error({ err: errorMessage(err) }, 'routes to the other nodes not changed'));
     return this.queue;
+  }
+
+  /** Records a node's latest state (undefined: gone); one flush, queued once, writes all there is then. */
+  private tell(name: string, node: Pick<ClusterNode, 'name' | 'ip' | 'podCIDR'> | undefined): Promise<void> {
+    this.pending.set(name, node);
+    this.flushing ??= this.enqueue(() => this.flush());
+    return this.flushing;
+  }
+
+  /** Writes the pending changes: the routes that go first (a prefix may move to another node), then the new ones. */
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = new Map();
+    this.flushing = undefined;
+    const removes: [string, RouteOp][] = [];
+    const writes: [string, RouteOp][] = [];
+    for (const [name, node] of batch) {
+      const route = node && nodeRoute(this.local, node);
+      const before = this.installed.get(name);
+      if (node && same(route, before)) continue; // a heartbeat
+      if (before && before.dst !== route?.dst) removes.push([name, before]);
+      if (route) writes.push([name, route]);
+    }
+    if (!removes.length && !writes.length) return;
+    for (const [name] of removes) this.installed.delete(name);
+    try {
+      await this.nl.apply([...removes.map(([, r]): NetOp => ({ op: 'delete-route', dst: r.dst, proto: ROUTE_PROTO })), ...writes.map(([, r]) => r)], this.netns);
+      for (const [name, route] of writes) this.installed.set(name, route);
+      this.log.debug({ written: writes.map(([peer, r]) => `${peer} ${r.dst}`), removed: removes.map(([peer, r]) => `${peer} ${r.dst}`) }, 'routes to nodes written');
+    } catch {
+      // One bad route must not keep the others out (iproute2 stops at the first error): one at a time.
+      for (const [name, route] of removes) await this.remove(name, route);
+      for (const [name, route] of writes) await this.write(name, route);
+    }
   }
 
   private async write(name: string, route: RouteOp): Promise<void> {

@@ -129,6 +129,34 @@ describe('routes to the other nodes', () => {
     assert.deepEqual([...r.routes().keys()].sort(), ['n1', 'n2']);
   });
 
+  it('writes the nodes told together in one batch, removals first, and those told meanwhile in the next', async () => {
+    const nl = new FakeNetlink();
+    const r = new NodeRouting(nl, native, log);
+    const many = Array.from({ length: 100 }, (_, i) => ({ name: `s${i}`, ip: `172.30.1.${i + 1}`, podCIDR: `10.100.${i}.0/24` }));
+    for (const n of many) void r.nodeChanged(n);
+    await r.settled();
+    assert.equal(nl.applied.length, 1, 'one batch for 100 nodes');
+    assert.equal(nl.routeTable.length, 100);
+    // s0 leaves and s1 takes its pod CIDR in the same turn; a change told while that batch is written comes after it.
+    void r.nodeChanged({ ...many[1]!, podCIDR: many[0]!.podCIDR });
+    const first = r.nodeRemoved('s0');
+    void r.nodeChanged({ ...many[2]!, ip: '172.30.9.9' }); // still the same batch
+    await Promise.resolve();
+    const later = r.nodeChanged({ ...many[3]!, ip: '172.30.9.8' });
+    await first;
+    assert.deepEqual(nl.applied[1], [
+      { op: 'delete-route', dst: '10.100.1.0/24', proto: ROUTE_PROTO },
+      { op: 'delete-route', dst: '10.100.0.0/24', proto: ROUTE_PROTO },
+      { op: 'route', dst: '10.100.0.0/24', via: '172.30.1.2', proto: ROUTE_PROTO },
+      { op: 'route', dst: '10.100.2.0/24', via: '172.30.9.9', proto: ROUTE_PROTO },
+    ]);
+    await later;
+    assert.equal(nl.applied.length, 3);
+    assert.deepEqual(nl.routeTable.find((x) => x.dst === '10.100.0.0/24'), { dst: '10.100.0.0/24', via: '172.30.1.2' });
+    assert.deepEqual(r.routes().get('s1')?.dst, '10.100.0.0/24');
+    assert.equal(r.routes().has('s0'), false);
+  });
+
   it('applies changes in the order they were told', async () => {
     const nl = new FakeNetlink();
     const r = new NodeRouting(nl, native, log);
