@@ -45,6 +45,7 @@ import { registerServiceRoutes } from './api/service-routes.js';
 import { LbDatapath, SOCK_OBJECT } from './service/datapath.js';
 import { ServiceManager, type BackendCandidate } from './service/manager.js';
 import { registerPolicyRoutes } from './api/policy-routes.js';
+import { PolicyParser } from './policy/parse-pool.js';
 import { registerFlowRoutes } from './api/flow-routes.js';
 import type { AggregationLevel } from './datapath/layouts.js';
 import { AgentEventLog } from './flow/agent-events.js';
@@ -470,7 +471,8 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const monitor = new FlowMonitor(datapath, ring, metrics, decoder, log);
   monitor.configure(opts.aggregation, opts.fastPath);
   monitor.start();
-  registerPolicyRoutes(api, { repo, realizer, manager, reconciler, datapath, serial, metrics, ...(cluster ? { shared: cluster.intent } : {}) });
+  const parser = new PolicyParser();
+  registerPolicyRoutes(api, { repo, realizer, manager, reconciler, datapath, serial, metrics, parser, ...(cluster ? { shared: cluster.intent } : {}) });
   // In a cluster this agent is also a relay: what its readers ask for flows (the API, the
   // Observer on --hubble-address and hubble.sock) covers every node, read over mutual TLS.
   const localFlows = registry ? new LocalFlows(ring, matchesRequest, VERSION) : undefined;
@@ -516,8 +518,9 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   await api.listen(opts.socket);
   log.info({ socket: opts.socket, podCidr: formatCidr(ipam.cidr) }, 'agent ready');
   agentEvents.agentStarted();
-  // Prepared interfaces only speed up later endpoint adds: made once the agent is ready.
+  // Prepared interfaces and a started policy parser only speed up later requests: made once the agent is ready.
   manager.pool.fill();
+  parser.warm();
 
   return {
     stop: async () => {

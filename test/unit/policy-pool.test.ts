@@ -8,7 +8,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
 import { UserError } from '../../src/errors.js';
 import { POLICY_LIMITS, parsePolicyText } from '../../src/policy/parse.js';
-import { PolicyParser, type PolicyFileText } from '../../src/policy/parse-pool.js';
+import { PolicyParser, WARM_UP, type PolicyFileText } from '../../src/policy/parse-pool.js';
 
 const small: PolicyFileText = {
   name: 'small.yaml',
@@ -124,6 +124,16 @@ describe('PolicyParser', () => {
     for (let i = 0; i < 20; i++) await parser.parse([small]);
     await outcome(parser.parse([{ name: 'bad.yaml', content: 'a: [' }]));
     await parser.parse([small]);
+    assert.equal(parser.started, 1);
+  });
+
+  it('warm() starts the worker ahead of the first call, which then uses it; its warm-up policy is valid', async () => {
+    assert.equal(parsePolicyText(WARM_UP, 'warm-up.yaml').length, 1);
+    const parser = make();
+    parser.warm();
+    parser.warm(); // a worker exists: nothing more
+    assert.equal(parser.started, 1);
+    assert.deepEqual((await parser.parse([small])).length, 1);
     assert.equal(parser.started, 1);
   });
 
