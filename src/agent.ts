@@ -398,6 +398,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   services.syncAll();
   await cluster?.intent.start(); // policies, namespaces and services as the cluster has them
   reconciler.onChange(() => services.endpointsChanged());
+  reconciler.onRemoteChange(() => services.endpointsChanged()); // backends on other nodes
   log.info({ endpoints: manager.listEndpoints().length, sync: reconciler.lastSync }, 'state restored');
   const health = (): ClusterNode['health'] => (manager.listEndpoints().every((e) => e.state === 'ready') ? 'ok' : 'degraded');
   local = { health, endpoints: () => manager.listEndpoints().length };

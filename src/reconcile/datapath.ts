@@ -77,6 +77,7 @@ export class DatapathReconciler implements EndpointChanges {
   /** Endpoints by address, for the flow decoder; rebuilt after every change. */
   private byIp = new Map<number, Endpoint>();
   private readonly listeners: (() => void)[] = [];
+  private readonly remoteListeners: (() => void)[] = [];
   regeneration?: RegenerationListener;
   /** In a cluster: the other nodes' endpoints and nodes (set before the first resync). */
   remote?: RemoteSource;
@@ -171,6 +172,7 @@ export class DatapathReconciler implements EndpointChanges {
         },
         remove: { ipcache: released.filter((p) => !this.realizedCidrs.has(p)).map((p) => ipcacheKeyFor(p)), endpoints: [], lxc: [] },
       }),
+      true,
     );
     // An ipBlock selects the other nodes' endpoints by address: who is inside it may have changed.
     if (this.policy.dependsOnRemoteEndpoints()) this.endpointsChanged(`${reason} (ipBlocks select remote endpoints)`, []);
@@ -215,9 +217,18 @@ export class DatapathReconciler implements EndpointChanges {
     return [];
   }
 
-  /** Called after every change to the datapath's endpoints (services follow their backends). */
+  /** Called after every change to this node's endpoints or policy (what the node publishes, services' backends). */
   onChange(listener: () => void): void {
     this.listeners.push(listener);
+  }
+
+  /**
+   * Called after a change to the other nodes' endpoints only (services' backends follow them).
+   * Kept apart from onChange: in a busy cluster remote changes come by the thousand per second,
+   * and nothing of this node (its published endpoints, its flow index) changes with them.
+   */
+  onRemoteChange(listener: () => void): void {
+    this.remoteListeners.push(listener);
   }
 
   /** The map entries one endpoint owns. */
@@ -262,10 +273,10 @@ export class DatapathReconciler implements EndpointChanges {
     return new Map([...this.policy.cidrs()].filter(([prefix]) => !owned.has(prefix)));
   }
 
-  private recordSync(reason: string, stats: SyncStats): void {
-    this.byIp = new Map(this.endpoints.listEndpoints().map((e) => [ipToInt(e.ipv4), e]));
+  private recordSync(reason: string, stats: SyncStats, remoteOnly = false): void {
+    if (!remoteOnly) this.byIp = new Map(this.endpoints.listEndpoints().map((e) => [ipToInt(e.ipv4), e]));
     this.lastSync = { ...stats, at: new Date().toISOString(), reason };
     this.log.debug({ ...stats, reason }, 'datapath synced');
-    for (const l of this.listeners) l();
+    for (const l of remoteOnly ? this.remoteListeners : this.listeners) l();
   }
 }

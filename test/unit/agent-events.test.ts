@@ -113,6 +113,18 @@ describe('reconciler regeneration listener', () => {
     ]);
   });
 
+  it('tells a change of the other nodes\' endpoints to its remote listeners only: nothing of this node changed', () => {
+    const { reconciler, log } = make();
+    const told: string[] = [];
+    reconciler.onChange(() => told.push('local'));
+    reconciler.onRemoteChange(() => told.push('remote'));
+    reconciler.remoteChanged('remote endpoint changed', [{ prefix: '10.1.0.5/32', identity: 300, tunnelEndpoint: '172.30.0.11' }], ['10.1.0.6/32']);
+    assert.deepEqual(told, ['remote']);
+    reconciler.endpointsChanged('endpoint x/e1 added', [endpoints[0]!]);
+    assert.deepEqual(told, ['remote', 'local']);
+    assert.equal(log.query({}).length, 1, 'a remote change regenerates no endpoint');
+  });
+
   it('tells of a failed write, with its error, and still throws it', () => {
     const { reconciler, log } = make();
     failNext = true;
