@@ -125,6 +125,25 @@ describe('reconciler regeneration listener', () => {
     assert.equal(log.query({}).length, 1, 'a remote change regenerates no endpoint');
   });
 
+  it('logs the first remote batch at once and the next ones of that second in one line', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'debug' }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const reconciler = new DatapathReconciler(source, { router: '10.0.0.254', nodeAddresses: [] }, datapath as never, realizer as never, log);
+    for (let i = 0; i < 5; i++) reconciler.remoteChanged(`remote endpoint changed ${i}`, [{ prefix: `10.1.0.${i}/32`, identity: 300 }], []);
+    assert.deepEqual(lines.map((l) => l.msg), ['datapath synced']);
+    t.mock.timers.tick(1000);
+    assert.deepEqual(
+      lines.map((l) => [l.msg, l.batches, l.written, l.reason]),
+      [
+        ['datapath synced', undefined, 1, 'remote endpoint changed 0'],
+        ['datapath synced (remote changes in the last second)', 4, 4, 'remote endpoint changed 4'],
+      ],
+    );
+    reconciler.endpointsChanged('endpoint x/e1 added', [endpoints[0]!]); // local syncs: a line each, as before
+    assert.equal(lines.at(-1)?.reason, 'endpoint x/e1 added');
+  });
+
   it('tells of a failed write, with its error, and still throws it', () => {
     const { reconciler, log } = make();
     failNext = true;
