@@ -80,6 +80,7 @@ describe('reconciler regeneration listener', () => {
   let policyChanged = new Set<number>();
   const realizer = {
     regenerate: () => ({ changed: policyChanged }),
+    dependsOnRemoteEndpoints: () => false,
     cidrs: () => new Map(),
     state: () => ({ flags: 0, revision: 1 }),
     policyIdentityOf: (e: Endpoint) => e.identity,
