@@ -279,7 +279,7 @@ spec:
     const has = async () => (await cluster.etcd.etcdctl(['get', key, '--keys-only'])).stdout.includes(key);
     assert.ok(await has());
     await nodes[0]!.api.deleteEndpoint('default', 'passing');
-    assert.ok(await eventually(async () => !(await has()), GC_INTERVAL * 3000 + 5000), 'the unused identity is still in etcd');
+    assert.ok(await eventually(async () => !(await has()), GC_INTERVAL * 3000 + 20_000), 'the unused identity is still in etcd');
     // An identity still in use stays.
     const used = (await nodes[0]!.api.getEndpoint('default', 'lone')).identity;
     assert.match((await cluster.etcd.etcdctl(['get', `membrane/state/identities/v1/id/${used}`])).stdout, /k8s:app=lone/);

@@ -65,7 +65,9 @@ for (const fastPath of [true, false]) {
     it('tracks a connection between two endpoints as one entry, judged for both ends, each packet counted once', async () => {
       const r = await node.exec(server.netns, ['ping', '-c', '3', '-i', '0.2', '-W', '1', client.ipv4]);
       assert.equal(r.code, 0, r.stdout + r.stderr);
+      const pinged = Date.now();
       const ct = await node.cliJson<CtRow[]>('bpf', 'ct', 'list');
+      const since = Math.ceil((Date.now() - pinged) / 1000); // a busy machine's CLI takes its time
       const echo = ct.filter((c) => c.protocol === 'ICMP' && c.source.startsWith(`${server.ipv4}:`) && c.destination === `${client.ipv4}:0`);
       assert.equal(echo.length, 1, JSON.stringify(echo));
       assert.deepEqual(echo[0]!.endpoints, [
@@ -74,7 +76,7 @@ for (const fastPath of [true, false]) {
       ]);
       assert.equal(echo[0]!.packets, 6, 'three requests and three replies, each counted once');
       // The programs stamp entries with the tick clock the agent reads back (src/kernel/jiffies.ts).
-      assert.ok(echo[0]!.idleSeconds >= 0 && echo[0]!.idleSeconds <= 2, `idle ${echo[0]!.idleSeconds}s right after the ping`);
+      assert.ok(echo[0]!.idleSeconds >= 0 && echo[0]!.idleSeconds <= since + 1, `idle ${echo[0]!.idleSeconds}s, ${since}s after the ping`);
     });
 
     it('still reports flows on both endpoints', async () => {

@@ -25,8 +25,15 @@ export async function deleteAllPolicies(cluster: Cluster): Promise<void> {
 
 export async function expectMatrix(cluster: Cluster, context: string, ...expectations: Expectation[]): Promise<void> {
   for (const e of expectations) {
-    const observed = await probeAll(cluster, { port: e.port, proto: e.proto, timeoutMs: 400 });
-    assertReachability(e.expected, observed, `${context} (${e.proto.toUpperCase()} ${e.port})`);
+    const what = `${context} (${e.proto.toUpperCase()} ${e.port})`;
+    const probe = () => probeAll(cluster, { port: e.port, proto: e.proto, timeoutMs: 400 });
+    try {
+      assertReachability(e.expected, await probe(), what);
+    } catch {
+      // One probe of 400 ms can time out on a busy machine (a first connection waits for its
+      // neighbour entry); a wrong verdict is wrong again on the second look.
+      assertReachability(e.expected, await probe(), what);
+    }
   }
 }
 
