@@ -3,7 +3,7 @@
  * three nodes (test/e2e/cluster-matrix.test.ts), so both are held to the same verdicts.
  * A case computes its policy and its matrices from the matrix it runs on (pod addresses differ
  * between set-ups). Cases that change pods or namespaces stay in the test files. */
-import type { Cluster } from './matrix.js';
+import type { Cluster, Reachability } from './matrix.js';
 import { allowedExcept, expectMatrix, importPolicy, type Expectation } from './policy.js';
 
 export interface K8sCase {
@@ -53,6 +53,9 @@ export function podsCidr(m: Cluster): string {
 
 const open = () => allowedExcept(() => undefined);
 
+/** TCP port 80: everything reachable except what `fn` changes. */
+const tcp80 = (fn: (r: Reachability) => void): Expectation => ({ port: 80, proto: 'tcp', expected: allowedExcept(fn) });
+
 export const K8S_CASES: readonly K8sCase[] = [
   {
     title: 'default-deny ingress for a namespace',
@@ -100,14 +103,10 @@ ingress:
   - podSelector: {matchLabels: {pod: b}}`),
     context: 'only x/b reaches x/a',
     expect: () => [
-      {
-        port: 80,
-        proto: 'tcp',
-        expected: allowedExcept((r) => {
-          r.expectAllIngress('x/a', false);
-          r.expect('x/b', 'x/a', true);
-        }),
-      },
+      tcp80((r) => {
+        r.expectAllIngress('x/a', false);
+        r.expect('x/b', 'x/a', true);
+      }),
     ],
   },
   {
@@ -119,14 +118,10 @@ ingress:
   - namespaceSelector: {matchLabels: {ns: y}}`),
     context: 'namespace y reaches x/a',
     expect: () => [
-      {
-        port: 80,
-        proto: 'tcp',
-        expected: allowedExcept((r) => {
-          r.expectAllIngress('x/a', false);
-          r.expectPeers({ namespace: 'y' }, { namespace: 'x', pod: 'a' }, true);
-        }),
-      },
+      tcp80((r) => {
+        r.expectAllIngress('x/a', false);
+        r.expectPeers({ namespace: 'y' }, { namespace: 'x', pod: 'a' }, true);
+      }),
     ],
   },
   {
@@ -139,14 +134,10 @@ ingress:
     podSelector: {matchLabels: {pod: c}}`),
     context: 'only y/c reaches x/a',
     expect: () => [
-      {
-        port: 80,
-        proto: 'tcp',
-        expected: allowedExcept((r) => {
-          r.expectAllIngress('x/a', false);
-          r.expect('y/c', 'x/a', true);
-        }),
-      },
+      tcp80((r) => {
+        r.expectAllIngress('x/a', false);
+        r.expect('y/c', 'x/a', true);
+      }),
     ],
   },
   {
@@ -159,14 +150,10 @@ ingress:
     podSelector: {matchExpressions: [{key: pod, operator: In, values: [b, c]}]}`),
     context: 'pods b and c outside x reach x/a',
     expect: () => [
-      {
-        port: 80,
-        proto: 'tcp',
-        expected: allowedExcept((r) => {
-          r.expectAllIngress('x/a', false);
-          for (const p of ['y/b', 'y/c', 'z/b', 'z/c'] as const) r.expect(p, 'x/a', true);
-        }),
-      },
+      tcp80((r) => {
+        r.expectAllIngress('x/a', false);
+        for (const p of ['y/b', 'y/c', 'z/b', 'z/c'] as const) r.expect(p, 'x/a', true);
+      }),
     ],
   },
   {
@@ -230,15 +217,11 @@ ingress:
       ].join('---\n'),
     context: 'y/* and z/c reach x/a',
     expect: () => [
-      {
-        port: 80,
-        proto: 'tcp',
-        expected: allowedExcept((r) => {
-          r.expectAllIngress('x/a', false);
-          r.expectPeers({ namespace: 'y' }, { namespace: 'x', pod: 'a' }, true);
-          r.expect('z/c', 'x/a', true);
-        }),
-      },
+      tcp80((r) => {
+        r.expectAllIngress('x/a', false);
+        r.expectPeers({ namespace: 'y' }, { namespace: 'x', pod: 'a' }, true);
+        r.expect('z/c', 'x/a', true);
+      }),
     ],
   },
   {
@@ -253,14 +236,10 @@ egress:
   - port: 80`),
     context: 'x/a reaches only namespace y on TCP 80',
     expect: () => [
-      {
-        port: 80,
-        proto: 'tcp',
-        expected: allowedExcept((r) => {
-          r.expectAllEgress('x/a', false);
-          r.expectPeers({ namespace: 'x', pod: 'a' }, { namespace: 'y' }, true);
-        }),
-      },
+      tcp80((r) => {
+        r.expectAllEgress('x/a', false);
+        r.expectPeers({ namespace: 'x', pod: 'a' }, { namespace: 'y' }, true);
+      }),
       { port: 81, proto: 'tcp', expected: allowedExcept((r) => r.expectAllEgress('x/a', false)) },
     ],
   },
