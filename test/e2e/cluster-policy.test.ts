@@ -20,6 +20,7 @@ import type { Flow } from '../../src/flow/types.js';
 import { TestCluster } from '../harness/cluster.js';
 import { eventually, repoRoot, waitForLine, type TestNode } from '../harness/node.js';
 import { addBackend, ServiceClients } from '../harness/services.js';
+import { indentSpec } from '../harness/policy.js';
 
 const PORT = 8080;
 const WORLD_IP = '203.0.113.20';
@@ -31,11 +32,7 @@ const cnp = (name: string, spec: string) => ({
 kind: CiliumNetworkPolicy
 metadata: {name: ${name}, namespace: default}
 spec:
-${spec
-  .trim()
-  .split('\n')
-  .map((l) => '  ' + l)
-  .join('\n')}
+${indentSpec(spec)}
 `,
 });
 

@@ -4,7 +4,7 @@
  * A case computes its policy and its matrices from the matrix it runs on (pod addresses differ
  * between set-ups). Cases that change pods or namespaces stay in the test files. */
 import type { Cluster, Reachability } from './matrix.js';
-import { allowedExcept, expectMatrix, importPolicy, type Expectation } from './policy.js';
+import { allowedExcept, expectMatrix, importPolicy, indentSpec, type Expectation } from './policy.js';
 
 export interface K8sCase {
   /** The test's title. */
@@ -22,11 +22,7 @@ metadata:
   name: ${name}
   namespace: ${namespace}
 spec:
-${spec
-  .trim()
-  .split('\n')
-  .map((l) => '  ' + l)
-  .join('\n')}
+${indentSpec(spec)}
 `;
 }
 

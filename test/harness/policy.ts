@@ -17,6 +17,15 @@ export async function importPolicy(cluster: Cluster, yaml: string, name = 'polic
   return r.revision;
 }
 
+/** A policy's spec as it sits under `spec:` in YAML: trimmed, every line indented by two. */
+export function indentSpec(spec: string): string {
+  return spec
+    .trim()
+    .split('\n')
+    .map((l) => '  ' + l)
+    .join('\n');
+}
+
 export async function deleteAllPolicies(cluster: Cluster): Promise<void> {
   const list = await cluster.node.api.listPolicies();
   if (list.policies.length) await cluster.node.api.deletePolicy({ all: true });
