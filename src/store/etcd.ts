@@ -299,8 +299,11 @@ export class EtcdStore {
     const previous = this.readLeaseFile();
     // A keepalive both tells whether etcd still holds the previous lease and renews it.
     if (previous && (await keepAliveOnce(this.client, previous).catch(() => 0)) > 0) this.leaseId = previous;
-    if (this.leaseId === '0') await this.grant();
-    else this.log.info({ lease: this.leaseId }, "adopted the lease of this node's previous run");
+    if (this.leaseId !== '0') this.log.info({ lease: this.leaseId }, "adopted the lease of this node's previous run");
+    else {
+      if (previous) this.log.info({ lease: previous }, "the previous run's lease has expired: granting a new one");
+      await this.grant();
+    }
     const period = Math.max(500, (this.opts.leaseTtlSeconds * 1000) / 3);
     this.keepalive = setInterval(() => void this.renew(), period);
     this.keepalive.unref();

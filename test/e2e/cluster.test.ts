@@ -205,12 +205,27 @@ spec:
     assert.ok(await eventually(async () => (await ipcache(nodes[0]!)).has(`${k2}/32`), 20_000), 'an endpoint added during the outage is published afterwards');
   });
 
-  it('adopts its lease across a restart: the node never leaves the others\' lists', async () => {
+  it('adopts its lease across a restart: the node never leaves the others\' lists', async (t) => {
     const n = nodes[2]!;
+    const logBefore = n.agentLog().length;
+    const peerLogBefore = nodes[0]!.agentLog().length;
     await n.killAgent();
+    const killedAt = Date.now();
     await n.startAgent();
-    assert.match(n.agentLog(), /adopted the lease of this node's previous run/);
-    assert.doesNotMatch(n.agentLog(), /the node lease expired/);
+    // The lease outlives the kill by at least TTL minus one keepalive period (TTL / 3). A restart slower than that
+    // on a loaded machine must find it expired, which is right, and is checked as such.
+    const leaseCheck = n.agentLog().slice(logBefore).split('\n').map((l) => (l.startsWith('{') ? (JSON.parse(l) as { msg: string; time: number }) : undefined))
+      .find((l) => l && /adopted the lease of this node's previous run|the previous run's lease has expired/.test(l.msg));
+    assert.ok(leaseCheck, 'the restarted agent said nothing of its previous lease');
+    if (/has expired/.test(leaseCheck.msg)) {
+      assert.ok(leaseCheck.time - killedAt >= ((LEASE_TTL * 2) / 3 - 1) * 1000, `the lease was not adopted ${leaseCheck.time - killedAt} ms after the kill`);
+      t.diagnostic(`restart took ${leaseCheck.time - killedAt} ms: longer than the lease could outlive the kill`);
+      assert.ok(await eventually(async () => (await nodeList(nodes[0]!)).length === 3, 10_000), 'the restarted node did not join again');
+      return;
+    }
+    assert.doesNotMatch(n.agentLog().slice(logBefore), /the node lease expired/);
+    const left = nodes[0]!.agentLog().slice(peerLogBefore).split('\n').filter((l) => l.includes('node left the cluster') && l.includes(`"peer":"${n.name}"`));
+    assert.deepEqual(left, [], 'the restarting node left the other nodes\' lists');
     assert.equal((await nodeList(nodes[0]!)).length, 3);
   });
 
