@@ -20,7 +20,8 @@ import { InterfacePool } from './endpoint/pool.js';
 import { ensureBpffs } from './kernel/bpffs.js';
 import { ESSENTIAL, probeFeatures, type KernelFeatures } from './kernel/features.js';
 import { libc } from './kernel/libc.js';
-import { IprouteNetlink, type Netlink } from './kernel/netlink.js';
+import type { Netlink } from './kernel/netlink.js';
+import { RtNetlink } from './kernel/rtnetlink.js';
 import { EmbeddedStore } from './store/embedded.js';
 import { EtcdStore, type EtcdTlsFiles } from './store/etcd.js';
 import { NodeRegistry, type ClusterNode } from './cluster/node-registry.js';
@@ -216,7 +217,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   const started = Date.now();
   if (opts.clusterPool && !opts.kvstore) throw new StartupError('--cluster-pool-ipv4-cidr needs a cluster: add --kvstore etcd --kvstore-endpoints URL (or give --pod-cidr)');
   if (!opts.podCidr && !opts.clusterPool) throw new StartupError('give this node its pod CIDR with --pod-cidr, or a cluster pool to claim one from with --cluster-pool-ipv4-cidr');
-  const nl = new IprouteNetlink();
+  const nl = new RtNetlink();
   const underlayIp = await nodeIp(nl, opts.nodeIp, opts.kvstore !== undefined);
   const peerAddress = opts.kvstore ? checkPeerAddress(opts.hubblePeer?.address, peerTls, underlayIp) : undefined;
   // Late-bound: the registry's heartbeat reads what the rest of the agent builds below.

@@ -28,6 +28,8 @@ export const libc = {
   socket: lib.func('int socket(int domain, int type, int protocol)'),
   connect: lib.func('int connect(int fd, void *addr, uint32_t len)'),
   setsockopt: lib.func('int setsockopt(int fd, int level, int name, void *val, uint32_t len)'),
+  sendto: lib.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
+  recv: lib.func('long recv(int fd, void *buf, size_t len, int flags)'),
 };
 
 export function errno(): number {

@@ -71,7 +71,8 @@ export interface Netlink {
   netnsExists(name: string): boolean;
 }
 
-function render(op: NetOp): string {
+/** The iproute2 command of an op (one line of `ip -batch`). */
+export function render(op: NetOp): string {
   switch (op.op) {
     case 'add-netns':
       return `netns add ${op.name}`;
