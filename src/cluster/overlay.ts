@@ -62,7 +62,7 @@ export async function enableTunnel(nl: Netlink, datapath: Datapath, opts: Tunnel
     ...(created || link!.mtu !== opts.mtu || !link!.noarp || !link!.up ? [{ op: 'set-link' as const, name, mtu: opts.mtu, arp: false, up: true }] : []),
   ];
   await nl.apply(ops);
-  disableIpv6(name); // IPv4 only: no router solicitations or MLD into the overlay
+  await disableIpv6(name); // IPv4 only: no router solicitations or MLD into the overlay
   const ifindex = ifindexOf(name);
   if (!ifindex) throw new Error(`tunnel device ${name} vanished right after it was set up`);
   const overlay = DevicePrograms.load(datapath, opts.objectDir, OVERLAY_PROGRAMS);

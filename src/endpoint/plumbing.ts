@@ -8,9 +8,21 @@ import { ifindexOf, netnsPath, renameNetns, withNetns } from '../kernel/netns.js
 
 export const WORKLOAD_IFNAME = 'eth0';
 
-/** The datapath carries IPv4 only (and drops the rest): no IPv6 chatter on an interface (or `all`). */
-export function disableIpv6(conf: string): void {
-  fs.writeFileSync(`/proc/sys/net/ipv6/conf/${conf}/disable_ipv6`, '1');
+/**
+ * The datapath carries IPv4 only (and drops the rest): no IPv6 chatter on an interface (or `all`)
+ * of namespace `netns` (the agent's own when absent). The sysctl file is opened on this thread,
+ * inside the namespace (a sysctl file belongs to the namespace that opened it), and written from
+ * a pool thread: the kernel needs the RTNL lock for it and retries the write while another holds
+ * it (a tcx attach anywhere on the machine holds it across an RCU grace period, about 10 ms).
+ */
+export async function disableIpv6(conf: string, netns?: string): Promise<void> {
+  const file = `/proc/sys/net/ipv6/conf/${conf}/disable_ipv6`;
+  const fd = netns ? withNetns(netnsPath(netns), () => fs.openSync(file, 'w')) : fs.openSync(file, 'w');
+  try {
+    await new Promise<void>((resolve, reject) => fs.write(fd, '1', (err) => (err ? reject(err) : resolve())));
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Inside a workload namespace: loopback and eth0 up, the router as the gateway, resolved by a permanent neighbour entry. */
@@ -71,9 +83,7 @@ export async function plumb(nl: Netlink, p: Plumbing, onHostInterface: (ifindex:
   const ifindex = p.nodeNetns ? withNetns(netnsPath(p.nodeNetns), () => ifindexOf(p.interface)) : ifindexOf(p.interface);
   if (!ifindex) throw new Error(`interface ${p.interface} vanished right after it was created`);
   // No IPv6 on the host side, nor from a workload namespace the agent made.
-  if (p.nodeNetns) withNetns(netnsPath(p.nodeNetns), () => disableIpv6(p.interface));
-  else disableIpv6(p.interface);
-  if (p.netnsOwned) withNetns(netnsPath(p.netns), () => disableIpv6('all'));
+  await Promise.all([disableIpv6(p.interface, p.nodeNetns), p.netnsOwned ? disableIpv6('all', p.netns) : undefined]);
   const inside = () =>
     nl.apply(
       [{ op: 'address', dev: WORKLOAD_IFNAME, cidr: `${p.ipv4}/32` }, ...gatewayOps(p.routerIP, p.hostMac)],

@@ -10,7 +10,7 @@
 import type { Logger } from 'pino';
 import type { Datapath } from '../datapath/datapath.js';
 import type { Netlink } from '../kernel/netlink.js';
-import { ifindexOf, netnsPath, withNetns } from '../kernel/netns.js';
+import { ifindexOf } from '../kernel/netns.js';
 import { disableIpv6, gatewayOps, randomMac, WORKLOAD_IFNAME } from './plumbing.js';
 
 export interface Prewired {
@@ -92,8 +92,7 @@ export class InterfacePool {
       ]);
       p.ifindex = ifindexOf(p.hostName);
       if (!p.ifindex) throw new Error(`${p.hostName} vanished right after it was created`);
-      disableIpv6(p.hostName);
-      withNetns(netnsPath(p.netns), () => disableIpv6('all'));
+      await Promise.all([disableIpv6(p.hostName), disableIpv6('all', p.netns)]);
       await Promise.all([this.datapath.attachPooled(slot, p.ifindex), this.nl.apply(gatewayOps(this.routerIP, p.hostMac), p.netns)]);
       return p;
     } catch (err) {

@@ -16,6 +16,7 @@ const lib = loadLibrary('libc.so.6', 'libc6');
 
 export const libc = {
   setns: lib.func('int setns(int fd, int nstype)'),
+  unshare: lib.func('int unshare(int flags)'),
   mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
   umount2: lib.func('int umount2(const char *target, int flags)'),
   ifNameToIndex: lib.func('unsigned int if_nametoindex(const char *name)'),

@@ -9,8 +9,8 @@
  * (the ack) is already queued when sendto returns: one request costs microseconds.
  *
  * The model: `apply` runs a batch in order and stops at the first failure, like `ip -batch`.
- * The ops this file knows (see NATIVE) are encoded here; the others (namespaces, the VXLAN
- * device) still go through iproute2, in order with the rest. For another namespace, the socket
+ * The ops this file knows (see NATIVE) are encoded here, namespaces made by kernel/netns.ts;
+ * the VXLAN device still goes through iproute2, in order with the rest. For another namespace, the socket
  * is made and each message encoded with the main thread inside it (setns, as kernel/netns.ts
  * does): the socket, and the interface names a message refers to, belong to that namespace.
  * Messages are encoded as iproute2 encodes the same commands (flags, scope, table, protocol),
@@ -25,7 +25,7 @@ import os from 'node:os';
 import { parseCidr, ipToInt } from '../net/ipv4.js';
 import { errno, libc } from './libc.js';
 import { IprouteNetlink, render, type NetOp } from './netlink.js';
-import { netnsPath, withNetns } from './netns.js';
+import { createNetns, deleteNetns, netnsPath, withNetns } from './netns.js';
 
 const AF_NETLINK = 16;
 const AF_INET = 2;
@@ -90,10 +90,11 @@ const NDA_LLADDR = 2;
 const NUD_PERMANENT = 0x80;
 
 /** The ops encoded here; any other goes to iproute2. */
-const NATIVE = new Set<NetOp['op']>(['veth', 'rename-link', 'up', 'set-link', 'delete-link', 'address', 'route', 'delete-route', 'neighbour']);
+const NATIVE = new Set<NetOp['op']>(['add-netns', 'veth', 'rename-link', 'up', 'set-link', 'delete-link', 'address', 'route', 'delete-route', 'neighbour']);
 export const isNative = (op: NetOp) => NATIVE.has(op.op);
-export type NativeOp = Exclude<NetOp, { op: 'add-netns' } | { op: 'vxlan' }>;
-type MessageOp = NativeOp;
+export type NativeOp = Exclude<NetOp, { op: 'vxlan' }>;
+/** The ops that are rtnetlink messages (a namespace is made by kernel/netns.ts). */
+type MessageOp = Exclude<NativeOp, { op: 'add-netns' }>;
 
 /** Attributes: type, then payload (a Buffer, or nested attributes). */
 type Attr = [number, Buffer | Attr[]];
@@ -370,7 +371,8 @@ async function runNative(ops: NativeOp[], netns: string | undefined): Promise<vo
   try {
     for (const op of ops) {
       try {
-        await (sock ??= inside(() => new RouteSocket())).request(inside(() => encode(op, ctx)));
+        if (op.op === 'add-netns') createNetns(op.name);
+        else await (sock ??= inside(() => new RouteSocket())).request(inside(() => encode(op, ctx)));
       } catch (err) {
         throw new Error(`netlink${netns ? ` -n ${netns}` : ''}: ${render(op)}: ${(err as Error).message}`);
       }
@@ -382,10 +384,18 @@ async function runNative(ops: NativeOp[], netns: string | undefined): Promise<vo
 }
 
 /**
- * The agent's Netlink: changes through rtnetlink (iproute2 for namespaces and the VXLAN device),
- * reads through iproute2 (`ip -j`: at start and on repair only).
+ * The agent's Netlink: changes through rtnetlink and kernel/netns.ts (iproute2 for the VXLAN
+ * device), reads through iproute2 (`ip -j`: at start and on repair only).
  */
 export class RtNetlink extends IprouteNetlink {
+  override async addNetns(name: string): Promise<void> {
+    createNetns(name);
+  }
+
+  override async deleteNetns(name: string): Promise<void> {
+    if (this.netnsExists(name)) deleteNetns(name);
+  }
+
   override async apply(ops: NetOp[], netns?: string): Promise<void> {
     // Runs of native ops go over a socket; the others, in their place in the order, to iproute2.
     for (let i = 0; i < ops.length; ) {

@@ -1,10 +1,12 @@
 /* The agent's link, address, route and neighbour changes go to the kernel as rtnetlink messages
- * (src/kernel/rtnetlink.ts) rather than through iproute2. The same ops applied both ways, each in
- * a fresh pair of namespaces, must leave the kernel in the same state as `ip` shows it; a failure
+ * (src/kernel/rtnetlink.ts), and its namespaces are made without `ip netns add`
+ * (src/kernel/netns.ts), rather than through iproute2. The same ops applied both ways, each in a
+ * fresh pair of namespaces, must leave the kernel in the same state as `ip` shows it; a failure
  * stops the batch where `ip -batch` would, with the kernel's reason. Needs root. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { IprouteNetlink, type NetOp } from '../../src/kernel/netlink.js';
 import { RtNetlink } from '../../src/kernel/rtnetlink.js';
@@ -58,7 +60,10 @@ async function both(steps: (names: { node: string; work: string }) => { ops: Net
   const out: unknown[] = [];
   for (const impl of [new IprouteNetlink(), new RtNetlink()]) {
     const i = n++;
-    const names = { node: netns(`${prefix}-n${i}`), work: netns(`${prefix}-w${i}`) };
+    // The workload's namespace is made by the implementation under test (as an endpoint's is).
+    const names = { node: netns(`${prefix}-n${i}`), work: `${prefix}-w${i}` };
+    made.push(names.work);
+    await impl.addNetns(names.work);
     for (const s of steps(names)) await impl.apply(s.ops, s.in === 'node' ? names.node : names.work);
     // The namespace names differ by design: compare with the node's own in place of each.
     out.push(JSON.parse(JSON.stringify([state(names.node), state(names.work)]).replaceAll(names.work, 'WORK').replaceAll(names.node, 'NODE')));
@@ -143,6 +148,22 @@ describe('rtnetlink changes equal iproute2 ones', () => {
     assert.match(ip('-n', node, 'link', 'show', 'lo'), /UP/, 'what came before the failure is applied');
     await assert.rejects(nl.apply([{ op: 'up', name: 'not-there' }], node), /Cannot find device "not-there"/);
     await assert.rejects(nl.apply([{ op: 'veth', name: 'lo', mac: MAC_H, peer: 'x', peerMac: MAC_W }], node), /EEXIST/);
+  });
+
+  it('names, and removes, a namespace as ip netns does: a namespace of its own, listed, and gone with its name', async () => {
+    const nl = new RtNetlink();
+    const name = `${prefix}-own`;
+    made.push(name);
+    const home = fs.statSync('/proc/thread-self/ns/net').ino;
+    await nl.apply([{ op: 'add-netns', name }, { op: 'up', name: 'lo' }], name);
+    assert.match(ip('netns', 'list'), new RegExp(`^${name}\\b`, 'm'));
+    assert.match(ip('-n', name, 'link', 'show', 'lo'), /UP/);
+    assert.equal(fs.statSync('/proc/thread-self/ns/net').ino, home, 'the thread is back in its own namespace');
+    assert.notEqual(fs.statSync(`/run/netns/${name}`).ino, home);
+    await assert.rejects(nl.addNetns(name), /EEXIST/);
+    await nl.deleteNetns(name);
+    assert.doesNotMatch(ip('netns', 'list'), new RegExp(`^${name}\\b`, 'm'));
+    await nl.deleteNetns(name); // already gone: nothing to do
   });
 
   it('mixes with what only iproute2 does, in order (a VXLAN device made mid-batch, then brought up)', async () => {
