@@ -344,8 +344,9 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   /** How policies and namespaces from the cluster are applied here: as the API would, serialised with it. */
   function intentTarget(): IntentTarget {
     return {
-      applyPolicies: (put, deleted, reason) =>
+      applyPolicies: (decide, reason) =>
         serial(() => {
+          const { put, deleted } = decide();
           if (deleted.length) {
             const plan = reconciler.planPolicy(repo.previewDelete(deleted));
             const revision = repo.delete(deleted);

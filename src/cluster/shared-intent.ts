@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import { UserError, errorMessage } from '../errors.js';
 import { policyId, type NewPolicy } from '../policy/repository.js';
 import type { PolicyRef } from '../policy/types.js';
+import type { ITxnResponse } from 'etcd3';
 import type { EtcdStore } from '../store/etcd.js';
 import type { ServiceRequest } from '../service/types.js';
 
@@ -22,8 +23,13 @@ export const servicesPrefix = (cluster: string) => `membrane/state/services/v1/$
 
 /** How the agent applies what the cluster holds (serialised with its API, by the agent). */
 export interface IntentTarget {
-  /** Makes these policies present (imported or replaced) and those refs absent. */
-  applyPolicies(put: NewPolicy[], deleted: PolicyRef[], reason: string): Promise<void>;
+  /**
+   * In its turn (serialised with the API), asks `decide` which policies to make present
+   * (imported or replaced) and which refs absent, and does so. Decided in turn, not when etcd
+   * told: an import made through this agent comes back from etcd while its API call may still
+   * be applying it, and a change told may be older than one the API applied meanwhile.
+   */
+  applyPolicies(decide: () => { put: NewPolicy[]; deleted: PolicyRef[] }, reason: string): Promise<void>;
   applyNamespace(name: string, labels: string[] | undefined, reason: string): Promise<void>;
   /** What the agent has now, to reconcile with etcd at start. */
   localPolicies(): NewPolicy[];
@@ -36,6 +42,16 @@ export interface IntentTarget {
 const unreachable = (what: string, err: unknown) =>
   new UserError('unavailable', `${what} is shared through etcd, which does not answer (${errorMessage(err)}): nothing was changed; retry when etcd is back`);
 
+/** What of `put` and `deleted` differs from the `local` policies: a policy there as given, or a ref absent already, is left out. */
+export function policyChanges(local: NewPolicy[], put: NewPolicy[], deleted: PolicyRef[]): { put: NewPolicy[]; deleted: PolicyRef[] } {
+  const have = new Map(local.map((p) => [policyId(p.ref), p]));
+  const same = (p: NewPolicy) => {
+    const h = have.get(policyId(p.ref));
+    return h !== undefined && JSON.stringify(h.source) === JSON.stringify(p.source) && JSON.stringify(h.rules) === JSON.stringify(p.rules);
+  };
+  return { put: put.filter((p) => !same(p)), deleted: deleted.filter((r) => have.has(policyId(r))) };
+}
+
 function parse<T>(value: string): T | undefined {
   try {
     return JSON.parse(value) as T;
@@ -46,6 +62,12 @@ function parse<T>(value: string): T | undefined {
 
 export class SharedIntent {
   private stops: (() => void)[] = [];
+  /**
+   * etcd's revision of each policy (by policyId) as this node last applied it, from its own
+   * writes (the transaction's revision) and from what it applied of the watch: a change told
+   * with a revision no newer is this node's own write coming back, or older than what it has.
+   */
+  private readonly policyRevisions = new Map<string, bigint>();
   /** Each service as last applied here (its JSON): a watch event that repeats it is a no-op. */
   private readonly appliedServices = new Map<string, string>();
 
@@ -83,19 +105,22 @@ export class SharedIntent {
     }
     for (const name of this.target.localServices()) if (!sNames.has(name)) await this.applyService(name, undefined, 'service not in the cluster');
     const policies = await this.kv.list(pPrefix);
-    const wanted = policies.kvs.map((kv) => parse<NewPolicy>(kv.value)).filter((p): p is NewPolicy => p !== undefined);
-    const ids = new Set(wanted.map((p) => policyId(p.ref)));
-    const gone = this.target.localPolicies().filter((p) => !ids.has(policyId(p.ref))).map((p) => p.ref);
+    const wanted = policies.kvs.flatMap((kv): [NewPolicy, bigint][] => {
+      const p = parse<NewPolicy>(kv.value);
+      return p ? [[p, kv.modRevision]] : [];
+    });
+    const ids = new Set(wanted.map(([p]) => policyId(p.ref)));
+    const gone = this.target.localPolicies().filter((p) => !ids.has(policyId(p.ref))).map((p): [PolicyRef, bigint] => [p.ref, BigInt(policies.revision)]);
     await this.apply(wanted, gone, 'policies from the cluster');
     this.stops.push(
       await this.kv.watchPrefix(pPrefix, {
-        put: (_key, value) => {
+        put: (_key, value, revision) => {
           const p = parse<NewPolicy>(value);
-          if (p) void this.apply([p], [], `policy ${policyId(p.ref)} from the cluster`);
+          if (p) void this.apply([[p, revision]], [], `policy ${policyId(p.ref)} from the cluster`);
         },
-        delete: (key) => {
+        delete: (key, revision) => {
           const [kind, namespace, name] = key.slice(pPrefix.length).split('/').map(decodeURIComponent) as [PolicyRef['kind'], string, string];
-          void this.apply([], [{ kind, ...(namespace ? { namespace } : {}), name }], `policy ${kind}/${namespace}/${name} deleted in the cluster`);
+          void this.apply([], [[{ kind, ...(namespace ? { namespace } : {}), name }, revision]], `policy ${kind}/${namespace}/${name} deleted in the cluster`);
         },
       }),
       await this.kv.watchPrefix(sPrefix, {
@@ -115,30 +140,41 @@ export class SharedIntent {
 
   /** Writes an import's policies, all or none; refuses (nothing changed) when etcd does not answer. */
   async importPolicies(policies: NewPolicy[]): Promise<void> {
+    let res: ITxnResponse;
     try {
-      await this.kv.atomically((c) => policies.map((p) => c.put(this.policyKey(p.ref)).value(JSON.stringify(p))));
+      res = await this.kv.atomically((c) => policies.map((p) => c.put(this.policyKey(p.ref)).value(JSON.stringify(p))));
     } catch (err) {
       throw unreachable('policy', err);
     }
+    this.wrote(policies.map((p) => p.ref), res); // the caller applies them now
   }
 
   /** After this node could not enforce an import: what it replaced goes back into etcd. */
   async revertImport(imported: NewPolicy[], undo: Map<string, NewPolicy | undefined>): Promise<void> {
-    await this.kv.atomically((c) =>
+    const res = await this.kv.atomically((c) =>
       imported.map((p) => {
         const before = undo.get(policyId(p.ref));
         return before ? c.put(this.policyKey(p.ref)).value(JSON.stringify({ ref: before.ref, source: before.source, rules: before.rules })) : c.delete().key(this.policyKey(p.ref));
       }),
     );
+    this.wrote(imported.map((p) => p.ref), res); // the caller has put them back
   }
 
   /** Deletes these policies in the cluster, or all of them. */
   async deletePolicies(refs: PolicyRef[] | undefined): Promise<void> {
+    let res: ITxnResponse;
     try {
-      await this.kv.atomically((c) => (refs === undefined ? [c.delete().prefix(policiesPrefix(this.cluster))] : refs.map((r) => c.delete().key(this.policyKey(r)))));
+      res = await this.kv.atomically((c) => (refs === undefined ? [c.delete().prefix(policiesPrefix(this.cluster))] : refs.map((r) => c.delete().key(this.policyKey(r)))));
     } catch (err) {
       throw unreachable('policy', err);
     }
+    this.wrote(refs ?? this.target.localPolicies().map((p) => p.ref), res); // the caller deletes them now
+  }
+
+  /** This node wrote these policies in transaction `res` and applies that itself: the watch's echo is not applied again. */
+  private wrote(refs: PolicyRef[], res: ITxnResponse): void {
+    const revision = BigInt(res.header.revision);
+    for (const r of refs) this.policyRevisions.set(policyId(r), revision);
   }
 
   async setNamespace(name: string, labels: string[]): Promise<void> {
@@ -190,17 +226,30 @@ export class SharedIntent {
     }
   }
 
-  private async apply(put: NewPolicy[], deleted: PolicyRef[], reason: string): Promise<void> {
-    const local = new Map(this.target.localPolicies().map((p) => [policyId(p.ref), p]));
-    const same = (p: NewPolicy) => {
-      const have = local.get(policyId(p.ref));
-      return have !== undefined && JSON.stringify(have.source) === JSON.stringify(p.source) && JSON.stringify(have.rules) === JSON.stringify(p.rules);
-    };
-    const changed = put.filter((p) => !same(p));
-    const gone = deleted.filter((r) => local.has(policyId(r)));
-    if (!changed.length && !gone.length) return; // this agent's own write coming back, or nothing new
+  /**
+   * Applies what etcd told (each change with its revision), judged in the agent's turn: what is
+   * no newer than what this node applied (its own write coming back, or a change overtaken by a
+   * later one), and what the node has as given already, is left out. Judged when etcd told, this
+   * node's own import looked new (its API call had not applied it yet) and was applied twice.
+   */
+  private async apply(put: [NewPolicy, bigint][], deleted: [PolicyRef, bigint][], reason: string): Promise<void> {
+    const newer = <T>(changes: [T, bigint][], ref: (t: T) => PolicyRef): T[] =>
+      changes
+        .filter(([t, revision]) => {
+          const id = policyId(ref(t));
+          if (revision <= (this.policyRevisions.get(id) ?? -1n)) return false;
+          this.policyRevisions.set(id, revision);
+          return true;
+        })
+        .map(([t]) => t);
+    const decide = () =>
+      policyChanges(
+        this.target.localPolicies(),
+        newer(put, (p) => p.ref),
+        newer(deleted, (r) => r),
+      );
     try {
-      await this.target.applyPolicies(changed, gone, reason);
+      await this.target.applyPolicies(decide, reason);
     } catch (err) {
       this.log.error({ err: errorMessage(err), reason }, 'a policy change from the cluster could not be applied on this node');
     }

@@ -52,10 +52,13 @@ export interface StoredKey {
   lease: string;
 }
 
-/** What a prefix watcher is told: the list first (one put per key), then every change. */
+/**
+ * What a prefix watcher is told: the list first (one put per key), then every change, each with
+ * etcd's revision of it (the key's mod revision; a deletion's own revision).
+ */
 export interface PrefixHandler {
-  put(key: string, value: string): void;
-  delete(key: string): void;
+  put(key: string, value: string, revision: bigint): void;
+  delete(key: string, revision: bigint): void;
 }
 
 /** Deadline of one call to etcd. */
@@ -239,11 +242,11 @@ export class EtcdStore {
   /** Lists `prefix`, hands every key to `handler.put`, then every later change; returns a stop. */
   async watchPrefix(prefix: string, handler: PrefixHandler): Promise<() => void> {
     const { revision, kvs } = await this.list(prefix);
-    for (const kv of kvs) handler.put(kv.key, kv.value);
+    for (const kv of kvs) handler.put(kv.key, kv.value, kv.modRevision);
     const watcher = await this.client.watch().prefix(prefix).startRevision(String(BigInt(revision) + 1n)).create();
     this.watchers.add(watcher);
-    watcher.on('put', (kv: IKeyValue) => handler.put(kv.key.toString(), kv.value.toString()));
-    watcher.on('delete', (kv: IKeyValue) => handler.delete(kv.key.toString()));
+    watcher.on('put', (kv: IKeyValue) => handler.put(kv.key.toString(), kv.value.toString(), BigInt(kv.mod_revision)));
+    watcher.on('delete', (kv: IKeyValue) => handler.delete(kv.key.toString(), BigInt(kv.mod_revision)));
     watcher.on('error', (err) => this.log.warn({ prefix, err: errorMessage(err) }, 'etcd watch failed; it reconnects'));
     return () => {
       this.watchers.delete(watcher);
