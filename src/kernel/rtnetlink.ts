@@ -9,12 +9,13 @@
  * (the ack) is already queued when sendto returns: one request costs microseconds.
  *
  * The model: `apply` runs a batch in order and stops at the first failure, like `ip -batch`.
- * The ops this file knows (see NATIVE) are encoded here, namespaces made by kernel/netns.ts;
- * the VXLAN device still goes through iproute2, in order with the rest. For another namespace, the socket
- * is made and each message encoded with the main thread inside it (setns, as kernel/netns.ts
- * does): the socket, and the interface names a message refers to, belong to that namespace.
- * Messages are encoded as iproute2 encodes the same commands (flags, scope, table, protocol),
- * so the kernel ends up in the same state (test/e2e/rtnetlink.test.ts compares both).
+ * The ops this file knows (see NATIVE) are encoded here, namespaces are made by kernel/netns.ts,
+ * and the VXLAN device still goes through iproute2, in order with the rest. For another
+ * namespace, the socket is made and each message encoded with the main thread inside it (setns,
+ * as kernel/netns.ts does): the socket, and the interface names a message refers to, belong to
+ * that namespace. Messages are encoded as iproute2 encodes the same commands (flags, scope,
+ * table, protocol), so the kernel ends up in the same state (test/e2e/rtnetlink.test.ts
+ * compares both).
  *
  * Pitfalls: a request waits for the RTNL lock, which another thread may hold across an RCU
  * grace period (a tcx attach, a veth coming up: about 10 ms here), so requests are sent from a
@@ -333,7 +334,11 @@ class RouteSocket {
     );
     if (sent < 0) throw new Error('netlink send failed');
     for (;;) {
-      const n = Number(libc.recv(this.fd, this.answer, this.answer.length, MSG_DONTWAIT));
+      let n = Number(libc.recv(this.fd, this.answer, this.answer.length, MSG_DONTWAIT));
+      if (n < 0 && errno() === os.constants.errno.EAGAIN) {
+        // Not queued yet (rtnetlink answers inside the send; this is only for safety): wait off the main thread.
+        n = await new Promise<number>((resolve, reject) => libc.recv.async(this.fd, this.answer, this.answer.length, 0, (err: unknown, r: number) => (err ? reject(err) : resolve(Number(r)))));
+      }
       if (n < 0) {
         if (errno() === os.constants.errno.EINTR) continue;
         throw new Error(`netlink receive: ${errnoNames.get(errno()) ?? errno()}`);
