@@ -7,8 +7,10 @@
  * endpoints of a local connection; the ipcache and policy lookups only for new connections or
  * after the endpoint's policy or the ipcache changed (include/judge.h). A workload's connection
  * to a service frontend that the socket hooks did not translate is translated here
- * (include/nat.h). In tunnel mode what goes to another node's endpoint is encapsulated here,
- * straight into the VXLAN device (include/forward.h); bpf/overlay.c receives it there. */
+ * (include/nat.h). What goes to another node's endpoint is forwarded here (include/forward.h):
+ * in tunnel mode encapsulated straight into the VXLAN device (bpf/overlay.c receives it there),
+ * in native routing with the fast path sent straight out of the underlay device (bpf/netdev.c
+ * receives it there). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -76,6 +78,17 @@ static __always_inline int deliver_remote(struct __sk_buff *skb, __u32 tunnel_if
 	return TC_ACT_SHOT;
 }
 
+/* The device packets to other nodes' endpoints are forwarded to by hand: the VXLAN device in
+ * tunnel mode, the underlay device in native routing with the fast path; 0: the stack routes. */
+static __always_inline __u32 remote_device(const struct datapath_config *cfg)
+{
+	if (!cfg)
+		return 0;
+	if (cfg->routing_mode == MB_ROUTING_TUNNEL)
+		return cfg->tunnel_ifindex;
+	return cfg->fast_path ? cfg->underlay_ifindex : 0;
+}
+
 SEC("tc")
 int from_endpoint(struct __sk_buff *skb)
 {
@@ -95,12 +108,16 @@ int from_endpoint(struct __sk_buff *skb)
 	 * route checks of a new connection find their own way. */
 	struct endpoint_info *dst = cfg && cfg->fast_path ? bpf_map_lookup_elem(&mb_lxc, &daddr) : NULL;
 	__be32 node = 0;
-	__u32 tunnel_ifindex = cfg && cfg->routing_mode == MB_ROUTING_TUNNEL ? cfg->tunnel_ifindex : 0;
-	int rc = judge(skb, cfg, ep, MB_DIR_EGRESS, &p, 0, now, &c, 0, &dst, tunnel_ifindex ? &node : NULL);
+	/* One value, not one per mode, carried across judge(): two doubled the states the verifier
+	 * explores for this program, past its limit. */
+	__u32 remote_ifindex = remote_device(cfg);
+	int rc = judge(skb, cfg, ep, MB_DIR_EGRESS, &p, 0, now, &c, 0, &dst, remote_ifindex ? &node : NULL);
 	if (rc != TC_ACT_OK)
 		return rc;
+	if (node && cfg->routing_mode == MB_ROUTING_TUNNEL)
+		return deliver_remote(skb, remote_ifindex, ep, &p, now, node);
 	if (node)
-		return deliver_remote(skb, tunnel_ifindex, ep, &p, now, node);
+		return forward_to_node(skb, node, remote_ifindex);
 	return deliver_local(skb, cfg, ep, &p, now, &c, dst);
 }
 

@@ -29,7 +29,7 @@ import { nodeIp } from './cluster/node-ip.js';
 import { claimPodCidr, type ClusterPool } from './cluster/cluster-pool.js';
 import { SharedIpcache } from './cluster/shared-ipcache.js';
 import { NETDEV_PROGRAMS, OVERLAY_PROGRAMS } from './datapath/device-programs.js';
-import { disableMasquerade, enableMasquerade, type MasqueradeState } from './cluster/masquerade.js';
+import { disableUnderlay, enableUnderlay, type UnderlayState } from './cluster/underlay.js';
 import { disableTunnel, enableTunnel, TUNNEL_DEVICE, type TunnelState } from './cluster/overlay.js';
 import { NodeRouting } from './cluster/routing.js';
 import { endpointMtu, underlayMtu } from './cluster/mtu.js';
@@ -274,12 +274,13 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
   } else if (await disableTunnel(nl, datapath)) {
     log.info({ device: TUNNEL_DEVICE }, 'no tunnel mode: the tunnel device of an earlier run removed');
   }
-  let masquerade: MasqueradeState | undefined;
-  if (opts.masquerade ?? registry !== undefined) {
+  const underlayJobs = { masquerade: opts.masquerade ?? registry !== undefined, nativeRouting: registry !== undefined && opts.routingMode === 'native' };
+  let underlay: UnderlayState | undefined;
+  if (underlayJobs.masquerade || underlayJobs.nativeRouting) {
     if (!underlayIp) throw new StartupError('--enable-bpf-masquerade true needs an address for the node: give one with --node-ip');
-    masquerade = await enableMasquerade(nl, datapath, underlayIp, opts.bpfObjectDir, log);
+    underlay = await enableUnderlay(nl, datapath, underlayIp, opts.bpfObjectDir, underlayJobs, log);
   } else {
-    disableMasquerade(datapath);
+    disableUnderlay(datapath);
   }
   const routing = registry ? new NodeRouting(nl, { nodeName: opts.nodeName, mode: opts.routingMode, routerIp: ipam.router, device: TUNNEL_DEVICE, mtu: mtu! }, log) : undefined;
   const manager = new EndpointManager({ nodeName: opts.nodeName, cluster: opts.cluster, ipam, stateDir: opts.stateDir, ...(mtu ? { mtu } : {}) }, store, nl, datapath, log);
@@ -309,7 +310,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       policyPending = true;
       setImmediate(() => void serial(() => ((policyPending = false), reconciler.policyChanged('cluster identities changed'))).catch((err) => log.error({ err: errorMessage(err) }, 'policy not recomputed after an identity change')));
     };
-    const shared = new SharedIpcache(kv, opts.cluster, opts.nodeName, opts.routingMode === 'tunnel', log);
+    const shared = new SharedIpcache(kv, opts.cluster, opts.nodeName, log);
     reconciler.remote = shared;
     registry.listener = {
       nodeChanged: (n) => (shared.nodeChanged(n), void routing?.nodeChanged(n)),
@@ -441,13 +442,16 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
             [ENDPOINT_OBJECT]: datapath.objectVersion,
             [SOCK_OBJECT]: lb.objectVersion,
             ...(tunnel ? { [OVERLAY_PROGRAMS.object]: tunnel.overlay.objectVersion } : {}),
-            ...(masquerade ? { [NETDEV_PROGRAMS.object]: masquerade.programs.objectVersion } : {}),
+            ...(underlay ? { [NETDEV_PROGRAMS.object]: underlay.programs.objectVersion } : {}),
           },
           programsAdopted: datapath.programsAdopted,
         },
         kvstore: kv ? { backend: 'etcd', ...kv.status() } : { backend: 'embedded' },
         cluster: { nodes: clusterNodes().length, healthy: clusterNodes().filter((n) => n.health === 'ok').length },
-        routing: { ...(registry ? { mode: opts.routingMode } : {}), ...(masquerade ? { masquerade: { device: masquerade.device, address: masquerade.address } } : {}) },
+        routing: {
+          ...(registry ? { mode: opts.routingMode, hostRouting: opts.fastPath ? 'BPF' : 'Legacy' } : {}),
+          ...(underlay?.masquerade ? { masquerade: { device: underlay.device, address: underlay.address } } : {}),
+        },
       };
     });
   // Diagnostics: a full garbage collection when the agent runs with node's --expose-gc (the
@@ -536,7 +540,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       await api.close();
       datapath.close(); // links stay pinned: traffic keeps flowing while the agent is away
       tunnel?.overlay.close(); // the device, its links and the routes stay too
-      masquerade?.programs.close(); // its links and the NAT table stay: connections to the outside live on
+      underlay?.programs.close(); // its links and the NAT table stay: connections through the device live on
       lb.close();
       registry?.stop();
       cluster?.stop();

@@ -1,7 +1,8 @@
 /* Forwarding by hand, around the node's routing stack: one routed hop (the TTL), then either
- * straight into a local endpoint's namespace (bpf_redirect_peer) or into the overlay (a tunnel
+ * straight into a local endpoint's namespace (bpf_redirect_peer), into the overlay (a tunnel
  * key for the VXLAN device: the sender's security identity in the VNI, the hosting node as the
- * outer destination; the device encapsulates).
+ * outer destination; the device encapsulates), or in native routing out of the underlay device
+ * to the hosting node (bpf_redirect_neigh: the kernel's neighbour entry gives the MACs).
  * API: callers judge the packet first, and leave a packet whose TTL would expire (ttl <= 1) to
  * the stack, which answers it with ICMP time exceeded.
  * Verifier note (measured with the overlay prototype on this kernel): every call of
@@ -71,6 +72,21 @@ static __always_inline int forward_to_overlay(struct __sk_buff *skb, __u32 ident
 	if (forward_tunnel_key(skb, identity, node) < 0)
 		return -1;
 	return bpf_redirect(tunnel_ifindex, 0);
+}
+
+/* Native routing, from an endpoint: one hop, then out of the underlay device `ifindex` to the
+ * node `node` (network order) hosting the destination, as the agent's route to that node's pod
+ * CIDR would send it; the neighbour subsystem resolves the node's MAC (and queues the packet
+ * while it asks). Returns the program's verdict. */
+static __always_inline int forward_to_node(struct __sk_buff *skb, __be32 node, __u32 ifindex)
+{
+	if (forward_hop(skb) < 0)
+		return TC_ACT_OK;
+	struct bpf_redir_neigh nh;
+	__builtin_memset(&nh, 0, sizeof(nh));
+	nh.nh_family = 2; /* AF_INET */
+	nh.ipv4_nh = node;
+	return bpf_redirect_neigh(ifindex, &nh, sizeof(nh), 0);
 }
 
 #endif

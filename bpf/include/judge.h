@@ -5,7 +5,7 @@
  * carries.
  * Per packet: one CT lookup; the ipcache and policy lookups only for new connections, or after
  * the endpoint's policy or the ipcache changed (a tracked connection remembers its peer's
- * identity, and in tunnel mode the node the peer is reached through). */
+ * identity, and the node the peer is reached through when it is another node's). */
 #ifndef MEMBRANE_JUDGE_H
 #define MEMBRANE_JUDGE_H
 
@@ -77,6 +77,16 @@ static __always_inline int routed_to_endpoint(const struct datapath_config *cfg,
 	return cfg && !cfg->fast_path && bpf_map_lookup_elem(&mb_lxc, &daddr);
 }
 
+/* Where a packet for another node leaves: to-overlay (tunnel mode) or to-network (native). By
+ * arithmetic, not a branch: a branch here doubled the states the verifier explores for
+ * from_endpoint, past its limit. */
+static __always_inline __u8 remote_point(const struct datapath_config *cfg)
+{
+	_Static_assert(MB_ROUTING_TUNNEL == 1 && MB_ROUTING_NATIVE == 0, "routing modes are one bit");
+	__u32 mode = cfg ? cfg->routing_mode : MB_ROUTING_TUNNEL;
+	return MB_TRACE_TO_NETWORK - (MB_TRACE_TO_NETWORK - MB_TRACE_TO_OVERLAY) * (mode & 1);
+}
+
 /* Records what the side just judged learnt of the overlay: the peer's node when it looked it up
  * (egress in tunnel mode), otherwise that nothing is known, so what an earlier judgement learnt
  * never outlives the revision it was learnt at. */
@@ -97,8 +107,9 @@ static __always_inline void ct_note_tunnel(struct ct_value *v, int known, __be32
  * endpoint's, or the VNI's); 0: from connection tracking or the ipcache.
  * For the egress direction `*local_dst` is the local endpoint the packet is addressed to (NULL:
  * none, or not looked up because the fast path is off), kept true across a service translation.
- * `tunnel` (egress in tunnel mode only) receives the node to encapsulate the packet to: 0 when
- * it is not for the overlay, or its TTL leaves it to the stack.
+ * `tunnel` (egress only, when the caller forwards to other nodes by hand: tunnel mode, or native
+ * routing with the fast path) receives the node hosting the destination: 0 when it is not
+ * another node's, or its TTL leaves it to the stack.
  * `cfg` is the datapath config, looked up once per program run.
  * Returns TC_ACT_OK to let the packet go on, TC_ACT_SHOT when it was dropped (and reported). */
 static __always_inline int judge(struct __sk_buff *skb, const struct datapath_config *cfg, struct endpoint_info *ep, __u8 dir,
@@ -146,8 +157,8 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 			remote_identity = peer ? peer->identity : MB_IDENTITY_WORLD;
 		}
 	}
-	/* Tunnel mode, towards another node's endpoint: the node comes with the identity, from the
-	 * same source (the connection, or the ipcache). Not for a local destination. */
+	/* Towards another node's endpoint (forwarded by hand): the node comes with the identity,
+	 * from the same source (the connection, or the ipcache). Not for a local destination. */
 	int want_tunnel = tunnel && local_dst && !*local_dst;
 	__be32 to_node = 0;
 	if (want_tunnel) {
@@ -223,12 +234,13 @@ static __always_inline int judge(struct __sk_buff *skb, const struct datapath_co
 		*tunnel = to_node;
 	/* Forwarded traffic is counted in its connection's CT entry (the agent sums those); the
 	 * counters map holds drops only: one map update less on every forwarded packet. What leaves
-	 * for another node is traced where it enters the overlay, as Cilium's to-overlay; what no
+	 * for another node is traced where it enters the overlay, as Cilium's to-overlay, or (native
+	 * routing) where it is sent out of the underlay device, as Cilium's to-network; what no
 	 * endpoint here receives (the outside, routed peers) where it is handed to the stack, as
 	 * Cilium's to-stack, since no delivery side traces it. */
 	__u8 point = MB_TRACE_TO_ENDPOINT;
 	if (dir == MB_DIR_EGRESS)
-		point = to_node ? MB_TRACE_TO_OVERLAY : local_dst && !*local_dst && !routed_to_endpoint(cfg, p) ? MB_TRACE_TO_STACK : MB_TRACE_FROM_ENDPOINT;
+		point = to_node ? remote_point(cfg) : local_dst && !*local_dst && !routed_to_endpoint(cfg, p) ? MB_TRACE_TO_STACK : MB_TRACE_FROM_ENDPOINT;
 	if (trace_wanted(cfg, ct, is_reply, p->tcp_flags, point, now)) {
 		ev.type = MB_EVENT_TRACE;
 		ev.subtype = point;

@@ -216,6 +216,9 @@ struct datapath_config {
 	/* BPF masquerading: the node's underlay address that endpoints' traffic leaving the cluster
 	 * is translated to (0: off). */
 	__be32 snat_ipv4;
+	/* Native routing: the underlay device that packets to other nodes' endpoints are forwarded
+	 * out of, and packets to local endpoints are delivered from, by hand (0: the stack routes). */
+	__u32 underlay_ifindex;
 };
 
 /* BPF masquerading's NAT table (mb_snat): two entries per translated connection. OUT is keyed by
@@ -245,8 +248,9 @@ enum mb_snat_direction {
 	MB_SNAT_IN = 1,
 };
 
-/* Between nodes (DESIGN.md §3.13). Native: the node's routes carry packets to the other nodes'
- * pod CIDRs and receivers classify by the ipcache. Tunnel: packets to an address whose ipcache
+/* Between nodes (DESIGN.md §3.13). Native: packets to the other nodes' endpoints go to the
+ * hosting node's underlay address without encapsulation (forwarded by hand with the fast path,
+ * else by the node's routes) and receivers classify by the ipcache. Tunnel: packets to an address whose ipcache
  * entry names a tunnel endpoint are encapsulated in VXLAN to that node, the sender's security
  * identity in the VNI. */
 enum mb_routing_mode {
@@ -397,6 +401,7 @@ enum mb_trace_point {
 	MB_TRACE_TO_STACK = 3,     /* an endpoint's packet handed to the node's stack (out of the cluster, or routed) */
 	MB_TRACE_TO_OVERLAY = 4,   /* encapsulated towards another node */
 	MB_TRACE_FROM_ENDPOINT = 5,
+	MB_TRACE_TO_NETWORK = 11,  /* native routing: forwarded by hand out of the node's underlay device */
 };
 
 /* Hubble's Verdict numbers. */

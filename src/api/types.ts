@@ -90,10 +90,12 @@ export interface Status {
   /** The cluster's nodes as this agent sees them (just this one without a kvstore). */
   cluster: { nodes: number; healthy: number };
   /**
-   * How traffic leaves the node: to other nodes' endpoints (routing mode, in a cluster), and out
-   * of the cluster (BPF masquerading to `address` on `device`, or none).
+   * How traffic leaves the node: to other nodes' endpoints (routing mode, in a cluster, and host
+   * routing as Cilium names it: BPF when the datapath forwards between nodes and endpoints by
+   * hand, Legacy when the node's stack routes), and out of the cluster (BPF masquerading to
+   * `address` on `device`, or none).
    */
-  routing: { mode?: 'tunnel' | 'native'; masquerade?: { device: string; address: string } };
+  routing: { mode?: 'tunnel' | 'native'; hostRouting?: 'BPF' | 'Legacy'; masquerade?: { device: string; address: string } };
 }
 
 export interface ApiErrorBody {

@@ -5,7 +5,7 @@ import { outputOption, type CliContext } from './context.js';
 import { parseFormat, print, renderKeyValues } from './output.js';
 
 function routingText(r: Status['routing']): string {
-  const between = r.mode ? `${r.mode} between nodes` : 'one node';
+  const between = r.mode ? `${r.mode} between nodes (host routing ${r.hostRouting})` : 'one node';
   return `${between}; out of the cluster ${r.masquerade ? `masqueraded to ${r.masquerade.address} in eBPF (on ${r.masquerade.device})` : 'not masqueraded'}`;
 }
 

@@ -3,7 +3,8 @@
  * and follows everyone's. What it learns of other nodes — their endpoints (address, identity,
  * hosting node, and the namespace, name and labels that flows show), their underlay addresses
  * (remote-node) and their pod CIDRs — becomes ipcache entries through the reconciler, with the
- * hosting node as tunnel endpoint in tunnel mode.
+ * hosting node as tunnel endpoint: the node the datapath encapsulates to in tunnel mode, and
+ * forwards to by hand in native routing.
  *
  * Publishing diffs against what this node last wrote (seeded from etcd at start, so an endpoint
  * deleted while the agent was down is withdrawn); entries are small JSON objects, one key each,
@@ -83,8 +84,6 @@ export class SharedIpcache implements RemoteSource {
     private readonly kv: EtcdStore,
     private readonly cluster: string,
     private readonly self: string,
-    /** Tunnel mode: remote peers are reached by encapsulating to their node. */
-    private readonly tunnel: boolean,
     private readonly log: Logger,
   ) {}
 
@@ -162,7 +161,7 @@ export class SharedIpcache implements RemoteSource {
     this.peerPrefixes = undefined;
     const keep = new Set(this.nodePeers(node).map((p) => p.prefix));
     const removed = old ? this.nodePeers(old).map((p) => p.prefix).filter((p) => !keep.has(p)) : [];
-    // The node's endpoints wait for their node to be known (to tunnel to it) and follow its address.
+    // The node's endpoints wait for their node to be known (to forward to it) and follow its address.
     const moved = !old || old.ip !== node.ip ? [...this.remote.values()].filter((e) => e.node === node.name).map((e) => this.endpointPeer(e)!) : [];
     this.listener?.(`node ${node.name} changed`, [...this.nodePeers(node), ...moved], removed);
   }
@@ -202,20 +201,18 @@ export class SharedIpcache implements RemoteSource {
   }
 
   private nodePeers(node: ClusterNode): RemotePeer[] {
-    const tunnel = this.tunnel ? { tunnelEndpoint: node.ip } : {};
     return [
       { prefix: `${node.ip}/32`, identity: IDENTITY_REMOTE_NODE },
       // The node's router address (the first of its pod CIDR) is the node too, reached like its pods.
-      { prefix: `${routerOf(node.podCIDR)}/32`, identity: IDENTITY_REMOTE_NODE, ...tunnel },
+      { prefix: `${routerOf(node.podCIDR)}/32`, identity: IDENTITY_REMOTE_NODE, tunnelEndpoint: node.ip },
       // Addresses of the node's pod CIDR that no endpoint holds yet still go to that node.
-      { prefix: node.podCIDR, identity: IDENTITY_WORLD, ...tunnel },
+      { prefix: node.podCIDR, identity: IDENTITY_WORLD, tunnelEndpoint: node.ip },
     ];
   }
 
-  /** An endpoint's entry; undefined while its node is not known (no address to tunnel to). */
+  /** An endpoint's entry; undefined while its node is not known (no address to forward to). */
   private endpointPeer(e: SharedEndpoint): RemotePeer | undefined {
     const node = this.nodes.get(e.node);
-    if (this.tunnel && !node) return undefined;
-    return { prefix: `${e.ip}/32`, identity: e.identity, ...(this.tunnel && node ? { tunnelEndpoint: node.ip } : {}) };
+    return node && { prefix: `${e.ip}/32`, identity: e.identity, tunnelEndpoint: node.ip };
   }
 }

@@ -106,6 +106,7 @@ export const datapathConfig = defineStruct('datapath_config', [
   ['routing_mode', 'u32'],
   ['tunnel_ifindex', 'u32'],
   ['snat_ipv4', 'ipv4'],
+  ['underlay_ifindex', 'u32'],
 ] as const);
 
 export const flowEvent = defineStruct('flow_event', [
@@ -317,6 +318,7 @@ export const TRACE_POINT = {
   TO_STACK: 3,
   TO_OVERLAY: 4,
   FROM_ENDPOINT: 5,
+  TO_NETWORK: 11,
 } as const;
 
 export const VERDICT = {

@@ -48,10 +48,12 @@ export interface DesiredDatapath {
 export type PolicyMapEntry = StructEntry<typeof policyKey, typeof policyValue>;
 
 /**
- * How traffic leaves the node: ROUTING_MODE, the VXLAN device's ifindex in tunnel mode, and the
- * address endpoints' traffic leaving the cluster is masqueraded to ('0.0.0.0': none).
+ * How traffic leaves the node: ROUTING_MODE, the VXLAN device's ifindex in tunnel mode, the
+ * address endpoints' traffic leaving the cluster is masqueraded to ('0.0.0.0': none), and in
+ * native routing the underlay device that traffic between nodes is forwarded through by hand
+ * (0: by the node's routes).
  */
-export type Routing = Pick<StructValue<typeof datapathConfig>, 'routing_mode' | 'tunnel_ifindex' | 'snat_ipv4'>;
+export type Routing = Pick<StructValue<typeof datapathConfig>, 'routing_mode' | 'tunnel_ifindex' | 'snat_ipv4' | 'underlay_ifindex'>;
 
 export interface DatapathChange {
   upsert: DesiredDatapath;
@@ -118,6 +120,7 @@ export class Datapath {
       routing_mode: realized?.routing_mode ?? ROUTING_MODE.NATIVE,
       tunnel_ifindex: realized?.tunnel_ifindex ?? 0,
       snat_ipv4: realized?.snat_ipv4 ?? '0.0.0.0',
+      underlay_ifindex: realized?.underlay_ifindex ?? 0,
     };
   }
 
@@ -280,10 +283,6 @@ export class Datapath {
   configureRouting(routing: Partial<Routing>): void {
     this.settings = { ...this.settings, ...routing };
     this.config.set({ index: 0 }, this.settings);
-  }
-
-  get routing(): Routing {
-    return { routing_mode: this.settings.routing_mode, tunnel_ifindex: this.settings.tunnel_ifindex, snat_ipv4: this.settings.snat_ipv4 };
   }
 
   /**

@@ -5,7 +5,7 @@
 
 export type Verdict = 'VERDICT_UNKNOWN' | 'FORWARDED' | 'DROPPED' | 'ERROR' | 'AUDIT' | 'REDIRECTED' | 'TRACED' | 'TRANSLATED';
 export type TrafficDirection = 'TRAFFIC_DIRECTION_UNKNOWN' | 'INGRESS' | 'EGRESS';
-export type ObservationPoint = 'UNKNOWN_POINT' | 'TO_ENDPOINT' | 'FROM_ENDPOINT' | 'TO_STACK' | 'FROM_STACK' | 'TO_OVERLAY';
+export type ObservationPoint = 'UNKNOWN_POINT' | 'TO_ENDPOINT' | 'FROM_ENDPOINT' | 'TO_STACK' | 'FROM_STACK' | 'TO_OVERLAY' | 'TO_NETWORK';
 
 export interface TCPFlags {
   FIN?: boolean;

@@ -38,8 +38,9 @@ export interface NodeAddresses {
 
 /**
  * An address the cluster knows beyond this node, as the ipcache holds it: another node's
- * endpoint, another node's pod CIDR or underlay address. `tunnelEndpoint` is the node to
- * encapsulate to (tunnel mode); without it the packet is routed (native routing, or a node).
+ * endpoint, another node's pod CIDR or underlay address. `tunnelEndpoint` is the node hosting it,
+ * that the datapath encapsulates to (tunnel mode) or forwards to by hand (native routing);
+ * without it (a node's own address) the packet is routed by the node's stack.
  */
 export interface RemotePeer {
   prefix: string;

@@ -290,6 +290,19 @@ clusterDatapath('native', (ctx) => {
     assert.notEqual((await n0.execNode(['ip', 'link', 'show', 'dev', TUNNEL_DEVICE])).code, 0, 'no tunnel device');
   });
 
+  it('forwards between the nodes in eBPF: neither node routes a pod packet through its stack, traced to-network', async () => {
+    const { n0, n1, client, server } = ctx();
+    assert.equal((await n0.api.status()).routing.hostRouting, 'BPF');
+    const forwarded = async () => (await ipCounter(n0, 'ForwDatagrams')) + (await ipCounter(n1, 'ForwDatagrams'));
+    const before = await forwarded();
+    assert.ok(await n0.probe(client.netns, 'tcp', server.ipv4, PORT), 'client -> server over TCP');
+    assert.ok(await n0.ping(client.netns, server.ipv4), 'client pings server');
+    assert.ok(await n1.probe(server.netns, 'udp', client.ipv4, PORT), 'server -> client over UDP');
+    assert.equal(await forwarded(), before, 'pod packets were forwarded by a node\'s stack');
+    const out = (await flows(n0)).filter((f) => f.IP?.source === client.ipv4 && f.IP.destination === server.ipv4 && f.l4?.ICMPv4);
+    assert.ok(out.some((f) => f.trace_observation_point === 'TO_NETWORK'), `no to-network trace: ${JSON.stringify(out.map((f) => f.trace_observation_point))}`);
+  });
+
   it("removes a node's route once it left the cluster (its lease expired)", async () => {
     const { cluster, n0, n1 } = ctx();
     await n1.killAgent('SIGKILL');

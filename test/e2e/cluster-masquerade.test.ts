@@ -193,7 +193,7 @@ spec:
     const table = await n0.cli('bpf', 'nat', 'list');
     assert.match(table.stdout, /PROTO\s+DIRECTION\s+SOURCE\s+DESTINATION\s+TRANSLATED/);
     const status = await n0.cliJson<Status>('status');
-    assert.deepEqual(status.routing, { mode: 'tunnel', masquerade: { device: 'eth0', address: cluster.nodeIp(0) } });
+    assert.deepEqual(status.routing, { mode: 'tunnel', hostRouting: 'BPF', masquerade: { device: 'eth0', address: cluster.nodeIp(0) } });
     assert.ok(status.datapath.objects['netdev.o'], 'the masquerading object is listed');
   });
 
