@@ -9,8 +9,8 @@
  * to a service frontend that the socket hooks did not translate is translated here
  * (include/nat.h). What goes to another node's endpoint is forwarded here (include/forward.h):
  * in tunnel mode encapsulated straight into the VXLAN device (bpf/overlay.c receives it there),
- * in native routing with the fast path sent straight out of the underlay device (bpf/netdev.c
- * receives it there). */
+ * in native routing with the fast path sent straight out of the underlay device to its node,
+ * whose stack routes it to the endpoint (see forward_to_node). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>

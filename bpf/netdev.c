@@ -1,17 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Programs on the node's underlay device (the one holding its address), attached with tcx, for
- * BPF masquerading (include/snat.h) and native routing's delivery:
+ * BPF masquerading (include/snat.h):
  *   to_netdev:   tcx egress: a local endpoint's packet leaving the cluster gets the node's
  *                address (and a free port) as its source;
  *   from_netdev: tcx ingress: a reply to such a packet gets the endpoint's address and port
  *                back, then goes on through the node's stack to the endpoint, whose program
- *                judges it as the reply of the connection it tracked. In native routing with
- *                the fast path, a packet another node sent to a local endpoint is judged for
- *                that endpoint's ingress (the peer classified through the ipcache) and
- *                delivered straight into its namespace, as bpf/overlay.c does in tunnel mode.
- * Masquerading does nothing while datapath_config.snat_ipv4 is 0, delivery while
- * underlay_ifindex is; both pass everything that is not theirs (the node's own traffic, the
- * overlay's) untouched. */
+ *                judges it as the reply of the connection it tracked.
+ * Both do nothing while datapath_config.snat_ipv4 is 0, and pass everything that is not theirs
+ * (the node's own traffic, the overlay's, other nodes' pods in native routing) untouched. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -21,7 +17,6 @@
 #include "include/parse.h"
 #include "include/judge.h"
 #include "include/snat.h"
-#include "include/forward.h"
 
 SEC("tc")
 int to_netdev(struct __sk_buff *skb)
@@ -55,39 +50,18 @@ int to_netdev(struct __sk_buff *skb)
 	return TC_ACT_SHOT;
 }
 
-/* Native routing: into local endpoint `dst`, judged for its ingress, around the node's stack
- * (which would route it there, and its to_endpoint program judge it, at greater cost). */
-static __always_inline int deliver_native(struct __sk_buff *skb, const struct datapath_config *cfg, struct endpoint_info *dst,
-					  struct packet *p)
-{
-	struct ct_conn c;
-	int rc = judge(skb, cfg, dst, MB_DIR_INGRESS, p, 0, datapath_now(cfg), &c, 0, NULL, NULL);
-	if (rc != TC_ACT_OK)
-		return rc;
-	return forward_to_endpoint(skb, dst);
-}
-
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
 	struct datapath_config *cfg = datapath_config();
-	if (!cfg)
-		return TC_ACT_OK;
-	int delivers = cfg->routing_mode == MB_ROUTING_NATIVE && cfg->fast_path && cfg->underlay_ifindex == skb->ifindex;
-	if (!cfg->snat_ipv4 && !delivers)
+	if (!cfg || !cfg->snat_ipv4)
 		return TC_ACT_OK;
 	struct packet p = {};
-	if (parse_packet(skb, &p) < 0)
+	if (parse_packet(skb, &p) < 0 || p.t.daddr != cfg->snat_ipv4)
 		return TC_ACT_OK;
-	__u32 daddr = p.t.daddr;
-	if (cfg->snat_ipv4 && daddr == cfg->snat_ipv4)
-		/* A packet that could not be rewritten would reach the node's stack for a port it
-		 * never opened: dropped (the endpoint's side retransmits). */
-		return snat_in(skb, &p) < 0 ? TC_ACT_SHOT : TC_ACT_OK;
-	if (!delivers || p.ttl <= 1)
-		return TC_ACT_OK; /* the stack sends the ICMP time exceeded */
-	struct endpoint_info *dst = bpf_map_lookup_elem(&mb_lxc, &daddr);
-	return dst ? deliver_native(skb, cfg, dst, &p) : TC_ACT_OK;
+	/* A packet that could not be rewritten would reach the node's stack for a port it never
+	 * opened: dropped (the endpoint's side retransmits). */
+	return snat_in(skb, &p) < 0 ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -442,7 +442,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
             [ENDPOINT_OBJECT]: datapath.objectVersion,
             [SOCK_OBJECT]: lb.objectVersion,
             ...(tunnel ? { [OVERLAY_PROGRAMS.object]: tunnel.overlay.objectVersion } : {}),
-            ...(underlay ? { [NETDEV_PROGRAMS.object]: underlay.programs.objectVersion } : {}),
+            ...(underlay?.masquerade ? { [NETDEV_PROGRAMS.object]: underlay.masquerade.programs.objectVersion } : {}),
           },
           programsAdopted: datapath.programsAdopted,
         },
@@ -450,7 +450,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
         cluster: { nodes: clusterNodes().length, healthy: clusterNodes().filter((n) => n.health === 'ok').length },
         routing: {
           ...(registry ? { mode: opts.routingMode, hostRouting: opts.fastPath ? 'BPF' : 'Legacy' } : {}),
-          ...(underlay?.masquerade ? { masquerade: { device: underlay.device, address: underlay.address } } : {}),
+          ...(underlay?.masquerade ? { masquerade: { device: underlay.device, address: underlay.masquerade.address } } : {}),
         },
       };
     });
@@ -540,7 +540,7 @@ export async function runAgent(opts: AgentOptions): Promise<{ stop: () => Promis
       await api.close();
       datapath.close(); // links stay pinned: traffic keeps flowing while the agent is away
       tunnel?.overlay.close(); // the device, its links and the routes stay too
-      underlay?.programs.close(); // its links and the NAT table stay: connections through the device live on
+      underlay?.masquerade?.programs.close(); // its links and the NAT table stay: connections to the outside live on
       lb.close();
       registry?.stop();
       cluster?.stop();

@@ -217,7 +217,7 @@ struct datapath_config {
 	 * is translated to (0: off). */
 	__be32 snat_ipv4;
 	/* Native routing: the underlay device that packets to other nodes' endpoints are forwarded
-	 * out of, and packets to local endpoints are delivered from, by hand (0: the stack routes). */
+	 * out of by hand (0: the stack routes them). */
 	__u32 underlay_ifindex;
 };
 
@@ -249,8 +249,8 @@ enum mb_snat_direction {
 };
 
 /* Between nodes (DESIGN.md §3.13). Native: packets to the other nodes' endpoints go to the
- * hosting node's underlay address without encapsulation (forwarded by hand with the fast path,
- * else by the node's routes) and receivers classify by the ipcache. Tunnel: packets to an address whose ipcache
+ * hosting node's underlay address without encapsulation (sent by hand with the fast path, else
+ * by the node's routes) and receivers classify by the ipcache. Tunnel: packets to an address whose ipcache
  * entry names a tunnel endpoint are encapsulated in VXLAN to that node, the sender's security
  * identity in the VNI. */
 enum mb_routing_mode {

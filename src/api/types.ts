@@ -91,9 +91,9 @@ export interface Status {
   cluster: { nodes: number; healthy: number };
   /**
    * How traffic leaves the node: to other nodes' endpoints (routing mode, in a cluster, and host
-   * routing as Cilium names it: BPF when the datapath forwards between nodes and endpoints by
-   * hand, Legacy when the node's stack routes), and out of the cluster (BPF masquerading to
-   * `address` on `device`, or none).
+   * routing as Cilium names it: BPF when endpoints' packets to other nodes leave by the
+   * datapath's hand, not the node's routing, Legacy when the node's stack routes them), and out
+   * of the cluster (BPF masquerading to `address` on `device`, or none).
    */
   routing: { mode?: 'tunnel' | 'native'; hostRouting?: 'BPF' | 'Legacy'; masquerade?: { device: string; address: string } };
 }

@@ -1,10 +1,10 @@
-/* The programs on the interface holding the node's underlay address (bpf/netdev.c), for two
- * jobs: BPF masquerading (traffic leaving the cluster takes the node's address), and in native
- * routing, forwarding between nodes by hand (endpoints' packets to other nodes' endpoints go
- * straight out of this device; theirs to local endpoints come straight in, around the node's
- * routing stack, as the overlay programs do in tunnel mode). Like the overlay's, the links are
- * adopted by a restarted agent and the NAT table is a pinned map, so connections survive a
- * restart. Turned off, the datapath stops using the device first, then the programs leave it. */
+/* The interface holding the node's underlay address, for two jobs: BPF masquerading (traffic
+ * leaving the cluster takes the node's address, by the programs of bpf/netdev.c on it), and in
+ * native routing the device that endpoints' packets to other nodes' endpoints are sent out of
+ * by hand (from_endpoint, around the sending node's routing stack; no program on the device).
+ * Like the overlay's, the masquerading links are adopted by a restarted agent and the NAT table
+ * is a pinned map, so connections to the outside survive a restart. Turned off, the datapath
+ * stops using the device first, then the programs leave it. */
 import type { Logger } from 'pino';
 import type { Datapath } from '../datapath/datapath.js';
 import { DevicePrograms, NETDEV_PROGRAMS } from '../datapath/device-programs.js';
@@ -13,27 +13,29 @@ import { underlayDevice } from './node-ip.js';
 
 export interface UnderlayJobs {
   masquerade: boolean;
-  /** Native routing: forward between nodes by hand. */
+  /** Native routing: send to other nodes by hand. */
   nativeRouting: boolean;
 }
 
-export interface UnderlayState extends UnderlayJobs {
-  programs: DevicePrograms;
+export interface UnderlayState {
   device: string;
-  /** The node address: the one endpoints' traffic leaves the cluster with when masquerading. */
-  address: string;
-  linksAdopted: boolean;
+  /** The masquerading programs, and the address endpoints' traffic leaves the cluster with. */
+  masquerade?: { programs: DevicePrograms; address: string; linksAdopted: boolean };
 }
 
-/** The programs on the underlay device first, then the datapath told what to use them for. */
+/** The programs on the underlay device first (when masquerading), then the datapath told what to use it for. */
 export async function enableUnderlay(nl: Netlink, datapath: Datapath, nodeIp: string, objectDir: string, jobs: UnderlayJobs, log: Logger): Promise<UnderlayState> {
   const device = await underlayDevice(nl, nodeIp);
-  const programs = DevicePrograms.load(datapath, objectDir, NETDEV_PROGRAMS);
-  const linksAdopted = programs.attach(device.ifindex);
-  datapath.configureRouting({ snat_ipv4: jobs.masquerade ? nodeIp : '0.0.0.0', underlay_ifindex: jobs.nativeRouting ? device.ifindex : 0 });
-  if (jobs.masquerade) log.info({ device: device.name, address: nodeIp, linksAdopted }, 'BPF masquerading: traffic leaving the cluster takes the node address');
-  if (jobs.nativeRouting) log.info({ device: device.name, linksAdopted }, 'native routing: traffic between nodes is forwarded through the underlay device in eBPF');
-  return { ...jobs, programs, device: device.name, address: nodeIp, linksAdopted };
+  let masquerade: UnderlayState['masquerade'];
+  if (jobs.masquerade) {
+    const programs = DevicePrograms.load(datapath, objectDir, NETDEV_PROGRAMS);
+    masquerade = { programs, address: nodeIp, linksAdopted: programs.attach(device.ifindex) };
+    log.info({ device: device.name, address: nodeIp, linksAdopted: masquerade.linksAdopted }, 'BPF masquerading: traffic leaving the cluster takes the node address');
+  }
+  datapath.configureRouting({ snat_ipv4: masquerade ? nodeIp : '0.0.0.0', underlay_ifindex: jobs.nativeRouting ? device.ifindex : 0 });
+  if (!masquerade) DevicePrograms.detach(datapath.bpffsDir, NETDEV_PROGRAMS);
+  if (jobs.nativeRouting) log.info({ device: device.name }, 'native routing: endpoints\' traffic to other nodes is sent out of the underlay device in eBPF');
+  return { device: device.name, ...(masquerade ? { masquerade } : {}) };
 }
 
 export function disableUnderlay(datapath: Datapath): void {
